@@ -1,0 +1,348 @@
+"""Consumer: one outgoing copy of a Producer to one subscriber (RFC 7667 §3.7 media-switching
+mixer / SFU topology).
+
+Per packet a Consumer only rewrites the 12-byte RTP header (SSRC, sequence number, timestamp,
+payload type, RFC 3550 §5.1) and the header-extension block (the subscriber's negotiated ids
+and its mid, RFC 8285 and RFC 8843), then hands the packet to its transport, which
+SRTP-protects and sends it synchronously. There is no per-consumer task, queue or RtpPacket
+object on this path. Sequence/timestamp continuity across pauses and producer restarts is the
+:class:`sfu.rtp.munger.RtpMunger`'s job (mediasoup ``SeqManager``, LiveKit ``rtpmunger``).
+
+Video consumers keep a retransmission buffer of the packets they sent and answer the
+subscriber's NACKs from it, as RTX (RFC 4588) when negotiated.
+"""
+
+from __future__ import annotations
+
+import secrets
+import struct
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
+
+from sfu import _aiortc_adapter as adapter
+from sfu.codecs import CodecInfo, match_codec
+from sfu.errors import UnsupportedCodecError
+from sfu.rtp.munger import RtpMunger
+from sfu.rtp.rtx_buffer import RetransmissionBuffer, rtx_wrap
+
+if TYPE_CHECKING:
+    from aiortc import RTCRtpTransceiver
+
+    from sfu.producer import Producer
+    from sfu.transport import WebRtcTransport
+
+_HDR = struct.Struct("!BBHII")
+_NTP_FRACTION = 1 << 32
+
+
+def _one_byte_ext(mid_id: int, mid: bytes, extra_id: int, extra_len: int) -> tuple[bytes, bytes]:
+    """(prefix, padding) of an RFC 8285 one-byte extension block holding the mid element and,
+    when ``extra_id``, one more element of ``extra_len`` bytes placed between them."""
+    body = 0
+    prefix_elems = b""
+    if mid_id and mid:
+        prefix_elems = bytes([(mid_id << 4) | (len(mid) - 1)]) + mid
+        body += len(prefix_elems)
+    if extra_id:
+        body += 1 + extra_len
+    words = (body + 3) // 4
+    pad = b"\x00" * (words * 4 - body)
+    prefix = struct.pack("!HH", 0xBEDE, words) + prefix_elems
+    if extra_id:
+        prefix += bytes([(extra_id << 4) | (extra_len - 1)])
+    return prefix, pad
+
+
+class Consumer:
+    """One producer forwarded to one subscriber transport.
+
+    Attributes:
+        id: consumer id (``CO_...``).
+        producer: the :class:`Producer` it copies.
+        transport: the subscriber's :class:`WebRtcTransport`.
+        transceiver: the aiortc transceiver (our m-line) carrying it.
+        ssrc, rtx_ssrc: our SSRCs on the subscriber's transport (announced in SDP).
+        mid: the m-line's mid once negotiated.
+        codec: the codec with the payload types negotiated on the subscriber's transport.
+        paused: subscriber-side pause; ``active`` is True only when negotiated, connected and
+            neither side is paused.
+        packets_sent, bytes_sent (payload bytes), retransmissions, keyframe_requests: counters.
+    """
+
+    __slots__ = (
+        "_extra_id",
+        "_last_in_ts",
+        "_on_close",
+        "_plain_prefix",
+        "_pt",
+        "_send_rtp",
+        "_x_pad",
+        "_x_prefix",
+        "active",
+        "bytes_sent",
+        "closed",
+        "codec",
+        "id",
+        "keyframe_requests",
+        "kind",
+        "mid",
+        "munger",
+        "packets_sent",
+        "paused",
+        "producer",
+        "retransmissions",
+        "rtx_buffer",
+        "rtx_seq",
+        "rtx_ssrc",
+        "ssrc",
+        "transceiver",
+        "transport",
+        "wait_keyframe",
+    )
+
+    def __init__(
+        self,
+        producer: Producer,
+        transport: WebRtcTransport,
+        transceiver: RTCRtpTransceiver,
+        *,
+        nack_buffer_packets: int = 512,
+    ) -> None:
+        self.id = "CO_" + secrets.token_urlsafe(9)
+        self.producer = producer
+        self.transport = transport
+        self.transceiver = transceiver
+        self.kind = producer.kind
+        self.ssrc, self.rtx_ssrc = adapter.sender_ssrcs(transceiver)
+        self.mid: str | None = None
+        self.codec: CodecInfo | None = None
+        self.paused = False
+        self.active = False
+        self.closed = False
+        self.munger = RtpMunger()
+        self.rtx_buffer: RetransmissionBuffer[bytes] | None = (
+            RetransmissionBuffer(nack_buffer_packets) if self.kind == "video" else None
+        )
+        self.rtx_seq = secrets.randbits(15)
+        self.wait_keyframe = self.kind == "video"
+        self.packets_sent = 0
+        self.bytes_sent = 0
+        self.retransmissions = 0
+        self.keyframe_requests = 0
+        self._pt = 0
+        self._send_rtp: Callable[[bytes], None] | None = None
+        self._plain_prefix: bytes | None = None
+        self._x_prefix = b""
+        self._x_pad = b""
+        self._extra_id = 0
+        self._last_in_ts = 0
+        self._on_close: list[Callable[[Consumer], None]] = []
+
+    # -- negotiation ---------------------------------------------------------------------------
+
+    def on_negotiated(self, rtp: adapter.NegotiatedRtp, raw: adapter.RawRtpTransport) -> None:
+        """The m-line is negotiated and its transport connected: learn the payload types and
+        header extension ids, then start forwarding (video waits for a keyframe, requested).
+
+        Raises:
+            UnsupportedCodecError: when the subscriber did not accept the producer's codec.
+        """
+        producer_codec = self.producer.codec
+        if producer_codec is None:
+            raise UnsupportedCodecError("producer has no codec yet")
+        codec = match_codec(rtp.codecs, producer_codec)
+        if codec is None:
+            raise UnsupportedCodecError(
+                f"subscriber did not accept {producer_codec.mime_type} for {self.producer.id}"
+            )
+        first = self.codec is None
+        self.codec = codec
+        self.mid = rtp.mid
+        self._pt = codec.payload_type
+        self._send_rtp = raw.send_rtp
+        mid_id = rtp.header_extensions.get(adapter.URI_MID, 0)
+        mid = rtp.mid.encode()
+        if not 1 <= len(mid) <= 16:
+            mid_id = 0
+        if self.kind == "audio":
+            extra_id, extra_len = rtp.header_extensions.get(adapter.URI_AUDIO_LEVEL, 0), 1
+        else:
+            extra_id, extra_len = rtp.header_extensions.get(adapter.URI_ABS_SEND_TIME, 0), 3
+        self._extra_id = extra_id
+        if mid_id or extra_id:
+            self._plain_prefix, plain_pad = _one_byte_ext(mid_id, mid, 0, 0)
+            self._plain_prefix += plain_pad
+            if not mid_id:
+                self._plain_prefix = None
+            self._x_prefix, self._x_pad = _one_byte_ext(mid_id, mid, extra_id, extra_len)
+        else:
+            self._plain_prefix = None
+        self._update_active()
+        if first and self.kind == "video":
+            self.request_keyframe()
+
+    def _update_active(self) -> None:
+        self.active = (
+            self._send_rtp is not None
+            and not self.closed
+            and not self.paused
+            and not self.producer.paused
+        )
+
+    # -- the hot path --------------------------------------------------------------------------
+
+    def forward(
+        self,
+        marker: bool,
+        seq: int,
+        ts: int,
+        payload: bytes,
+        extra: bytes | None,
+        keyframe: bool,
+    ) -> None:
+        """Rewrite one producer packet for this subscriber and send it.
+
+        ``seq`` (16-bit) and ``ts`` (32-bit, RTP clock ticks) are the producer's; ``payload`` the
+        RTP payload without padding; ``extra`` the shared value of this packet's audio-level
+        (1 byte, RFC 6464) or abs-send-time (3 bytes) element; ``keyframe`` True when this
+        packet starts a video keyframe.
+        """
+        if not self.active:
+            return
+        if self.wait_keyframe:
+            if not keyframe:
+                return
+            self.wait_keyframe = False
+        mapped = self.munger.munge(seq, ts)
+        if mapped is None:
+            return
+        out_seq, out_ts = mapped
+        self._last_in_ts = ts
+        if extra is not None and self._extra_id:
+            packet = b"".join(
+                (
+                    _HDR.pack(0x90, (0x80 if marker else 0) | self._pt, out_seq, out_ts, self.ssrc),
+                    self._x_prefix,
+                    extra,
+                    self._x_pad,
+                    payload,
+                )
+            )
+        elif self._plain_prefix is not None:
+            packet = b"".join(
+                (
+                    _HDR.pack(0x90, (0x80 if marker else 0) | self._pt, out_seq, out_ts, self.ssrc),
+                    self._plain_prefix,
+                    payload,
+                )
+            )
+        else:
+            packet = (
+                _HDR.pack(0x80, (0x80 if marker else 0) | self._pt, out_seq, out_ts, self.ssrc)
+                + payload
+            )
+        self._send_rtp(packet)  # type: ignore[misc]
+        if self.rtx_buffer is not None:
+            self.rtx_buffer.store(out_seq, packet)
+        self.packets_sent += 1
+        self.bytes_sent += len(payload)
+
+    # -- feedback from the subscriber ----------------------------------------------------------
+
+    def retransmit(self, lost: list[int]) -> int:
+        """Answer a Generic NACK (RFC 4585 §6.2.1) for our outgoing sequence numbers ``lost``
+        from the retransmission buffer: as RTX (RFC 4588) when negotiated, else the same packet
+        again. Returns how many packets were resent."""
+        buffer = self.rtx_buffer
+        send = self._send_rtp
+        if buffer is None or send is None or self.closed:
+            return 0
+        rtx_pt = self.codec.rtx_payload_type if self.codec is not None else None
+        sent = 0
+        for seq in lost:
+            packet = buffer.get(seq)
+            if packet is None:
+                continue
+            if rtx_pt is not None:
+                self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
+                send(rtx_wrap(packet, self.rtx_ssrc, self.rtx_seq, rtx_pt))
+            else:
+                send(packet)
+            sent += 1
+        self.retransmissions += sent
+        return sent
+
+    def request_keyframe(self) -> None:
+        """The subscriber lost a picture (PLI/FIR) or just started: ask the producer."""
+        self.keyframe_requests += 1
+        self.producer.request_keyframe()
+
+    def sender_report(self) -> bytes | None:
+        """An RTCP SR (RFC 3550 §6.4.1) for our SSRC, derived from the producer's last SR so
+        that audio and video of one publisher stay in sync; None before any packet was sent or
+        before the producer has sent an SR."""
+        sr = self.producer.last_sr
+        codec = self.codec
+        if sr is None or codec is None or not self.munger.started or self.packets_sent == 0:
+            return None
+        ntp, rtp_ts, at = sr
+        elapsed = max(0.0, time.monotonic() - at)
+        ntp_out = (ntp + int(elapsed * _NTP_FRACTION)) & 0xFFFFFFFFFFFFFFFF
+        offset = (self.munger.last_ts - self._last_in_ts) & 0xFFFFFFFF
+        rtp_out = (rtp_ts + int(elapsed * codec.clock_rate) + offset) & 0xFFFFFFFF
+        packet = RtcpSrPacket(
+            ssrc=self.ssrc,
+            sender_info=RtcpSenderInfo(
+                ntp_timestamp=ntp_out,
+                rtp_timestamp=rtp_out,
+                packet_count=self.packets_sent & 0xFFFFFFFF,
+                octet_count=self.bytes_sent & 0xFFFFFFFF,
+            ),
+        )
+        return bytes(packet)
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def set_paused(self, paused: bool) -> None:
+        """Pause or resume this subscription (the producer keeps flowing to others)."""
+        if paused == self.paused:
+            return
+        self.paused = paused
+        self._on_gap()
+        self._update_active()
+
+    def on_producer_paused(self, paused: bool) -> None:
+        """The producer was muted or unmuted."""
+        self._on_gap()
+        self._update_active()
+
+    def _on_gap(self) -> None:
+        # A discontinuity: keep our sequence numbers contiguous and, for video, restart on a
+        # keyframe.
+        if self.munger.started:
+            rate = self.codec.clock_rate if self.codec is not None else 90000
+            self.munger.resync(ts_gap=max(1, rate // 50))
+        if self.kind == "video":
+            self.wait_keyframe = True
+
+    def on_close(self, callback: Callable[[Consumer], None]) -> None:
+        """Register a callback run once when the consumer closes."""
+        self._on_close.append(callback)
+
+    def close(self) -> None:
+        """Stop forwarding and detach from the producer. Safe to call twice."""
+        if self.closed:
+            return
+        self.closed = True
+        self.active = False
+        self._send_rtp = None
+        if self in self.producer.consumers:
+            self.producer.consumers.remove(self)
+        if self.rtx_buffer is not None:
+            self.rtx_buffer.clear()
+        callbacks, self._on_close = self._on_close, []
+        for callback in callbacks:
+            callback(self)

@@ -1,0 +1,72 @@
+"""Typed room events the media plane reports to the application (the signaling layer).
+
+These are plain frozen dataclasses; the signaling layer turns them into protocol messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class TrackInfo:
+    """A published track (Producer): ``sid``, ``kind`` (audio/video), ``source``
+    (microphone/camera/screen/screen_audio/unknown), ``name`` and ``muted``."""
+
+    sid: str
+    kind: str
+    source: str
+    name: str = ""
+    muted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantInfo:
+    """A participant as others see it."""
+
+    sid: str
+    identity: str
+    name: str
+    tracks: tuple[TrackInfo, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribedTrack:
+    """One m-line of a subscribe offer: which producer ``mid`` carries."""
+
+    mid: str
+    participant: str
+    track: str
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantJoined:
+    participant: ParticipantInfo
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantLeft:
+    participant: str
+
+
+@dataclass(frozen=True, slots=True)
+class TrackPublished:
+    participant: str
+    track: TrackInfo
+
+
+@dataclass(frozen=True, slots=True)
+class TrackUnpublished:
+    participant: str
+    track: str
+
+
+@dataclass(frozen=True, slots=True)
+class TrackMuted:
+    participant: str
+    track: str
+    muted: bool
+
+
+RoomEvent = ParticipantJoined | ParticipantLeft | TrackPublished | TrackUnpublished | TrackMuted

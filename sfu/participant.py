@@ -1,0 +1,383 @@
+"""Participant: one member of a room with a publish and a subscribe WebRtcTransport.
+
+Negotiation follows LiveKit's two-transport model: the client offers on the publish transport
+(we answer, creating or closing Producers for m-lines that start or stop sending), and we
+offer on the subscribe transport whenever consumers are added or removed (the client
+answers). Subscribe offers are serialised: a change while an offer is outstanding triggers one
+more offer after the answer, so no glare and no lost update.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from aiortc import sdp as aiortc_sdp
+
+from sfu import _aiortc_adapter as adapter
+from sfu.consumer import Consumer
+from sfu.errors import InvalidSdpError, InvalidStateError, NotFoundError
+from sfu.events import ParticipantInfo, RoomEvent, SubscribedTrack
+from sfu.producer import Producer
+from sfu.tasks import spawn
+from sfu.transport import WebRtcTransport
+
+if TYPE_CHECKING:
+    from sfu.room import Room
+
+logger = logging.getLogger(__name__)
+
+
+class ParticipantListener(Protocol):
+    """What the application (the signaling layer) receives for one participant."""
+
+    def send_subscribe_offer(self, sdp: str, tracks: list[SubscribedTrack]) -> None:
+        """A subscribe-transport offer to deliver to the client, with the mid map."""
+
+    def on_room_event(self, event: RoomEvent) -> None:
+        """Another participant joined, left, published, unpublished or muted."""
+
+    def on_closed(self, reason: str) -> None:
+        """The participant was closed by the server (``duplicate_identity``,
+        ``transport_failed``, ``room_closed``, ``left``)."""
+
+
+class NullListener:
+    """A listener that drops everything (WHIP publishers, which have no signaling channel)."""
+
+    def send_subscribe_offer(self, sdp: str, tracks: list[SubscribedTrack]) -> None:
+        return None
+
+    def on_room_event(self, event: RoomEvent) -> None:
+        return None
+
+    def on_closed(self, reason: str) -> None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class TrackSpec:
+    """Client-supplied metadata for the track on m-line ``mid`` of a publish offer."""
+
+    mid: str
+    kind: str
+    source: str = "unknown"
+    name: str = ""
+    muted: bool = False
+
+
+def parse_offer_media(sdp: str) -> list[tuple[str, str, bool]]:
+    """(mid, kind, sending) for every audio/video m-line of an offer (RFC 8866).
+
+    Raises:
+        InvalidSdpError: when the SDP cannot be parsed or an m-line has no mid.
+    """
+    try:
+        description = aiortc_sdp.SessionDescription.parse(sdp)
+    except Exception as exc:
+        raise InvalidSdpError(f"cannot parse SDP: {exc}") from exc
+    out = []
+    for media in description.media:
+        if media.kind not in ("audio", "video"):
+            continue
+        mid = media.rtp.muxId
+        if not mid:
+            raise InvalidSdpError("every m-line needs a mid (RFC 8843 BUNDLE)")
+        sending = media.port != 0 and media.direction in ("sendonly", "sendrecv")
+        out.append((mid, media.kind, sending))
+    return out
+
+
+class Participant:
+    """A member of a :class:`Room`.
+
+    Attributes:
+        sid: participant sid (``PA_...``); identity: the authenticated identity; name: display
+            name; can_publish / can_subscribe: grants (RFC 7519 claims, LiveKit's shape).
+        publish_transport / subscribe_transport: the two :class:`WebRtcTransport` (or None).
+        producers: track sid -> Producer this participant publishes.
+        subscriptions: producer id -> Consumer of this participant.
+    """
+
+    def __init__(
+        self,
+        room: Room,
+        identity: str,
+        name: str,
+        listener: ParticipantListener,
+        *,
+        can_publish: bool = True,
+        can_subscribe: bool = True,
+    ) -> None:
+        self.sid = "PA_" + secrets.token_urlsafe(9)
+        self.room = room
+        self.identity = identity
+        self.name = name
+        self.listener = listener
+        self.can_publish = can_publish
+        self.can_subscribe = can_subscribe
+        self.auto_subscribe = True  # False for WHEP viewers bound to one publisher
+        self.publish_transport: WebRtcTransport | None = None
+        self.subscribe_transport: WebRtcTransport | None = None
+        self.producers: dict[str, Producer] = {}
+        self.subscriptions: dict[str, Consumer] = {}
+        self.closed = False
+        self._publish_lock = asyncio.Lock()
+        self._subscribe_lock = asyncio.Lock()
+        self._negotiation_task: asyncio.Task[None] | None = None
+        self._renegotiate = False
+
+    def info(self) -> ParticipantInfo:
+        """This participant and its tracks as others see them."""
+        return ParticipantInfo(
+            sid=self.sid,
+            identity=self.identity,
+            name=self.name,
+            tracks=tuple(p.info() for p in self.producers.values() if p.codec is not None),
+        )
+
+    def _on_transport_failed(self, transport: WebRtcTransport) -> None:
+        if not self.closed:
+            logger.info("participant %s: transport failed", self.sid)
+            spawn(self.room.remove(self, reason="transport_failed"))
+
+    # -- publishing ----------------------------------------------------------------------------
+
+    async def publish_offer(
+        self, sdp: str, tracks: Iterable[TrackSpec] = ()
+    ) -> tuple[str, dict[str, str]]:
+        """Apply a publish offer; returns (answer SDP, mid -> track sid of every producer).
+
+        M-lines that start sending become Producers (announced to the room and consumed by
+        every subscriber); m-lines that stop sending close theirs.
+
+        Raises:
+            InvalidSdpError: unparseable or non-negotiable SDP (nothing changes).
+            InvalidStateError: the participant is closed or may not publish.
+        """
+        if self.closed:
+            raise InvalidStateError("participant is closed")
+        if not self.can_publish:
+            raise InvalidStateError("participant may not publish")
+        media = parse_offer_media(sdp)
+        specs = {t.mid: t for t in tracks}
+        async with self._publish_lock:
+            transport = self.publish_transport
+            if transport is None:
+                transport = self.room.router.create_webrtc_transport(self._on_transport_failed)
+                self.publish_transport = transport
+            await transport.set_remote_offer(sdp)
+            added: list[Producer] = []
+            removed: list[Producer] = []
+            transceivers = {t.mid: t for t in transport.pc.getTransceivers()}
+            for mid, kind, sending in media:
+                existing = transport.producers.get(mid)
+                if sending and existing is None:
+                    spec = specs.get(mid, TrackSpec(mid=mid, kind=kind))
+                    producer = self.room.router.create_producer(
+                        transport,
+                        participant_sid=self.sid,
+                        mid=mid,
+                        kind=kind,
+                        source=spec.source,
+                        name=spec.name,
+                    )
+                    transceiver = transceivers.get(mid)
+                    if transceiver is not None:
+                        try:
+                            producer.on_negotiated(
+                                adapter.remote_receive_parameters(transport.pc, transceiver)
+                            )
+                        except ValueError:
+                            producer.close()
+                            raise InvalidSdpError(f"no codec negotiated for mid {mid}") from None
+                    producer.paused = spec.muted
+                    self.producers[producer.id] = producer
+                    producer.on_close(self._forget_producer)
+                    added.append(producer)
+                elif not sending and existing is not None:
+                    removed.append(existing)
+            answer = await transport.create_answer()
+        for producer in removed:
+            producer.close()
+        for producer in added:
+            self.room.on_published(self, producer)
+        mids = {p.mid: p.id for p in self.producers.values()}
+        return answer, mids
+
+    def _forget_producer(self, producer: Producer) -> None:
+        if self.producers.pop(producer.id, None) is not None:
+            self.room.on_unpublished(self, producer)
+
+    def set_track_muted(self, track_sid: str, muted: bool) -> None:
+        """Mute or unmute one of this participant's producers (forwarding pauses).
+
+        Raises:
+            NotFoundError: when the participant publishes no such track.
+        """
+        producer = self.producers.get(track_sid)
+        if producer is None:
+            raise NotFoundError(f"no track {track_sid}")
+        if producer.paused != muted:
+            producer.set_paused(muted)
+            self.room.on_muted(self, producer)
+
+    async def unpublish(self, track_sid: str) -> None:
+        """Close one producer (its consumers everywhere are removed).
+
+        Raises:
+            NotFoundError: when the participant publishes no such track.
+        """
+        producer = self.producers.get(track_sid)
+        if producer is None:
+            raise NotFoundError(f"no track {track_sid}")
+        producer.close()
+
+    # -- subscribing ---------------------------------------------------------------------------
+
+    def ensure_subscribe_transport(self) -> WebRtcTransport:
+        """The subscribe transport, created on first use."""
+        if self.subscribe_transport is None:
+            self.subscribe_transport = self.room.router.create_webrtc_transport(
+                self._on_transport_failed
+            )
+        return self.subscribe_transport
+
+    def subscribe(self, producer: Producer) -> Consumer | None:
+        """Consume ``producer`` (not our own) and schedule a subscribe renegotiation."""
+        if (
+            self.closed
+            or not self.can_subscribe
+            or producer.participant_sid == self.sid
+            or producer.id in self.subscriptions
+            or producer.closed
+        ):
+            return None
+        transport = self.ensure_subscribe_transport()
+        try:
+            consumer = self.room.router.consume(producer, transport)
+        except Exception as exc:
+            logger.warning("participant %s cannot consume %s: %s", self.sid, producer.id, exc)
+            return None
+        self.subscriptions[producer.id] = consumer
+        consumer.on_close(self._forget_consumer)
+        self.schedule_negotiation()
+        return consumer
+
+    def _forget_consumer(self, consumer: Consumer) -> None:
+        if self.subscriptions.get(consumer.producer.id) is consumer:
+            del self.subscriptions[consumer.producer.id]
+            self.schedule_negotiation()
+
+    def schedule_negotiation(self) -> None:
+        """Send a new subscribe offer soon (coalescing changes made in the same loop turn)."""
+        if self.closed or self.subscribe_transport is None:
+            return
+        if self._negotiation_task is None or self._negotiation_task.done():
+            self._negotiation_task = asyncio.ensure_future(self._negotiate())
+        else:
+            self._renegotiate = True
+
+    async def _negotiate(self) -> None:
+        await asyncio.sleep(0)  # coalesce every change made in this loop iteration
+        async with self._subscribe_lock:
+            transport = self.subscribe_transport
+            if self.closed or transport is None or transport.closed:
+                return
+            if transport.pc.signalingState != "stable":
+                self._renegotiate = True  # sent after the outstanding answer arrives
+                return
+            self._renegotiate = False
+            try:
+                sdp = await transport.create_offer()
+            except Exception:
+                logger.exception("participant %s: subscribe offer failed", self.sid)
+                return
+            tracks = [
+                SubscribedTrack(
+                    mid=c.transceiver.mid,
+                    participant=c.producer.participant_sid,
+                    track=c.producer.id,
+                    kind=c.kind,
+                )
+                for c in transport.consumers.values()
+                if not c.closed and c.transceiver.mid is not None
+            ]
+            self.listener.send_subscribe_offer(sdp, tracks)
+
+    async def subscribe_answer(self, sdp: str) -> None:
+        """Apply the client's answer to our latest subscribe offer.
+
+        Raises:
+            InvalidStateError: no offer outstanding; InvalidSdpError: bad answer.
+        """
+        transport = self.subscribe_transport
+        if transport is None:
+            raise InvalidStateError("no subscribe offer is outstanding")
+        async with self._subscribe_lock:
+            await transport.set_remote_answer(sdp)
+        if self._renegotiate:
+            self.schedule_negotiation()
+
+    async def add_ice_candidate(
+        self, which: str, candidate: str | None, sdp_mid: str | None, index: int | None
+    ) -> None:
+        """Add a trickled candidate to the ``publish`` or ``subscribe`` transport.
+
+        Raises:
+            InvalidStateError: that transport does not exist yet; InvalidSdpError: bad line.
+        """
+        transport = self.publish_transport if which == "publish" else self.subscribe_transport
+        if transport is None:
+            raise InvalidStateError(f"no {which} transport yet")
+        await transport.add_ice_candidate(candidate, sdp_mid, index)
+
+    # -- close ---------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close both transports (and so every producer and consumer). Safe to call twice."""
+        if self.closed:
+            return
+        self.closed = True
+        task = self._negotiation_task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for producer in list(self.producers.values()):
+            producer.close()
+        for consumer in list(self.subscriptions.values()):
+            consumer.close()
+        for transport in (self.publish_transport, self.subscribe_transport):
+            if transport is not None:
+                await self.room.router.close_transport(transport)
+
+
+async def negotiate_viewer(participant: Participant, sdp: str, producers: list[Producer]) -> str:
+    """WHEP playback: apply a viewer's offer of recvonly m-lines and answer with one consumer
+    per m-line, matched to ``producers`` by kind in order. Returns the answer SDP.
+
+    Raises:
+        InvalidSdpError: unparseable offer, or an offer with no audio/video m-line.
+    """
+    media = parse_offer_media(sdp)
+    if not media:
+        raise InvalidSdpError("the offer has no audio or video m-line")
+    transport = participant.ensure_subscribe_transport()
+    await transport.set_remote_offer(sdp)
+    available = list(producers)
+    for transceiver in transport.pc.getTransceivers():
+        producer = next((p for p in available if p.kind == transceiver.kind), None)
+        if producer is None:
+            transceiver.direction = "inactive"
+            continue
+        available.remove(producer)
+        transceiver.direction = "sendonly"
+        consumer = transport.attach_consumer(producer, transceiver)
+        participant.subscriptions[producer.id] = consumer
+    return await transport.create_answer()

@@ -1,0 +1,266 @@
+"""Producer: one incoming track (RFC 3550 RTP stream) of one participant.
+
+A Producer parses each decrypted RTP packet from its publisher once (``sfu.rtp.header``),
+keeps receive statistics for RTCP receiver reports (RFC 3550 §6.4.2), generates NACKs for
+missing video packets (RFC 4585 §6.2.1), feeds a REMB bandwidth estimator, recovers RTX
+retransmissions (RFC 4588) and hands the payload to every Consumer, which only rewrites the
+header. Keyframe requests from consumers reach the publisher as PLI (RFC 4585 §6.3.1),
+throttled per producer (mediasoup ``KeyFrameRequestManager``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from sfu import _aiortc_adapter as adapter
+from sfu.codecs import CodecInfo, codec_info
+from sfu.events import TrackInfo
+from sfu.rtp.header import abs_send_time_now, find_extension, parse_rtp
+from sfu.rtp.keyframe import KeyframeRequestThrottle, is_keyframe
+from sfu.rtp.nack import NackGenerator
+from sfu.rtp.stats import ReceiveStats
+
+if TYPE_CHECKING:
+    from sfu.consumer import Consumer
+    from sfu.transport import WebRtcTransport
+
+
+class Producer:
+    """One published track.
+
+    Attributes:
+        id: track sid (``TR_...``), unique per server process.
+        participant_sid: the publishing participant.
+        kind: ``"audio"`` or ``"video"``; ``source``: microphone/camera/screen/...
+        mid: the m-line of the publisher's publish transport.
+        ssrc, rtx_ssrc: the publisher's SSRCs once known (signalled or learnt from the mid
+            header extension), else None.
+        codec: the negotiated :class:`CodecInfo` once the m-line is connected.
+        consumers: the consumers currently fed by this producer.
+        paused: True while muted (forwarding stops; consumers keep their state).
+        packets_received, bytes_received, packets_forwarded: counters.
+    """
+
+    def __init__(
+        self,
+        *,
+        transport: WebRtcTransport,
+        participant_sid: str,
+        mid: str,
+        kind: str,
+        source: str = "unknown",
+        name: str = "",
+        keyframe_min_interval_ms: int = 500,
+    ) -> None:
+        self.id = "TR_" + secrets.token_urlsafe(9)
+        self.transport = transport
+        self.participant_sid = participant_sid
+        self.mid = mid
+        self.kind = kind
+        self.source = source
+        self.name = name
+        self.ssrc: int | None = None
+        self.rtx_ssrc: int | None = None
+        self.codec: CodecInfo | None = None
+        self.rtcp_ssrc = 0
+        self.consumers: list[Consumer] = []
+        self.paused = False
+        self.closed = False
+        self.stats: ReceiveStats | None = None
+        self.nack: NackGenerator | None = None
+        self.keyframes = KeyframeRequestThrottle(keyframe_min_interval_ms)
+        self.remb: adapter.RemoteBitrateEstimator | None = None
+        self.audio_level_id = 0
+        self.abs_send_time_id = 0
+        self.mid_id = 0
+        self.packets_received = 0
+        self.bytes_received = 0
+        self.packets_forwarded = 0
+        self.packets_dropped = 0
+        self.rtx_received = 0
+        self.nacks_sent = 0
+        self.plis_sent = 0
+        self.keyframes_received = 0
+        # Last sender report from the publisher: (ntp 64-bit, rtp ts, local monotonic s).
+        self.last_sr: tuple[int, int, float] | None = None
+        # Last arrival: (rtp ts, local monotonic s) as a fallback clock mapping.
+        self.last_arrival: tuple[int, float] | None = None
+        self.audio_level: int | None = None  # RFC 6464 level (-dBov, 0..127) of last packet
+        self._nack_timer: asyncio.TimerHandle | None = None
+        self._on_close: list[Callable[[Producer], None]] = []
+
+    # -- negotiation ---------------------------------------------------------------------
+
+    def on_negotiated(self, rtp: adapter.NegotiatedRtp) -> None:
+        """Record the negotiated codec, SSRCs and header extension ids (idempotent)."""
+        if self.codec is None:
+            self.codec = codec_info(rtp.codecs)
+            self.stats = ReceiveStats(self.codec.clock_rate)
+            if self.kind == "video":
+                self.nack = NackGenerator()
+                self.remb = adapter.RemoteBitrateEstimator()
+        if rtp.ssrc is not None:
+            self.ssrc = rtp.ssrc
+        if rtp.rtx_ssrc is not None:
+            self.rtx_ssrc = rtp.rtx_ssrc
+        self.rtcp_ssrc = rtp.rtcp_ssrc
+        self.audio_level_id = rtp.header_extensions.get(adapter.URI_AUDIO_LEVEL, 0)
+        self.abs_send_time_id = rtp.header_extensions.get(adapter.URI_ABS_SEND_TIME, 0)
+        self.mid_id = rtp.header_extensions.get(adapter.URI_MID, 0)
+
+    def info(self) -> TrackInfo:
+        """This track as other participants see it."""
+        return TrackInfo(
+            sid=self.id, kind=self.kind, source=self.source, name=self.name, muted=self.paused
+        )
+
+    # -- the hot path ---------------------------------------------------------------------
+
+    def receive_rtp(self, data: bytes, ssrc: int, arrival_ms: int) -> None:
+        """Handle one decrypted RTP packet from the publisher and forward it.
+
+        ``data`` is the complete plaintext packet (RFC 3550 §5.1), ``arrival_ms`` aiortc's
+        clock in ms. Malformed packets are counted in ``packets_dropped`` and ignored.
+        """
+        codec = self.codec
+        if codec is None or self.closed:
+            return
+        try:
+            marker, pt, seq, ts, _ssrc, prof, ext_start, ext_end, start, end = parse_rtp(data)
+        except ValueError:
+            self.packets_dropped += 1
+            return
+        self.packets_received += 1
+        self.bytes_received += len(data)
+        if ssrc == self.rtx_ssrc:
+            # RFC 4588 §4: the payload starts with the original sequence number.
+            if end - start < 2 or pt != codec.rtx_payload_type:
+                self.packets_dropped += 1
+                return
+            self.rtx_received += 1
+            seq = (data[start] << 8) | data[start + 1]
+            start += 2
+            if end == start:  # padding-only RTX probe
+                return
+            nack = self.nack
+            if nack is None or not nack.on_packet(seq, arrival_ms):
+                return  # not missing: a duplicate
+        elif pt != codec.payload_type:
+            self.packets_dropped += 1
+            return
+        else:
+            nack = self.nack
+            if nack is not None:
+                nack.on_packet(seq, arrival_ms)
+                if self._nack_timer is None and nack.pending:
+                    self._schedule_nack(0.0)
+        stats = self.stats
+        if stats is not None:
+            stats.on_packet(seq, ts, arrival_ms)
+        self.last_arrival = (ts, time.monotonic())
+
+        extra: bytes | None = None
+        if prof:
+            if self.audio_level_id:
+                extra = find_extension(data, ext_start, ext_end, prof, self.audio_level_id)
+                if extra is not None:
+                    self.audio_level = extra[0] & 0x7F
+            elif self.abs_send_time_id and self.remb is not None:
+                ast = find_extension(data, ext_start, ext_end, prof, self.abs_send_time_id)
+                if ast is not None and len(ast) == 3:
+                    estimate = self.remb.add(
+                        abs_send_time=int.from_bytes(ast, "big"),
+                        arrival_time_ms=arrival_ms,
+                        payload_size=end - start,
+                        ssrc=ssrc,
+                    )
+                    if estimate is not None:
+                        self.transport.send_remb(self, estimate[0])
+        if end - start <= 0:
+            return  # padding-only packet (bandwidth probe): nothing to forward
+        payload = data[start:end]
+        keyframe = False
+        if self.kind == "video":
+            keyframe = is_keyframe(codec.name, payload)
+            if keyframe:
+                self.keyframes_received += 1
+                self.keyframes.on_keyframe()
+            extra = abs_send_time_now(time.time())
+        if self.paused:
+            return
+        for consumer in self.consumers:
+            consumer.forward(marker, seq, ts, payload, extra, keyframe)
+        self.packets_forwarded += len(self.consumers)
+
+    # -- feedback to the publisher ------------------------------------------------------------
+
+    def _schedule_nack(self, delay_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._nack_timer = loop.call_later(delay_s, self._send_nacks)
+
+    def _send_nacks(self) -> None:
+        self._nack_timer = None
+        nack = self.nack
+        if nack is None or self.closed or self.ssrc is None:
+            return
+        lost = nack.missing(adapter.now_ms())
+        if lost:
+            self.nacks_sent += 1
+            self.transport.send_nack(self, lost)
+        if nack.pending:
+            self._schedule_nack(0.02)
+
+    def request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe (PLI), at most once per throttle interval; a
+        request inside the interval is sent when the interval ends (unless a keyframe came)."""
+        if self.kind != "video" or self.closed or self.ssrc is None:
+            return
+        if self.keyframes.should_request(adapter.now_ms()):
+            self.plis_sent += 1
+            self.transport.send_pli(self)
+
+    def poll_keyframe_request(self, now_ms: int) -> None:
+        """Called periodically by the transport: send a deferred keyframe request if due."""
+        if self.ssrc is not None and self.keyframes.pending_due(now_ms):
+            self.plis_sent += 1
+            self.transport.send_pli(self)
+
+    def on_sender_report(self, ntp: int, rtp_ts: int) -> None:
+        """Record the publisher's RTCP SR (RFC 3550 §6.4.1): NTP 64-bit and RTP timestamp."""
+        self.last_sr = (ntp, rtp_ts, time.monotonic())
+
+    # -- mute and close ---------------------------------------------------------------------
+
+    def set_paused(self, paused: bool) -> None:
+        """Pause (mute) or resume forwarding; on resume every video consumer waits for a
+        keyframe, which is requested."""
+        if paused == self.paused:
+            return
+        self.paused = paused
+        for consumer in self.consumers:
+            consumer.on_producer_paused(paused)
+        if not paused:
+            self.request_keyframe()
+
+    def on_close(self, callback: Callable[[Producer], None]) -> None:
+        """Register a callback run once when the producer closes."""
+        self._on_close.append(callback)
+
+    def close(self) -> None:
+        """Close the producer and every consumer of it. Safe to call twice."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._nack_timer is not None:
+            self._nack_timer.cancel()
+            self._nack_timer = None
+        for consumer in list(self.consumers):
+            consumer.close()
+        self.consumers.clear()
+        callbacks, self._on_close = self._on_close, []
+        for callback in callbacks:
+            callback(self)

@@ -1,0 +1,120 @@
+"""Router: the media plane of one room (mediasoup's meaning of the word).
+
+The router owns the maps of producers and consumers and the close cascade: closing the
+router closes its transports, which close their producers and consumers. It decides nothing
+about who subscribes to what; that is the :class:`sfu.room.Room`'s policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from sfu.consumer import Consumer
+from sfu.errors import InvalidStateError, NotFoundError
+from sfu.producer import Producer
+from sfu.transport import WebRtcTransport
+
+
+class Router:
+    """Producers, consumers and transports of one room.
+
+    Args:
+        ice_servers: STUN/TURN URLs for every transport (explicit, possibly empty).
+        keyframe_min_interval_ms: per-producer keyframe request throttle (ms).
+        nack_buffer_packets: per video consumer retransmission buffer (packets).
+    """
+
+    def __init__(
+        self,
+        *,
+        ice_servers: list[str],
+        keyframe_min_interval_ms: int = 500,
+        nack_buffer_packets: int = 512,
+    ) -> None:
+        self.ice_servers = list(ice_servers)
+        self.keyframe_min_interval_ms = keyframe_min_interval_ms
+        self.nack_buffer_packets = nack_buffer_packets
+        self.transports: set[WebRtcTransport] = set()
+        self.producers: dict[str, Producer] = {}
+        self.closed = False
+
+    def create_webrtc_transport(
+        self, on_failed: Callable[[WebRtcTransport], None] | None = None
+    ) -> WebRtcTransport:
+        """A new :class:`WebRtcTransport` owned by this router.
+
+        Raises:
+            InvalidStateError: when the router is closed.
+        """
+        if self.closed:
+            raise InvalidStateError("router is closed")
+        transport = WebRtcTransport(
+            ice_servers=self.ice_servers,
+            nack_buffer_packets=self.nack_buffer_packets,
+            on_failed=on_failed,
+        )
+        self.transports.add(transport)
+        return transport
+
+    def create_producer(
+        self,
+        transport: WebRtcTransport,
+        *,
+        participant_sid: str,
+        mid: str,
+        kind: str,
+        source: str = "unknown",
+        name: str = "",
+    ) -> Producer:
+        """A producer for the m-line ``mid`` of ``transport``; media flows once negotiated."""
+        if self.closed or transport not in self.transports:
+            raise InvalidStateError("router or transport is closed")
+        producer = Producer(
+            transport=transport,
+            participant_sid=participant_sid,
+            mid=mid,
+            kind=kind,
+            source=source,
+            name=name,
+            keyframe_min_interval_ms=self.keyframe_min_interval_ms,
+        )
+        transport.add_producer(producer)
+        self.producers[producer.id] = producer
+        producer.on_close(self._forget_producer)
+        return producer
+
+    def _forget_producer(self, producer: Producer) -> None:
+        self.producers.pop(producer.id, None)
+
+    def get_producer(self, producer_id: str) -> Producer:
+        """The producer with this id.
+
+        Raises:
+            NotFoundError: when there is none.
+        """
+        producer = self.producers.get(producer_id)
+        if producer is None:
+            raise NotFoundError(f"no producer {producer_id}")
+        return producer
+
+    def consume(self, producer: Producer, transport: WebRtcTransport) -> Consumer:
+        """A consumer of ``producer`` on the subscriber ``transport`` (adds an m-line; the
+        caller renegotiates)."""
+        if self.closed or producer.closed:
+            raise InvalidStateError("router or producer is closed")
+        return transport.add_consumer(producer)
+
+    async def close_transport(self, transport: WebRtcTransport) -> None:
+        """Close one transport (and its producers and consumers)."""
+        self.transports.discard(transport)
+        await transport.close()
+
+    async def close(self) -> None:
+        """Close every transport. Safe to call twice."""
+        if self.closed:
+            return
+        self.closed = True
+        transports = list(self.transports)
+        self.transports.clear()
+        await asyncio.gather(*(t.close() for t in transports), return_exceptions=True)

@@ -1,0 +1,101 @@
+"""MediaServer: the rooms of one process, and the process-wide ICE settings."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from sfu import _aiortc_adapter as adapter
+from sfu.room import Room
+from sfu.router import Router
+from sfu.tasks import spawn
+
+
+@dataclass(frozen=True, slots=True)
+class MediaSettings:
+    """Media-plane settings.
+
+    Attributes:
+        ice_hosts: addresses for ICE host candidates; empty = aioice's own enumeration
+            (which skips 127.0.0.1).
+        ice_servers: STUN/TURN URLs (explicit; empty means none, never a public default).
+        keyframe_min_interval_ms: per-producer keyframe request throttle (ms).
+        nack_buffer_packets: per video consumer retransmission buffer (packets).
+    """
+
+    ice_hosts: list[str] = field(default_factory=list)
+    ice_servers: list[str] = field(default_factory=list)
+    keyframe_min_interval_ms: int = 500
+    nack_buffer_packets: int = 512
+
+
+class MediaServer:
+    """All rooms of this process.
+
+    Raises (constructor):
+        RuntimeError: when the installed aiortc is not the pinned version.
+    """
+
+    def __init__(self, settings: MediaSettings | None = None) -> None:
+        adapter.check_aiortc_version()
+        self.settings = settings or MediaSettings()
+        adapter.set_ice_host_addresses(self.settings.ice_hosts)
+        self.rooms: dict[str, Room] = {}
+        self.closed = False
+
+    def room(self, name: str) -> Room:
+        """The room ``name``, created on first use."""
+        room = self.rooms.get(name)
+        if room is None or room.closed:
+            router = Router(
+                ice_servers=self.settings.ice_servers,
+                keyframe_min_interval_ms=self.settings.keyframe_min_interval_ms,
+                nack_buffer_packets=self.settings.nack_buffer_packets,
+            )
+            room = Room(name, router, on_empty=self._on_room_empty)
+            self.rooms[name] = room
+        return room
+
+    def get_room(self, name: str) -> Room | None:
+        """The room ``name`` if it exists."""
+        return self.rooms.get(name)
+
+    def _on_room_empty(self, room: Room) -> None:
+        if self.rooms.get(room.name) is room:
+            del self.rooms[room.name]
+        spawn(room.close())
+
+    def ice_servers(self) -> list[dict[str, object]]:
+        """The ICE servers as W3C ``RTCIceServer`` dictionaries for clients."""
+        out: list[dict[str, object]] = []
+        for server in adapter.make_configuration(self.settings.ice_servers).iceServers or []:
+            entry: dict[str, object] = {"urls": server.urls}
+            if server.username:
+                entry["username"] = server.username
+                entry["credential"] = server.credential
+            out.append(entry)
+        return out
+
+    def stats(self) -> dict[str, int]:
+        """Counts of rooms, participants, producers and consumers."""
+        participants = producers = consumers = 0
+        for room in self.rooms.values():
+            participants += len(room.participants)
+            producers += len(room.router.producers)
+            for p in room.router.producers.values():
+                consumers += len(p.consumers)
+        return {
+            "rooms": len(self.rooms),
+            "participants": participants,
+            "producers": producers,
+            "consumers": consumers,
+        }
+
+    async def close(self) -> None:
+        """Close every room."""
+        if self.closed:
+            return
+        self.closed = True
+        rooms = list(self.rooms.values())
+        self.rooms.clear()
+        await asyncio.gather(*(room.close() for room in rooms), return_exceptions=True)

@@ -1,0 +1,466 @@
+"""WebRtcTransport: one participant's RTCPeerConnection, as a media-plane object.
+
+A participant has a *publish* transport (the client offers, we answer; it carries Producers)
+and a *subscribe* transport (we offer, the client answers; it carries Consumers), as LiveKit
+does. A WHEP viewer has a subscribe transport negotiated the other way round.
+
+The transport is the RTP sink of its :class:`sfu._aiortc_adapter.ForwardingPeerConnection`:
+
+* RTP is demultiplexed by SSRC, then by the mid header extension (RFC 8843 §9.2) for
+  unsignalled SSRCs, and handed to the Producer;
+* RTCP (RFC 3550, RFC 4585) is parsed with aiortc's packet classes: SR from publishers feed
+  the producers' clocks; PLI/FIR (RFC 5104) and NACK from subscribers reach the consumers;
+* once a second it sends receiver reports (and REMB) to the publisher, and sender reports for
+  every consumer to the subscriber.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from aiortc import RTCRtpSender, RTCRtpTransceiver, RTCSessionDescription
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    RtcpByePacket,
+    RtcpPacket,
+    RtcpPsfbPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSrPacket,
+    pack_remb_fci,
+)
+from aiortc.sdp import candidate_from_sdp
+
+from sfu import _aiortc_adapter as adapter
+from sfu.codecs import preferences_for
+from sfu.consumer import Consumer
+from sfu.errors import InvalidSdpError, InvalidStateError
+from sfu.rtp.header import find_extension, parse_rtp
+
+if TYPE_CHECKING:
+    from sfu.producer import Producer
+
+logger = logging.getLogger(__name__)
+
+RTCP_INTERVAL_S = 1.0
+"""Mean interval between our RTCP reports (s); randomised by ±50% as RFC 3550 §6.2 asks."""
+
+RTCP_PSFB_FIR = 4  # RFC 5104 §4.3.1
+
+
+class WebRtcTransport:
+    """One RTCPeerConnection carrying producers (publish) or consumers (subscribe).
+
+    Args:
+        ice_servers: STUN/TURN URLs (explicit, possibly empty).
+        nack_buffer_packets: per video consumer retransmission buffer size (packets).
+        on_failed: called once when ICE/DTLS fails or closes unexpectedly.
+
+    Attributes:
+        pc: the :class:`ForwardingPeerConnection`.
+        producers: mid -> Producer; consumers: consumer id -> Consumer.
+        closed: True after :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        *,
+        ice_servers: list[str],
+        nack_buffer_packets: int = 512,
+        on_failed: Callable[[WebRtcTransport], None] | None = None,
+    ) -> None:
+        self.pc = adapter.ForwardingPeerConnection(self, adapter.make_configuration(ice_servers))
+        self.nack_buffer_packets = nack_buffer_packets
+        self.producers: dict[str, Producer] = {}
+        self._producers_by_ssrc: dict[int, Producer] = {}
+        self.consumers: dict[str, Consumer] = {}
+        self._consumers_by_transceiver: dict[int, Consumer] = {}
+        self._consumers_by_ssrc: dict[int, Consumer] = {}
+        self._raw: adapter.RawRtpTransport | None = None
+        self._rtcp_task: asyncio.Task[None] | None = None
+        self._on_failed = on_failed
+        self.closed = False
+        self.unknown_packets = 0
+        self.rtcp_received = 0
+        self.nacks_received = 0
+        self.plis_received = 0
+
+        @self.pc.on("connectionstatechange")
+        def _on_state() -> None:
+            state = self.pc.connectionState
+            if state == "connected" and self._rtcp_task is None and not self.closed:
+                self._rtcp_task = asyncio.ensure_future(self._run_rtcp())
+            elif state in ("failed", "closed") and not self.closed and self._on_failed:
+                self._on_failed(self)
+
+    # -- negotiation ---------------------------------------------------------------------------
+
+    @property
+    def connection_state(self) -> str:
+        """The W3C ``RTCPeerConnectionState`` of the underlying connection."""
+        state: str = self.pc.connectionState
+        return state
+
+    async def set_remote_offer(self, sdp: str) -> None:
+        """Apply a remote offer (publish side, or a WHEP viewer's offer).
+
+        Raises:
+            InvalidSdpError: when aiortc cannot parse or negotiate the SDP.
+            InvalidStateError: when the transport is closed.
+        """
+        self._check_open()
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        except Exception as exc:  # aiortc raises ValueError, OperationError, InvalidStateError
+            raise InvalidSdpError(f"cannot apply offer: {exc}") from exc
+
+    async def create_answer(self) -> str:
+        """Create and apply our answer; returns its SDP (with all our ICE candidates)."""
+        self._check_open()
+        try:
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+        except Exception as exc:
+            raise InvalidSdpError(f"cannot answer: {exc}") from exc
+        return str(self.pc.localDescription.sdp)
+
+    async def create_offer(self) -> str:
+        """Create and apply our offer (subscribe side); returns its SDP."""
+        self._check_open()
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return str(self.pc.localDescription.sdp)
+
+    async def set_remote_answer(self, sdp: str) -> None:
+        """Apply the subscriber's answer to our offer.
+
+        Raises:
+            InvalidStateError: no offer of ours is outstanding.
+            InvalidSdpError: aiortc cannot parse or negotiate the answer.
+        """
+        self._check_open()
+        if self.pc.signalingState != "have-local-offer":
+            raise InvalidStateError("no subscribe offer is outstanding")
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+        except Exception as exc:
+            raise InvalidSdpError(f"cannot apply answer: {exc}") from exc
+
+    async def add_ice_candidate(
+        self, candidate: str | None, sdp_mid: str | None, sdp_mline_index: int | None
+    ) -> None:
+        """Add a trickled remote candidate (RFC 8838); ``None`` or empty ends gathering.
+
+        Raises:
+            InvalidSdpError: for a candidate line that cannot be parsed.
+        """
+        self._check_open()
+        if not candidate:
+            return  # aiortc needs no end-of-candidates signal
+        text = candidate[10:] if candidate.startswith("candidate:") else candidate
+        try:
+            parsed = candidate_from_sdp(text)
+        except Exception as exc:
+            raise InvalidSdpError(f"bad ICE candidate: {exc}") from exc
+        if parsed.ip.endswith(".local"):
+            return  # mDNS candidates cannot be resolved here; the peer's own checks will do
+        parsed.sdpMid = sdp_mid
+        parsed.sdpMLineIndex = sdp_mline_index
+        if sdp_mid is None and sdp_mline_index is None:
+            parsed.sdpMLineIndex = 0
+        try:
+            await self.pc.addIceCandidate(parsed)
+        except Exception as exc:
+            raise InvalidSdpError(f"cannot add ICE candidate: {exc}") from exc
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise InvalidStateError("transport is closed")
+
+    # -- producers -----------------------------------------------------------------------------
+
+    def add_producer(self, producer: Producer) -> None:
+        """Attach a producer for its mid; media is routed to it once negotiated."""
+        self.producers[producer.mid] = producer
+        producer.on_close(self._forget_producer)
+
+    def _forget_producer(self, producer: Producer) -> None:
+        if self.producers.get(producer.mid) is producer:
+            del self.producers[producer.mid]
+        for ssrc in [s for s, p in self._producers_by_ssrc.items() if p is producer]:
+            del self._producers_by_ssrc[ssrc]
+
+    # -- consumers -----------------------------------------------------------------------------
+
+    def add_consumer(self, producer: Producer) -> Consumer:
+        """Add a sendonly m-line for ``producer`` and a :class:`Consumer` feeding it. The caller
+        renegotiates (subscribe side).
+
+        Raises:
+            UnsupportedCodecError / ValueError: when the producer's codec cannot be offered.
+        """
+        self._check_open()
+        if producer.codec is None:
+            raise InvalidStateError("producer is not negotiated yet")
+        transceiver = self.pc.addTransceiver(producer.kind, direction="sendonly")
+        transceiver.setCodecPreferences(
+            preferences_for(RTCRtpSender.getCapabilities(producer.kind).codecs, producer.codec)
+        )
+        return self.attach_consumer(producer, transceiver)
+
+    def attach_consumer(self, producer: Producer, transceiver: RTCRtpTransceiver) -> Consumer:
+        """Create a :class:`Consumer` of ``producer`` on an existing sending ``transceiver``."""
+        consumer = Consumer(
+            producer, self, transceiver, nack_buffer_packets=self.nack_buffer_packets
+        )
+        self.consumers[consumer.id] = consumer
+        self._consumers_by_transceiver[id(transceiver)] = consumer
+        self._consumers_by_ssrc[consumer.ssrc] = consumer
+        producer.consumers.append(consumer)
+        consumer.on_close(self._forget_consumer)
+        return consumer
+
+    def _forget_consumer(self, consumer: Consumer) -> None:
+        self.consumers.pop(consumer.id, None)
+        self._consumers_by_transceiver.pop(id(consumer.transceiver), None)
+        self._consumers_by_ssrc.pop(consumer.ssrc, None)
+        if not self.closed and self.pc.connectionState != "closed":
+            consumer.transceiver.direction = "inactive"
+
+    # -- RtpSink (called by the adapter) -------------------------------------------------------
+
+    def on_receive_parameters(
+        self, transceiver: RTCRtpTransceiver, rtp: adapter.NegotiatedRtp
+    ) -> None:
+        """A receiving m-line is negotiated and connected (aiortc calls this repeatedly)."""
+        producer = self.producers.get(rtp.mid)
+        if producer is None or producer.closed:
+            return
+        producer.on_negotiated(rtp)
+        if producer.ssrc is not None:
+            self._producers_by_ssrc[producer.ssrc] = producer
+        if producer.rtx_ssrc is not None:
+            self._producers_by_ssrc[producer.rtx_ssrc] = producer
+        if self._raw is None:
+            self._raw = adapter.raw_transport(transceiver)
+
+    def on_send_parameters(
+        self, transceiver: RTCRtpTransceiver, rtp: adapter.NegotiatedRtp
+    ) -> None:
+        """A sending m-line is negotiated and connected: start its consumer."""
+        if self._raw is None:
+            self._raw = adapter.raw_transport(transceiver)
+        consumer = self._consumers_by_transceiver.get(id(transceiver))
+        if consumer is None or consumer.closed:
+            return
+        try:
+            consumer.on_negotiated(rtp, self._raw)
+        except Exception as exc:
+            logger.warning("consumer %s not started: %s", consumer.id, exc)
+            consumer.close()
+
+    def on_rtp(self, data: bytes, arrival_ms: int) -> None:
+        """Route one decrypted RTP packet to its producer (by SSRC, else by mid)."""
+        if len(data) < 12:
+            self.unknown_packets += 1
+            return
+        ssrc = int.from_bytes(data[8:12], "big")
+        producer = self._producers_by_ssrc.get(ssrc)
+        if producer is None:
+            producer = self._route_unknown(data, ssrc)
+            if producer is None:
+                self.unknown_packets += 1
+                return
+        producer.receive_rtp(data, ssrc, arrival_ms)
+
+    def _route_unknown(self, data: bytes, ssrc: int) -> Producer | None:
+        # RFC 8843 §9.2: an unsignalled SSRC is bound to the m-line named by its mid extension.
+        try:
+            _m, pt, _s, _t, _ss, prof, start, end, _ps, _pe = parse_rtp(data)
+        except ValueError:
+            return None
+        for producer in self.producers.values():
+            if not producer.mid_id or not prof:
+                continue
+            mid = find_extension(data, start, end, prof, producer.mid_id)
+            if mid is None or mid.decode(errors="replace") != producer.mid:
+                continue
+            codec = producer.codec
+            if codec is not None and pt == codec.rtx_payload_type:
+                producer.rtx_ssrc = ssrc
+            elif producer.ssrc is None or codec is None or pt == codec.payload_type:
+                producer.ssrc = ssrc
+            else:
+                return None
+            self._producers_by_ssrc[ssrc] = producer
+            return producer
+        return None
+
+    def on_rtcp(self, data: bytes) -> None:
+        """Handle one decrypted compound RTCP packet (RFC 3550 §6, RFC 4585 §6)."""
+        self.rtcp_received += 1
+        try:
+            packets = RtcpPacket.parse(data)
+        except ValueError:
+            return
+        for packet in packets:
+            if isinstance(packet, RtcpSrPacket):
+                producer = self._producers_by_ssrc.get(packet.ssrc)
+                if producer is not None:
+                    producer.on_sender_report(
+                        packet.sender_info.ntp_timestamp, packet.sender_info.rtp_timestamp
+                    )
+            elif isinstance(packet, RtcpPsfbPacket):
+                if packet.fmt == RTCP_PSFB_PLI:
+                    consumer = self._consumers_by_ssrc.get(packet.media_ssrc)
+                    if consumer is not None:
+                        self.plis_received += 1
+                        consumer.request_keyframe()
+                elif packet.fmt == RTCP_PSFB_FIR:
+                    # FIR FCI entries (RFC 5104 §4.3.1.1): SSRC(4) seq(1) reserved(3).
+                    fci = packet.fci
+                    for i in range(0, len(fci) - 7, 8):
+                        target = int.from_bytes(fci[i : i + 4], "big")
+                        consumer = self._consumers_by_ssrc.get(target)
+                        if consumer is not None:
+                            self.plis_received += 1
+                            consumer.request_keyframe()
+            elif isinstance(packet, RtcpRtpfbPacket):
+                if packet.fmt == RTCP_RTPFB_NACK:
+                    consumer = self._consumers_by_ssrc.get(packet.media_ssrc)
+                    if consumer is not None:
+                        self.nacks_received += 1
+                        consumer.retransmit(packet.lost)
+            elif isinstance(packet, RtcpByePacket):
+                pass  # the signaling layer ends tracks; BYE alone does not
+
+    # -- RTCP we send --------------------------------------------------------------------------
+
+    def _send_rtcp(self, data: bytes) -> None:
+        if self._raw is not None:
+            self._raw.send_rtcp(data)
+
+    def send_pli(self, producer: Producer) -> None:
+        """Send a Picture Loss Indication (RFC 4585 §6.3.1) to the publisher of ``producer``."""
+        if producer.ssrc is None:
+            return
+        packet = RtcpPsfbPacket(
+            fmt=RTCP_PSFB_PLI, ssrc=producer.rtcp_ssrc, media_ssrc=producer.ssrc
+        )
+        self._send_rtcp(bytes(packet))
+
+    def send_nack(self, producer: Producer, lost: list[int]) -> None:
+        """Send a Generic NACK (RFC 4585 §6.2.1) for ``lost`` 16-bit sequence numbers."""
+        if producer.ssrc is None:
+            return
+        packet = RtcpRtpfbPacket(
+            fmt=RTCP_RTPFB_NACK, ssrc=producer.rtcp_ssrc, media_ssrc=producer.ssrc
+        )
+        packet.lost = sorted(lost)
+        self._send_rtcp(bytes(packet))
+
+    def send_remb(self, producer: Producer, bitrate: int) -> None:
+        """Send a REMB (draft-alvestrand-rmcat-remb) estimate in bits/s for ``producer``."""
+        if producer.ssrc is None:
+            return
+        packet = RtcpPsfbPacket(
+            fmt=RTCP_PSFB_APP,
+            ssrc=producer.rtcp_ssrc,
+            media_ssrc=0,
+            fci=pack_remb_fci(int(bitrate), [producer.ssrc]),
+        )
+        self._send_rtcp(bytes(packet))
+
+    def _receiver_reports(self) -> bytes:
+        blocks: list[RtcpReceiverInfo] = []
+        sender_ssrc = 0
+        for producer in list(self.producers.values()):
+            stats = producer.stats
+            if stats is None or producer.ssrc is None or not stats.packets:
+                continue
+            sender_ssrc = producer.rtcp_ssrc
+            fraction, lost, highest, jitter = stats.report()
+            lsr = dlsr = 0
+            if producer.last_sr is not None:
+                ntp, _rtp, at = producer.last_sr
+                lsr = (ntp >> 16) & 0xFFFFFFFF
+                dlsr = int((time.monotonic() - at) * 65536) & 0xFFFFFFFF
+            blocks.append(
+                RtcpReceiverInfo(
+                    ssrc=producer.ssrc,
+                    fraction_lost=fraction,
+                    packets_lost=lost,
+                    highest_sequence=highest & 0xFFFFFFFF,
+                    jitter=jitter,
+                    lsr=lsr,
+                    dlsr=dlsr,
+                )
+            )
+        out = b""
+        for i in range(0, len(blocks), 31):  # at most 31 report blocks per RR
+            out += bytes(RtcpRrPacket(ssrc=sender_ssrc, reports=blocks[i : i + 31]))
+        return out
+
+    def _sender_reports(self) -> list[bytes]:
+        reports: list[bytes] = []
+        for consumer in list(self.consumers.values()):
+            sr = consumer.sender_report()
+            if sr is not None:
+                reports.append(sr)
+        return reports
+
+    async def _run_rtcp(self) -> None:
+        try:
+            while not self.closed:
+                await asyncio.sleep(RTCP_INTERVAL_S * (0.5 + random.random()))
+                now = adapter.now_ms()
+                for producer in list(self.producers.values()):
+                    producer.poll_keyframe_request(now)
+                rr = self._receiver_reports()
+                if rr:
+                    self._send_rtcp(rr)
+                for sr in self._sender_reports():
+                    self._send_rtcp(sr)
+        except asyncio.CancelledError:
+            pass
+        except Exception:  # never let RTCP kill the transport silently
+            logger.exception("RTCP loop failed")
+
+    # -- close ---------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close every producer and consumer, then the peer connection. Safe to call twice."""
+        if self.closed:
+            return
+        self.closed = True
+        for producer in list(self.producers.values()):
+            producer.close()
+        for consumer in list(self.consumers.values()):
+            consumer.close()
+        if self._rtcp_task is not None:
+            self._rtcp_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._rtcp_task
+            self._rtcp_task = None
+        await self.pc.close()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for monitoring: packets and bytes sent, drops, RTCP received."""
+        raw = self._raw
+        return {
+            "state": self.pc.connectionState,
+            "packets_sent": raw.packets_sent if raw else 0,
+            "bytes_sent": raw.bytes_sent if raw else 0,
+            "dropped": raw.dropped if raw else 0,
+            "unknown_packets": self.unknown_packets,
+            "rtcp_received": self.rtcp_received,
+            "nacks_received": self.nacks_received,
+            "plis_received": self.plis_received,
+        }

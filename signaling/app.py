@@ -1,0 +1,76 @@
+"""The aiohttp application factory: ``create_app(settings)``.
+
+Start-up and tear-down are ``cleanup_ctx`` async generators, unwound in reverse order:
+the media server (rooms, routers, transports) starts first and stops last; ``on_shutdown``
+closes every WebSocket so that participants leave cleanly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from signaling import keys
+from signaling.settings import Settings
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+
+async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
+    from sfu.server import MediaServer, MediaSettings
+
+    settings = app[keys.SETTINGS]
+    media = MediaServer(
+        MediaSettings(
+            ice_hosts=settings.ice_hosts,
+            ice_servers=settings.ice_servers,
+            keyframe_min_interval_ms=settings.keyframe_min_interval_ms,
+            nack_buffer_packets=settings.nack_buffer_packets,
+        )
+    )
+    app[keys.MEDIA] = media
+    yield
+    await media.close()
+
+
+async def _index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC_DIR / "index.html")
+
+
+def create_app(settings: Settings | None = None) -> web.Application:
+    """Build the aiohttp application.
+
+    Routes: ``/`` (browser client), ``/static/*``, ``/ws`` (signaling, see docs/protocol.md),
+    ``/whip/{room}`` and ``/whep/{room}/{identity}`` (RFC 9725), ``/healthz``.
+    """
+    from signaling import whip, ws
+
+    settings = settings or Settings()
+    app = web.Application(client_max_size=settings.max_message_bytes)
+    app[keys.SETTINGS] = settings
+    app.cleanup_ctx.append(_media_ctx)
+    # --- accounts (issue 3): contexts and routes are added between these markers ---
+    from signaling import accounts
+    from signaling.problems import problem_middleware
+
+    app.cleanup_ctx.append(accounts.accounts_ctx)
+    app.router.add_routes(accounts.routes)
+    app.middlewares.extend([accounts.cors_middleware, problem_middleware])
+    app.on_response_prepare.append(accounts.security_headers)
+    # --- end accounts ---
+    ws.install(app)
+    whip.install(app)
+    app.router.add_get("/", _index)
+    app.router.add_get("/ws", ws.handle_ws)
+    app.router.add_routes(whip.routes)
+    app.router.add_get("/healthz", _healthz)
+    if STATIC_DIR.is_dir():
+        app.router.add_static("/static", STATIC_DIR, show_index=False)
+    app.on_shutdown.append(ws.close_all_sockets)
+    return app
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})

@@ -1,0 +1,112 @@
+"""The ``sfu`` command line: ``sfu serve`` (and more subcommands as features land)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from signaling.settings import Settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from signaling.app import create_app
+
+    overrides: dict[str, object] = {}
+    if args.host is not None:
+        overrides["host"] = args.host
+    if args.port is not None:
+        overrides["port"] = args.port
+    if args.data_dir is not None:
+        overrides["data_dir"] = Path(args.data_dir)
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    app = create_app(settings)
+    web.run_app(app, host=settings.host, port=settings.port, print=None)
+    return 0
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    """``sfu token create``: print a room token signed with the server's secret."""
+    from signaling.auth.secrets import SecretError, resolve_jwt_secret
+    from signaling.auth.tokens import VideoGrant, create_access_token, parse_ttl
+
+    overrides: dict[str, object] = {}
+    if args.data_dir is not None:
+        overrides["data_dir"] = Path(args.data_dir)
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    try:
+        ttl_s = parse_ttl(args.ttl)
+    except ValueError as exc:
+        print(f"sfu token create: {exc}", file=sys.stderr)
+        return 2
+    try:
+        secret = resolve_jwt_secret(settings)
+    except SecretError as exc:
+        print(f"sfu token create: {exc}", file=sys.stderr)
+        return 1
+    # No permission flag at all means a full participant (publish + subscribe + data).
+    everything = not (args.publish or args.subscribe or args.admin)
+    grant = VideoGrant(
+        room=args.room,
+        roomJoin=True,
+        roomAdmin=args.admin,
+        canPublish=args.publish or args.admin or everything,
+        canSubscribe=args.subscribe or args.admin or everything,
+        canPublishData=True,
+    )
+    token, _claims = create_access_token(
+        secret, identity=args.identity, name=args.name, ttl_s=ttl_s, video=grant
+    )
+    print(token)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every ``sfu`` subcommand."""
+    parser = argparse.ArgumentParser(prog="sfu", description="Python SFU media router")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the server")
+    serve.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="listen port (default 8080)")
+    serve.add_argument("--data-dir", default=None, help="data directory (default ./data)")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    serve.set_defaults(func=_serve)
+
+    token = sub.add_parser("token", help="access tokens (RFC 7519 JWT)")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    create = token_sub.add_parser(
+        "create",
+        help="print a room token signed with the server's secret",
+        description="Print a room token. Without --publish/--subscribe/--admin the holder may "
+        "publish and subscribe. The secret is SFU_JWT_SECRET, or the one kept in the data "
+        "directory by the embedded default.",
+    )
+    create.add_argument("--room", required=True, help="room the token is for")
+    create.add_argument("--identity", required=True, help="participant identity (sub)")
+    create.add_argument("--name", default=None, help="display name")
+    create.add_argument("--publish", action="store_true", help="grant canPublish")
+    create.add_argument("--subscribe", action="store_true", help="grant canSubscribe")
+    create.add_argument("--admin", action="store_true", help="grant roomAdmin (and all)")
+    create.add_argument("--ttl", default="1h", help="lifetime, e.g. 90s, 15m, 1h, 7d (1h)")
+    create.add_argument("--data-dir", default=None, help="data directory (default ./data)")
+    create.set_defaults(func=_token_create)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``sfu`` console script; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,331 @@
+"""A Python client of the signaling protocol, built on aiortc (tests, benchmarks, load tests).
+
+:class:`RoomClient` joins a room over ``/ws``, publishes aiortc ``MediaStreamTrack`` objects on
+its publish RTCPeerConnection and answers the server's subscribe offers. Received tracks are
+available by producer (track sid). With ``count_only=True`` the subscribe side does not decode:
+it counts RTP packets per SSRC through the SFU's own adapter (used by benchmarks that simulate
+hundreds of listeners).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiortc import (
+    MediaStreamTrack,
+    RTCPeerConnection,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+
+from sfu import _aiortc_adapter as adapter
+from sfu.tasks import spawn
+
+
+class SignalingError(Exception):
+    """An ``error`` message from the server: ``code`` and ``message``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class ReceivedTrack:
+    """A subscribed producer: its ids and, unless count-only, the aiortc track."""
+
+    mid: str
+    participant: str
+    track_sid: str
+    kind: str
+    track: MediaStreamTrack | None = None
+
+
+@dataclass
+class PacketCounter:
+    """Per-SSRC RTP packet counts of a count-only subscriber.
+
+    ``arrivals`` holds (monotonic arrival s, payload bytes) when ``keep_payloads`` is set.
+    """
+
+    packets: dict[int, int] = field(default_factory=dict)
+    seqs: dict[int, list[int]] = field(default_factory=dict)
+    arrivals: list[tuple[float, bytes]] = field(default_factory=list)
+    keep_payloads: bool = False
+    keep_seqs: bool = False
+
+
+class _CountingSink:
+    """An :class:`adapter.RtpSink` that counts packets and never decodes."""
+
+    def __init__(self, counter: PacketCounter, on_packet: Callable[[], None] | None) -> None:
+        self.counter = counter
+        self.on_packet = on_packet
+
+    def on_rtp(self, data: bytes, arrival_ms: int) -> None:
+        ssrc = int.from_bytes(data[8:12], "big")
+        counter = self.counter
+        counter.packets[ssrc] = counter.packets.get(ssrc, 0) + 1
+        if counter.keep_seqs:
+            counter.seqs.setdefault(ssrc, []).append(int.from_bytes(data[2:4], "big"))
+        if counter.keep_payloads:
+            from sfu.rtp.header import parse_rtp
+
+            fields = parse_rtp(data)
+            counter.arrivals.append((time.monotonic(), data[fields[8] : fields[9]]))
+
+    def on_rtcp(self, data: bytes) -> None:
+        return None
+
+    def on_receive_parameters(
+        self, transceiver: RTCRtpTransceiver, rtp: adapter.NegotiatedRtp
+    ) -> None:
+        return None
+
+    def on_send_parameters(
+        self, transceiver: RTCRtpTransceiver, rtp: adapter.NegotiatedRtp
+    ) -> None:
+        return None
+
+
+class RoomClient:
+    """One simulated participant.
+
+    Args:
+        url: the server's base URL, e.g. ``http://127.0.0.1:8080``.
+        room, name, identity, token: as in the ``join`` request.
+        count_only: subscribe without decoding (see :class:`PacketCounter`).
+        subscribe: whether to subscribe at all.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        room: str,
+        name: str = "",
+        *,
+        identity: str | None = None,
+        token: str | None = None,
+        count_only: bool = False,
+        subscribe: bool = True,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.room = room
+        self.name = name
+        self.identity = identity
+        self.token = token
+        self.count_only = count_only
+        self.subscribe = subscribe
+        self.counter = PacketCounter()
+        self.session: aiohttp.ClientSession | None = None
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.joined: dict[str, Any] = {}
+        self.events: list[dict[str, Any]] = []
+        self.errors: list[dict[str, Any]] = []
+        self.received: dict[str, ReceivedTrack] = {}  # track sid -> ReceivedTrack
+        self.published: dict[str, str] = {}  # mid -> track sid
+        self.pub: RTCPeerConnection | None = None
+        self.sub: RTCPeerConnection | None = None
+        self.offers_answered = 0
+        self._ids = itertools.count(1)
+        self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._mids: dict[str, ReceivedTrack] = {}
+        self._offer_lock = asyncio.Lock()
+        self._changed = asyncio.Event()
+
+    # -- connection ---------------------------------------------------------------------------
+
+    async def connect(self) -> dict[str, Any]:
+        """Open the WebSocket and join; returns the ``joined`` message.
+
+        Raises:
+            SignalingError: when the server refuses the join.
+        """
+        self.session = aiohttp.ClientSession()
+        self.ws = await self.session.ws_connect(self.url + "/ws", heartbeat=20)
+        self._reader = asyncio.ensure_future(self._read_loop())
+        join: dict[str, Any] = {"type": "join", "room": self.room, "name": self.name}
+        if self.identity:
+            join["identity"] = self.identity
+        if self.token:
+            join["token"] = self.token
+        join["subscribe"] = self.subscribe
+        self.joined = await self.request(join)
+        return self.joined
+
+    async def request(self, message: dict[str, Any], timeout: float = 20) -> dict[str, Any]:
+        """Send a request with a fresh ``id`` and wait for its reply.
+
+        Raises:
+            SignalingError: for an ``error`` reply; TimeoutError after ``timeout`` s.
+        """
+        assert self.ws is not None
+        ref = str(next(self._ids))
+        message = dict(message, id=ref)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiters[ref] = future
+        await self.ws.send_str(json.dumps(message))
+        try:
+            reply = await asyncio.wait_for(future, timeout)
+        finally:
+            self._waiters.pop(ref, None)
+        if reply.get("type") == "error":
+            raise SignalingError(reply.get("code", ""), reply.get("message", ""))
+        return reply
+
+    async def send_raw(self, text: str) -> None:
+        """Send a raw text frame (tests of malformed input)."""
+        assert self.ws is not None
+        await self.ws.send_str(text)
+
+    async def _read_loop(self) -> None:
+        assert self.ws is not None
+        async for msg in self.ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                break
+            data = json.loads(msg.data)
+            ref = data.get("ref")
+            if ref is not None and ref in self._waiters:
+                self._waiters[ref].set_result(data)
+                continue
+            if data.get("type") == "error":
+                self.errors.append(data)
+            elif data.get("type") == "offer":
+                spawn(self._answer(data))
+            else:
+                self.events.append(data)
+            self._changed.set()
+
+    # -- publishing ----------------------------------------------------------------------------
+
+    async def publish(
+        self, tracks: list[MediaStreamTrack], sources: list[str] | None = None
+    ) -> dict[str, str]:
+        """Publish ``tracks`` (one sendonly m-line each); returns mid -> track sid."""
+        if self.pub is None:
+            self.pub = RTCPeerConnection(adapter.make_configuration([]))
+        specs = []
+        for i, track in enumerate(tracks):
+            transceiver = self.pub.addTransceiver(track, direction="sendonly")
+            source = (
+                (sources or [])[i]
+                if sources and i < len(sources)
+                else ("microphone" if track.kind == "audio" else "camera")
+            )
+            specs.append((transceiver, track.kind, source))
+        await self.pub.setLocalDescription(await self.pub.createOffer())
+        reply = await self.request(
+            {
+                "type": "offer",
+                "sdp": self.pub.localDescription.sdp,
+                "tracks": [
+                    {"mid": t.mid, "kind": kind, "source": source} for t, kind, source in specs
+                ],
+            }
+        )
+        await self.pub.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
+        self.published = dict(reply.get("tracks", {}))
+        return self.published
+
+    async def unpublish(self, track: MediaStreamTrack) -> None:
+        """Stop sending ``track`` and renegotiate (the server closes its producer)."""
+        assert self.pub is not None
+        for transceiver in self.pub.getTransceivers():
+            if transceiver.sender.track is track:
+                transceiver.direction = "inactive"
+        await self.pub.setLocalDescription(await self.pub.createOffer())
+        reply = await self.request({"type": "offer", "sdp": self.pub.localDescription.sdp})
+        await self.pub.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
+        self.published = dict(reply.get("tracks", {}))
+
+    # -- subscribing ---------------------------------------------------------------------------
+
+    def _subscriber(self) -> RTCPeerConnection:
+        if self.sub is None:
+            if self.count_only:
+                sink = _CountingSink(self.counter, None)
+                self.sub = adapter.ForwardingPeerConnection(sink, adapter.make_configuration([]))
+            else:
+                self.sub = RTCPeerConnection(adapter.make_configuration([]))
+
+                @self.sub.on("track")
+                def on_track(track: MediaStreamTrack) -> None:
+                    for transceiver in self.sub.getTransceivers():  # type: ignore[union-attr]
+                        if transceiver.receiver.track is track and transceiver.mid in self._mids:
+                            self._mids[transceiver.mid].track = track
+                    self._changed.set()
+
+        return self.sub
+
+    async def _answer(self, offer: dict[str, Any]) -> None:
+        async with self._offer_lock:
+            for item in offer.get("tracks", []):
+                received = ReceivedTrack(
+                    mid=item["mid"],
+                    participant=item["participant"],
+                    track_sid=item["track"],
+                    kind=item["kind"],
+                )
+                previous = self._mids.get(item["mid"])
+                if previous is not None and previous.track_sid == received.track_sid:
+                    continue
+                self._mids[item["mid"]] = received
+            current = {item["track"] for item in offer.get("tracks", [])}
+            for mid, received in list(self._mids.items()):
+                if received.track_sid not in current:
+                    del self._mids[mid]
+            pc = self._subscriber()
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
+            for transceiver in pc.getTransceivers():
+                received_track = self._mids.get(transceiver.mid)
+                if received_track is not None and received_track.track is None:
+                    received_track.track = transceiver.receiver.track
+            await pc.setLocalDescription(await pc.createAnswer())
+            self.received = {r.track_sid: r for r in self._mids.values()}
+            with contextlib.suppress(SignalingError, TimeoutError, ConnectionError):
+                await self.request({"type": "answer", "sdp": pc.localDescription.sdp})
+            self.offers_answered += 1
+            self._changed.set()
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 20) -> None:
+        """Wait until ``predicate()`` holds, re-checking on every message (bounded).
+
+        Raises:
+            TimeoutError: when it does not hold within ``timeout`` s.
+        """
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("condition not met in time")
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.2))
+
+    # -- close ---------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Leave, close both peer connections and the WebSocket."""
+        if self.ws is not None and not self.ws.closed:
+            with contextlib.suppress(Exception):
+                await self.request({"type": "leave"}, timeout=5)
+            await self.ws.close()
+        for pc in (self.pub, self.sub):
+            if pc is not None:
+                await pc.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self.session is not None:
+            await self.session.close()

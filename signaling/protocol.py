@@ -1,0 +1,338 @@
+"""The WebSocket signaling protocol: one request union, one response union, a version.
+
+Every message is a JSON object with a ``type`` discriminator. Client requests may carry an
+``id`` (a client-chosen string, at most 64 chars); the direct reply to that request (``answer``,
+``joined``, ``error``, ``pong``, ``ok``) echoes it as ``ref``. Server events (``offer``,
+``participant_joined`` ...) have no ``ref``. ``docs/protocol.md`` documents every message.
+
+Negotiation follows LiveKit's two-transport design: each participant has a *publish*
+RTCPeerConnection (the client offers, the server answers) and a *subscribe* RTCPeerConnection
+(the server offers, the client answers), so neither side ever has to resolve glare.
+
+Errors raised: :class:`ProtocolError` (with a stable ``code``) for anything that cannot be
+parsed into a :data:`Request`.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+PROTOCOL_VERSION = 1
+"""Current protocol version. A ``join`` with another version gets ``unsupported_version``."""
+
+MAX_SDP_CHARS = 64 * 1024
+"""Largest accepted SDP blob (characters)."""
+
+
+class ErrorCode(StrEnum):
+    """Stable error codes carried by :class:`ErrorResponse`."""
+
+    BAD_REQUEST = "bad_request"  # not JSON, not an object, or a field fails validation
+    UNKNOWN_TYPE = "unknown_type"  # ``type`` names no request
+    UNSUPPORTED_VERSION = "unsupported_version"
+    TOO_LARGE = "too_large"  # message over the size limit
+    INVALID_SDP = "invalid_sdp"  # SDP that aiortc cannot parse or negotiate
+    OUT_OF_ORDER = "out_of_order"  # e.g. an answer with no offer outstanding
+    NOT_JOINED = "not_joined"  # a request that needs ``join`` first
+    ALREADY_JOINED = "already_joined"
+    UNAUTHORIZED = "unauthorized"  # missing, invalid, expired or revoked token
+    FORBIDDEN = "forbidden"  # token lacks the grant (e.g. canPublish)
+    NOT_FOUND = "not_found"  # unknown track or participant
+    RATE_LIMITED = "rate_limited"
+    INTERNAL = "internal"
+
+
+class ProtocolError(Exception):
+    """A request that cannot be accepted; becomes an :class:`ErrorResponse`.
+
+    Attributes: ``code`` (:class:`ErrorCode`), ``message`` (human readable), ``ref`` (the
+    request ``id`` if it could be read).
+    """
+
+    def __init__(self, code: ErrorCode, message: str, ref: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.ref = ref
+
+
+class _Msg(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+RequestId = Annotated[str, Field(max_length=64)]
+Sdp = Annotated[str, Field(min_length=1, max_length=MAX_SDP_CHARS)]
+TransportName = Literal["publish", "subscribe"]
+TrackKind = Literal["audio", "video"]
+TrackSource = Literal["microphone", "camera", "screen", "screen_audio", "unknown"]
+
+
+class IceCandidate(_Msg):
+    """An ICE candidate as the W3C ``RTCIceCandidateInit`` dictionary."""
+
+    candidate: Annotated[str, Field(max_length=1024)]
+    sdpMid: Annotated[str, Field(max_length=32)] | None = None
+    sdpMLineIndex: Annotated[int, Field(ge=0, le=1024)] | None = None
+
+
+class TrackDescription(_Msg):
+    """Metadata for one track a client publishes: its ``mid`` in the publish offer."""
+
+    mid: Annotated[str, Field(min_length=1, max_length=32)]
+    kind: TrackKind
+    source: TrackSource = "unknown"
+    name: Annotated[str, Field(max_length=128)] = ""
+    muted: bool = False
+
+
+# --- requests (client -> server) -------------------------------------------------------
+
+
+class JoinRequest(_Msg):
+    """Join a room. ``token`` is a JWT access token once auth is enabled."""
+
+    type: Literal["join"]
+    id: RequestId | None = None
+    v: int = PROTOCOL_VERSION
+    room: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")]
+    name: Annotated[str, Field(max_length=128)] = ""
+    identity: Annotated[str, Field(max_length=128)] | None = None
+    token: Annotated[str, Field(max_length=8192)] | None = None
+    subscribe: bool = True
+
+
+class OfferRequest(_Msg):
+    """An SDP offer for the *publish* transport, with one description per sending track.
+
+    Tracks whose mid is absent from ``tracks`` but present as a sending m-line are published
+    with ``source="unknown"``; a mid that stops sending is unpublished.
+    """
+
+    type: Literal["offer"]
+    id: RequestId | None = None
+    sdp: Sdp
+    tracks: Annotated[list[TrackDescription], Field(max_length=32)] = []
+
+
+class AnswerRequest(_Msg):
+    """The client's SDP answer to the server's *subscribe* offer."""
+
+    type: Literal["answer"]
+    id: RequestId | None = None
+    sdp: Sdp
+
+
+class TrickleRequest(_Msg):
+    """A trickled ICE candidate for one transport; ``candidate`` null ends gathering."""
+
+    type: Literal["trickle"]
+    id: RequestId | None = None
+    transport: TransportName
+    candidate: IceCandidate | None = None
+
+
+class MuteRequest(_Msg):
+    """Mute or unmute one of the caller's own published tracks (forwarding pauses)."""
+
+    type: Literal["mute"]
+    id: RequestId | None = None
+    track: Annotated[str, Field(max_length=64)]
+    muted: bool
+
+
+class LeaveRequest(_Msg):
+    """Leave the room; the server closes every transport, producer and consumer."""
+
+    type: Literal["leave"]
+    id: RequestId | None = None
+
+
+class PingRequest(_Msg):
+    """Application-level keepalive; answered with :class:`PongResponse`."""
+
+    type: Literal["ping"]
+    id: RequestId | None = None
+
+
+Request = Annotated[
+    JoinRequest
+    | OfferRequest
+    | AnswerRequest
+    | TrickleRequest
+    | MuteRequest
+    | LeaveRequest
+    | PingRequest,
+    Field(discriminator="type"),
+]
+REQUEST_TYPES = frozenset({"join", "offer", "answer", "trickle", "mute", "leave", "ping"})
+_request_adapter: TypeAdapter[Request] = TypeAdapter(Request)
+
+
+# --- responses and events (server -> client) ---------------------------------------------
+
+
+class TrackInfo(_Msg):
+    """A published track (a Producer) as other participants see it."""
+
+    sid: str
+    kind: TrackKind
+    source: TrackSource
+    name: str = ""
+    muted: bool = False
+
+
+class ParticipantInfo(_Msg):
+    """A participant as other participants see it."""
+
+    sid: str
+    identity: str
+    name: str
+    tracks: list[TrackInfo] = []
+
+
+class JoinedResponse(_Msg):
+    """Reply to ``join``: who I am, who is already there, and the ICE servers to use."""
+
+    type: Literal["joined"] = "joined"
+    ref: str | None = None
+    v: int = PROTOCOL_VERSION
+    room: str
+    participant: ParticipantInfo
+    participants: list[ParticipantInfo]
+    ice_servers: list[dict[str, Any]]
+
+
+class AnswerResponse(_Msg):
+    """The server's SDP answer to a publish ``offer``; ``tracks`` maps mids to track sids."""
+
+    type: Literal["answer"] = "answer"
+    ref: str | None = None
+    sdp: str
+    tracks: dict[str, str] = {}
+
+
+class SubscribedTrack(_Msg):
+    """One m-line of a subscribe offer: which producer this ``mid`` carries."""
+
+    mid: str
+    participant: str
+    track: str
+    kind: TrackKind
+
+
+class OfferEvent(_Msg):
+    """A server-initiated SDP offer for the *subscribe* transport (answer with ``answer``)."""
+
+    type: Literal["offer"] = "offer"
+    sdp: str
+    tracks: list[SubscribedTrack]
+
+
+class ParticipantJoinedEvent(_Msg):
+    type: Literal["participant_joined"] = "participant_joined"
+    participant: ParticipantInfo
+
+
+class ParticipantLeftEvent(_Msg):
+    type: Literal["participant_left"] = "participant_left"
+    participant: str
+
+
+class TrackPublishedEvent(_Msg):
+    type: Literal["track_published"] = "track_published"
+    participant: str
+    track: TrackInfo
+
+
+class TrackUnpublishedEvent(_Msg):
+    type: Literal["track_unpublished"] = "track_unpublished"
+    participant: str
+    track: str
+
+
+class TrackMutedEvent(_Msg):
+    type: Literal["track_muted"] = "track_muted"
+    participant: str
+    track: str
+    muted: bool
+
+
+class OkResponse(_Msg):
+    """Acknowledges a request that has no other reply (``trickle``, ``mute``, ``leave``)."""
+
+    type: Literal["ok"] = "ok"
+    ref: str | None = None
+
+
+class PongResponse(_Msg):
+    type: Literal["pong"] = "pong"
+    ref: str | None = None
+
+
+class ErrorResponse(_Msg):
+    """A typed error. The connection and the room go on unless the code says otherwise."""
+
+    type: Literal["error"] = "error"
+    ref: str | None = None
+    code: ErrorCode
+    message: str
+
+
+Response = Annotated[
+    JoinedResponse
+    | AnswerResponse
+    | OfferEvent
+    | ParticipantJoinedEvent
+    | ParticipantLeftEvent
+    | TrackPublishedEvent
+    | TrackUnpublishedEvent
+    | TrackMutedEvent
+    | OkResponse
+    | PongResponse
+    | ErrorResponse,
+    Field(discriminator="type"),
+]
+_response_adapter: TypeAdapter[Response] = TypeAdapter(Response)
+
+
+def parse_request(raw: str | bytes) -> Request:
+    """Parse one WebSocket text frame into a :data:`Request`.
+
+    Raises:
+        ProtocolError: ``bad_request`` for invalid JSON, a non-object, or a field that fails
+            validation; ``unknown_type`` for an unknown ``type``.
+    """
+    try:
+        obj = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"message is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "message must be a JSON object")
+    ref = obj.get("id") if isinstance(obj.get("id"), str) else None
+    ref = ref[:64] if ref else None
+    kind = obj.get("type")
+    if kind not in REQUEST_TYPES:
+        raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}", ref)
+    try:
+        return _request_adapter.validate_python(obj)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"][1:]) or "message"
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"{where}: {first['msg']}", ref) from None
+
+
+def parse_response(raw: str | bytes) -> Response:
+    """Parse a server message (used by the Python client and tests).
+
+    Raises: pydantic.ValidationError or ValueError for a malformed message.
+    """
+    return _response_adapter.validate_json(raw)
+
+
+def dump(message: BaseModel) -> str:
+    """Serialise a message to the JSON text sent on the WebSocket."""
+    return message.model_dump_json()

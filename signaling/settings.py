@@ -1,0 +1,104 @@
+"""Server settings, read from the environment (pydantic-settings).
+
+Every field is documented in README.md. Environment variables use the ``SFU_`` prefix, except
+``MONGO_URL`` which keeps its conventional name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Process-wide settings.
+
+    Fields:
+        host, port: where ``sfu serve`` listens (HTTP and WebSocket).
+        data_dir: directory for the embedded MongoDB data and generated secrets.
+        ice_hosts: addresses on which ICE host candidates are gathered. Empty means the
+            machine's non-loopback addresses, as aioice does; tests use ``["127.0.0.1"]``.
+        ice_servers: STUN/TURN URLs (``stun:host:port``, ``turn:user:pass@host:port``) handed to
+            clients and used by the server. Empty by default: aiortc falls back to a public STUN
+            server when given ``None``, so we always pass an explicit (possibly empty) list.
+        jwt_secret: HMAC secret for access tokens (RFC 7519); see issue 3.
+        mongo_url: a MongoDB URL; unset means start the embedded ``nx-27017`` server.
+        max_message_bytes: largest accepted WebSocket message (bytes).
+        ws_heartbeat_s: WebSocket ping interval (seconds); a peer that misses a pong is closed.
+        keyframe_min_interval_ms: minimum interval between keyframe requests sent to one
+            producer (ms).
+        nack_buffer_packets: size of each video consumer's retransmission buffer (packets,
+            power of two).
+        env: ``development`` or ``production`` (production refuses weak secrets).
+        allowed_origins: CORS allow-list (``SFU_ALLOWED_ORIGINS``, comma separated, exact
+            ``scheme://host[:port]`` origins; ``*`` allows any origin). Empty: same-origin only.
+
+    Accounts (issue 3):
+        mongo_db: database name inside ``mongo_url`` (or the embedded server).
+        bcrypt_cost: bcrypt work factor (log2 rounds, 4..31); tests use 4.
+        access_token_ttl_s: lifetime of account access JWTs (seconds, default 15 min).
+        room_token_ttl_s: lifetime of room JWTs issued by join codes (seconds).
+        refresh_token_ttl_s: lifetime of a refresh-token family member (seconds, 30 days).
+        otp_ttl_s: validity of a one-time login code (seconds).
+        otp_max_attempts: verification attempts allowed per one-time code hash.
+        rate_window_s: sliding window for the rate limits below (seconds).
+        otp_rate_per_identity, otp_rate_per_address: one-time code requests allowed per
+            window per email/phone and per client address.
+        login_rate_per_identity, login_rate_per_address: password logins allowed per window.
+        invite_ttl_s: default lifetime of a room invite code (seconds).
+        smtp_host, smtp_port, smtp_username, smtp_password, smtp_from, smtp_starttls: when
+            ``smtp_host`` is set, one-time codes for email identities are mailed (``SFU_SMTP_*``);
+            otherwise they are written to the server log.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SFU_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("./data")
+    ice_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    ice_servers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    jwt_secret: str | None = None
+    mongo_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("MONGO_URL", "SFU_MONGO_URL")
+    )
+    max_message_bytes: int = 256 * 1024
+    ws_heartbeat_s: float = 15.0
+    keyframe_min_interval_ms: int = 500
+    nack_buffer_packets: int = 512
+    env: Literal["development", "production"] = "development"
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    mongo_db: str = "sfu"
+    bcrypt_cost: int = Field(default=12, ge=4, le=31)
+    access_token_ttl_s: int = Field(default=15 * 60, gt=0)
+    room_token_ttl_s: int = Field(default=6 * 3600, gt=0)
+    refresh_token_ttl_s: int = Field(default=30 * 24 * 3600, gt=0)
+    otp_ttl_s: int = Field(default=5 * 60, gt=0)
+    otp_max_attempts: int = Field(default=5, gt=0)
+    rate_window_s: float = Field(default=600.0, gt=0)
+    otp_rate_per_identity: int = Field(default=3, gt=0)
+    otp_rate_per_address: int = Field(default=20, gt=0)
+    login_rate_per_identity: int = Field(default=10, gt=0)
+    login_rate_per_address: int = Field(default=100, gt=0)
+    invite_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "sfu@localhost"
+    smtp_starttls: bool = True
+
+    @field_validator("ice_hosts", "ice_servers", "allowed_origins", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)

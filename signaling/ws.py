@@ -1,0 +1,283 @@
+"""One signaling session per WebSocket (``/ws``): JSON requests in, responses and events out.
+
+Requests are handled strictly in order, one at a time. Bad input (invalid JSON, unknown type,
+invalid SDP, oversize frame, a message out of order) gets a typed ``error`` and the session and
+the room go on. aiohttp's heartbeat pings detect dead sockets; when the socket closes, the
+participant leaves and every transport, producer and consumer of it is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import weakref
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from pydantic import BaseModel
+
+from sfu import events as ev
+from sfu.errors import InvalidSdpError, InvalidStateError, NotFoundError, SfuError
+from sfu.participant import Participant, TrackSpec
+from sfu.tasks import spawn
+from signaling import keys
+from signaling import protocol as p
+
+logger = logging.getLogger(__name__)
+
+_SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey(
+    "ws_sockets", weakref.WeakSet
+)
+
+
+def track_info(track: ev.TrackInfo) -> p.TrackInfo:
+    """Media-plane track -> protocol track."""
+    return p.TrackInfo(
+        sid=track.sid,
+        kind=track.kind,  # type: ignore[arg-type]
+        source=track.source,  # type: ignore[arg-type]
+        name=track.name,
+        muted=track.muted,
+    )
+
+
+def participant_info(info: ev.ParticipantInfo) -> p.ParticipantInfo:
+    """Media-plane participant -> protocol participant."""
+    return p.ParticipantInfo(
+        sid=info.sid,
+        identity=info.identity,
+        name=info.name,
+        tracks=[track_info(t) for t in info.tracks],
+    )
+
+
+def event_message(event: ev.RoomEvent) -> BaseModel:
+    """Media-plane room event -> protocol event message."""
+    if isinstance(event, ev.ParticipantJoined):
+        return p.ParticipantJoinedEvent(participant=participant_info(event.participant))
+    if isinstance(event, ev.ParticipantLeft):
+        return p.ParticipantLeftEvent(participant=event.participant)
+    if isinstance(event, ev.TrackPublished):
+        return p.TrackPublishedEvent(participant=event.participant, track=track_info(event.track))
+    if isinstance(event, ev.TrackUnpublished):
+        return p.TrackUnpublishedEvent(participant=event.participant, track=event.track)
+    return p.TrackMutedEvent(participant=event.participant, track=event.track, muted=event.muted)
+
+
+class Session:
+    """The signaling session of one WebSocket; also the participant's listener."""
+
+    def __init__(self, request: web.Request, ws: web.WebSocketResponse) -> None:
+        self.request = request
+        self.app = request.app
+        self.ws = ws
+        self.participant: Participant | None = None
+        self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
+        self._writer = asyncio.ensure_future(self._write_loop())
+
+    # -- outgoing ------------------------------------------------------------------------------
+
+    def send(self, message: BaseModel) -> None:
+        """Queue one message; messages leave in order."""
+        self._outbox.put_nowait(p.dump(message))
+
+    async def _write_loop(self) -> None:
+        while True:
+            text = await self._outbox.get()
+            if text is None or self.ws.closed:
+                return
+            try:
+                await self.ws.send_str(text)
+            except (ConnectionError, RuntimeError):
+                return
+
+    def error(self, code: p.ErrorCode, message: str, ref: str | None = None) -> None:
+        """Send a typed error."""
+        self.send(p.ErrorResponse(code=code, message=message, ref=ref))
+
+    # -- ParticipantListener -------------------------------------------------------------------
+
+    def send_subscribe_offer(self, sdp: str, tracks: list[ev.SubscribedTrack]) -> None:
+        """Deliver a subscribe offer with its mid map."""
+        self.send(
+            p.OfferEvent(
+                sdp=sdp,
+                tracks=[
+                    p.SubscribedTrack(
+                        mid=t.mid,
+                        participant=t.participant,
+                        track=t.track,
+                        kind=t.kind,  # type: ignore[arg-type]
+                    )
+                    for t in tracks
+                ],
+            )
+        )
+
+    def on_room_event(self, event: ev.RoomEvent) -> None:
+        """Forward a room event to the client."""
+        self.send(event_message(event))
+
+    def on_closed(self, reason: str) -> None:
+        """The server closed this participant: tell the client and close the socket."""
+        self.error(p.ErrorCode.NOT_JOINED, f"removed from room: {reason}")
+        self.participant = None
+        self._outbox.put_nowait(None)
+        spawn(self.ws.close())
+
+    # -- incoming ------------------------------------------------------------------------------
+
+    async def handle(self, raw: str) -> None:
+        """Handle one text frame; never raises for bad input."""
+        ref: str | None = None
+        try:
+            request = p.parse_request(raw)
+            ref = request.id
+            await self._dispatch(request)
+        except p.ProtocolError as exc:
+            self.error(exc.code, exc.message, exc.ref or ref)
+        except InvalidSdpError as exc:
+            self.error(p.ErrorCode.INVALID_SDP, str(exc), ref)
+        except InvalidStateError as exc:
+            self.error(p.ErrorCode.OUT_OF_ORDER, str(exc), ref)
+        except NotFoundError as exc:
+            self.error(p.ErrorCode.NOT_FOUND, str(exc), ref)
+        except SfuError as exc:
+            self.error(p.ErrorCode.BAD_REQUEST, str(exc), ref)
+        except Exception:
+            logger.exception("signaling request failed")
+            self.error(p.ErrorCode.INTERNAL, "internal error", ref)
+
+    async def _dispatch(self, request: p.Request) -> None:
+        if isinstance(request, p.PingRequest):
+            self.send(p.PongResponse(ref=request.id))
+            return
+        if isinstance(request, p.JoinRequest):
+            await self._join(request)
+            return
+        participant = self.participant
+        if participant is None:
+            raise p.ProtocolError(p.ErrorCode.NOT_JOINED, "send join first", request.id)
+        if isinstance(request, p.OfferRequest):
+            if not participant.can_publish:
+                raise p.ProtocolError(p.ErrorCode.FORBIDDEN, "no canPublish grant", request.id)
+            specs = [
+                TrackSpec(mid=t.mid, kind=t.kind, source=t.source, name=t.name, muted=t.muted)
+                for t in request.tracks
+            ]
+            answer, mids = await participant.publish_offer(request.sdp, specs)
+            self.send(p.AnswerResponse(ref=request.id, sdp=answer, tracks=mids))
+        elif isinstance(request, p.AnswerRequest):
+            await participant.subscribe_answer(request.sdp)
+            self.send(p.OkResponse(ref=request.id))
+        elif isinstance(request, p.TrickleRequest):
+            c = request.candidate
+            await participant.add_ice_candidate(
+                request.transport,
+                c.candidate if c else None,
+                c.sdpMid if c else None,
+                c.sdpMLineIndex if c else None,
+            )
+            self.send(p.OkResponse(ref=request.id))
+        elif isinstance(request, p.MuteRequest):
+            participant.set_track_muted(request.track, request.muted)
+            self.send(p.OkResponse(ref=request.id))
+        elif isinstance(request, p.LeaveRequest):
+            await self.leave()
+            self.send(p.OkResponse(ref=request.id))
+
+    async def _join(self, request: p.JoinRequest) -> None:
+        if self.participant is not None:
+            raise p.ProtocolError(p.ErrorCode.ALREADY_JOINED, "already joined", request.id)
+        if request.v != p.PROTOCOL_VERSION:
+            raise p.ProtocolError(
+                p.ErrorCode.UNSUPPORTED_VERSION,
+                f"protocol version {request.v} is not supported (use {p.PROTOCOL_VERSION})",
+                request.id,
+            )
+        identity, name, can_publish, can_subscribe = await self._authorize(request)
+        media = self.app[keys.MEDIA]
+        room = media.room(request.room)
+        participant = await room.join(
+            identity,
+            name,
+            self,
+            can_publish=can_publish,
+            can_subscribe=can_subscribe and request.subscribe,
+        )
+        self.participant = participant
+        self.send(
+            p.JoinedResponse(
+                ref=request.id,
+                room=room.name,
+                participant=participant_info(participant.info()),
+                participants=[participant_info(i) for i in room.participant_infos(participant)],
+                ice_servers=media.ice_servers(),
+            )
+        )
+        # Subscriptions to existing producers were made during join; their offer follows.
+
+    async def _authorize(self, request: p.JoinRequest) -> tuple[str, str, bool, bool]:
+        """(identity, display name, canPublish, canSubscribe) for this join."""
+        identity = request.identity or ("guest-" + secrets.token_hex(4))
+        return identity, request.name or identity, True, True
+
+    async def leave(self) -> None:
+        """Leave the room (idempotent)."""
+        participant, self.participant = self.participant, None
+        if participant is not None:
+            await participant.room.remove(participant, reason="left")
+
+    async def close(self) -> None:
+        """Leave and stop the writer."""
+        await self.leave()
+        self._outbox.put_nowait(None)
+        try:
+            await asyncio.wait_for(self._writer, timeout=2)
+        except (TimeoutError, asyncio.CancelledError):
+            self._writer.cancel()
+
+
+async def handle_ws(request: web.Request) -> web.WebSocketResponse:
+    """The ``/ws`` endpoint: one :class:`Session` per connection."""
+    settings = request.app[keys.SETTINGS]
+    # Frames up to 4x the limit are read and refused with a typed error (the session goes
+    # on); larger ones make aiohttp close the socket with 1009.
+    ws = web.WebSocketResponse(
+        heartbeat=settings.ws_heartbeat_s, max_msg_size=max(4 * settings.max_message_bytes, 1 << 20)
+    )
+    await ws.prepare(request)
+    sockets = request.app.get(_SOCKETS)
+    if sockets is not None:
+        sockets.add(ws)
+    session = Session(request, ws)
+    try:
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                if len(msg.data) > settings.max_message_bytes:
+                    session.error(
+                        p.ErrorCode.TOO_LARGE,
+                        f"message of {len(msg.data)} bytes exceeds {settings.max_message_bytes}",
+                    )
+                    continue
+                await session.handle(msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                session.error(p.ErrorCode.BAD_REQUEST, "binary frames are not supported")
+            elif msg.type == WSMsgType.ERROR:
+                break
+    finally:
+        await session.close()
+    return ws
+
+
+def install(app: web.Application) -> None:
+    """Register the WebSocket set used to close every socket at shutdown."""
+    app[_SOCKETS] = weakref.WeakSet()
+
+
+async def close_all_sockets(app: web.Application) -> None:
+    """``on_shutdown``: close every WebSocket so participants leave cleanly."""
+    sockets: Any = app.get(_SOCKETS) or ()
+    for ws in list(sockets):
+        await ws.close(code=1001, message=b"server shutdown")

@@ -1,0 +1,83 @@
+"""Media actually arrives, from the right producer: three publishers, each decodes the others."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from signaling.client import RoomClient
+from tests.support.media import (
+    ColorTrack,
+    ToneTrack,
+    collect_audio,
+    dominant_frequency,
+    mean_color,
+)
+
+PEOPLE = {
+    "alice": (440.0, (220, 30, 30)),
+    "bob": (880.0, (30, 200, 40)),
+    "carol": (1320.0, (40, 50, 220)),
+}
+
+
+async def test_three_participants_receive_each_other(sfu_url: str) -> None:
+    clients: dict[str, RoomClient] = {}
+    try:
+        for name, (freq, rgb) in PEOPLE.items():
+            client = RoomClient(sfu_url, "trio", name, identity=name)
+            await client.connect()
+            await client.publish([ToneTrack(freq), ColorTrack(rgb)])
+            clients[name] = client
+        sids = {name: c.joined["participant"]["sid"] for name, c in clients.items()}
+        for client in clients.values():
+            await client.wait_for(
+                lambda c=client: (
+                    len(c.received) == 4 and all(r.track is not None for r in c.received.values())
+                ),
+                timeout=20,
+            )
+        for name, client in clients.items():
+            for other, (freq, rgb) in PEOPLE.items():
+                if other == name:
+                    continue
+                tracks = {
+                    r.kind: r.track
+                    for r in client.received.values()
+                    if r.participant == sids[other]
+                }
+                assert set(tracks) == {"audio", "video"}, f"{name} lacks {other}'s tracks"
+                samples = await collect_audio(tracks["audio"], 1.0)
+                got = dominant_frequency(samples[len(samples) // 2 :])
+                assert abs(got - freq) < 15, f"{name} heard {got:.0f} Hz from {other}"
+                assert np.abs(samples).max() > 1000, "received audio is silent"
+                color = await mean_color(tracks["video"], frames=5)
+                assert np.abs(color - np.array(rgb)).max() < 30, (
+                    f"{name} saw {color.round()} from {other}, expected {rgb}"
+                )
+    finally:
+        await asyncio.gather(*(c.close() for c in clients.values()))
+
+
+@pytest.mark.parametrize("kind", ["audio"])
+async def test_late_joiner_receives_existing_publisher(sfu_url: str, kind: str) -> None:
+    speaker = RoomClient(sfu_url, "late", "speaker", identity="speaker")
+    listener = RoomClient(sfu_url, "late", "listener", identity="listener")
+    try:
+        await speaker.connect()
+        await speaker.publish([ToneTrack(660.0)])
+        await asyncio.sleep(0.5)
+        await listener.connect()
+        assert [p["identity"] for p in listener.joined["participants"]] == ["speaker"]
+        await listener.wait_for(
+            lambda: any(r.track is not None for r in listener.received.values())
+        )
+        (received,) = listener.received.values()
+        assert received.participant == speaker.joined["participant"]["sid"]
+        samples = await collect_audio(received.track, 1.0)  # type: ignore[arg-type]
+        assert abs(dominant_frequency(samples[len(samples) // 2 :]) - 660.0) < 15
+    finally:
+        await listener.close()
+        await speaker.close()
