@@ -2,7 +2,7 @@
 
 Forwarding never transcodes, so a consumer can only be created with exactly the producer's
 codec: same MIME type and clock rate, same channel count for audio, and for H.264 the same
-``packetization-mode`` and ``profile-level-id`` profile (RFC 6184 §8.1). Like mediasoup's
+``packetization-mode`` and ``profile_idc`` (RFC 6184 §8.1). Like mediasoup's
 ``ortc.ts`` these functions are tested without any network.
 """
 
@@ -40,8 +40,10 @@ class CodecInfo:
 
 
 def _h264_key(params: dict[str, object]) -> tuple[str, str]:
+    # profile_idc (first byte of profile-level-id, RFC 6184 §8.1): 42 baseline, 4d main,
+    # 64 high. Constraint flags and level do not change the payload format we forward.
     profile = str(params.get("profile-level-id", "42e01f")).lower()
-    return str(params.get("packetization-mode", "0")), profile[:2] + profile[2:4]
+    return str(params.get("packetization-mode", "0")), profile[:2]
 
 
 def same_codec(a: RTCRtpCodecParameters | RTCRtpCodecCapability, b: CodecInfo) -> bool:

@@ -77,6 +77,8 @@ def parse_offer_media(sdp: str) -> list[tuple[str, str, bool]]:
     Raises:
         InvalidSdpError: when the SDP cannot be parsed or an m-line has no mid.
     """
+    if not sdp.lstrip().startswith("v=0"):
+        raise InvalidSdpError("SDP must start with v=0 (RFC 8866 §5)")
     try:
         description = aiortc_sdp.SessionDescription.parse(sdp)
     except Exception as exc:
@@ -165,6 +167,8 @@ class Participant:
         if not self.can_publish:
             raise InvalidStateError("participant may not publish")
         media = parse_offer_media(sdp)
+        if not media:
+            raise InvalidSdpError("the offer has no audio or video m-line")
         specs = {t.mid: t for t in tracks}
         async with self._publish_lock:
             transport = self.publish_transport

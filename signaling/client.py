@@ -287,6 +287,8 @@ class RoomClient:
             pc = self._subscriber()
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
             for transceiver in pc.getTransceivers():
+                if self.count_only or transceiver.mid is None:
+                    continue
                 received_track = self._mids.get(transceiver.mid)
                 if received_track is not None and received_track.track is None:
                     received_track.track = transceiver.receiver.track

@@ -1,0 +1,86 @@
+"""The adapter's contract with aiortc internals: fails loudly when aiortc changes."""
+
+from __future__ import annotations
+
+import inspect
+
+import aiortc
+import pytest
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+
+from sfu import _aiortc_adapter as adapter
+
+
+def test_pinned_aiortc_version() -> None:
+    assert aiortc.__version__ == adapter.AIORTC_VERSION, (
+        f"aiortc {aiortc.__version__} installed but sfu/_aiortc_adapter.py is written for "
+        f"{adapter.AIORTC_VERSION}: re-check every private attribute it uses"
+    )
+    adapter.check_aiortc_version()
+
+
+def test_version_check_refuses_other_versions(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(aiortc, "__version__", "9.9.9")
+    with pytest.raises(RuntimeError, match=r"aiortc==1\.16\.0"):
+        adapter.check_aiortc_version()
+
+
+def test_private_hooks_exist() -> None:
+    """Every private name the adapter overrides or reads must still exist in aiortc."""
+    for name in (
+        "_RTCPeerConnection__createDtlsTransport",
+        "_RTCPeerConnection__createTransceiver",
+        "_RTCPeerConnection__remoteRtp",
+        "_RTCPeerConnection__connect",
+    ):
+        assert hasattr(RTCPeerConnection, name), f"aiortc no longer has {name}"
+    for name in ("_handle_rtp_data", "_handle_rtcp_data", "_recv_next"):
+        assert hasattr(RTCDtlsTransport, name), f"RTCDtlsTransport lost {name}"
+    # _recv_next must still dispatch through the two handlers we replace.
+    source = inspect.getsource(RTCDtlsTransport._recv_next)
+    assert "self._handle_rtp_data(" in source and "self._handle_rtcp_data(" in source
+    assert "self._tx_srtp" in inspect.getsource(RTCDtlsTransport._send_rtp)
+    assert "async def receive" in inspect.getsource(RTCRtpReceiver)
+    assert "async def send" in inspect.getsource(RTCRtpSender)
+    assert "_nominated" in inspect.getsource(__import__("aioice.ice").ice.Connection.sendto)
+    signature = inspect.signature(RTCPeerConnection._RTCPeerConnection__createTransceiver)  # type: ignore[attr-defined]
+    assert list(signature.parameters)[:3] == ["self", "direction", "kind"]
+
+
+async def test_receiver_and_sender_are_bypassed() -> None:
+    """A ForwardingPeerConnection's transceivers never start aiortc's decoder or encoder."""
+
+    class Sink:
+        def on_rtp(self, data: bytes, arrival_ms: int) -> None: ...
+        def on_rtcp(self, data: bytes) -> None: ...
+        def on_receive_parameters(self, transceiver: object, rtp: object) -> None: ...
+        def on_send_parameters(self, transceiver: object, rtp: object) -> None: ...
+
+    pc = adapter.ForwardingPeerConnection(Sink(), adapter.make_configuration([]))
+    transceiver = pc.addTransceiver("video", direction="sendonly")
+    assert transceiver.sender.send.__qualname__.endswith("<locals>.send")
+    assert transceiver.receiver.receive.__qualname__.endswith("<locals>.receive")
+    assert hasattr(transceiver.sender.transport, "_sfu_raw")
+    await pc.close()
+
+
+def test_ice_host_override_includes_loopback() -> None:
+    import aioice.ice
+
+    try:
+        adapter.set_ice_host_addresses(["127.0.0.1", "::1"])
+        assert aioice.ice.get_host_addresses(True, False) == ["127.0.0.1"]
+        assert aioice.ice.get_host_addresses(True, True) == ["127.0.0.1", "::1"]
+    finally:
+        adapter.set_ice_host_addresses([])
+    assert "127.0.0.1" not in aioice.ice.get_host_addresses(True, False)
+
+
+def test_configuration_is_explicit_and_max_bundle() -> None:
+    config = adapter.make_configuration([])
+    assert config.iceServers == []  # never None: aiortc would fall back to public STUN
+    assert config.bundlePolicy.value == "max-bundle"
+    config = adapter.make_configuration(["stun:127.0.0.1:3478", "turn:u:p@127.0.0.1:3478"])
+    assert [s.urls for s in config.iceServers] == ["stun:127.0.0.1:3478", "turn:127.0.0.1:3478"]
+    assert config.iceServers[1].username == "u" and config.iceServers[1].credential == "p"
