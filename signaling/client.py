@@ -237,6 +237,12 @@ class RoomClient:
         self.published = dict(reply.get("tracks", {}))
         return self.published
 
+    async def publish_sdp(self, sdp: str, tracks: list[dict[str, Any]]) -> dict[str, Any]:
+        """Send a publish offer made elsewhere (e.g. a raw-RTP peer); returns the ``answer``."""
+        reply = await self.request({"type": "offer", "sdp": sdp, "tracks": tracks})
+        self.published = dict(reply.get("tracks", {}))
+        return reply
+
     async def unpublish(self, track: MediaStreamTrack) -> None:
         """Stop sending ``track`` and renegotiate (the server closes its producer)."""
         assert self.pub is not None

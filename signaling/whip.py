@@ -5,9 +5,12 @@
   browsers see and hear. ``DELETE`` on the resource ends the session.
 * ``POST /whep/{room}/{identity}``: a viewer's offer (recvonly m-lines) is answered with one
   consumer per m-line of that publisher's tracks, matched by kind.
-* Errors: 400 bad SDP, 404 unknown room, publisher or resource, 415 wrong content type,
-  405 for trickle PATCH (not supported: the answer carries all our candidates). ``OPTIONS``
-  answers CORS preflight. Identity comes from ``?identity=`` until tokens are enforced.
+* Errors: 400 bad SDP, 401 missing/invalid/expired/revoked token, 403 a token of another
+  room or without ``canPublish`` (WHIP) / ``canSubscribe`` (WHEP), 404 unknown room,
+  publisher or resource, 415 wrong content type, 405 for trickle PATCH (not supported: the
+  answer carries all our candidates). ``OPTIONS`` answers CORS preflight.
+* Identity: ``Authorization: Bearer <room token>`` (RFC 9725 §4.1, RFC 6750); the
+  publisher's identity is the token's ``sub``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from sfu.errors import InvalidSdpError, SfuError
 from sfu.participant import NullListener, Participant, negotiate_viewer
 from sfu.room import Room
 from signaling import keys
+from signaling.accounts import authorize_join, bearer_token
+from signaling.auth.tokens import AccessClaims, TokenError
 
 routes = web.RouteTableDef()
 
@@ -59,6 +64,18 @@ def _problem(status: int, detail: str) -> web.Response:
     )
 
 
+async def _authorize(request: web.Request, room: str, *, publish: bool) -> AccessClaims:
+    try:
+        claims = await authorize_join(request.app, bearer_token(request), room)
+    except TokenError as exc:
+        raise _HttpError(exc.status, f"{exc.code}: {exc.message}") from None
+    allowed = claims.video.canPublish if publish else claims.video.canSubscribe
+    if not allowed:
+        grant = "canPublish" if publish else "canSubscribe"
+        raise _HttpError(403, f"the token has no {grant} grant")
+    return claims
+
+
 async def _read_offer(request: web.Request) -> str:
     if request.content_type != SDP_TYPE:
         raise _HttpError(415, f"Content-Type must be {SDP_TYPE}")
@@ -89,13 +106,13 @@ def _created(request: web.Request, location: str, answer: str) -> web.Response:
 async def whip_publish(request: web.Request) -> web.Response:
     """Start a WHIP session: publish the offer's tracks into the room."""
     try:
-        offer = await _read_offer(request)
         room_name = request.match_info["room"]
-        identity = request.query.get("identity") or "whip-" + secrets.token_hex(4)
+        claims = await _authorize(request, room_name, publish=True)
+        offer = await _read_offer(request)
         media = request.app[keys.MEDIA]
         room = media.room(room_name)
         participant = await room.join(
-            identity, request.query.get("name", identity), NullListener(), can_subscribe=False
+            claims.sub, claims.name or claims.sub, NullListener(), can_subscribe=False
         )
         try:
             answer, _mids = await participant.publish_offer(offer)
@@ -117,8 +134,9 @@ async def whip_publish(request: web.Request) -> web.Response:
 async def whep_play(request: web.Request) -> web.Response:
     """Start a WHEP session: receive one publisher's audio and video."""
     try:
-        offer = await _read_offer(request)
         room_name = request.match_info["room"]
+        claims = await _authorize(request, room_name, publish=False)
+        offer = await _read_offer(request)
         media = request.app[keys.MEDIA]
         room = media.get_room(room_name)
         if room is None:
@@ -127,8 +145,8 @@ async def whep_play(request: web.Request) -> web.Response:
         if publisher is None or not publisher.producers:
             raise _HttpError(404, "no such publisher in this room")
         viewer = await room.join(
-            "whep-" + secrets.token_hex(4),
-            "WHEP viewer",
+            claims.sub,
+            claims.name or claims.sub,
             NullListener(),
             can_publish=False,
             auto_subscribe=False,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import weakref
 from typing import Any
 
@@ -23,6 +22,8 @@ from sfu.participant import Participant, TrackSpec
 from sfu.tasks import spawn
 from signaling import keys
 from signaling import protocol as p
+from signaling.accounts import authorize_join, record_presence
+from signaling.auth.tokens import TokenError
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +123,13 @@ class Session:
     def on_closed(self, reason: str) -> None:
         """The server closed this participant: tell the client and close the socket."""
         self.error(p.ErrorCode.NOT_JOINED, f"removed from room: {reason}")
-        self.participant = None
+        participant, self.participant = self.participant, None
+        if participant is not None:
+            spawn(
+                record_presence(
+                    self.app, participant.room.name, participant.identity, "left", participant.name
+                )
+            )
         self._outbox.put_nowait(None)
         spawn(self.ws.close())
 
@@ -207,6 +214,7 @@ class Session:
             can_subscribe=can_subscribe and request.subscribe,
         )
         self.participant = participant
+        await record_presence(self.app, room.name, identity, "joined", name)
         self.send(
             p.JoinedResponse(
                 ref=request.id,
@@ -219,15 +227,36 @@ class Session:
         # Subscriptions to existing producers were made during join; their offer follows.
 
     async def _authorize(self, request: p.JoinRequest) -> tuple[str, str, bool, bool]:
-        """(identity, display name, canPublish, canSubscribe) for this join."""
-        identity = request.identity or ("guest-" + secrets.token_hex(4))
-        return identity, request.name or identity, True, True
+        """(identity, display name, canPublish, canSubscribe) from the join's room token.
+
+        The identity is the token's ``sub`` (a client cannot choose another one); the display
+        name is the token's ``name`` unless the join names one.
+
+        Raises:
+            ProtocolError: ``unauthorized`` for a missing, invalid, expired or revoked token,
+                ``forbidden`` for a token of another room.
+        """
+        try:
+            claims = await authorize_join(self.app, request.token, request.room)
+        except TokenError as exc:
+            code = p.ErrorCode.FORBIDDEN if exc.status == 403 else p.ErrorCode.UNAUTHORIZED
+            raise p.ProtocolError(code, f"{exc.code}: {exc.message}", request.id) from None
+        if request.identity is not None and request.identity != claims.sub:
+            raise p.ProtocolError(
+                p.ErrorCode.FORBIDDEN, "identity differs from the token's subject", request.id
+            )
+        identity = claims.sub
+        name = request.name or claims.name or identity
+        return identity, name, claims.video.canPublish, claims.video.canSubscribe
 
     async def leave(self) -> None:
         """Leave the room (idempotent)."""
         participant, self.participant = self.participant, None
         if participant is not None:
             await participant.room.remove(participant, reason="left")
+            await record_presence(
+                self.app, participant.room.name, participant.identity, "left", participant.name
+            )
 
     async def close(self) -> None:
         """Leave and stop the writer."""

@@ -1,19 +1,65 @@
-"""Fixtures for integration tests: a real server on loopback, real aiortc peers."""
+"""Fixtures for integration tests: a real server on loopback, real aiortc peers, real tokens.
+
+The server talks to the session's MongoDB-wire server (``mongo_url`` in tests/conftest.py)
+with its own database, and signs tokens with a fixed test secret so that tests can mint room
+tokens exactly as ``sfu token create`` does.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
 
 from signaling.app import create_app
+from signaling.auth.tokens import VideoGrant, create_access_token
+from signaling.client import RoomClient
 from signaling.settings import Settings
+
+TEST_SECRET = "integration-secret-" + "s" * 40
+
+MakeToken = Callable[..., str]
 
 
 @pytest.fixture
-def sfu_settings(tmp_path) -> Settings:  # type: ignore[no-untyped-def]
-    return Settings(ice_hosts=["127.0.0.1"], ice_servers=[], data_dir=tmp_path)
+def sfu_settings(tmp_path: Path, mongo_url: str, mongo_db: str) -> Settings:
+    return Settings(
+        ice_hosts=["127.0.0.1"],
+        ice_servers=[],
+        data_dir=tmp_path,
+        mongo_url=mongo_url,
+        mongo_db=mongo_db,
+        jwt_secret=TEST_SECRET,
+        bcrypt_cost=4,
+    )
+
+
+@pytest.fixture
+def make_token() -> MakeToken:
+    """``make_token(room, identity, publish=True, subscribe=True, ttl_s=600)`` -> JWT."""
+
+    def make(
+        room: str,
+        identity: str,
+        *,
+        publish: bool = True,
+        subscribe: bool = True,
+        ttl_s: int = 600,
+        name: str | None = None,
+    ) -> str:
+        token, _claims = create_access_token(
+            TEST_SECRET,
+            identity=identity,
+            name=name or identity,
+            ttl_s=ttl_s,
+            video=VideoGrant(room=room, roomJoin=True, canPublish=publish, canSubscribe=subscribe),
+        )
+        return token
+
+    return make
 
 
 @pytest.fixture
@@ -26,3 +72,16 @@ async def sfu_url(sfu_settings: Settings) -> AsyncIterator[str]:
         yield str(server.make_url("")).rstrip("/")
     finally:
         await server.close()
+
+
+@pytest.fixture
+def room_client(sfu_url: str, make_token: MakeToken) -> Callable[..., RoomClient]:
+    """``room_client(room, identity, **kwargs)``: a RoomClient holding a token for that room."""
+
+    def make(room: str, identity: str, **kwargs: Any) -> RoomClient:
+        grants = {k: kwargs.pop(k) for k in ("publish", "subscribe") if k in kwargs}
+        return RoomClient(
+            sfu_url, room, identity, token=make_token(room, identity, **grants), **kwargs
+        )
+
+    return make

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -23,11 +24,13 @@ PEOPLE = {
 }
 
 
-async def test_three_participants_receive_each_other(sfu_url: str) -> None:
+async def test_three_participants_receive_each_other(
+    room_client: Callable[..., RoomClient],
+) -> None:
     clients: dict[str, RoomClient] = {}
     try:
         for name, (freq, rgb) in PEOPLE.items():
-            client = RoomClient(sfu_url, "trio", name, identity=name)
+            client = room_client("trio", name)
             await client.connect()
             await client.publish([ToneTrack(freq), ColorTrack(rgb)])
             clients[name] = client
@@ -62,9 +65,11 @@ async def test_three_participants_receive_each_other(sfu_url: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["audio"])
-async def test_late_joiner_receives_existing_publisher(sfu_url: str, kind: str) -> None:
-    speaker = RoomClient(sfu_url, "late", "speaker", identity="speaker")
-    listener = RoomClient(sfu_url, "late", "listener", identity="listener")
+async def test_late_joiner_receives_existing_publisher(
+    room_client: Callable[..., RoomClient], kind: str
+) -> None:
+    speaker = room_client("late", "speaker")
+    listener = room_client("late", "listener")
     try:
         await speaker.connect()
         await speaker.publish([ToneTrack(660.0)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+from collections.abc import Callable
 
 import pytest
 from aiohttp.test_utils import TestServer
@@ -13,7 +14,10 @@ from signaling import keys
 from signaling.app import create_app
 from signaling.client import RoomClient, SignalingError
 from signaling.settings import Settings
+from tests.integration.conftest import MakeToken
 from tests.support.media import ColorTrack, ToneTrack
+
+Factory = Callable[..., RoomClient]
 
 
 async def _error_after(client: RoomClient, text: str) -> dict[str, object]:
@@ -23,9 +27,9 @@ async def _error_after(client: RoomClient, text: str) -> dict[str, object]:
     return client.errors[-1]
 
 
-async def test_bad_input_gets_typed_errors_and_the_room_goes_on(sfu_url: str) -> None:
-    speaker = RoomClient(sfu_url, "robust", "speaker", identity="speaker")
-    other = RoomClient(sfu_url, "robust", "other", identity="other")
+async def test_bad_input_gets_typed_errors_and_the_room_goes_on(room_client: Factory) -> None:
+    speaker = room_client("robust", "speaker")
+    other = room_client("robust", "other")
     try:
         await speaker.connect()
         await speaker.publish([ToneTrack(700.0)])
@@ -52,7 +56,7 @@ async def test_bad_input_gets_typed_errors_and_the_room_goes_on(sfu_url: str) ->
         assert (await other.request({"type": "ping"}))["type"] == "pong"
         counted = other.received and next(iter(other.received.values()))
         assert counted
-        late = RoomClient(sfu_url, "robust", "late", identity="late")
+        late = room_client("robust", "late")
         await late.connect()
         await late.wait_for(lambda: bool(late.received))
         await late.close()
@@ -82,9 +86,9 @@ async def test_requests_before_join_and_bad_version(sfu_url: str) -> None:
         await client.close()
 
 
-async def test_unpublish_mute_and_leave_update_the_others(sfu_url: str) -> None:
-    alice = RoomClient(sfu_url, "life", "alice", identity="alice")
-    bob = RoomClient(sfu_url, "life", "bob", identity="bob")
+async def test_unpublish_mute_and_leave_update_the_others(room_client: Factory) -> None:
+    alice = room_client("life", "alice")
+    bob = room_client("life", "bob")
     try:
         await alice.connect()
         tone, color = ToneTrack(440.0), ColorTrack((10, 200, 10))
@@ -111,19 +115,23 @@ async def test_unpublish_mute_and_leave_update_the_others(sfu_url: str) -> None:
         await alice.close()
 
 
-async def test_repeated_join_and_leave_leaks_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    app = create_app(Settings(ice_hosts=["127.0.0.1"], data_dir=tmp_path))
+async def test_repeated_join_and_leave_leaks_nothing(
+    sfu_settings: Settings, make_token: MakeToken
+) -> None:
+    app = create_app(sfu_settings)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     url = str(server.make_url("")).rstrip("/")
-    host = RoomClient(url, "churn", "host", identity="host", count_only=True)
+    host = RoomClient(url, "churn", "host", token=make_token("churn", "host"), count_only=True)
     try:
         await host.connect()
         await host.publish([ToneTrack(500.0)])
         media = app[keys.MEDIA]
 
         async def cycle(i: int) -> None:
-            guest = RoomClient(url, "churn", f"guest{i}", identity=f"guest{i}", count_only=True)
+            guest = RoomClient(
+                url, "churn", f"guest{i}", token=make_token("churn", f"guest{i}"), count_only=True
+            )
             await guest.connect()
             await guest.publish([ToneTrack(600.0 + i)])
             await guest.wait_for(lambda: sum(guest.counter.packets.values()) > 5)
@@ -154,3 +162,46 @@ async def test_repeated_join_and_leave_leaks_nothing(tmp_path) -> None:  # type:
         await host.close()
         await server.close()
     assert media.rooms == {} or all(r.closed for r in media.rooms.values())
+
+
+async def test_tokens_are_enforced_at_join(sfu_url: str, make_token: MakeToken) -> None:
+    async def join_error(token: str | None, room: str = "secure") -> str:
+        client = RoomClient(sfu_url, room, "x", token=token)
+        try:
+            await client.connect()
+        except SignalingError as exc:
+            return exc.code
+        finally:
+            await client.close()
+        return "joined"
+
+    assert await join_error(None) == "unauthorized"
+    assert await join_error("not.a.jwt") == "unauthorized"
+    assert await join_error(make_token("secure", "a", ttl_s=-30)) == "unauthorized"
+    assert await join_error(make_token("elsewhere", "a")) == "forbidden"
+    assert await join_error(make_token("secure", "a")) == "joined"
+
+
+async def test_grants_limit_publish_and_subscribe(sfu_url: str, make_token: MakeToken) -> None:
+    speaker = RoomClient(sfu_url, "grants", "s", token=make_token("grants", "s"))
+    listener = RoomClient(
+        sfu_url, "grants", "l", token=make_token("grants", "l", publish=False), count_only=True
+    )
+    deaf = RoomClient(
+        sfu_url, "grants", "d", token=make_token("grants", "d", subscribe=False), count_only=True
+    )
+    try:
+        await speaker.connect()
+        await speaker.publish([ToneTrack(300.0)])
+        await listener.connect()
+        await deaf.connect()
+        with pytest.raises(SignalingError) as excinfo:
+            await listener.publish([ToneTrack(900.0)])
+        assert excinfo.value.code == "forbidden"
+        await listener.wait_for(lambda: sum(listener.counter.packets.values()) > 20)
+        await asyncio.sleep(1.0)
+        assert deaf.counter.packets == {} and deaf.received == {}
+        # The identity comes from the token, whatever the client claims.
+        assert listener.joined["participant"]["identity"] == "l"
+    finally:
+        await asyncio.gather(speaker.close(), listener.close(), deaf.close())

@@ -8,6 +8,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from sfu import _aiortc_adapter as adapter
 from signaling.client import RoomClient
+from tests.integration.conftest import MakeToken
 from tests.support.media import (
     ColorTrack,
     ToneTrack,
@@ -19,10 +20,15 @@ from tests.support.media import (
 SDP = {"Content-Type": "application/sdp"}
 
 
-async def test_whip_to_whep_round_trip(sfu_url: str) -> None:
+async def test_whip_to_whep_round_trip(sfu_url: str, make_token: MakeToken) -> None:
     publisher = RTCPeerConnection(adapter.make_configuration([]))
     viewer = RTCPeerConnection(adapter.make_configuration([]))
-    watcher = RoomClient(sfu_url, "stage", "watcher", identity="watcher")
+    watcher = RoomClient(sfu_url, "stage", "watcher", token=make_token("stage", "watcher"))
+    obs = {"Authorization": "Bearer " + make_token("stage", "obs", subscribe=False), **SDP}
+    viewer_auth = {
+        "Authorization": "Bearer " + make_token("stage", "viewer1", publish=False),
+        **SDP,
+    }
     async with aiohttp.ClientSession() as http:
         try:
             await watcher.connect()
@@ -30,9 +36,9 @@ async def test_whip_to_whep_round_trip(sfu_url: str) -> None:
             publisher.addTransceiver(ColorTrack((240, 200, 20)), direction="sendonly")
             await publisher.setLocalDescription(await publisher.createOffer())
             async with http.post(
-                f"{sfu_url}/whip/stage?identity=obs",
+                f"{sfu_url}/whip/stage",
                 data=publisher.localDescription.sdp,
-                headers=SDP,
+                headers=obs,
             ) as resp:
                 assert resp.status == 201, await resp.text()
                 assert resp.content_type == "application/sdp"
@@ -52,7 +58,7 @@ async def test_whip_to_whep_round_trip(sfu_url: str) -> None:
             viewer.addTransceiver("video", direction="recvonly")
             await viewer.setLocalDescription(await viewer.createOffer())
             async with http.post(
-                f"{sfu_url}/whep/stage/obs", data=viewer.localDescription.sdp, headers=SDP
+                f"{sfu_url}/whep/stage/obs", data=viewer.localDescription.sdp, headers=viewer_auth
             ) as resp:
                 assert resp.status == 201, await resp.text()
                 whep_location = resp.headers["Location"]
@@ -84,21 +90,36 @@ async def test_whip_to_whep_round_trip(sfu_url: str) -> None:
             await watcher.close()
 
 
-async def test_whip_errors(sfu_url: str) -> None:
+async def test_whip_errors(sfu_url: str, make_token: MakeToken) -> None:
+    auth = {"Authorization": "Bearer " + make_token("r1", "pub")}
+    sdp_auth = {**SDP, **auth}
     async with aiohttp.ClientSession() as http:
+        async with http.post(f"{sfu_url}/whip/r1", data="v=0\r\n", headers=SDP) as resp:
+            assert resp.status == 401
+            assert resp.content_type == "application/problem+json"
+        async with http.post(f"{sfu_url}/whip/other", data="v=0\r\n", headers=sdp_auth) as resp:
+            assert resp.status == 403
+        listen_only = {"Authorization": "Bearer " + make_token("r1", "l", publish=False), **SDP}
+        async with http.post(f"{sfu_url}/whip/r1", data="v=0\r\n", headers=listen_only) as resp:
+            assert resp.status == 403
         async with http.post(
-            f"{sfu_url}/whip/r1", data="v=0\r\n", headers={"Content-Type": "text/plain"}
+            f"{sfu_url}/whip/r1", data="v=0\r\n", headers={"Content-Type": "text/plain", **auth}
         ) as resp:
             assert resp.status == 415
             assert (await resp.json())["status"] == 415
-        async with http.post(f"{sfu_url}/whip/r1", data="hello", headers=SDP) as resp:
+        async with http.post(f"{sfu_url}/whip/r1", data="hello", headers=sdp_auth) as resp:
             assert resp.status == 400
         async with http.post(
-            f"{sfu_url}/whip/r1", data="v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n", headers=SDP
+            f"{sfu_url}/whip/r1",
+            data="v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n",
+            headers=sdp_auth,
         ) as resp:
             assert resp.status == 400
             assert "detail" in await resp.json()
-        async with http.post(f"{sfu_url}/whep/nowhere/nobody", data="v=0\r\n", headers=SDP) as resp:
+        nowhere = {"Authorization": "Bearer " + make_token("nowhere", "v"), **SDP}
+        async with http.post(
+            f"{sfu_url}/whep/nowhere/nobody", data="v=0\r\n", headers=nowhere
+        ) as resp:
             assert resp.status == 404
         async with http.options(f"{sfu_url}/whip/r1") as resp:
             assert resp.status == 204
