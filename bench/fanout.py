@@ -25,6 +25,7 @@ import contextlib
 import gc
 import json
 import os
+import secrets
 import socket
 import statistics
 import subprocess
@@ -39,6 +40,7 @@ from aiortc import RTCRtpTransceiver, RTCSessionDescription
 
 from bench.peers import RawOpusPublisher, encode_opus_frames
 from sfu import _aiortc_adapter as adapter
+from signaling.auth.tokens import VideoGrant, create_access_token
 from signaling.client import PacketCounter, RoomClient, _CountingSink
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -211,6 +213,7 @@ async def run_sfu(listeners: int, duration: float, probes: int, payloads: list[b
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     data_dir = tempfile.mkdtemp(prefix="sfu-bench-")
+    secret = secrets.token_urlsafe(48)
     proc = _start(
         [
             sys.executable,
@@ -224,11 +227,16 @@ async def run_sfu(listeners: int, duration: float, probes: int, payloads: list[b
             "--log-level",
             "warning",
         ],
-        {"SFU_ICE_HOSTS": "127.0.0.1", "SFU_ICE_SERVERS": ""},
+        {"SFU_ICE_HOSTS": "127.0.0.1", "SFU_ICE_SERVERS": "", "SFU_JWT_SECRET": secret},
     )
+
+    def token(identity: str) -> str:
+        grant = VideoGrant(room="bench", roomJoin=True, canPublish=True, canSubscribe=True)
+        return create_access_token(secret, identity=identity, ttl_s=3600, video=grant)[0]
+
     clients: list[RoomClient] = []
     publisher = RawOpusPublisher(payloads)
-    speaker = RoomClient(url, "bench", "speaker", identity="speaker", subscribe=False)
+    speaker = RoomClient(url, "bench", "speaker", token=token("speaker"), subscribe=False)
     try:
         await _wait_http(url, proc)
         await speaker.connect()
@@ -239,7 +247,7 @@ async def run_sfu(listeners: int, duration: float, probes: int, payloads: list[b
         publisher.start()
         started = time.monotonic()
         for i in range(listeners):
-            client = RoomClient(url, "bench", f"l{i}", identity=f"l{i}", count_only=True)
+            client = RoomClient(url, "bench", f"l{i}", token=token(f"l{i}"), count_only=True)
             client.counter.keep_payloads = i < probes
             clients.append(client)
         results = await _gather_limited([c.connect() for c in clients], 16)
@@ -272,8 +280,9 @@ class _RelayListener:
 
     def __init__(self) -> None:
         self.counter = PacketCounter()
+        sink = _CountingSink(self.counter, None)
         self.pc = adapter.ForwardingPeerConnection(
-            _CountingSink(self.counter, None), adapter.make_configuration([])
+            sink, adapter.make_configuration([]), srtp_counter=sink.on_rtp_encrypted
         )
 
     async def connect(self, http: aiohttp.ClientSession, url: str) -> None:

@@ -181,8 +181,15 @@ class ForwardingPeerConnection(RTCPeerConnection):
     use BUNDLE (aiortc's default ``max-bundle``) so one DTLS transport carries every m-line.
     """
 
-    def __init__(self, sink: RtpSink, configuration: RTCConfiguration) -> None:
+    def __init__(
+        self,
+        sink: RtpSink,
+        configuration: RTCConfiguration,
+        *,
+        srtp_counter: Callable[[bytes], None] | None = None,
+    ) -> None:
         self._sink = sink
+        self._srtp_counter = srtp_counter
         super().__init__(configuration=configuration)
 
     # aiortc: RTCPeerConnection.__createDtlsTransport (name-mangled, private)
@@ -201,6 +208,8 @@ class ForwardingPeerConnection(RTCPeerConnection):
         dtls._handle_rtp_data = handle_rtp_data  # type: ignore[method-assign]
         dtls._handle_rtcp_data = handle_rtcp_data  # type: ignore[method-assign]
         dtls._sfu_raw = raw  # type: ignore[attr-defined]
+        if self._srtp_counter is not None:
+            _count_srtp_before_decryption(dtls, self._srtp_counter)
         return dtls
 
     # aiortc: RTCPeerConnection.__createTransceiver (name-mangled, private)
@@ -270,6 +279,22 @@ def raw_transport(transceiver: RTCRtpTransceiver) -> RawRtpTransport:
     return raw
 
 
+def _count_srtp_before_decryption(dtls: RTCDtlsTransport, counter: Callable[[bytes], None]) -> None:
+    """Hand every SRTP (not SRTCP) datagram to ``counter`` at the ICE layer and drop it there:
+    no queue, no DTLS task, no decryption. For load-test listeners that only count packets;
+    the SSRC and sequence number are in clear text in SRTP (RFC 3711 §3.1)."""
+    connection = dtls.transport._connection
+    deliver = connection.data_received
+
+    def data_received(data: bytes, component: int) -> None:
+        if len(data) >= 12 and 127 < data[0] < 192 and not 191 < data[1] < 224:
+            counter(data)
+            return
+        deliver(data, component)
+
+    connection.data_received = data_received  # type: ignore[method-assign]
+
+
 def sender_ssrcs(transceiver: RTCRtpTransceiver) -> tuple[int, int]:
     """The (media SSRC, RTX SSRC) aiortc will announce for this transceiver's sender."""
     return transceiver.sender._ssrc, transceiver.sender._rtx_ssrc
@@ -318,8 +343,11 @@ class RawRtpTransport:
             self._pair = pair
             protocol = pair.protocol
             self._addr = pair.remote_addr
-            if type(protocol) is StunProtocol and protocol.transport is not None:
-                self._sendto = protocol.transport.sendto
+            sock = getattr(protocol.transport, "_sock", None)  # asyncio's socket (private)
+            if type(protocol) is StunProtocol and sock is not None:
+                # Straight to the non-blocking UDP socket: asyncio's DatagramTransport.sendto
+                # adds checks and a write buffer we do not want (a full buffer drops, as UDP).
+                self._sendto = sock.sendto
             else:  # relayed (TURN) candidate: its protocol wraps data itself
                 self._sendto = None
         return True
@@ -331,7 +359,11 @@ class RawRtpTransport:
                 return
         sendto = self._sendto
         if sendto is not None:
-            sendto(data, self._addr)
+            try:
+                sendto(data, self._addr)
+            except OSError:  # BlockingIOError (buffer full), unreachable...: drop
+                self.dropped += 1
+                return
         else:
             pair = self._pair
             spawn(pair.protocol.send_data(data, self._addr))

@@ -74,11 +74,12 @@ class Consumer:
 
     __slots__ = (
         "_extra_id",
-        "_last_in_ts",
+        "_gap_started",
         "_on_close",
         "_plain_prefix",
         "_pt",
         "_send_rtp",
+        "_ts_offset",
         "_x_pad",
         "_x_prefix",
         "active",
@@ -138,7 +139,8 @@ class Consumer:
         self._x_prefix = b""
         self._x_pad = b""
         self._extra_id = 0
-        self._last_in_ts = 0
+        self._ts_offset = 0  # out_ts - in_ts (mod 2^32), constant between resyncs
+        self._gap_started: float | None = None
         self._on_close: list[Callable[[Consumer], None]] = []
 
     # -- negotiation ---------------------------------------------------------------------------
@@ -220,7 +222,7 @@ class Consumer:
         if mapped is None:
             return
         out_seq, out_ts = mapped
-        self._last_in_ts = ts
+        self._ts_offset = (out_ts - ts) & 0xFFFFFFFF
         if extra is not None and self._extra_id:
             packet = b"".join(
                 (
@@ -291,8 +293,7 @@ class Consumer:
         ntp, rtp_ts, at = sr
         elapsed = max(0.0, time.monotonic() - at)
         ntp_out = (ntp + int(elapsed * _NTP_FRACTION)) & 0xFFFFFFFFFFFFFFFF
-        offset = (self.munger.last_ts - self._last_in_ts) & 0xFFFFFFFF
-        rtp_out = (rtp_ts + int(elapsed * codec.clock_rate) + offset) & 0xFFFFFFFF
+        rtp_out = (rtp_ts + int(elapsed * codec.clock_rate) + self._ts_offset) & 0xFFFFFFFF
         packet = RtcpSrPacket(
             ssrc=self.ssrc,
             sender_info=RtcpSenderInfo(
@@ -307,24 +308,34 @@ class Consumer:
     # -- state ---------------------------------------------------------------------------------
 
     def set_paused(self, paused: bool) -> None:
-        """Pause or resume this subscription (the producer keeps flowing to others)."""
+        """Pause or resume this subscription (the producer keeps flowing to others). A
+        resumed video subscription waits for a keyframe, which it requests."""
         if paused == self.paused:
             return
         self.paused = paused
-        self._on_gap()
+        self._on_gap(paused)
         self._update_active()
+        if not paused and self.kind == "video" and self.active:
+            self.request_keyframe()
 
     def on_producer_paused(self, paused: bool) -> None:
-        """The producer was muted or unmuted."""
-        self._on_gap()
+        """The producer was muted or unmuted (the producer requests the keyframe)."""
+        self._on_gap(paused)
         self._update_active()
 
-    def _on_gap(self) -> None:
-        # A discontinuity: keep our sequence numbers contiguous and, for video, restart on a
-        # keyframe.
-        if self.munger.started:
+    def _on_gap(self, pausing: bool) -> None:
+        # A discontinuity: keep our sequence numbers contiguous, advance our timestamps by the
+        # wall-clock time the gap lasted (so the subscriber's jitter buffer sees real time
+        # pass) and, for video, restart on a keyframe.
+        now = time.monotonic()
+        if pausing:
+            if self._gap_started is None:
+                self._gap_started = now
+        elif self.munger.started:
             rate = self.codec.clock_rate if self.codec is not None else 90000
-            self.munger.resync(ts_gap=max(1, rate // 50))
+            started = self._gap_started if self._gap_started is not None else now
+            self.munger.resync(ts_gap=max(1, int((now - started) * rate)))
+            self._gap_started = None
         if self.kind == "video":
             self.wait_keyframe = True
 

@@ -165,21 +165,30 @@ class Producer:
 
         extra: bytes | None = None
         if prof:
-            if self.audio_level_id:
-                extra = find_extension(data, ext_start, ext_end, prof, self.audio_level_id)
-                if extra is not None:
-                    self.audio_level = extra[0] & 0x7F
-            elif self.abs_send_time_id and self.remb is not None:
-                ast = find_extension(data, ext_start, ext_end, prof, self.abs_send_time_id)
-                if ast is not None and len(ast) == 3:
-                    estimate = self.remb.add(
-                        abs_send_time=int.from_bytes(ast, "big"),
-                        arrival_time_ms=arrival_ms,
-                        payload_size=end - start,
-                        ssrc=ssrc,
-                    )
-                    if estimate is not None:
-                        self.transport.send_remb(self, estimate[0])
+            try:
+                if self.audio_level_id:
+                    extra = find_extension(data, ext_start, ext_end, prof, self.audio_level_id)
+                    ast = None
+                elif self.abs_send_time_id and self.remb is not None:
+                    ast = find_extension(data, ext_start, ext_end, prof, self.abs_send_time_id)
+                else:
+                    ast = None
+            except ValueError:  # an element overruns its block: drop, never raise
+                self.packets_dropped += 1
+                return
+            if extra is not None and len(extra) == 1:
+                self.audio_level = extra[0] & 0x7F
+            elif extra is not None:
+                extra = None
+            if ast is not None and len(ast) == 3 and self.remb is not None:
+                estimate = self.remb.add(
+                    abs_send_time=int.from_bytes(ast, "big"),
+                    arrival_time_ms=arrival_ms,
+                    payload_size=end - start,
+                    ssrc=ssrc,
+                )
+                if estimate is not None:
+                    self.transport.send_remb(self, estimate[0])
         if end - start <= 0:
             return  # padding-only packet (bandwidth probe): nothing to forward
         payload = data[start:end]

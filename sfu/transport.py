@@ -289,7 +289,10 @@ class WebRtcTransport:
         for producer in self.producers.values():
             if not producer.mid_id or not prof:
                 continue
-            mid = find_extension(data, start, end, prof, producer.mid_id)
+            try:
+                mid = find_extension(data, start, end, prof, producer.mid_id)
+            except ValueError:
+                return None
             if mid is None or mid.decode(errors="replace") != producer.mid:
                 continue
             codec = producer.codec

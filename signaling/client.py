@@ -54,7 +54,8 @@ class ReceivedTrack:
 class PacketCounter:
     """Per-SSRC RTP packet counts of a count-only subscriber.
 
-    ``arrivals`` holds (monotonic arrival s, payload bytes) when ``keep_payloads`` is set.
+    ``arrivals`` holds (monotonic arrival s, payload bytes) when ``keep_payloads`` is set
+    (those listeners decrypt every packet; the others count SRTP datagrams without decrypting).
     """
 
     packets: dict[int, int] = field(default_factory=dict)
@@ -82,6 +83,14 @@ class _CountingSink:
 
             fields = parse_rtp(data)
             counter.arrivals.append((time.monotonic(), data[fields[8] : fields[9]]))
+
+    def on_rtp_encrypted(self, data: bytes) -> None:
+        """Count one SRTP packet by its clear-text SSRC, without decrypting it."""
+        ssrc = int.from_bytes(data[8:12], "big")
+        counter = self.counter
+        counter.packets[ssrc] = counter.packets.get(ssrc, 0) + 1
+        if counter.keep_seqs:
+            counter.seqs.setdefault(ssrc, []).append(int.from_bytes(data[2:4], "big"))
 
     def on_rtcp(self, data: bytes) -> None:
         return None
@@ -260,7 +269,11 @@ class RoomClient:
         if self.sub is None:
             if self.count_only:
                 sink = _CountingSink(self.counter, None)
-                self.sub = adapter.ForwardingPeerConnection(sink, adapter.make_configuration([]))
+                self.sub = adapter.ForwardingPeerConnection(
+                    sink,
+                    adapter.make_configuration([]),
+                    srtp_counter=None if self.counter.keep_payloads else sink.on_rtp_encrypted,
+                )
             else:
                 self.sub = RTCPeerConnection(adapter.make_configuration([]))
 

@@ -7,7 +7,9 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
+from sfu import _aiortc_adapter as adapter
 from signaling.client import RoomClient
 from tests.support.media import (
     ColorTrack,
@@ -86,3 +88,43 @@ async def test_late_joiner_receives_existing_publisher(
     finally:
         await listener.close()
         await speaker.close()
+
+
+async def test_h264_is_forwarded_when_the_publisher_prefers_it(
+    room_client: Callable[..., RoomClient],
+) -> None:
+    """A publisher that offers only H.264 gets an H.264 producer; subscribers are offered
+    exactly that codec and decode the right colour."""
+    publisher = room_client("h264", "pub")
+    viewer = room_client("h264", "viewer")
+    try:
+        await publisher.connect()
+        # Restrict the publish transceiver to H.264 before the offer is made.
+        publisher.pub = RTCPeerConnection(adapter.make_configuration([]))
+        h264 = [
+            c
+            for c in RTCRtpSender.getCapabilities("video").codecs
+            if c.mimeType in ("video/H264", "video/rtx")
+        ]
+        transceiver = publisher.pub.addTransceiver(ColorTrack((250, 120, 0)), direction="sendonly")
+        transceiver.setCodecPreferences(h264)
+        await publisher.pub.setLocalDescription(await publisher.pub.createOffer())
+        reply = await publisher.publish_sdp(
+            publisher.pub.localDescription.sdp,
+            [{"mid": transceiver.mid, "kind": "video", "source": "camera"}],
+        )
+        await publisher.pub.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
+        assert "H264" in reply["sdp"] and "VP8" not in reply["sdp"]
+        await viewer.connect()
+        await viewer.wait_for(lambda: any(r.track is not None for r in viewer.received.values()))
+        (received,) = viewer.received.values()
+        codecs = [
+            t._codecs[0].mimeType  # aiortc's negotiated codec list
+            for t in viewer.sub.getTransceivers()  # type: ignore[union-attr]
+        ]
+        assert codecs == ["video/H264"]
+        color = await mean_color(received.track, frames=5)  # type: ignore[arg-type]
+        assert np.abs(color - np.array([250, 120, 0])).max() < 30
+    finally:
+        await viewer.close()
+        await publisher.close()
