@@ -1,0 +1,25 @@
+# syntax=docker/dockerfile:1
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+RUN groupadd --system --gid 10001 sfu \
+    && useradd --system --uid 10001 --gid sfu --home-dir /app --shell /usr/sbin/nologin sfu
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY sfu ./sfu
+COPY signaling ./signaling
+COPY static ./static
+# An editable install: the app serves static/ from next to signaling/, so keep the source here.
+RUN pip install -e . \
+    && mkdir -p /data \
+    && chown sfu:sfu /data
+
+USER sfu
+VOLUME ["/data"]
+EXPOSE 8080
+CMD ["sfu", "serve", "--host", "0.0.0.0", "--port", "8080", "--data-dir", "/data"]

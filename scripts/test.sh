@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The test command: install what is missing, lint, type-check, then run pytest inside a
+# loopback-only network namespace (so no test can reach any other address).
+#
+#   ./scripts/test.sh                 # everything
+#   ./scripts/test.sh tests/e2e -x    # extra arguments go to pytest
+#
+# Exit code: pytest's; "no tests collected" (pytest exit 5) counts as a failure.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+PYTHON="${PYTHON:-python3}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+# --- Debian packages ---------------------------------------------------------------------
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+if [ ! -x .venv/bin/python ] && ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    missing+=(python3-venv)
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "test.sh: installing Debian packages: ${missing[*]}" >&2
+    $SUDO apt-get update
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+# --- Python environment ------------------------------------------------------------------
+# Playwright drives Debian's Chromium (/usr/bin/chromium); it must never download a browser.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+export PLAYWRIGHT_BROWSERS_PATH=0
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --disable-pip-version-check -q -e ".[test]"
+
+# --- static checks -----------------------------------------------------------------------
+echo "test.sh: ruff check" >&2
+.venv/bin/ruff check .
+echo "test.sh: ruff format --check" >&2
+.venv/bin/ruff format --check .
+echo "test.sh: mypy" >&2
+.venv/bin/mypy
+
+# --- tests, inside a loopback-only network namespace --------------------------------------
+unshare_args=(-n)
+if [ "$(id -u)" -ne 0 ]; then unshare_args=(-r -n); fi  # a user namespace for non-root
+set +e
+if [ "${SFU_TEST_NO_NETNS:-}" = "1" ]; then
+    echo "test.sh: SFU_TEST_NO_NETNS=1: running pytest WITHOUT a network namespace" >&2
+    .venv/bin/python -m pytest "$@"
+else
+    unshare "${unshare_args[@]}" -- \
+        sh -c 'ip link set lo up && exec .venv/bin/python -m pytest "$@"' sh "$@"
+fi
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then
+    echo "test.sh: pytest collected no tests: failing" >&2
+    exit 1
+fi
+exit "$rc"

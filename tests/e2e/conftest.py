@@ -1,0 +1,238 @@
+"""Fixtures for the browser tests: the real server as a subprocess and Debian's Chromium.
+
+The server runs as ``python -m signaling.cli serve`` on a free loopback port with ICE host
+candidates restricted to 127.0.0.1 and no STUN/TURN servers, so the tests need no network
+beyond loopback (``scripts/test.sh`` runs them inside a loopback-only network namespace).
+Chromium is driven by Playwright but never downloaded: the fixture launches
+``/usr/bin/chromium`` and the tests skip when it is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOT_DIR = REPO_ROOT / "artifacts" / "screenshots"
+SERVER_START_TIMEOUT_S = 60.0
+
+CHROMIUM_ARGS = [
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class ServerProcess:
+    """A running ``sfu serve`` subprocess."""
+
+    base_url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    page_logs: list[str] = field(default_factory=list)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _wait_healthy(server: ServerProcess) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(
+                f"sfu serve exited with {server.process.returncode} before /healthz answered; "
+                f"log:\n{server.log()}"
+            )
+        try:
+            with urllib.request.urlopen(f"{server.base_url}/healthz", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError) as exc:
+            last_error = exc
+        time.sleep(0.2)
+    pytest.fail(
+        f"sfu serve did not answer /healthz within {SERVER_START_TIMEOUT_S:.0f} s "
+        f"({last_error}); log:\n{server.log()}"
+    )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    # Record each phase's report on the item so fixtures can tell whether the test failed.
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, f"rep_{report.when}", report)
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Path:
+    """Debian's Chromium; the e2e tests skip (before starting a server) when it is missing."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def sfu_server(chromium: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """Start ``sfu serve`` on a free port and wait for ``GET /healthz``; stop it afterwards."""
+    tmp = tmp_path_factory.mktemp("sfu")
+    data_dir = tmp / "data"
+    data_dir.mkdir()
+    log_path = tmp / "server.log"
+    port = _free_port()
+    env = dict(os.environ)
+    env["SFU_ICE_HOSTS"] = "127.0.0.1"
+    env.pop("SFU_ICE_SERVERS", None)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["SFU_BCRYPT_COST"] = "4"  # the lowest bcrypt cost: the test accounts need no strength
+    cmd = [
+        sys.executable,
+        "-m",
+        "signaling.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+    ]
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            cmd, cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
+        )
+    server = ServerProcess(f"http://127.0.0.1:{port}", process, log_path)
+    try:
+        _wait_healthy(server)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+async def create_invite(base_url: str, room_name: str, email: str) -> str:
+    """Register a room owner through the accounts API, create a room and return an invite code.
+
+    Joining needs a room token; the browser client gets one by redeeming the invite link
+    ``/join/{code}`` (``POST /api/join/{code}``), as a person would.
+    """
+    import aiohttp
+
+    async with aiohttp.ClientSession(base_url) as http:
+        account = {"email": email, "password": "e2e-Quiet-Harbour-42", "display_name": "Owner"}
+        async with http.post("/api/register", json=account) as resp:
+            assert resp.status == 201, await resp.text()
+            session = await resp.json()
+        auth = {"Authorization": f"Bearer {session['access_token']}"}
+        async with http.post("/api/rooms", json={"name": room_name}, headers=auth) as resp:
+            assert resp.status == 201, await resp.text()
+            room = (await resp.json())["room"]
+        async with http.post(
+            f"/api/rooms/{room['id']}/invites", json={"max_uses": 10}, headers=auth
+        ) as resp:
+            assert resp.status == 201, await resp.text()
+            code: str = (await resp.json())["code"]
+    return code
+
+
+@pytest.fixture
+def server(sfu_server: ServerProcess, request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    """The module's server; prints its log and the pages' console when the test fails."""
+    start = len(sfu_server.log())
+    sfu_server.page_logs.clear()
+    yield sfu_server
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        print("----- sfu serve log (this test) -----")
+        print(sfu_server.log()[start:])
+        print("----- browser console -----")
+        print("\n".join(sfu_server.page_logs))
+
+
+def write_noise_y4m(path: Path, width: int = 640, height: int = 480, frames: int = 40) -> Path:
+    """Write a Y4M clip (20 fps, 4:2:0) that a video encoder cannot squeeze much.
+
+    Chromium's built-in fake camera is so simple that libvpx encodes it at about 480 kbit/s
+    however much bandwidth it is given (measured: Chromium to Chromium over loopback, target
+    1.7 Mbit/s, 455-516 kbit/s sent), so a bitrate assertion could never tell a server that lets
+    the sender ramp up from one that does not. This clip pans a soft random texture and adds a
+    little fresh noise to every frame: peer to peer, Chromium sends it at 1.5-1.7 Mbit/s, and
+    at lower targets the encoder degrades gracefully (coarser quantisation, not frame bursts).
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(1234)
+    texture = rng.integers(16, 235, size=(height, width)).astype(np.float32)
+    for _ in range(2):  # soften: a 5-point blur, twice
+        texture = (
+            texture
+            + np.roll(texture, 1, 0)
+            + np.roll(texture, -1, 0)
+            + np.roll(texture, 1, 1)
+            + np.roll(texture, -1, 1)
+        ) / 5
+    texture = (texture - texture.mean()) * (100 / texture.std()) + 128
+    chroma = np.full((height // 2, width // 2), 128, dtype=np.uint8).tobytes()
+    with path.open("wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F20:1 Ip A1:1 C420jpeg\n".encode())
+        for i in range(frames):
+            noise = rng.integers(-6, 7, size=(height, width))
+            luma = np.clip(np.roll(texture, 4 * i, axis=1) + noise, 16, 235).astype(np.uint8)
+            out.write(b"FRAME\n" + luma.tobytes() + chroma + chroma)
+    return path
+
+
+@pytest.fixture(scope="session")
+def fake_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Y4M file Chromium's fake camera plays (see :func:`write_noise_y4m`)."""
+    return write_noise_y4m(tmp_path_factory.mktemp("media") / "noise.y4m")
+
+
+@pytest.fixture
+async def browser(chromium: Path, fake_video: Path) -> AsyncIterator[Any]:
+    """Debian's Chromium, headless, with a fake camera (``fake_video``) and microphone."""
+    from playwright.async_api import async_playwright
+
+    args = [*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={fake_video}"]
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(chromium), headless=True, args=args)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@pytest.fixture
+def screenshot_dir() -> Path:
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOT_DIR
