@@ -35,7 +35,6 @@ from aiortc import (
     RTCRtpTransceiver,
     clock,
 )
-from aiortc.rate import RemoteBitrateEstimator
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import (
@@ -55,9 +54,6 @@ URI_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
 URI_RID = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
 URI_AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 URI_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
-
-
-__all__ = ["RemoteBitrateEstimator"]  # aiortc's REMB estimator (abs-send-time based)
 
 
 def now_ms() -> int:

@@ -2,7 +2,8 @@
 
 A Producer parses each decrypted RTP packet from its publisher once (``sfu.rtp.header``),
 keeps receive statistics for RTCP receiver reports (RFC 3550 §6.4.2), generates NACKs for
-missing video packets (RFC 4585 §6.2.1), feeds a REMB bandwidth estimator, recovers RTX
+missing video packets (RFC 4585 §6.2.1), keeps a loss-based bandwidth estimate that the
+transport sends as REMB (``sfu.rtp.bwe``), recovers RTX
 retransmissions (RFC 4588) and hands the payload to every Consumer, which only rewrites the
 header. Keyframe requests from consumers reach the publisher as PLI (RFC 4585 §6.3.1),
 throttled per producer (mediasoup ``KeyFrameRequestManager``).
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING
 from sfu import _aiortc_adapter as adapter
 from sfu.codecs import CodecInfo, codec_info
 from sfu.events import TrackInfo
+from sfu.rtp.bwe import LossBasedEstimator
 from sfu.rtp.header import abs_send_time_now, find_extension, parse_rtp
 from sfu.rtp.keyframe import KeyframeRequestThrottle, is_keyframe
 from sfu.rtp.nack import NackGenerator
@@ -55,6 +57,7 @@ class Producer:
         source: str = "unknown",
         name: str = "",
         keyframe_min_interval_ms: int = 500,
+        max_bitrate_bps: int = 3_000_000,
     ) -> None:
         self.id = "TR_" + secrets.token_urlsafe(9)
         self.transport = transport
@@ -73,9 +76,10 @@ class Producer:
         self.stats: ReceiveStats | None = None
         self.nack: NackGenerator | None = None
         self.keyframes = KeyframeRequestThrottle(keyframe_min_interval_ms)
-        self.remb: adapter.RemoteBitrateEstimator | None = None
+        self.bwe: LossBasedEstimator | None = None
+        self.max_bitrate_bps = max_bitrate_bps
+        self.last_bwe_update: float | None = None
         self.audio_level_id = 0
-        self.abs_send_time_id = 0
         self.mid_id = 0
         self.packets_received = 0
         self.bytes_received = 0
@@ -102,14 +106,17 @@ class Producer:
             self.stats = ReceiveStats(self.codec.clock_rate)
             if self.kind == "video":
                 self.nack = NackGenerator()
-                self.remb = adapter.RemoteBitrateEstimator()
+                self.bwe = LossBasedEstimator(
+                    start_bps=min(1_000_000, self.max_bitrate_bps),
+                    min_bps=min(100_000, self.max_bitrate_bps),
+                    max_bps=self.max_bitrate_bps,
+                )
         if rtp.ssrc is not None:
             self.ssrc = rtp.ssrc
         if rtp.rtx_ssrc is not None:
             self.rtx_ssrc = rtp.rtx_ssrc
         self.rtcp_ssrc = rtp.rtcp_ssrc
         self.audio_level_id = rtp.header_extensions.get(adapter.URI_AUDIO_LEVEL, 0)
-        self.abs_send_time_id = rtp.header_extensions.get(adapter.URI_ABS_SEND_TIME, 0)
         self.mid_id = rtp.header_extensions.get(adapter.URI_MID, 0)
 
     def info(self) -> TrackInfo:
@@ -136,6 +143,17 @@ class Producer:
             return
         self.packets_received += 1
         self.bytes_received += len(data)
+        extra: bytes | None = None
+        if prof and self.audio_level_id:
+            try:
+                extra = find_extension(data, ext_start, ext_end, prof, self.audio_level_id)
+            except ValueError:  # an element overruns its block: drop, never raise
+                self.packets_dropped += 1
+                return
+            if extra is not None and len(extra) == 1:
+                self.audio_level = extra[0] & 0x7F
+            else:
+                extra = None
         if ssrc == self.rtx_ssrc:
             # RFC 4588 §4: the payload starts with the original sequence number.
             if end - start < 2 or pt != codec.rtx_payload_type:
@@ -163,32 +181,6 @@ class Producer:
             stats.on_packet(seq, ts, arrival_ms)
         self.last_arrival = (ts, time.monotonic())
 
-        extra: bytes | None = None
-        if prof:
-            try:
-                if self.audio_level_id:
-                    extra = find_extension(data, ext_start, ext_end, prof, self.audio_level_id)
-                    ast = None
-                elif self.abs_send_time_id and self.remb is not None:
-                    ast = find_extension(data, ext_start, ext_end, prof, self.abs_send_time_id)
-                else:
-                    ast = None
-            except ValueError:  # an element overruns its block: drop, never raise
-                self.packets_dropped += 1
-                return
-            if extra is not None and len(extra) == 1:
-                self.audio_level = extra[0] & 0x7F
-            elif extra is not None:
-                extra = None
-            if ast is not None and len(ast) == 3 and self.remb is not None:
-                estimate = self.remb.add(
-                    abs_send_time=int.from_bytes(ast, "big"),
-                    arrival_time_ms=arrival_ms,
-                    payload_size=end - start,
-                    ssrc=ssrc,
-                )
-                if estimate is not None:
-                    self.transport.send_remb(self, estimate[0])
         if end - start <= 0:
             return  # padding-only packet (bandwidth probe): nothing to forward
         payload = data[start:end]

@@ -23,6 +23,7 @@ class Router:
         ice_servers: STUN/TURN URLs for every transport (explicit, possibly empty).
         keyframe_min_interval_ms: per-producer keyframe request throttle (ms).
         nack_buffer_packets: per video consumer retransmission buffer (packets).
+        max_publish_bitrate_bps: cap of the REMB sent to each video publisher (bits/s).
     """
 
     def __init__(
@@ -31,8 +32,10 @@ class Router:
         ice_servers: list[str],
         keyframe_min_interval_ms: int = 500,
         nack_buffer_packets: int = 512,
+        max_publish_bitrate_bps: int = 3_000_000,
     ) -> None:
         self.ice_servers = list(ice_servers)
+        self.max_publish_bitrate_bps = max_publish_bitrate_bps
         self.keyframe_min_interval_ms = keyframe_min_interval_ms
         self.nack_buffer_packets = nack_buffer_packets
         self.transports: set[WebRtcTransport] = set()
@@ -78,6 +81,7 @@ class Router:
             source=source,
             name=name,
             keyframe_min_interval_ms=self.keyframe_min_interval_ms,
+            max_bitrate_bps=self.max_publish_bitrate_bps,
         )
         transport.add_producer(producer)
         self.producers[producer.id] = producer

@@ -21,12 +21,14 @@ class MediaSettings:
         ice_servers: STUN/TURN URLs (explicit; empty means none, never a public default).
         keyframe_min_interval_ms: per-producer keyframe request throttle (ms).
         nack_buffer_packets: per video consumer retransmission buffer (packets).
+        max_publish_bitrate_bps: cap of the REMB sent to each video publisher (bits/s).
     """
 
     ice_hosts: list[str] = field(default_factory=list)
     ice_servers: list[str] = field(default_factory=list)
     keyframe_min_interval_ms: int = 500
     nack_buffer_packets: int = 512
+    max_publish_bitrate_bps: int = 3_000_000
 
 
 class MediaServer:
@@ -51,6 +53,7 @@ class MediaServer:
                 ice_servers=self.settings.ice_servers,
                 keyframe_min_interval_ms=self.settings.keyframe_min_interval_ms,
                 nack_buffer_packets=self.settings.nack_buffer_packets,
+                max_publish_bitrate_bps=self.settings.max_publish_bitrate_bps,
             )
             room = Room(name, router, on_empty=self._on_room_empty)
             self.rooms[name] = room

@@ -10,8 +10,8 @@ The transport is the RTP sink of its :class:`sfu._aiortc_adapter.ForwardingPeerC
   unsignalled SSRCs, and handed to the Producer;
 * RTCP (RFC 3550, RFC 4585) is parsed with aiortc's packet classes: SR from publishers feed
   the producers' clocks; PLI/FIR (RFC 5104) and NACK from subscribers reach the consumers;
-* once a second it sends receiver reports (and REMB) to the publisher, and sender reports for
-  every consumer to the subscriber.
+* once a second it sends receiver reports and a loss-based REMB (``sfu.rtp.bwe``) to the
+  publisher, and sender reports for every consumer to the subscriber.
 """
 
 from __future__ import annotations
@@ -370,7 +370,8 @@ class WebRtcTransport:
         self._send_rtcp(bytes(packet))
 
     def send_remb(self, producer: Producer, bitrate: int) -> None:
-        """Send a REMB (draft-alvestrand-rmcat-remb) estimate in bits/s for ``producer``."""
+        """Send a REMB (draft-alvestrand-rmcat-remb) estimate in bits/s for ``producer``: the
+        most the publisher should send (its own congestion controller may send less)."""
         if producer.ssrc is None:
             return
         packet = RtcpPsfbPacket(
@@ -384,12 +385,17 @@ class WebRtcTransport:
     def _receiver_reports(self) -> bytes:
         blocks: list[RtcpReceiverInfo] = []
         sender_ssrc = 0
+        now = time.monotonic()
         for producer in list(self.producers.values()):
             stats = producer.stats
             if stats is None or producer.ssrc is None or not stats.packets:
                 continue
             sender_ssrc = producer.rtcp_ssrc
             fraction, lost, highest, jitter = stats.report()
+            if producer.bwe is not None:
+                elapsed = now - producer.last_bwe_update if producer.last_bwe_update else 0.0
+                producer.last_bwe_update = now
+                self.send_remb(producer, producer.bwe.update(fraction / 256, elapsed, now))
             lsr = dlsr = 0
             if producer.last_sr is not None:
                 ntp, _rtp, at = producer.last_sr

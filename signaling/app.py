@@ -28,6 +28,7 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
             ice_servers=settings.ice_servers,
             keyframe_min_interval_ms=settings.keyframe_min_interval_ms,
             nack_buffer_packets=settings.nack_buffer_packets,
+            max_publish_bitrate_bps=settings.max_publish_bitrate_bps,
         )
     )
     app[keys.MEDIA] = media

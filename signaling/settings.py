@@ -38,6 +38,7 @@ class Settings(BaseSettings):
             producer (ms).
         nack_buffer_packets: size of each video consumer's retransmission buffer (packets,
             power of two).
+        max_publish_bitrate_bps: the most a video publisher is told to send (REMB cap, bits/s).
         env: ``development`` or ``production`` (production refuses weak secrets).
         allowed_origins: CORS allow-list (``SFU_ALLOWED_ORIGINS``, comma separated, exact
             ``scheme://host[:port]`` origins; ``*`` allows any origin). Empty: same-origin only.
@@ -75,6 +76,7 @@ class Settings(BaseSettings):
     ws_heartbeat_s: float = 15.0
     keyframe_min_interval_ms: int = 500
     nack_buffer_packets: int = 512
+    max_publish_bitrate_bps: int = Field(default=3_000_000, ge=100_000)
     env: Literal["development", "production"] = "development"
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
