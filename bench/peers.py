@@ -51,20 +51,9 @@ class _Negotiated:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class _PublisherSink:
+class _PublisherSink(adapter.NullRtpSink):
     def __init__(self, state: _Negotiated) -> None:
         self.state = state
-
-    def on_rtp(self, data: bytes, arrival_ms: int) -> None:
-        return None
-
-    def on_rtcp(self, data: bytes) -> None:
-        return None
-
-    def on_receive_parameters(
-        self, transceiver: RTCRtpTransceiver, rtp: adapter.NegotiatedRtp
-    ) -> None:
-        return None
 
     def on_send_parameters(
         self, transceiver: RTCRtpTransceiver, rtp: adapter.NegotiatedRtp

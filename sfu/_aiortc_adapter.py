@@ -165,6 +165,22 @@ class RtpSink(Protocol):
         """A sending m-line is connected and negotiated."""
 
 
+class NullRtpSink:
+    """An :class:`RtpSink` that ignores everything; subclass it and override what you need."""
+
+    def on_rtp(self, data: bytes, arrival_ms: int) -> None:
+        """Ignore RTP."""
+
+    def on_rtcp(self, data: bytes) -> None:
+        """Ignore RTCP."""
+
+    def on_receive_parameters(self, transceiver: RTCRtpTransceiver, rtp: NegotiatedRtp) -> None:
+        """Ignore a negotiated receiving m-line."""
+
+    def on_send_parameters(self, transceiver: RTCRtpTransceiver, rtp: NegotiatedRtp) -> None:
+        """Ignore a negotiated sending m-line."""
+
+
 def _extension_ids(params: RTCRtpSendParameters | RTCRtpReceiveParameters) -> dict[str, int]:
     return {ext.uri: ext.id for ext in params.headerExtensions}
 

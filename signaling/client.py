@@ -22,7 +22,6 @@ import aiohttp
 from aiortc import (
     MediaStreamTrack,
     RTCPeerConnection,
-    RTCRtpTransceiver,
     RTCSessionDescription,
 )
 
@@ -65,7 +64,7 @@ class PacketCounter:
     keep_seqs: bool = False
 
 
-class _CountingSink:
+class _CountingSink(adapter.NullRtpSink):
     """An :class:`adapter.RtpSink` that counts packets and never decodes."""
 
     def __init__(self, counter: PacketCounter, on_packet: Callable[[], None] | None) -> None:
@@ -91,19 +90,6 @@ class _CountingSink:
         counter.packets[ssrc] = counter.packets.get(ssrc, 0) + 1
         if counter.keep_seqs:
             counter.seqs.setdefault(ssrc, []).append(int.from_bytes(data[2:4], "big"))
-
-    def on_rtcp(self, data: bytes) -> None:
-        return None
-
-    def on_receive_parameters(
-        self, transceiver: RTCRtpTransceiver, rtp: adapter.NegotiatedRtp
-    ) -> None:
-        return None
-
-    def on_send_parameters(
-        self, transceiver: RTCRtpTransceiver, rtp: adapter.NegotiatedRtp
-    ) -> None:
-        return None
 
 
 class RoomClient:

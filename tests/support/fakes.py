@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from aiortc import RTCRtpTransceiver
+from sfu._aiortc_adapter import NullRtpSink
 
-    from sfu._aiortc_adapter import NegotiatedRtp
+if TYPE_CHECKING:
     from sfu.producer import Producer
 
 
@@ -55,20 +54,8 @@ class FakeRawRtp:
         self.rtcp.append(bytes(data))
 
 
-class NullSink:
+class NullSink(NullRtpSink):
     """An :class:`sfu._aiortc_adapter.RtpSink` that ignores everything."""
-
-    def on_rtp(self, data: bytes, arrival_ms: int) -> None:
-        """Ignore RTP."""
-
-    def on_rtcp(self, data: bytes) -> None:
-        """Ignore RTCP."""
-
-    def on_receive_parameters(self, transceiver: RTCRtpTransceiver, rtp: NegotiatedRtp) -> None:
-        """Ignore negotiation."""
-
-    def on_send_parameters(self, transceiver: RTCRtpTransceiver, rtp: NegotiatedRtp) -> None:
-        """Ignore negotiation."""
 
 
 class FakeClock:
