@@ -69,6 +69,9 @@ async def _authorize(request: web.Request, room: str, *, publish: bool) -> Acces
         claims = await authorize_join(request.app, bearer_token(request), room)
     except TokenError as exc:
         raise _HttpError(exc.status, f"{exc.code}: {exc.message}") from None
+    claimed = request.query.get("identity")
+    if publish and claimed is not None and claimed != claims.sub:
+        raise _HttpError(403, "identity differs from the token's subject")
     allowed = claims.video.canPublish if publish else claims.video.canSubscribe
     if not allowed:
         grant = "canPublish" if publish else "canSubscribe"

@@ -125,6 +125,10 @@ async def test_whip_errors(sfu_url: str, make_token: MakeToken) -> None:
             assert resp.status == 204
             assert "POST" in resp.headers["Access-Control-Allow-Methods"]
             assert "Location" in resp.headers["Access-Control-Expose-Headers"]
+        async with http.post(
+            f"{sfu_url}/whip/r1?identity=someone-else", data="v=0\r\n", headers=sdp_auth
+        ) as resp:
+            assert resp.status == 403
         async with http.patch(f"{sfu_url}/whip/r1/abc") as resp:
             assert resp.status == 405
         # The server is still healthy after all of that.
