@@ -125,6 +125,7 @@ class RoomClient:
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.joined: dict[str, Any] = {}
         self.events: list[dict[str, Any]] = []
+        self.message_types: list[str] = []  # every server message type, in arrival order
         self.errors: list[dict[str, Any]] = []
         self.received: dict[str, ReceivedTrack] = {}  # track sid -> ReceivedTrack
         self.published: dict[str, str] = {}  # mid -> track sid
@@ -189,6 +190,7 @@ class RoomClient:
             if msg.type != aiohttp.WSMsgType.TEXT:
                 break
             data = json.loads(msg.data)
+            self.message_types.append(str(data.get("type")))
             ref = data.get("ref")
             if ref is not None and ref in self._waiters:
                 self._waiters[ref].set_result(data)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from typing import Any
 
@@ -24,6 +25,7 @@ from signaling import keys
 from signaling import protocol as p
 from signaling.accounts import authorize_join, record_presence
 from signaling.auth.tokens import TokenError
+from signaling.metrics import observe_join
 
 logger = logging.getLogger(__name__)
 
@@ -203,6 +205,7 @@ class Session:
                 f"protocol version {request.v} is not supported (use {p.PROTOCOL_VERSION})",
                 request.id,
             )
+        started = time.monotonic()
         identity, name, can_publish, can_subscribe = await self._authorize(request)
         media = self.app[keys.MEDIA]
         room = media.room(request.room)
@@ -214,7 +217,8 @@ class Session:
             can_subscribe=can_subscribe and request.subscribe,
         )
         self.participant = participant
-        await record_presence(self.app, room.name, identity, "joined", name)
+        # Reply before any await: room.join scheduled a subscribe offer (if the room already
+        # has producers), and the client must get ``joined`` before that offer.
         self.send(
             p.JoinedResponse(
                 ref=request.id,
@@ -224,6 +228,8 @@ class Session:
                 ice_servers=media.ice_servers(),
             )
         )
+        await record_presence(self.app, room.name, identity, "joined", name)
+        observe_join(self.app, started)
         # Subscriptions to existing producers were made during join; their offer follows.
 
     async def _authorize(self, request: p.JoinRequest) -> tuple[str, str, bool, bool]:

@@ -83,6 +83,8 @@ async def test_late_joiner_receives_existing_publisher(
         )
         (received,) = listener.received.values()
         assert received.participant == speaker.joined["participant"]["sid"]
+        # The joined reply comes before the subscribe offer for the existing producer.
+        assert listener.message_types.index("joined") < listener.message_types.index("offer")
         samples = await collect_audio(received.track, 1.0)  # type: ignore[arg-type]
         assert abs(dominant_frequency(samples[len(samples) // 2 :]) - 660.0) < 15
     finally:
