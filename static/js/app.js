@@ -1,8 +1,18 @@
-// Page wiring: the join form, the control buttons, and `window.sfu` for tests and debugging.
+// Page wiring: which view shows (sign-in, lobby, join form, call), the control buttons, and
+// `window.sfu` for tests and debugging.
+//
+// Entry points:
+//   /                      sign-in (password, one-time code, registration), then the lobby;
+//                          the guest join form (room + name) below the sign-in forms
+//   /join/CODE[?name=N]    an invite link: asks for a display name, redeems the code, joins
+//   /join?token=JWT        a room token in the query: joins that room straight away
+//   /?room=R&name=N#token=JWT  a room token in the fragment (never sent to servers)
 
 import { signalingUrl } from './signal.js';
 import { Session } from './session.js';
 import { StatusLine, setButton, icon } from './ui.js';
+import { Api, jwtPayload } from './api.js';
+import { AccountsView } from './accounts.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -11,6 +21,8 @@ const els = {
   roomLabel: $('room-label'),
   roomField: $('room-field'),
   inviteNote: $('invite-note'),
+  authSection: $('auth-section'),
+  lobbySection: $('lobby-section'),
   joinSection: $('join-section'),
   joinForm: $('join-form'),
   joinRoom: $('join-room'),
@@ -29,6 +41,7 @@ const statusLine = new StatusLine(els.status);
 const setStatus = (text, isError = false) => statusLine.set(text, isError);
 
 let session = null;
+let accountState = 'unknown'; // 'unknown' (checking the stored session) | 'out' | 'in'
 
 // What tests (and a curious developer with the console open) can reach.
 window.sfu = Object.defineProperties(
@@ -43,15 +56,52 @@ window.sfu = Object.defineProperties(
     local: { get: () => (session ? session.local : null), enumerable: true },
     state: { get: () => (session ? session.state : 'idle'), enumerable: true },
     lastError: { get: () => (session ? session.lastError : null), enumerable: true },
+    account: { get: () => accountState, enumerable: true },
   },
 );
 
-function renderControls() {
+// --- how the page was opened ------------------------------------------------------------
+
+const params = new URLSearchParams(location.search);
+// An invite link (/join/CODE) is redeemed for a room token: POST /api/join/CODE.
+const inviteMatch = location.pathname.match(/^\/join\/([A-Za-z0-9_-]{1,128})\/?$/);
+const inviteCode = inviteMatch ? inviteMatch[1] : null;
+// A room token in the fragment (#token=...) or, on /join, in the query (?token=...).
+const fragmentToken = new URLSearchParams(location.hash.slice(1)).get('token');
+const queryToken = /^\/join\/?$/.test(location.pathname) ? params.get('token') : null;
+const linkToken = queryToken || fragmentToken || null;
+const linkClaims = linkToken ? jwtPayload(linkToken) : null;
+const tokenRoom =
+  linkClaims && linkClaims.video && typeof linkClaims.video.room === 'string'
+    ? linkClaims.video.room
+    : null;
+// A link that names the room (invite, token, ?room=) shows the join form, not the lobby.
+const linkMode = Boolean(inviteCode || linkToken || params.has('room'));
+
+const api = new Api({
+  onSignedOut: () => {
+    accountState = 'out';
+    render();
+    accounts.signedOut('Your session has ended. Sign in again.');
+  },
+});
+
+function entryView() {
+  if (linkMode) return 'join';
+  if (accountState === 'unknown') return 'loading';
+  return accountState === 'in' ? 'lobby' : 'auth';
+}
+
+function render() {
   const s = session;
   const inCall = s !== null && (s.state === 'joined' || s.state === 'joining');
+  const busy = inCall || (s !== null && s.state === 'connecting');
+  const view = busy ? 'call' : entryView();
   els.controls.hidden = !inCall;
   els.callSection.hidden = !inCall;
-  els.joinSection.hidden = inCall || (s !== null && s.state === 'connecting');
+  els.authSection.hidden = view !== 'auth';
+  els.lobbySection.hidden = view !== 'lobby';
+  els.joinSection.hidden = view !== 'join' && view !== 'auth';
   els.roomLabel.hidden = !inCall;
   if (inCall) els.roomLabel.textContent = `Room: ${s.roomLabel}`;
 
@@ -67,56 +117,9 @@ function renderControls() {
   if (!inCall) els.unblock.hidden = true;
 }
 
-// An invite link (/join/CODE) is redeemed for a room token: POST /api/join/CODE.
-const inviteMatch = location.pathname.match(/^\/join\/([A-Za-z0-9_-]{1,128})\/?$/);
-const inviteCode = inviteMatch ? inviteMatch[1] : null;
-// A room token may also come in the fragment (#token=...), which is never sent to servers.
-const fragmentToken = new URLSearchParams(location.hash.slice(1)).get('token');
-
-async function redeemInvite(code, name) {
-  const body = name ? { display_name: name } : {};
-  const resp = await fetch(`/api/join/${encodeURIComponent(code)}`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  let data = null;
-  try {
-    data = await resp.json();
-  } catch {
-    data = null;
-  }
-  if (!resp.ok || !data || !data.token) {
-    const detail = data && (data.detail || data.title) ? data.detail || data.title : resp.status;
-    throw new Error(`invite: ${detail}`);
-  }
-  return data; // {token, identity, name, room: {id, name, ...}, grants}
-}
-
-async function join(room, name) {
-  if (session && (session.state === 'joined' || session.state === 'joining')) return;
-  els.joinButton.disabled = true;
-  let token = fragmentToken;
-  let roomLabel = room;
-  if (inviteCode) {
-    setStatus('Opening the invite…');
-    try {
-      const grant = await redeemInvite(inviteCode, name);
-      token = grant.token;
-      room = grant.room.id;
-      roomLabel = grant.room.name || grant.room.id;
-    } catch (err) {
-      setStatus(`Error — ${err.message}`, true);
-      els.joinButton.disabled = false;
-      return;
-    }
-    const params = new URLSearchParams(name ? { name } : {});
-    history.replaceState(null, '', `${location.pathname}${name ? `?${params}` : ''}`);
-  } else {
-    const params = new URLSearchParams({ room });
-    if (name) params.set('name', name);
-    history.replaceState(null, '', `${location.pathname}?${params}${location.hash}`);
-  }
+/** Enter the call view with a room token. */
+async function startCall({ room, roomLabel, token, name }) {
+  if (session && ['joined', 'joining', 'connecting'].includes(session.state)) return;
   session = new Session({
     room,
     roomLabel,
@@ -124,27 +127,92 @@ async function join(room, name) {
     name,
     grid: els.grid,
     status: setStatus,
-    onchange: renderControls,
+    onchange: render,
     onblocked: () => {
       els.unblock.hidden = false;
     },
   });
-  renderControls();
+  render();
   try {
     await session.start(signalingUrl());
   } catch {
     // start() already reported the error in the status line.
   } finally {
+    render();
+  }
+}
+
+const accounts = new AccountsView({
+  api,
+  status: setStatus,
+  onSignedIn: () => {
+    accountState = 'in';
+    render();
+  },
+  onSignedOut: () => {
+    accountState = 'out';
+    render();
+  },
+  onJoin: (grant, fallbackName) =>
+    startCall({
+      room: grant.room.id,
+      roomLabel: grant.room.name || grant.room.id,
+      token: grant.token,
+      name: grant.name || fallbackName || '',
+    }),
+});
+
+// --- the join form (invite links, room tokens, guests) -----------------------------------
+
+async function joinFromForm(room, name) {
+  if (session && ['joined', 'joining', 'connecting'].includes(session.state)) return;
+  els.joinButton.disabled = true;
+  try {
+    let token = linkToken;
+    let roomLabel = room;
+    if (inviteCode) {
+      setStatus('Opening the invite…');
+      let grant;
+      try {
+        grant = await api.redeemInvite(inviteCode, name);
+      } catch (err) {
+        setStatus(`Error — invite: ${err.detail || err.message}`, true);
+        return;
+      }
+      token = grant.token;
+      room = grant.room.id;
+      roomLabel = grant.room.name || grant.room.id;
+      const query = new URLSearchParams(name ? { name } : {});
+      history.replaceState(null, '', `${location.pathname}${name ? `?${query}` : ''}`);
+    } else if (queryToken) {
+      if (!tokenRoom) {
+        setStatus('Error — the link does not hold a valid room token.', true);
+        return;
+      }
+      room = tokenRoom;
+      roomLabel = tokenRoom;
+      // Keep the token in memory only: take it out of the address bar and the history.
+      const query = new URLSearchParams(name ? { name } : {});
+      history.replaceState(null, '', `${location.pathname}${name ? `?${query}` : ''}`);
+    } else {
+      if (!room && tokenRoom) room = tokenRoom;
+      const query = new URLSearchParams({ room });
+      if (name) query.set('name', name);
+      history.replaceState(null, '', `${location.pathname}?${query}${location.hash}`);
+    }
+    await startCall({ room, roomLabel, token, name });
+  } finally {
     els.joinButton.disabled = false;
-    renderControls();
   }
 }
 
 els.joinForm.addEventListener('submit', (ev) => {
   ev.preventDefault();
   if (!els.joinForm.reportValidity()) return;
-  join(els.joinRoom.value.trim(), els.joinName.value.trim());
+  joinFromForm(els.joinRoom.value.trim(), els.joinName.value.trim());
 });
+
+// --- call controls ------------------------------------------------------------------------
 
 els.mic.addEventListener('click', () => {
   if (session && session.local.audio) session.setMuted('audio', !session.local.audio.muted);
@@ -157,8 +225,15 @@ els.cam.addEventListener('click', () => {
 els.leave.addEventListener('click', async () => {
   if (!session) return;
   await session.leave();
-  renderControls();
-  els.joinRoom.focus();
+  render();
+  const view = entryView();
+  if (view === 'lobby') {
+    accounts.showLobby();
+  } else if (view === 'join') {
+    els.joinName.focus();
+  } else {
+    els.joinRoom.focus();
+  }
 });
 
 els.unblock.addEventListener('click', () => {
@@ -172,21 +247,38 @@ window.addEventListener('pagehide', () => {
 
 // --- start ----------------------------------------------------------------------------
 
-const params = new URLSearchParams(location.search);
 const room = params.get('room') ?? '';
-const name = params.get('name') ?? '';
+const name = params.get('name') ?? (linkClaims && typeof linkClaims.name === 'string' ? linkClaims.name : '');
 els.joinRoom.value = room;
 els.joinName.value = name;
-if (inviteCode) {
-  // The invite names the room: only the display name is asked for.
+if (inviteCode || queryToken) {
+  // The invite (or the token) names the room: only the display name is asked for.
   els.roomField.hidden = true;
   els.joinRoom.required = false;
   els.inviteNote.hidden = false;
+  if (queryToken) els.inviteNote.textContent = 'This link opens a room.';
 }
-renderControls();
-if (inviteCode ? params.has('name') : room && /^[A-Za-z0-9_.-]{1,128}$/.test(room) && params.has('name')) {
-  join(room, name);
-} else {
+accountState = api.signedIn ? 'unknown' : 'out';
+render();
+
+if (queryToken) {
+  joinFromForm('', name);
+} else if (
+  inviteCode ? params.has('name') : room && /^[A-Za-z0-9_.-]{1,128}$/.test(room) && params.has('name')
+) {
+  joinFromForm(room, name);
+} else if (linkMode) {
   setStatus(inviteCode ? 'Not connected. Enter your name to join.' : 'Not connected. Choose a room to join.');
   (room || inviteCode ? els.joinName : els.joinRoom).focus();
+} else if (accountState === 'unknown') {
+  setStatus('Loading your account…');
+  accounts.resume().then((ok) => {
+    accountState = ok ? 'in' : 'out';
+    render();
+    if (ok) accounts.showLobby();
+    else accounts.showSignIn();
+  });
+} else {
+  setStatus('Not signed in. Sign in, or join a room with an invite link.');
+  accounts.showSignIn({ focus: true });
 }

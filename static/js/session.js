@@ -71,6 +71,7 @@ export class Session {
     this.lastError = null;
     this.pingTimer = null;
     this.mediaNote = '';
+    this.earlyEvents = null; // events received before the `joined` reply (see start())
   }
 
   get ws() {
@@ -114,7 +115,13 @@ export class Session {
     this._setState('connecting');
     this.status(`Connecting to room ${this.roomLabel}…`);
     this.signal = new SignalClient(url);
-    this.signal.onevent = (msg) => this._onEvent(msg);
+    // Events that overtake the `joined` reply (a subscribe offer for the tracks already in the
+    // room can) wait until the reply is processed, so that none is lost.
+    this.earlyEvents = [];
+    this.signal.onevent = (msg) => {
+      if (this.earlyEvents !== null) this.earlyEvents.push(msg);
+      else this._onEvent(msg);
+    };
     this.signal.onerror = (err) => this._error(err);
     this.signal.onclose = (ev) => {
       if (['left', 'leaving', 'failed'].includes(this.state)) return;
@@ -145,6 +152,9 @@ export class Session {
       throw err;
     }
     this._onJoined(joined);
+    const early = this.earlyEvents;
+    this.earlyEvents = null;
+    for (const msg of early) this._onEvent(msg);
     this.pingTimer = setInterval(() => this.signal.send({ type: 'ping' }), PING_INTERVAL_MS);
     await this._publish();
   }

@@ -1,0 +1,279 @@
+// The accounts HTTP API (see signaling/accounts.py): JSON in, JSON out, errors as RFC 9457
+// problem details. The account session (access token, refresh token, user) lives in
+// sessionStorage only: no cookies, and it ends with the tab.
+
+const STORAGE_KEY = 'sfu.account';
+
+export class ApiError extends Error {
+  /**
+   * @param {number} status  HTTP status (0: the request never reached the server)
+   * @param {string} code    the problem's stable `code`
+   * @param {string} detail  the problem's human-readable `detail`
+   * @param {Array<{loc: Array<string|number>, msg: string}>} errors  validation errors
+   */
+  constructor(status, code, detail, errors = []) {
+    super(detail);
+    this.name = 'ApiError';
+    this.status = status;
+    this.code = code;
+    this.detail = detail;
+    this.errors = errors;
+  }
+
+  /** One sentence for the user: the detail, plus the field errors of a validation failure. */
+  describe() {
+    const fields = this.errors
+      .map((e) => {
+        const loc = (e.loc ?? []).filter((part) => part !== 'body').join('.');
+        return loc ? `${loc}: ${e.msg}` : e.msg;
+      })
+      .filter(Boolean);
+    return fields.length ? `${this.detail} (${fields.join('; ')})` : this.detail;
+  }
+}
+
+async function problemOf(resp) {
+  let body = null;
+  try {
+    body = await resp.json();
+  } catch {
+    body = null;
+  }
+  const detail =
+    body && typeof body.detail === 'string' && body.detail
+      ? body.detail
+      : `request failed (HTTP ${resp.status})`;
+  const code = body && typeof body.code === 'string' ? body.code : `http_${resp.status}`;
+  const errors = body && Array.isArray(body.errors) ? body.errors : [];
+  return new ApiError(resp.status, code, detail, errors);
+}
+
+/** The stored account session: {access_token, refresh_token, user} or null. */
+export function loadSession() {
+  try {
+    const raw = sessionStorage.getItem(STORAGE_KEY);
+    const data = raw ? JSON.parse(raw) : null;
+    if (data && typeof data.access_token === 'string' && typeof data.refresh_token === 'string') {
+      return data;
+    }
+  } catch {
+    // unreadable storage counts as signed out
+  }
+  return null;
+}
+
+function saveSession(session) {
+  const data = {
+    access_token: session.access_token,
+    refresh_token: session.refresh_token,
+    user: session.user ?? null,
+  };
+  sessionStorage.setItem(STORAGE_KEY, JSON.stringify(data));
+  return data;
+}
+
+export function clearSession() {
+  sessionStorage.removeItem(STORAGE_KEY);
+}
+
+/**
+ * The API client. `onSignedOut` runs when the session can no longer be refreshed.
+ */
+export class Api {
+  constructor({ onSignedOut } = {}) {
+    this.onSignedOut = onSignedOut ?? (() => {});
+    this.refreshing = null; // the in-flight refresh, shared by concurrent 401s
+  }
+
+  get session() {
+    return loadSession();
+  }
+
+  get signedIn() {
+    return this.session !== null;
+  }
+
+  get user() {
+    const s = this.session;
+    return s ? s.user : null;
+  }
+
+  async _fetch(path, { method = 'GET', body, token } = {}) {
+    const headers = { Accept: 'application/json' };
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    if (token) headers.Authorization = `Bearer ${token}`;
+    try {
+      return await fetch(path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        credentials: 'omit',
+        cache: 'no-store',
+      });
+    } catch {
+      throw new ApiError(0, 'network_error', 'the server cannot be reached');
+    }
+  }
+
+  /**
+   * Call the API; resolves with the JSON answer (null for 204) or rejects with an ApiError.
+   * `auth: true` sends the access token and, on a 401, refreshes the session once and retries.
+   */
+  async request(path, { method = 'GET', body, auth = false } = {}) {
+    let session = auth ? this.session : null;
+    if (auth && !session) throw new ApiError(401, 'signed_out', 'you are not signed in');
+    let resp = await this._fetch(path, { method, body, token: session && session.access_token });
+    if (auth && resp.status === 401) {
+      session = await this.refresh(session);
+      resp = await this._fetch(path, { method, body, token: session.access_token });
+      if (resp.status === 401) {
+        const err = await problemOf(resp);
+        this._signedOut();
+        throw err;
+      }
+    }
+    if (!resp.ok) throw await problemOf(resp);
+    if (resp.status === 204) return null;
+    try {
+      return await resp.json();
+    } catch {
+      throw new ApiError(resp.status, 'bad_response', 'the server sent an unreadable answer');
+    }
+  }
+
+  /** Rotate the refresh token (POST /api/token/refresh); signs out when that fails. */
+  refresh(stale) {
+    if (!this.refreshing) {
+      this.refreshing = (async () => {
+        const current = this.session;
+        // Another call may have refreshed already: use its tokens.
+        if (current && stale && current.access_token !== stale.access_token) return current;
+        if (!current) throw new ApiError(401, 'signed_out', 'you are not signed in');
+        const resp = await this._fetch('/api/token/refresh', {
+          method: 'POST',
+          body: { refresh_token: current.refresh_token },
+        });
+        if (!resp.ok) {
+          const err = await problemOf(resp);
+          if (resp.status === 401) this._signedOut();
+          throw err;
+        }
+        return saveSession(await resp.json());
+      })().finally(() => {
+        this.refreshing = null;
+      });
+    }
+    return this.refreshing;
+  }
+
+  _signedOut() {
+    clearSession();
+    this.onSignedOut();
+  }
+
+  // --- accounts ---------------------------------------------------------------------------
+
+  async register(email, password, displayName) {
+    const body = { email, password, display_name: displayName };
+    return saveSession(await this.request('/api/register', { method: 'POST', body }));
+  }
+
+  async login(email, password) {
+    const body = { email, password };
+    return saveSession(await this.request('/api/login', { method: 'POST', body }));
+  }
+
+  /** Ask for a one-time code; resolves with {hash, expires}. */
+  requestCode(email) {
+    return this.request('/api/otp/request', { method: 'POST', body: { email } });
+  }
+
+  async verifyCode(email, code, challenge) {
+    const body = { email, code, hash: challenge.hash, expires: challenge.expires };
+    return saveSession(await this.request('/api/otp/verify', { method: 'POST', body }));
+  }
+
+  async me() {
+    const data = await this.request('/api/me', { auth: true });
+    const session = this.session;
+    if (session && data && data.user) saveSession({ ...session, user: data.user });
+    return data.user;
+  }
+
+  /** Revoke the tokens (best effort) and forget them. */
+  async logout() {
+    const session = this.session;
+    clearSession();
+    if (!session) return;
+    try {
+      await this._fetch('/api/logout', {
+        method: 'POST',
+        body: { refresh_token: session.refresh_token },
+        token: session.access_token,
+      });
+    } catch {
+      // signed out locally either way
+    }
+  }
+
+  // --- rooms ------------------------------------------------------------------------------
+
+  async rooms() {
+    const data = await this.request('/api/rooms', { auth: true });
+    return Array.isArray(data.rooms) ? data.rooms : [];
+  }
+
+  async createRoom(name, kind) {
+    const data = await this.request('/api/rooms', { method: 'POST', body: { name, kind }, auth: true });
+    return data.room;
+  }
+
+  createInvite(roomId) {
+    return this.request(`/api/rooms/${encodeURIComponent(roomId)}/invites`, {
+      method: 'POST',
+      body: {},
+      auth: true,
+    });
+  }
+
+  roomToken(roomId) {
+    return this.request(`/api/rooms/${encodeURIComponent(roomId)}/token`, {
+      method: 'POST',
+      body: {},
+      auth: true,
+    });
+  }
+
+  /** Redeem an invite code; as the signed-in user when there is a session, else as a guest. */
+  redeemInvite(code, displayName) {
+    const body = displayName ? { display_name: displayName } : {};
+    return this.request(`/api/join/${encodeURIComponent(code)}`, {
+      method: 'POST',
+      body,
+      auth: this.signedIn,
+    });
+  }
+}
+
+/** The payload of a JWT (not verified: only to learn the room it names), or null. */
+export function jwtPayload(token) {
+  const parts = String(token).split('.');
+  if (parts.length !== 3) return null;
+  try {
+    const b64 = parts[1].replace(/-/g, '+').replace(/_/g, '/');
+    const padded = b64 + '='.repeat((4 - (b64.length % 4)) % 4);
+    const bytes = Uint8Array.from(atob(padded), (c) => c.charCodeAt(0));
+    const data = JSON.parse(new TextDecoder().decode(bytes));
+    return data && typeof data === 'object' ? data : null;
+  } catch {
+    return null;
+  }
+}
+
+/** An invite code from a code or a pasted invite link (…/join/CODE), or null. */
+export function inviteCodeFrom(text) {
+  const value = String(text).trim();
+  const fromLink = value.match(/\/join\/([A-Za-z0-9_-]{1,128})\/?(?:[?#].*)?$/);
+  if (fromLink) return fromLink[1];
+  return /^[A-Za-z0-9_-]{1,128}$/.test(value) ? value : null;
+}
