@@ -307,6 +307,10 @@ class Consumer:
 
     # -- state ---------------------------------------------------------------------------------
 
+    def counters(self) -> dict[str, int]:
+        """Monitoring counters (names from :data:`sfu.stats.COUNTER_NAMES`)."""
+        return {"retransmissions": self.retransmissions}
+
     def set_paused(self, paused: bool) -> None:
         """Pause or resume this subscription (the producer keeps flowing to others). A
         resumed video subscription waits for a keyframe, which it requests."""

@@ -119,6 +119,19 @@ class Producer:
         self.audio_level_id = rtp.header_extensions.get(adapter.URI_AUDIO_LEVEL, 0)
         self.mid_id = rtp.header_extensions.get(adapter.URI_MID, 0)
 
+    def counters(self) -> dict[str, int]:
+        """Monitoring counters (names from :data:`sfu.stats.COUNTER_NAMES`)."""
+        return {
+            "packets_received": self.packets_received,
+            "bytes_received": self.bytes_received,
+            "packets_forwarded": self.packets_forwarded,
+            "packets_dropped": self.packets_dropped,
+            "rtx_received": self.rtx_received,
+            "nacks_sent": self.nacks_sent,
+            "plis_sent": self.plis_sent,
+            "keyframes_received": self.keyframes_received,
+        }
+
     def info(self) -> TrackInfo:
         """This track as other participants see it."""
         return TrackInfo(

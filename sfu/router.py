@@ -13,6 +13,7 @@ from collections.abc import Callable
 from sfu.consumer import Consumer
 from sfu.errors import InvalidStateError, NotFoundError
 from sfu.producer import Producer
+from sfu.stats import Totals
 from sfu.transport import WebRtcTransport
 
 
@@ -24,6 +25,7 @@ class Router:
         keyframe_min_interval_ms: per-producer keyframe request throttle (ms).
         nack_buffer_packets: per video consumer retransmission buffer (packets).
         max_publish_bitrate_bps: cap of the REMB sent to each video publisher (bits/s).
+        totals: where closed objects' counters accumulate (shared by the whole server).
     """
 
     def __init__(
@@ -33,9 +35,11 @@ class Router:
         keyframe_min_interval_ms: int = 500,
         nack_buffer_packets: int = 512,
         max_publish_bitrate_bps: int = 3_000_000,
+        totals: Totals | None = None,
     ) -> None:
         self.ice_servers = list(ice_servers)
         self.max_publish_bitrate_bps = max_publish_bitrate_bps
+        self.totals = totals if totals is not None else Totals()
         self.keyframe_min_interval_ms = keyframe_min_interval_ms
         self.nack_buffer_packets = nack_buffer_packets
         self.transports: set[WebRtcTransport] = set()
@@ -56,6 +60,7 @@ class Router:
             ice_servers=self.ice_servers,
             nack_buffer_packets=self.nack_buffer_packets,
             on_failed=on_failed,
+            totals=self.totals,
         )
         self.transports.add(transport)
         return transport

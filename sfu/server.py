@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from sfu import _aiortc_adapter as adapter
 from sfu.room import Room
 from sfu.router import Router
+from sfu.stats import Totals
 from sfu.tasks import spawn
 
 
@@ -43,6 +44,7 @@ class MediaServer:
         self.settings = settings or MediaSettings()
         adapter.set_ice_host_addresses(self.settings.ice_hosts)
         self.rooms: dict[str, Room] = {}
+        self.totals = Totals()
         self.closed = False
 
     def room(self, name: str) -> Room:
@@ -54,6 +56,7 @@ class MediaServer:
                 keyframe_min_interval_ms=self.settings.keyframe_min_interval_ms,
                 nack_buffer_packets=self.settings.nack_buffer_packets,
                 max_publish_bitrate_bps=self.settings.max_publish_bitrate_bps,
+                totals=self.totals,
             )
             room = Room(name, router, on_empty=self._on_room_empty)
             self.rooms[name] = room
@@ -93,6 +96,17 @@ class MediaServer:
             "producers": producers,
             "consumers": consumers,
         }
+
+    def counters(self) -> dict[str, int]:
+        """Process-wide monotonic media counters (:data:`sfu.stats.COUNTER_NAMES`): every
+        closed object plus the live ones."""
+        live: list[dict[str, int]] = []
+        for room in list(self.rooms.values()):
+            for transport in list(room.router.transports):
+                live.append(transport.counters())
+                live.extend(p.counters() for p in list(transport.producers.values()))
+                live.extend(c.counters() for c in list(transport.consumers.values()))
+        return self.totals.snapshot(live)
 
     async def close(self) -> None:
         """Close every room."""

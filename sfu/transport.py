@@ -45,6 +45,7 @@ from sfu.codecs import preferences_for
 from sfu.consumer import Consumer
 from sfu.errors import InvalidSdpError, InvalidStateError
 from sfu.rtp.header import find_extension, parse_rtp
+from sfu.stats import Totals
 
 if TYPE_CHECKING:
     from sfu.producer import Producer
@@ -77,6 +78,7 @@ class WebRtcTransport:
         ice_servers: list[str],
         nack_buffer_packets: int = 512,
         on_failed: Callable[[WebRtcTransport], None] | None = None,
+        totals: Totals | None = None,
     ) -> None:
         self.pc = adapter.ForwardingPeerConnection(self, adapter.make_configuration(ice_servers))
         self.nack_buffer_packets = nack_buffer_packets
@@ -88,6 +90,7 @@ class WebRtcTransport:
         self._raw: adapter.RawRtpTransport | None = None
         self._rtcp_task: asyncio.Task[None] | None = None
         self._on_failed = on_failed
+        self._totals = totals if totals is not None else Totals()
         self.closed = False
         self.unknown_packets = 0
         self.rtcp_received = 0
@@ -190,6 +193,7 @@ class WebRtcTransport:
         """Attach a producer for its mid; media is routed to it once negotiated."""
         self.producers[producer.mid] = producer
         producer.on_close(self._forget_producer)
+        producer.on_close(lambda p: self._totals.retire(p.counters()))
 
     def _forget_producer(self, producer: Producer) -> None:
         if self.producers.get(producer.mid) is producer:
@@ -225,6 +229,7 @@ class WebRtcTransport:
         self._consumers_by_ssrc[consumer.ssrc] = consumer
         producer.consumers.append(consumer)
         consumer.on_close(self._forget_consumer)
+        consumer.on_close(lambda c: self._totals.retire(c.counters()))
         return consumer
 
     def _forget_consumer(self, consumer: Consumer) -> None:
@@ -459,6 +464,21 @@ class WebRtcTransport:
                 await self._rtcp_task
             self._rtcp_task = None
         await self.pc.close()
+        self._totals.retire(self.counters())
+
+    def counters(self) -> dict[str, int]:
+        """Monitoring counters of the transport itself (names from
+        :data:`sfu.stats.COUNTER_NAMES`; its producers and consumers report their own)."""
+        raw = self._raw
+        return {
+            "packets_sent": raw.packets_sent if raw else 0,
+            "bytes_sent": raw.bytes_sent if raw else 0,
+            "send_dropped": raw.dropped if raw else 0,
+            "nacks_received": self.nacks_received,
+            "plis_received": self.plis_received,
+            "rtcp_received": self.rtcp_received,
+            "packets_dropped": self.unknown_packets,
+        }
 
     def stats(self) -> dict[str, Any]:
         """Counters for monitoring: packets and bytes sent, drops, RTCP received."""

@@ -44,14 +44,16 @@ def create_app(settings: Settings | None = None) -> web.Application:
     """Build the aiohttp application.
 
     Routes: ``/`` (browser client), ``/static/*``, ``/ws`` (signaling, see docs/protocol.md),
-    ``/whip/{room}`` and ``/whep/{room}/{identity}`` (RFC 9725), ``/healthz``.
+    ``/whip/{room}`` and ``/whep/{room}/{identity}`` (RFC 9725), ``/metrics`` (Prometheus),
+    ``/healthz``, ``/readyz`` and the accounts API under ``/api``.
     """
-    from signaling import whip, ws
+    from signaling import metrics, whip, ws
 
     settings = settings or Settings()
     app = web.Application(client_max_size=settings.max_message_bytes)
     app[keys.SETTINGS] = settings
     app.cleanup_ctx.append(_media_ctx)
+    app.cleanup_ctx.append(metrics.metrics_ctx)
     # --- accounts (issue 3): contexts and routes are added between these markers ---
     from signaling import accounts
     from signaling.problems import problem_middleware
@@ -64,14 +66,13 @@ def create_app(settings: Settings | None = None) -> web.Application:
     ws.install(app)
     whip.install(app)
     app.router.add_get("/", _index)
+    app.router.add_get("/join", _index)  # /join?token=<room token>: the client joins from it
     app.router.add_get("/ws", ws.handle_ws)
     app.router.add_routes(whip.routes)
-    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/healthz", metrics.handle_healthz)
+    app.router.add_get("/readyz", metrics.handle_readyz)
+    app.router.add_get("/metrics", metrics.handle_metrics)
     if STATIC_DIR.is_dir():
         app.router.add_static("/static", STATIC_DIR, show_index=False)
     app.on_shutdown.append(ws.close_all_sockets)
     return app
-
-
-async def _healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})

@@ -1,0 +1,70 @@
+"""/metrics, /healthz and /readyz against a running server with real media."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+from signaling.client import RoomClient
+from tests.support.media import ToneTrack
+
+
+async def scrape(url: str) -> dict[str, float]:
+    async with aiohttp.ClientSession() as http, http.get(url + "/metrics") as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/plain")
+        text = await resp.text()
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if not sample.labels or sample.name.endswith("_count"):
+                values[sample.name] = sample.value
+    return values
+
+
+async def test_metrics_follow_real_media(
+    sfu_url: str, room_client: Callable[..., RoomClient]
+) -> None:
+    speaker = room_client("metrics", "speaker")
+    listener = room_client("metrics", "listener", count_only=True)
+    try:
+        before = await scrape(sfu_url)
+        assert before["sfu_participants"] == 0
+        assert before["sfu_packets_forwarded_total"] == 0
+        assert before["process_cpu_seconds_total"] > 0
+        assert before["process_resident_memory_bytes"] > 10_000_000
+        await speaker.connect()
+        await speaker.publish([ToneTrack(440.0)])
+        await listener.connect()
+        await listener.wait_for(lambda: sum(listener.counter.packets.values()) >= 50)
+        during = await scrape(sfu_url)
+        assert during["sfu_rooms"] == 1
+        assert during["sfu_participants"] == 2
+        assert during["sfu_producers"] == 1
+        assert during["sfu_consumers"] == 1
+        assert during["sfu_packets_received_total"] >= 50
+        assert during["sfu_packets_forwarded_total"] >= 45
+        assert during["sfu_packets_sent_total"] >= during["sfu_packets_forwarded_total"] - 5
+        assert during["sfu_join_seconds_count"] == 2
+        assert during["sfu_event_loop_lag_seconds_count"] > 0
+        await listener.close()
+        await speaker.close()
+        after = await scrape(sfu_url)
+        assert after["sfu_participants"] == 0
+        # Counters are monotonic: closed objects keep counting in the totals.
+        for name in ("sfu_packets_received_total", "sfu_packets_forwarded_total"):
+            assert after[name] >= during[name], name
+    finally:
+        await listener.close()
+        await speaker.close()
+
+
+async def test_health_and_readiness(sfu_url: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(sfu_url + "/healthz") as resp:
+            assert resp.status == 200
+        async with http.get(sfu_url + "/readyz") as resp:
+            assert resp.status == 200
+            assert (await resp.json())["status"] == "ready"
