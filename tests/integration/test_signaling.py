@@ -205,3 +205,31 @@ async def test_grants_limit_publish_and_subscribe(sfu_url: str, make_token: Make
         assert listener.joined["participant"]["identity"] == "l"
     finally:
         await asyncio.gather(speaker.close(), listener.close(), deaf.close())
+
+
+async def test_revoked_token_is_refused_at_join(sfu_settings: Settings) -> None:
+    from datetime import UTC, datetime
+
+    from signaling import accounts
+    from signaling.auth.tokens import VideoGrant, create_access_token
+    from tests.integration.conftest import TEST_SECRET
+
+    app = create_app(sfu_settings)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    url = str(server.make_url("")).rstrip("/")
+    grant = VideoGrant(room="revoked", roomJoin=True, canPublish=True, canSubscribe=True)
+    token, claims = create_access_token(TEST_SECRET, identity="mallory", ttl_s=600, video=grant)
+    try:
+        first = RoomClient(url, "revoked", "m", token=token)
+        await first.connect()  # valid until revoked
+        await first.close()
+        await app[accounts.STORE].revoke_jti(claims.jti, datetime.fromtimestamp(claims.exp, UTC))
+        second = RoomClient(url, "revoked", "m", token=token)
+        with pytest.raises(SignalingError) as excinfo:
+            await second.connect()
+        assert excinfo.value.code == "unauthorized"
+        assert "token_revoked" in excinfo.value.message
+        await second.close()
+    finally:
+        await server.close()
