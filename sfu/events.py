@@ -69,4 +69,27 @@ class TrackMuted:
     muted: bool
 
 
-RoomEvent = ParticipantJoined | ParticipantLeft | TrackPublished | TrackUnpublished | TrackMuted
+@dataclass(frozen=True, slots=True)
+class SpeakerLevel:
+    """An active speaker: participant sid, track sid and smoothed loudness (dBov, <= 0)."""
+
+    participant: str
+    track: str
+    level_dbov: int
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveSpeakersChanged:
+    """The active speakers, loudest first (empty when nobody speaks)."""
+
+    speakers: tuple[SpeakerLevel, ...]
+
+
+RoomEvent = (
+    ParticipantJoined
+    | ParticipantLeft
+    | TrackPublished
+    | TrackUnpublished
+    | TrackMuted
+    | ActiveSpeakersChanged
+)

@@ -94,6 +94,9 @@ class Producer:
         # Last arrival: (rtp ts, local monotonic s) as a fallback clock mapping.
         self.last_arrival: tuple[int, float] | None = None
         self.audio_level: int | None = None  # RFC 6464 level (-dBov, 0..127) of last packet
+        # Sum and count of levels since the active speaker observer last looked.
+        self.level_sum = 0
+        self.level_count = 0
         self._nack_timer: asyncio.TimerHandle | None = None
         self._on_close: list[Callable[[Producer], None]] = []
 
@@ -164,7 +167,10 @@ class Producer:
                 self.packets_dropped += 1
                 return
             if extra is not None and len(extra) == 1:
-                self.audio_level = extra[0] & 0x7F
+                level = extra[0] & 0x7F
+                self.audio_level = level
+                self.level_sum += level
+                self.level_count += 1
             else:
                 extra = None
         if ssrc == self.rtx_ssrc:

@@ -2,7 +2,7 @@
 
 A conference room subscribes every participant (with the ``canSubscribe`` grant) to every
 other participant's producers. Events (joined, left, published, unpublished, muted) go to
-every other participant's listener.
+every other participant's listener; active-speaker changes (at most 5 a second) go to all.
 """
 
 from __future__ import annotations
@@ -12,14 +12,17 @@ from collections.abc import Callable
 
 from sfu.errors import InvalidStateError
 from sfu.events import (
+    ActiveSpeakersChanged,
     ParticipantInfo,
     ParticipantJoined,
     ParticipantLeft,
     RoomEvent,
+    SpeakerLevel,
     TrackMuted,
     TrackPublished,
     TrackUnpublished,
 )
+from sfu.observers import ActiveSpeakerObserver
 from sfu.participant import Participant, ParticipantListener
 from sfu.producer import Producer
 from sfu.router import Router
@@ -44,6 +47,13 @@ class Room:
         self.participants: dict[str, Participant] = {}
         self.closed = False
         self._on_empty = on_empty
+        self.speakers = ActiveSpeakerObserver(self._audio_producers, self._on_speakers)
+
+    def _audio_producers(self) -> list[Producer]:
+        return [p for p in self.router.producers.values() if p.kind == "audio"]
+
+    def _on_speakers(self, speakers: list[SpeakerLevel]) -> None:
+        self._broadcast(ActiveSpeakersChanged(tuple(speakers)))
 
     def participant_infos(self, exclude: Participant | None = None) -> list[ParticipantInfo]:
         """Everyone in the room (but ``exclude``) with their tracks."""
@@ -110,6 +120,8 @@ class Room:
     def on_published(self, participant: Participant, producer: Producer) -> None:
         """A new producer: announce it and subscribe every other participant."""
         self._broadcast(TrackPublished(participant.sid, producer.info()), exclude=participant)
+        if producer.kind == "audio":
+            self.speakers.start()
         for other in list(self.participants.values()):
             if other is not participant and other.auto_subscribe:
                 other.subscribe(producer)
@@ -138,6 +150,7 @@ class Room:
         if self.closed:
             return
         self.closed = True
+        await self.speakers.close()
         for participant in list(self.participants.values()):
             participant.listener.on_closed("room_closed")
             await self.remove(participant, reason="room_closed", notify_empty=False)

@@ -261,6 +261,22 @@ class TrackMutedEvent(_Msg):
     muted: bool
 
 
+class SpeakerInfo(_Msg):
+    """One active speaker: ``level`` is the smoothed loudness in dBov (0 loudest, -127)."""
+
+    participant: str
+    track: str
+    level: int
+
+
+class ActiveSpeakersEvent(_Msg):
+    """The active speakers, loudest first, sent when the set or order changes (at most five
+    times a second); an empty list means nobody is speaking."""
+
+    type: Literal["active_speakers"] = "active_speakers"
+    speakers: list[SpeakerInfo]
+
+
 class OkResponse(_Msg):
     """Acknowledges a request that has no other reply (``trickle``, ``mute``, ``leave``)."""
 
@@ -291,6 +307,7 @@ Response = Annotated[
     | TrackPublishedEvent
     | TrackUnpublishedEvent
     | TrackMutedEvent
+    | ActiveSpeakersEvent
     | OkResponse
     | PongResponse
     | ErrorResponse,

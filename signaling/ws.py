@@ -65,6 +65,13 @@ def event_message(event: ev.RoomEvent) -> BaseModel:
         return p.TrackPublishedEvent(participant=event.participant, track=track_info(event.track))
     if isinstance(event, ev.TrackUnpublished):
         return p.TrackUnpublishedEvent(participant=event.participant, track=event.track)
+    if isinstance(event, ev.ActiveSpeakersChanged):
+        return p.ActiveSpeakersEvent(
+            speakers=[
+                p.SpeakerInfo(participant=s.participant, track=s.track, level=s.level_dbov)
+                for s in event.speakers
+            ]
+        )
     return p.TrackMutedEvent(participant=event.participant, track=event.track, muted=event.muted)
 
 
