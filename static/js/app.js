@@ -56,6 +56,8 @@ window.sfu = Object.defineProperties(
     local: { get: () => (session ? session.local : null), enumerable: true },
     state: { get: () => (session ? session.state : 'idle'), enumerable: true },
     lastError: { get: () => (session ? session.lastError : null), enumerable: true },
+    activeSpeakers: { get: () => (session ? session.activeSpeakers : []), enumerable: true },
+    heardSpeaking: { get: () => (session ? session.heardSpeaking : new Set()), enumerable: true },
     account: { get: () => accountState, enumerable: true },
   },
 );

@@ -65,6 +65,8 @@ export class Session {
     this.local = { audio: null, video: null }; // kind -> {track, mid, sid, muted}
     this.localStream = null;
     this.localTile = null;
+    this.activeSpeakers = []; // the last active_speakers list, loudest first
+    this.heardSpeaking = new Set(); // sids ever reported as active speakers
     this.subMids = new Map(); // mid -> {participant, track, kind} from the latest offer
     this.subChain = Promise.resolve();
     this.subOffers = 0;
@@ -385,6 +387,17 @@ export class Session {
         const track = p.tracks.get(msg.track);
         if (track) p.tracks.set(msg.track, { ...track, muted: msg.muted });
         this._renderIndicators(p);
+        break;
+      }
+      case 'active_speakers': {
+        // Loudest first; our own tile is highlighted too when the server hears us.
+        const ranks = new Map(msg.speakers.map((s, i) => [s.participant, i]));
+        for (const p of this.participants.values()) p.tile.setSpeaking(ranks.get(p.sid) ?? null);
+        if (this.localTile && this.me) {
+          this.localTile.setSpeaking(ranks.get(this.me.sid) ?? null);
+        }
+        this.activeSpeakers = msg.speakers;
+        for (const s of msg.speakers) this.heardSpeaking.add(s.participant);
         break;
       }
       default:

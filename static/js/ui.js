@@ -119,6 +119,14 @@ export class Tile {
     this.el.dataset.name = shown;
   }
 
+  /** Mark this tile as an active speaker (`rank` 0 is the loudest) or not (`null`). */
+  setSpeaking(rank) {
+    this.el.classList.toggle('speaking', rank !== null);
+    this.el.classList.toggle('dominant', rank === 0);
+    if (rank === null) delete this.el.dataset.speakerRank;
+    else this.el.dataset.speakerRank = String(rank);
+  }
+
   setMuted({ mic, cam }) {
     if (mic !== undefined) {
       this.el.dataset.micMuted = String(Boolean(mic));

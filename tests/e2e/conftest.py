@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import wave
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,17 +214,44 @@ def write_noise_y4m(path: Path, width: int = 640, height: int = 480, frames: int
 
 
 @pytest.fixture(scope="session")
+def fake_audio(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The WAV file Chromium's fake microphone plays (see :func:`write_tone_wav`)."""
+    return write_tone_wav(tmp_path_factory.mktemp("media") / "tone.wav")
+
+
+def write_tone_wav(path: Path, frequency: float = 440.0, seconds: float = 4.0) -> Path:
+    """A 48 kHz mono 16-bit WAV of a sine at -12 dBFS (Chromium loops it): a steady, clearly
+    audible microphone, so audio levels and active speakers are deterministic."""
+    import numpy as np
+
+    rate = 48000
+    t = np.arange(int(rate * seconds)) / rate
+    samples = (0.25 * 32767 * np.sin(2 * np.pi * frequency * t)).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(samples.tobytes())
+    return path
+
+
+@pytest.fixture(scope="session")
 def fake_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The Y4M file Chromium's fake camera plays (see :func:`write_noise_y4m`)."""
     return write_noise_y4m(tmp_path_factory.mktemp("media") / "noise.y4m")
 
 
 @pytest.fixture
-async def browser(chromium: Path, fake_video: Path) -> AsyncIterator[Any]:
-    """Debian's Chromium, headless, with a fake camera (``fake_video``) and microphone."""
+async def browser(chromium: Path, fake_video: Path, fake_audio: Path) -> AsyncIterator[Any]:
+    """Debian's Chromium, headless, with a fake camera (``fake_video``) and microphone
+    (``fake_audio``)."""
     from playwright.async_api import async_playwright
 
-    args = [*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={fake_video}"]
+    args = [
+        *CHROMIUM_ARGS,
+        f"--use-file-for-fake-video-capture={fake_video}",
+        f"--use-file-for-fake-audio-capture={fake_audio}",
+    ]
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=str(chromium), headless=True, args=args)
         try:

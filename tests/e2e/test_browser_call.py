@@ -182,6 +182,15 @@ async def test_two_participants_call(
     await alice.locator(f'.tile[data-sid="{bob_sid}"] .name').wait_for()
     assert await alice.locator(f'.tile[data-sid="{bob_sid}"] .name').text_content() == "bob"
 
+    # Chromium's fake microphone beeps: the server's active-speaker events reach bob's page,
+    # which highlights alice's tile at least once.
+    await _wait_js(
+        bob,
+        f"""() => window.sfu.heardSpeaking.has('{alice_sid}')""",
+        15,
+        "bob's page to hear that alice is speaking (active_speakers)",
+    )
+
     await alice.screenshot(path=str(screenshot_dir / "01-alice-call.png"))
     await bob.screenshot(path=str(screenshot_dir / "02-bob-call-phone.png"))
 
