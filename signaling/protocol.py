@@ -19,7 +19,7 @@ import json
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 PROTOCOL_VERSION = 1
 """Current protocol version. A ``join`` with another version gets ``unsupported_version``."""
@@ -144,6 +144,44 @@ class MuteRequest(_Msg):
     muted: bool
 
 
+MAX_CHAT_BYTES = 2048
+"""Largest chat message (UTF-8 bytes)."""
+
+
+class ChatRequest(_Msg):
+    """Send a chat message to the room (plain text, at most 2 KB of UTF-8; needs the
+    ``canPublishData`` grant; rate-limited per participant)."""
+
+    type: Literal["chat"]
+    id: RequestId | None = None
+    text: Annotated[str, Field(min_length=1, max_length=MAX_CHAT_BYTES)]
+
+    @field_validator("text")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("text must not be blank")
+        if len(value.encode("utf-8")) > MAX_CHAT_BYTES:
+            raise ValueError(f"text is longer than {MAX_CHAT_BYTES} bytes")
+        return value
+
+
+class ReactionRequest(_Msg):
+    """Send an emoji reaction (1-8 characters, no control characters); reactions are
+    broadcast in batches."""
+
+    type: Literal["reaction"]
+    id: RequestId | None = None
+    emoji: Annotated[str, Field(min_length=1, max_length=8)]
+
+    @field_validator("emoji")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if not value.isprintable() or value.strip() != value:
+            raise ValueError("emoji must be printable, without spaces")
+        return value
+
+
 class LeaveRequest(_Msg):
     """Leave the room; the server closes every transport, producer and consumer."""
 
@@ -165,10 +203,14 @@ Request = Annotated[
     | TrickleRequest
     | MuteRequest
     | LeaveRequest
-    | PingRequest,
+    | PingRequest
+    | ChatRequest
+    | ReactionRequest,
     Field(discriminator="type"),
 ]
-REQUEST_TYPES = frozenset({"join", "offer", "answer", "trickle", "mute", "leave", "ping"})
+REQUEST_TYPES = frozenset(
+    {"join", "offer", "answer", "trickle", "mute", "leave", "ping", "chat", "reaction"}
+)
 _request_adapter: TypeAdapter[Request] = TypeAdapter(Request)
 
 
@@ -277,6 +319,46 @@ class ActiveSpeakersEvent(_Msg):
     speakers: list[SpeakerInfo]
 
 
+class ChatMessage(_Msg):
+    """A chat message as stored: ``at`` is the server's time (ISO 8601, UTC)."""
+
+    id: str
+    participant: str
+    identity: str
+    name: str
+    text: str
+    at: str
+
+
+class ChatEvent(_Msg):
+    """A new chat message, sent to everyone in the room (the sender included)."""
+
+    type: Literal["chat"] = "chat"
+    message: ChatMessage
+
+
+class ChatHistoryEvent(_Msg):
+    """The room's last 50 chat messages, oldest first, sent right after ``joined``."""
+
+    type: Literal["chat_history"] = "chat_history"
+    messages: list[ChatMessage]
+
+
+class ReactionCount(_Msg):
+    """How many times ``participant`` sent ``emoji`` in the batch."""
+
+    participant: str
+    emoji: str
+    count: int
+
+
+class ReactionsEvent(_Msg):
+    """Reactions of the last quarter second, batched (at most four messages a second)."""
+
+    type: Literal["reactions"] = "reactions"
+    reactions: list[ReactionCount]
+
+
 class OkResponse(_Msg):
     """Acknowledges a request that has no other reply (``trickle``, ``mute``, ``leave``)."""
 
@@ -308,6 +390,9 @@ Response = Annotated[
     | TrackUnpublishedEvent
     | TrackMutedEvent
     | ActiveSpeakersEvent
+    | ChatEvent
+    | ChatHistoryEvent
+    | ReactionsEvent
     | OkResponse
     | PongResponse
     | ErrorResponse,

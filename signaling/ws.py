@@ -24,7 +24,8 @@ from sfu.tasks import spawn
 from signaling import keys
 from signaling import protocol as p
 from signaling.accounts import authorize_join, record_presence
-from signaling.auth.tokens import TokenError
+from signaling.auth.tokens import TokenError, VideoGrant
+from signaling.chat import CHAT
 from signaling.metrics import observe_join
 
 logger = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class Session:
         self.app = request.app
         self.ws = ws
         self.participant: Participant | None = None
+        self.grants = VideoGrant()
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
         self._writer = asyncio.ensure_future(self._write_loop())
 
@@ -134,6 +136,9 @@ class Session:
         self.error(p.ErrorCode.NOT_JOINED, f"removed from room: {reason}")
         participant, self.participant = self.participant, None
         if participant is not None:
+            hub = self.app.get(CHAT)
+            if hub is not None:
+                hub.leave(participant.room.name, self)
             spawn(
                 record_presence(
                     self.app, participant.room.name, participant.identity, "left", participant.name
@@ -199,6 +204,29 @@ class Session:
         elif isinstance(request, p.MuteRequest):
             participant.set_track_muted(request.track, request.muted)
             self.send(p.OkResponse(ref=request.id))
+        elif isinstance(request, p.ChatRequest | p.ReactionRequest):
+            if not self.grants.canPublishData:
+                raise p.ProtocolError(p.ErrorCode.FORBIDDEN, "no canPublishData grant", request.id)
+            hub = self.app[CHAT]
+            try:
+                if isinstance(request, p.ChatRequest):
+                    await hub.post(
+                        participant.room.name,
+                        participant=participant.sid,
+                        identity=participant.identity,
+                        name=participant.name,
+                        text=request.text,
+                    )
+                else:
+                    hub.react(
+                        participant.room.name,
+                        participant=participant.sid,
+                        identity=participant.identity,
+                        emoji=request.emoji,
+                    )
+            except p.ProtocolError as exc:
+                raise p.ProtocolError(exc.code, exc.message, request.id) from None
+            self.send(p.OkResponse(ref=request.id))
         elif isinstance(request, p.LeaveRequest):
             await self.leave()
             self.send(p.OkResponse(ref=request.id))
@@ -213,17 +241,18 @@ class Session:
                 request.id,
             )
         started = time.monotonic()
-        identity, name, can_publish, can_subscribe = await self._authorize(request)
+        identity, name, grants = await self._authorize(request)
         media = self.app[keys.MEDIA]
         room = media.room(request.room)
         participant = await room.join(
             identity,
             name,
             self,
-            can_publish=can_publish,
-            can_subscribe=can_subscribe and request.subscribe,
+            can_publish=grants.canPublish,
+            can_subscribe=grants.canSubscribe and request.subscribe,
         )
         self.participant = participant
+        self.grants = grants
         # Reply before any await: room.join scheduled a subscribe offer (if the room already
         # has producers), and the client must get ``joined`` before that offer.
         self.send(
@@ -235,12 +264,17 @@ class Session:
                 ice_servers=media.ice_servers(),
             )
         )
+        hub = self.app.get(CHAT)
+        if hub is not None:
+            hub.join(room.name, self)
         await record_presence(self.app, room.name, identity, "joined", name)
         observe_join(self.app, started)
+        if hub is not None:
+            self.send(p.ChatHistoryEvent(messages=await hub.history(room.name)))
         # Subscriptions to existing producers were made during join; their offer follows.
 
-    async def _authorize(self, request: p.JoinRequest) -> tuple[str, str, bool, bool]:
-        """(identity, display name, canPublish, canSubscribe) from the join's room token.
+    async def _authorize(self, request: p.JoinRequest) -> tuple[str, str, VideoGrant]:
+        """(identity, display name, video grant) from the join's room token.
 
         The identity is the token's ``sub`` (a client cannot choose another one); the display
         name is the token's ``name`` unless the join names one.
@@ -260,12 +294,15 @@ class Session:
             )
         identity = claims.sub
         name = request.name or claims.name or identity
-        return identity, name, claims.video.canPublish, claims.video.canSubscribe
+        return identity, name, claims.video
 
     async def leave(self) -> None:
         """Leave the room (idempotent)."""
         participant, self.participant = self.participant, None
         if participant is not None:
+            hub = self.app.get(CHAT)
+            if hub is not None:
+                hub.leave(participant.room.name, self)
             await participant.room.remove(participant, reason="left")
             await record_presence(
                 self.app, participant.room.name, participant.identity, "left", participant.name

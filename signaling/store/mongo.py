@@ -61,6 +61,7 @@ COLLECTIONS = (
     "rooms",
     "invites",
     "history",
+    "chat",
 )
 """Every collection the accounts service writes (tests count documents across them)."""
 
@@ -175,6 +176,19 @@ class Invite:
 
 
 @dataclass(frozen=True, slots=True)
+class ChatRecord:
+    """One stored chat message of room ``room_id`` (``text`` is plain text, never HTML)."""
+
+    id: str
+    room_id: str
+    participant: str
+    identity: str
+    name: str
+    text: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryEvent:
     """One presence event: ``identity`` ``joined`` or ``left`` room ``room_id`` at ``at``."""
 
@@ -247,6 +261,7 @@ class Store:
         await db.rooms.create_index("owner")
         await db.invites.create_index("room_id")
         await db.history.create_index([("room_id", ASCENDING), ("at", ASCENDING)])
+        await db.chat.create_index([("room_id", ASCENDING), ("at", DESCENDING)])
 
     async def count_all(self) -> dict[str, int]:
         """Document count per collection in :data:`COLLECTIONS` (used by tests and admin)."""
@@ -452,6 +467,51 @@ class Store:
         await self.db.history.insert_one(
             {"room_id": room_id, "identity": identity, "name": name, "event": event, "at": utcnow()}
         )
+
+    async def add_chat_message(
+        self, *, room_id: str, participant: str, identity: str, name: str, text: str
+    ) -> ChatRecord:
+        """Store one chat message (inserted, never updated: nx-27017 keeps dates only on
+        inserts) and return it with its id and server time."""
+        record = ChatRecord(
+            id="m_" + uuid.uuid4().hex,
+            room_id=room_id,
+            participant=participant,
+            identity=identity,
+            name=name,
+            text=text,
+            at=utcnow(),
+        )
+        await self.db.chat.insert_one(
+            {
+                "_id": record.id,
+                "room_id": room_id,
+                "participant": participant,
+                "identity": identity,
+                "name": name,
+                "text": text,
+                "at": record.at,
+            }
+        )
+        return record
+
+    async def recent_chat_messages(self, room_id: str, limit: int = 50) -> list[ChatRecord]:
+        """The last ``limit`` chat messages of ``room_id``, oldest first."""
+        cursor = self.db.chat.find({"room_id": room_id}).sort("at", DESCENDING).limit(limit)
+        records = [
+            ChatRecord(
+                id=doc["_id"],
+                room_id=doc["room_id"],
+                participant=doc["participant"],
+                identity=doc["identity"],
+                name=doc["name"],
+                text=doc["text"],
+                at=doc["at"] if isinstance(doc["at"], datetime) else utcnow(),
+            )
+            async for doc in cursor
+        ]
+        records.reverse()
+        return records
 
     async def list_history(self, room_id: str, limit: int = 1000) -> list[HistoryEvent]:
         """Presence events of ``room_id``, oldest first (at most ``limit``)."""

@@ -39,7 +39,7 @@ def sfu_settings(tmp_path: Path, mongo_url: str, mongo_db: str) -> Settings:
 
 @pytest.fixture
 def make_token() -> MakeToken:
-    """``make_token(room, identity, publish=True, subscribe=True, ttl_s=600)`` -> JWT."""
+    """``make_token(room, identity, publish=True, subscribe=True, data=True, ttl_s=600)``."""
 
     def make(
         room: str,
@@ -47,6 +47,7 @@ def make_token() -> MakeToken:
         *,
         publish: bool = True,
         subscribe: bool = True,
+        data: bool = True,
         ttl_s: int = 600,
         name: str | None = None,
     ) -> str:
@@ -55,7 +56,13 @@ def make_token() -> MakeToken:
             identity=identity,
             name=name or identity,
             ttl_s=ttl_s,
-            video=VideoGrant(room=room, roomJoin=True, canPublish=publish, canSubscribe=subscribe),
+            video=VideoGrant(
+                room=room,
+                roomJoin=True,
+                canPublish=publish,
+                canSubscribe=subscribe,
+                canPublishData=data,
+            ),
         )
         return token
 
@@ -79,7 +86,7 @@ def room_client(sfu_url: str, make_token: MakeToken) -> Callable[..., RoomClient
     """``room_client(room, identity, **kwargs)``: a RoomClient holding a token for that room."""
 
     def make(room: str, identity: str, **kwargs: Any) -> RoomClient:
-        grants = {k: kwargs.pop(k) for k in ("publish", "subscribe") if k in kwargs}
+        grants = {k: kwargs.pop(k) for k in ("publish", "subscribe", "data") if k in kwargs}
         return RoomClient(
             sfu_url, room, identity, token=make_token(room, identity, **grants), **kwargs
         )
