@@ -22,7 +22,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiortc import RTCRtpSender, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.rtp import (
@@ -478,18 +478,4 @@ class WebRtcTransport:
             "plis_received": self.plis_received,
             "rtcp_received": self.rtcp_received,
             "packets_dropped": self.unknown_packets,
-        }
-
-    def stats(self) -> dict[str, Any]:
-        """Counters for monitoring: packets and bytes sent, drops, RTCP received."""
-        raw = self._raw
-        return {
-            "state": self.pc.connectionState,
-            "packets_sent": raw.packets_sent if raw else 0,
-            "bytes_sent": raw.bytes_sent if raw else 0,
-            "dropped": raw.dropped if raw else 0,
-            "unknown_packets": self.unknown_packets,
-            "rtcp_received": self.rtcp_received,
-            "nacks_received": self.nacks_received,
-            "plis_received": self.plis_received,
         }
