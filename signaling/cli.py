@@ -85,6 +85,13 @@ def _token_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _loadtest(args: argparse.Namespace) -> int:
+    """``sfu loadtest``: see :mod:`signaling.loadtest`."""
+    from signaling.loadtest.cli import run_cli
+
+    return run_cli(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every ``sfu`` subcommand."""
     parser = argparse.ArgumentParser(prog="sfu", description="Python SFU media router")
@@ -114,6 +121,17 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--ttl", default="1h", help="lifetime, e.g. 90s, 15m, 1h, 7d (1h)")
     create.add_argument("--data-dir", default=None, help="data directory (default ./data)")
     create.set_defaults(func=_token_create)
+
+    from signaling.loadtest.cli import DESCRIPTION as LOADTEST_DESCRIPTION
+    from signaling.loadtest.cli import add_arguments as add_loadtest_arguments
+
+    loadtest = sub.add_parser(
+        "loadtest",
+        help="simulate publishers and listeners against a running server",
+        description=LOADTEST_DESCRIPTION,
+    )
+    add_loadtest_arguments(loadtest)
+    loadtest.set_defaults(func=_loadtest)
     return parser
 
 
