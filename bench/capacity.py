@@ -17,18 +17,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import secrets
-import subprocess
 import sys
 import tempfile
 from typing import Any
 
-from bench.fanout import _start, _wait_http, cpu_seconds, free_port
+from bench.fanout import _wait_http, cpu_seconds
 from signaling.loadtest.config import LoadTestConfig
 from signaling.loadtest.runner import run_loadtest
+from signaling.serverproc import start_server, stop_server
 
 MAX_STEPS = 10
 MAX_LISTENERS = 5000
@@ -131,23 +130,9 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Start the server, run every step of every scenario, print the table."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     secret = secrets.token_urlsafe(48)
-    proc = _start(
-        [
-            sys.executable,
-            "-m",
-            "signaling.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--data-dir",
-            tempfile.mkdtemp(prefix="sfu-capacity-"),
-            "--log-level",
-            "warning",
-        ],
-        {"SFU_ICE_HOSTS": "127.0.0.1", "SFU_ICE_SERVERS": "", "SFU_JWT_SECRET": secret},
+    proc, url = start_server(
+        tempfile.mkdtemp(prefix="sfu-capacity-"), env={"SFU_JWT_SECRET": secret}
     )
     rows: list[dict[str, Any]] = []
     try:
@@ -162,11 +147,7 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
                 if row["delivery_pct"] is None or row["delivery_pct"] < 90:
                     break  # larger steps would only be worse
     finally:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(10)
-        if proc.poll() is None:
-            proc.kill()
+        stop_server(proc)
     return rows
 
 

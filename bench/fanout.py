@@ -26,7 +26,6 @@ import gc
 import json
 import os
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,16 +41,9 @@ from bench.peers import RawOpusPublisher, encode_opus_frames
 from sfu import _aiortc_adapter as adapter
 from signaling.auth.tokens import VideoGrant, create_access_token
 from signaling.client import PacketCounter, RoomClient, _CountingSink
+from signaling.serverproc import free_port, start_server, stop_server
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def cpu_seconds(pid: int) -> float:
@@ -210,25 +202,8 @@ async def _window(
 
 async def run_sfu(listeners: int, duration: float, probes: int, payloads: list[bytes]) -> Result:
     """Our SFU in its own process: one raw Opus speaker, ``listeners`` count-only listeners."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    data_dir = tempfile.mkdtemp(prefix="sfu-bench-")
     secret = secrets.token_urlsafe(48)
-    proc = _start(
-        [
-            sys.executable,
-            "-m",
-            "signaling.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--data-dir",
-            data_dir,
-            "--log-level",
-            "warning",
-        ],
-        {"SFU_ICE_HOSTS": "127.0.0.1", "SFU_ICE_SERVERS": "", "SFU_JWT_SECRET": secret},
-    )
+    proc, url = start_server(tempfile.mkdtemp(prefix="sfu-bench-"), env={"SFU_JWT_SECRET": secret})
 
     def token(identity: str) -> str:
         grant = VideoGrant(room="bench", roomJoin=True, canPublish=True, canSubscribe=True)
@@ -268,11 +243,7 @@ async def run_sfu(listeners: int, duration: float, probes: int, payloads: list[b
         await publisher.stop()
         await _gather_limited([c.close() for c in clients], 32)
         await speaker.close()
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(10)
-        if proc.poll() is None:
-            proc.kill()
+        stop_server(proc)
 
 
 class _RelayListener:
@@ -327,11 +298,7 @@ async def run_baseline(listeners: int, duration: float, payloads: list[bytes]) -
     finally:
         await publisher.stop()
         await asyncio.gather(*(p.pc.close() for p in peers), return_exceptions=True)
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(10)
-        if proc.poll() is None:
-            proc.kill()
+        stop_server(proc)
 
 
 def _table(results: list[Result]) -> str:

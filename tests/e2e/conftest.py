@@ -9,10 +9,7 @@ Chromium is driven by Playwright but never downloaded: the fixture launches
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -23,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from signaling.serverproc import start_server, stop_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -41,13 +40,6 @@ CHROMIUM_ARGS = [
     "--disable-features=WebRtcHideLocalIpsWithMdns",
     "--autoplay-policy=no-user-gesture-required",
 ]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -108,37 +100,17 @@ def sfu_server(chromium: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     data_dir = tmp / "data"
     data_dir.mkdir()
     log_path = tmp / "server.log"
-    port = _free_port()
-    env = dict(os.environ)
-    env["SFU_ICE_HOSTS"] = "127.0.0.1"
-    env.pop("SFU_ICE_SERVERS", None)
-    env["PYTHONUNBUFFERED"] = "1"
-    env["SFU_BCRYPT_COST"] = "4"  # the lowest bcrypt cost: the test accounts need no strength
-    cmd = [
-        sys.executable,
-        "-m",
-        "signaling.cli",
-        "serve",
-        "--port",
-        str(port),
-        "--data-dir",
-        str(data_dir),
-    ]
+    # The lowest bcrypt cost: the test accounts need no strength.
     with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            cmd, cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
+        process, url = start_server(
+            data_dir, env={"SFU_BCRYPT_COST": "4"}, output=log_file, log_level="info"
         )
-    server = ServerProcess(f"http://127.0.0.1:{port}", process, log_path)
+    server = ServerProcess(url, process, log_path)
     try:
         _wait_healthy(server)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_server(process)
 
 
 async def create_invite(base_url: str, room_name: str, email: str) -> str:

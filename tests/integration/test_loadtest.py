@@ -12,8 +12,6 @@ import secrets
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +20,7 @@ import pytest
 
 from signaling.loadtest.config import LoadTestConfig
 from signaling.loadtest.runner import run_loadtest
+from signaling.serverproc import start_server, stop_server, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,63 +32,21 @@ def _free_port() -> int:
         return port
 
 
-def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-            raise RuntimeError(f"sfu serve exited with {proc.returncode}: {err[-2000:]}")
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=1) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer in {timeout} s")
-
-
 @pytest.fixture(scope="module")
 def server(mongo_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """``(url, secret)`` of a running ``sfu serve`` subprocess."""
-    port = _free_port()
     secret = secrets.token_urlsafe(48)
     env = {
-        **os.environ,
-        "SFU_ICE_HOSTS": "127.0.0.1",
-        "SFU_ICE_SERVERS": "",
         "SFU_JWT_SECRET": secret,
         "MONGO_URL": mongo_url,
         "SFU_MONGO_DB": f"loadtest_{uuid.uuid4().hex[:12]}",
     }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "signaling.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(tmp_path_factory.mktemp("loadtest-server")),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start_server(tmp_path_factory.mktemp("loadtest-server"), env=env)
     try:
-        _wait_http(url, proc)
+        wait_healthy(url, proc, timeout_s=30)
         yield url, secret
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc)
 
 
 def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
