@@ -91,8 +91,6 @@ class Producer:
         self.keyframes_received = 0
         # Last sender report from the publisher: (ntp 64-bit, rtp ts, local monotonic s).
         self.last_sr: tuple[int, int, float] | None = None
-        # Last arrival: (rtp ts, local monotonic s) as a fallback clock mapping.
-        self.last_arrival: tuple[int, float] | None = None
         self.audio_level: int | None = None  # RFC 6464 level (-dBov, 0..127) of last packet
         # Sum and count of levels since the active speaker observer last looked.
         self.level_sum = 0
@@ -198,7 +196,6 @@ class Producer:
         stats = self.stats
         if stats is not None:
             stats.on_packet(seq, ts, arrival_ms)
-        self.last_arrival = (ts, time.monotonic())
 
         if end - start <= 0:
             return  # padding-only packet (bandwidth probe): nothing to forward

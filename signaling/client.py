@@ -26,6 +26,7 @@ from aiortc import (
 )
 
 from sfu import _aiortc_adapter as adapter
+from sfu.rtp.header import parse_rtp
 from sfu.tasks import spawn
 
 
@@ -78,8 +79,6 @@ class _CountingSink(adapter.NullRtpSink):
         if counter.keep_seqs:
             counter.seqs.setdefault(ssrc, []).append(int.from_bytes(data[2:4], "big"))
         if counter.keep_payloads:
-            from sfu.rtp.header import parse_rtp
-
             fields = parse_rtp(data)
             counter.arrivals.append((time.monotonic(), data[fields[8] : fields[9]]))
 
