@@ -24,10 +24,10 @@ import sys
 import tempfile
 from typing import Any
 
-from bench.fanout import _wait_http, cpu_seconds
+from bench.fanout import cpu_seconds
 from signaling.loadtest.config import LoadTestConfig
 from signaling.loadtest.runner import run_loadtest
-from signaling.serverproc import start_server, stop_server
+from signaling.serverproc import start_server, stop_server, wait_healthy
 
 MAX_STEPS = 10
 MAX_LISTENERS = 5000
@@ -136,7 +136,7 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
     )
     rows: list[dict[str, Any]] = []
     try:
-        await _wait_http(url, proc)
+        await asyncio.to_thread(wait_healthy, url, proc)
         for scenario in args.scenarios:
             for listeners in args.steps:
                 row = await run_step(url, secret, proc.pid, scenario, listeners, args)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import json
 import os
@@ -41,7 +40,7 @@ from bench.peers import RawOpusPublisher, encode_opus_frames
 from sfu import _aiortc_adapter as adapter
 from signaling.auth.tokens import VideoGrant, create_access_token
 from signaling.client import PacketCounter, RoomClient, _CountingSink
-from signaling.serverproc import free_port, start_server, stop_server
+from signaling.serverproc import free_port, start_server, stop_server, wait_healthy
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -80,20 +79,6 @@ class Result:
     tester_core_share: float
     join_s: float
     notes: list[str] = field(default_factory=list)
-
-
-async def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}")
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(url + "/healthz") as resp:
-                    if resp.status == 200:
-                        return
-            await asyncio.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer in {timeout} s")
 
 
 def _start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -149,55 +134,43 @@ async def _measure(
     gc.freeze()
     gc.disable()
     try:
-        return await _window(name, pid, publisher, counters, duration, join_s, listeners)
+        start_counts = [sum(c.packets.values()) for c in counters]
+        sent0, cpu0, own0 = publisher.sent, cpu_seconds(pid), own_cpu_seconds()
+        t0 = time.monotonic()
+        await asyncio.sleep(duration)
+        sent1, cpu1, own1 = publisher.sent, cpu_seconds(pid), own_cpu_seconds()
+        end_counts = [sum(c.packets.values()) for c in counters]
+        t1 = time.monotonic()
+        # Packets in flight at t0 and at t1 (latency is far below the 20 ms packet interval)
+        # shift a count by at most one packet either way.
+        sent = sent1 - sent0
+        got = [min(sent, e - s) for s, e in zip(start_counts, end_counts, strict=True)]
+        delivered = sum(max(0, g) for g in got)
+        ratios = sorted(max(0, g) / sent for g in got) if sent else [0.0]
+        cpu = cpu1 - cpu0
+        window = t1 - t0
+        lat = _latencies(counters, publisher.send_times, t0, t1)
+        return Result(
+            server=name,
+            listeners=listeners,
+            joined=len(counters),
+            window_s=round(window, 2),
+            sent=sent,
+            delivered=delivered,
+            server_cpu_s=round(cpu, 3),
+            us_per_packet=round(cpu / delivered * 1e6, 2) if delivered else float("inf"),
+            core_share=round(cpu / window, 3),
+            delivery_min=round(ratios[0], 4),
+            delivery_median=round(statistics.median(ratios), 4),
+            listeners_complete=sum(1 for r in ratios if r >= 0.995),
+            latency_p50_ms=None if not lat else round(_percentile(lat, 0.5) or 0, 2),
+            latency_p99_ms=None if not lat else round(_percentile(lat, 0.99) or 0, 2),
+            tester_core_share=round((own1 - own0) / window, 3),
+            join_s=round(join_s, 1),
+        )
     finally:
         gc.enable()
         gc.unfreeze()
-
-
-async def _window(
-    name: str,
-    pid: int,
-    publisher: RawOpusPublisher,
-    counters: list[PacketCounter],
-    duration: float,
-    join_s: float,
-    listeners: int,
-) -> Result:
-    start_counts = [sum(c.packets.values()) for c in counters]
-    sent0, cpu0, own0 = publisher.sent, cpu_seconds(pid), own_cpu_seconds()
-    t0 = time.monotonic()
-    await asyncio.sleep(duration)
-    sent1, cpu1, own1 = publisher.sent, cpu_seconds(pid), own_cpu_seconds()
-    end_counts = [sum(c.packets.values()) for c in counters]
-    t1 = time.monotonic()
-    # Packets in flight at t0 and at t1 (latency is far below the 20 ms packet interval)
-    # shift a count by at most one packet either way.
-    sent = sent1 - sent0
-    got = [min(sent, e - s) for s, e in zip(start_counts, end_counts, strict=True)]
-    delivered = sum(max(0, g) for g in got)
-    ratios = sorted(max(0, g) / sent for g in got) if sent else [0.0]
-    cpu = cpu1 - cpu0
-    window = t1 - t0
-    lat = _latencies(counters, publisher.send_times, t0, t1)
-    return Result(
-        server=name,
-        listeners=listeners,
-        joined=len(counters),
-        window_s=round(window, 2),
-        sent=sent,
-        delivered=delivered,
-        server_cpu_s=round(cpu, 3),
-        us_per_packet=round(cpu / delivered * 1e6, 2) if delivered else float("inf"),
-        core_share=round(cpu / window, 3),
-        delivery_min=round(ratios[0], 4),
-        delivery_median=round(statistics.median(ratios), 4),
-        listeners_complete=sum(1 for r in ratios if r >= 0.995),
-        latency_p50_ms=None if not lat else round(_percentile(lat, 0.5) or 0, 2),
-        latency_p99_ms=None if not lat else round(_percentile(lat, 0.99) or 0, 2),
-        tester_core_share=round((own1 - own0) / window, 3),
-        join_s=round(join_s, 1),
-    )
 
 
 async def run_sfu(listeners: int, duration: float, probes: int, payloads: list[bytes]) -> Result:
@@ -213,7 +186,7 @@ async def run_sfu(listeners: int, duration: float, probes: int, payloads: list[b
     publisher = RawOpusPublisher(payloads)
     speaker = RoomClient(url, "bench", "speaker", token=token("speaker"), subscribe=False)
     try:
-        await _wait_http(url, proc)
+        await asyncio.to_thread(wait_healthy, url, proc)
         await speaker.connect()
         reply = await speaker.publish_sdp(
             await publisher.offer(), [{"mid": "0", "kind": "audio", "source": "microphone"}]
@@ -273,7 +246,7 @@ async def run_baseline(listeners: int, duration: float, payloads: list[bytes]) -
     publisher = RawOpusPublisher(payloads)
     peers = [_RelayListener() for _ in range(listeners)]
     try:
-        await _wait_http(url, proc)
+        await asyncio.to_thread(wait_healthy, url, proc)
         async with aiohttp.ClientSession() as http:
             async with http.post(url + "/publish", data=await publisher.offer()) as resp:
                 await publisher.answer(await resp.text())

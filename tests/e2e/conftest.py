@@ -10,9 +10,6 @@ Chromium is driven by Playwright but never downloaded: the fixture launches
 from __future__ import annotations
 
 import subprocess
-import time
-import urllib.error
-import urllib.request
 import wave
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -21,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from signaling.serverproc import start_server, stop_server
+from signaling.serverproc import ServerStartError, start_server, stop_server, wait_healthy
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -56,25 +53,10 @@ class ServerProcess:
 
 
 def _wait_healthy(server: ServerProcess) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            pytest.fail(
-                f"sfu serve exited with {server.process.returncode} before /healthz answered; "
-                f"log:\n{server.log()}"
-            )
-        try:
-            with urllib.request.urlopen(f"{server.base_url}/healthz", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, OSError) as exc:
-            last_error = exc
-        time.sleep(0.2)
-    pytest.fail(
-        f"sfu serve did not answer /healthz within {SERVER_START_TIMEOUT_S:.0f} s "
-        f"({last_error}); log:\n{server.log()}"
-    )
+    try:
+        wait_healthy(server.base_url, server.process, SERVER_START_TIMEOUT_S)
+    except ServerStartError as exc:
+        pytest.fail(f"{exc}; log:\n{server.log()}")
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import uuid
@@ -20,16 +19,9 @@ import pytest
 
 from signaling.loadtest.config import LoadTestConfig
 from signaling.loadtest.runner import run_loadtest
-from signaling.serverproc import start_server, stop_server, wait_healthy
+from signaling.serverproc import free_port, start_server, stop_server, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +126,7 @@ def test_cli_writes_a_parseable_json_report(server: tuple[str, str], tmp_path: P
 
 
 def test_unreachable_server_is_one_line_and_exit_code_2() -> None:
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     result = _cli("--url", f"http://127.0.0.1:{port}", "--token-secret", "s" * 40, timeout=30)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
