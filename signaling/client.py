@@ -125,6 +125,7 @@ class RoomClient:
         self.joined: dict[str, Any] = {}
         self.events: list[dict[str, Any]] = []
         self.message_types: list[str] = []  # every server message type, in arrival order
+        self.signal_bytes = 0  # UTF-8 bytes of every server message received
         self.errors: list[dict[str, Any]] = []
         self.received: dict[str, ReceivedTrack] = {}  # track sid -> ReceivedTrack
         self.published: dict[str, str] = {}  # mid -> track sid
@@ -188,6 +189,7 @@ class RoomClient:
         async for msg in self.ws:
             if msg.type != aiohttp.WSMsgType.TEXT:
                 break
+            self.signal_bytes += len(msg.data.encode("utf-8"))
             data = json.loads(msg.data)
             self.message_types.append(str(data.get("type")))
             ref = data.get("ref")
@@ -200,6 +202,8 @@ class RoomClient:
                 spawn(self._answer(data))
             else:
                 self.events.append(data)
+                if data.get("type") == "role_changed" and not data["permissions"]["canPublish"]:
+                    spawn(self._drop_publisher())  # demoted: the server closed our producers
             self._changed.set()
 
     # -- publishing ----------------------------------------------------------------------------
@@ -249,6 +253,12 @@ class RoomClient:
         reply = await self.request({"type": "offer", "sdp": self.pub.localDescription.sdp})
         await self.pub.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
         self.published = dict(reply.get("tracks", {}))
+
+    async def _drop_publisher(self) -> None:
+        pc, self.pub = self.pub, None
+        self.published = {}
+        if pc is not None:
+            await pc.close()
 
     # -- subscribing ---------------------------------------------------------------------------
 

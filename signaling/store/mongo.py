@@ -48,8 +48,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 RoomKind = Literal["conference", "podcast"]
-InviteRole = Literal["speaker", "listener"]
-PresenceEvent = Literal["joined", "left"]
+InviteRole = Literal["moderator", "speaker", "listener"]
+PresenceEvent = Literal["joined", "left", "removed", "role_changed", "room_ended"]
 OtpAttempt = Literal["ok", "spent", "exhausted"]
 RefreshStatus = Literal["ok", "reused", "unknown"]
 
@@ -463,7 +463,8 @@ class Store:
     async def record_presence(
         self, room_id: str, identity: str, event: PresenceEvent, name: str | None = None
     ) -> None:
-        """Append a presence event (``joined`` / ``left``) to the meeting history."""
+        """Append an event (``joined``, ``left``, ``removed``, ``role_changed``, ``room_ended``) to
+        the meeting history."""
         await self.db.history.insert_one(
             {"room_id": room_id, "identity": identity, "name": name, "event": event, "at": utcnow()}
         )

@@ -39,7 +39,8 @@ def sfu_settings(tmp_path: Path, mongo_url: str, mongo_db: str) -> Settings:
 
 @pytest.fixture
 def make_token() -> MakeToken:
-    """``make_token(room, identity, publish=True, subscribe=True, data=True, ttl_s=600)``."""
+    """``make_token(room, identity, publish=True, subscribe=True, data=True, ttl_s=600,
+    admin=False, kind=None, role=None)``."""
 
     def make(
         room: str,
@@ -50,6 +51,9 @@ def make_token() -> MakeToken:
         data: bool = True,
         ttl_s: int = 600,
         name: str | None = None,
+        admin: bool = False,
+        kind: str | None = None,
+        role: str | None = None,
     ) -> str:
         token, _claims = create_access_token(
             TEST_SECRET,
@@ -62,6 +66,9 @@ def make_token() -> MakeToken:
                 canPublish=publish,
                 canSubscribe=subscribe,
                 canPublishData=data,
+                roomAdmin=admin,
+                roomKind=kind,  # type: ignore[arg-type]
+                role=role,  # type: ignore[arg-type]
             ),
         )
         return token
@@ -86,7 +93,8 @@ def room_client(sfu_url: str, make_token: MakeToken) -> Callable[..., RoomClient
     """``room_client(room, identity, **kwargs)``: a RoomClient holding a token for that room."""
 
     def make(room: str, identity: str, **kwargs: Any) -> RoomClient:
-        grants = {k: kwargs.pop(k) for k in ("publish", "subscribe", "data") if k in kwargs}
+        grant_keys = ("publish", "subscribe", "data", "admin", "kind", "role")
+        grants = {k: kwargs.pop(k) for k in grant_keys if k in kwargs}
         return RoomClient(
             sfu_url, room, identity, token=make_token(room, identity, **grants), **kwargs
         )
