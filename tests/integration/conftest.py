@@ -7,7 +7,9 @@ tokens exactly as ``sfu token create`` does.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from aiohttp.test_utils import TestServer
 from signaling.app import create_app
 from signaling.auth.tokens import VideoGrant, create_access_token
 from signaling.client import RoomClient
+from signaling.serverproc import start_server, stop_server, wait_healthy
 from signaling.settings import Settings
 
 TEST_SECRET = "integration-secret-" + "s" * 40
@@ -100,3 +103,23 @@ def room_client(sfu_url: str, make_token: MakeToken) -> Callable[..., RoomClient
         )
 
     return make
+
+
+@pytest.fixture(scope="module")
+def sfu_server(
+    mongo_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str]]:
+    """``(url, secret)`` of a ``sfu serve`` subprocess (its own process and event loop, as in
+    production) on the session's MongoDB-wire server, one per test module."""
+    secret = secrets.token_urlsafe(48)
+    env = {
+        "SFU_JWT_SECRET": secret,
+        "MONGO_URL": mongo_url,
+        "SFU_MONGO_DB": f"server_{uuid.uuid4().hex[:12]}",
+    }
+    proc, url = start_server(tmp_path_factory.mktemp("sfu-server"), env=env)
+    try:
+        wait_healthy(url, proc, timeout_s=30)
+        yield url, secret
+    finally:
+        stop_server(proc)
