@@ -24,6 +24,7 @@ from aiortc import (
     RTCPeerConnection,
     RTCSessionDescription,
 )
+from aiortc.exceptions import InvalidStateError
 
 from sfu import _aiortc_adapter as adapter
 from sfu.rtp.header import parse_rtp
@@ -138,6 +139,7 @@ class RoomClient:
         self._mids: dict[str, ReceivedTrack] = {}
         self._offer_lock = asyncio.Lock()
         self._changed = asyncio.Event()
+        self._closing = False
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -301,6 +303,8 @@ class RoomClient:
                 if received.track_sid not in current:
                     del self._mids[mid]
             pc = self._subscriber()
+            if pc.connectionState == "closed" or self._closing:
+                return  # an offer that raced our close()
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
             for transceiver in pc.getTransceivers():
                 if self.count_only or transceiver.mid is None:
@@ -308,7 +312,12 @@ class RoomClient:
                 received_track = self._mids.get(transceiver.mid)
                 if received_track is not None and received_track.track is None:
                     received_track.track = transceiver.receiver.track
-            await pc.setLocalDescription(await pc.createAnswer())
+            try:
+                await pc.setLocalDescription(await pc.createAnswer())
+            except InvalidStateError:
+                if self._closing:
+                    return  # closed while we answered
+                raise
             self.received = {r.track_sid: r for r in self._mids.values()}
             with contextlib.suppress(SignalingError, TimeoutError, ConnectionError):
                 await self.request({"type": "answer", "sdp": pc.localDescription.sdp})
@@ -334,6 +343,7 @@ class RoomClient:
 
     async def close(self) -> None:
         """Leave, close both peer connections and the WebSocket."""
+        self._closing = True
         if self.ws is not None and not self.ws.closed:
             with contextlib.suppress(Exception):
                 await self.request({"type": "leave"}, timeout=5)
