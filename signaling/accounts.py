@@ -824,8 +824,8 @@ def origin_allowed(settings: Settings, origin: str | None) -> bool:
 
 
 _CORS_METHODS = "GET, POST, PATCH, DELETE, OPTIONS"
-_CORS_HEADERS = "Authorization, Content-Type, If-Match"
-_CORS_EXPOSE = "Location, ETag, Link, Retry-After"
+_CORS_HEADERS = "Authorization, Content-Type, If-Match, X-Filename"
+_CORS_EXPOSE = "Location, ETag, Link, Retry-After, Content-Disposition"
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -524,8 +524,19 @@ class ActiveSpeakersEvent(_Msg):
     speakers: list[SpeakerInfo]
 
 
+class ChatFile(_Msg):
+    """A file attached to a chat message (``size`` in bytes); download it with
+    ``GET /api/rooms/{room}/files/{id}`` (docs/files.md)."""
+
+    id: str
+    name: str
+    size: int
+    content_type: str
+
+
 class ChatMessage(_Msg):
-    """A chat message as stored: ``at`` is the server's time (ISO 8601, UTC)."""
+    """A chat message as stored: ``at`` is the server's time (ISO 8601, UTC); ``file`` is set
+    when the message announces a shared file."""
 
     id: str
     participant: str
@@ -533,6 +544,7 @@ class ChatMessage(_Msg):
     name: str
     text: str
     at: str
+    file: ChatFile | None = None
 
 
 class ChatEvent(_Msg):
