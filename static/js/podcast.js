@@ -546,9 +546,15 @@ export class PodcastView {
     this.st.invite = { by: msg.by, name: msg.name };
     this.render();
     const name = msg.name || 'A moderator';
+    const text = `${name} invited you to speak. Your microphone will be on when you join.`;
+    if (this.inviteDialog.dialog.open) {
+      // A second invitation replaces the first on the server: one answer covers both.
+      this.inviteDialog.text.textContent = text;
+      return;
+    }
     const accept = await this._ask(this.inviteDialog, {
       title: 'Join the stage?',
-      text: `${name} invited you to speak. Your microphone will be on when you join.`,
+      text,
       yes: 'Accept',
       no: 'Decline',
       focus: 'yes',
@@ -684,7 +690,13 @@ export class PodcastView {
     const raised = !this.st.handRaised;
     this.st.handRaised = raised; // the server confirms with `hand`
     this.render();
-    this._request({ type: 'raise_hand', raised }, raised ? 'raise your hand' : 'lower your hand');
+    const what = raised ? 'raise your hand' : 'lower your hand';
+    this._request({ type: 'raise_hand', raised }, what).then((reply) => {
+      if (reply === null && this.st.handRaised === raised) {
+        this.st.handRaised = !raised;
+        this.render();
+      }
+    });
   }
 
   _leaveStage() {
