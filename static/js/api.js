@@ -32,20 +32,26 @@ export class ApiError extends Error {
   }
 }
 
-async function problemOf(resp) {
+/** An ApiError from an HTTP status and a parsed RFC 9457 problem body (or null). */
+export function problemFrom(status, body) {
+  const detail =
+    body && typeof body.detail === 'string' && body.detail
+      ? body.detail
+      : `request failed (HTTP ${status})`;
+  const code = body && typeof body.code === 'string' ? body.code : `http_${status}`;
+  const errors = body && Array.isArray(body.errors) ? body.errors : [];
+  return new ApiError(status, code, detail, errors);
+}
+
+/** An ApiError from a failed fetch Response (its body read as a problem, if it is one). */
+export async function problemOf(resp) {
   let body = null;
   try {
     body = await resp.json();
   } catch {
     body = null;
   }
-  const detail =
-    body && typeof body.detail === 'string' && body.detail
-      ? body.detail
-      : `request failed (HTTP ${resp.status})`;
-  const code = body && typeof body.code === 'string' ? body.code : `http_${resp.status}`;
-  const errors = body && Array.isArray(body.errors) ? body.errors : [];
-  return new ApiError(resp.status, code, detail, errors);
+  return problemFrom(resp.status, body);
 }
 
 /** The stored account session: {access_token, refresh_token, user} or null. */

@@ -6,7 +6,7 @@
 // File names, like every text from other participants, are data: insert them with
 // textContent, never as HTML.
 
-import { ApiError } from './api.js';
+import { ApiError, problemFrom, problemOf } from './api.js';
 
 function filesPath(room) {
   return `/api/rooms/${encodeURIComponent(room)}/files`;
@@ -15,26 +15,6 @@ function filesPath(room) {
 /** The path of one file's download (it still needs the Authorization header). */
 export function downloadPath(room, id) {
   return `${filesPath(room)}/${encodeURIComponent(id)}`;
-}
-
-function problemFrom(status, body) {
-  const detail =
-    body && typeof body.detail === 'string' && body.detail
-      ? body.detail
-      : `request failed (HTTP ${status})`;
-  const code = body && typeof body.code === 'string' ? body.code : `http_${status}`;
-  const errors = body && Array.isArray(body.errors) ? body.errors : [];
-  return new ApiError(status, code, detail, errors);
-}
-
-async function problemOf(resp) {
-  let body = null;
-  try {
-    body = await resp.json();
-  } catch {
-    body = null;
-  }
-  return problemFrom(resp.status, body);
 }
 
 function aborted() {

@@ -95,29 +95,49 @@ def sfu_server(chromium: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         stop_server(process)
 
 
-async def create_invite(base_url: str, room_name: str, email: str) -> str:
-    """Register a room owner through the accounts API, create a room and return an invite code.
+async def create_room(
+    base_url: str,
+    room_name: str,
+    email: str,
+    *,
+    kind: str = "conference",
+    display_name: str = "Owner",
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Register a room owner through the accounts API, create a room of ``kind`` and an
+    invite; returns (the owner's account session, the invite: ``code``, ``role``...).
 
-    Joining needs a room token; the browser client gets one by redeeming the invite link
-    ``/join/{code}`` (``POST /api/join/{code}``), as a person would.
+    The invite of a conference room makes speakers, a podcast room's makes listeners; the
+    owner joins as the host.
     """
     import aiohttp
 
     async with aiohttp.ClientSession(base_url) as http:
-        account = {"email": email, "password": "e2e-Quiet-Harbour-42", "display_name": "Owner"}
+        account = {
+            "email": email,
+            "password": "e2e-Quiet-Harbour-42",
+            "display_name": display_name,
+        }
         async with http.post("/api/register", json=account) as resp:
             assert resp.status == 201, await resp.text()
-            session = await resp.json()
+            session: dict[str, Any] = await resp.json()
         auth = {"Authorization": f"Bearer {session['access_token']}"}
-        async with http.post("/api/rooms", json={"name": room_name}, headers=auth) as resp:
+        body = {"name": room_name, "kind": kind}
+        async with http.post("/api/rooms", json=body, headers=auth) as resp:
             assert resp.status == 201, await resp.text()
             room = (await resp.json())["room"]
         async with http.post(
             f"/api/rooms/{room['id']}/invites", json={"max_uses": 10}, headers=auth
         ) as resp:
             assert resp.status == 201, await resp.text()
-            code: str = (await resp.json())["code"]
-    return code
+            invite: dict[str, Any] = await resp.json()
+    return session, invite
+
+
+async def create_invite(base_url: str, room_name: str, email: str) -> str:
+    """A conference room's invite code (see :func:`create_room`). Joining needs a room
+    token; the browser client gets one by redeeming the invite link ``/join/{code}``."""
+    _session, invite = await create_room(base_url, room_name, email)
+    return str(invite["code"])
 
 
 @pytest.fixture

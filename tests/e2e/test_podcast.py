@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import pytest
 
+from tests.e2e.conftest import create_room
 from tests.e2e.test_browser_call import _wait_js
 
 if TYPE_CHECKING:
@@ -78,30 +78,13 @@ STAGE_ROLE_JS = """
 
 
 async def _podcast_room(base_url: str, name: str) -> tuple[dict[str, Any], str]:
-    """Register an owner, create a podcast room; returns (the owner's account session, an
-    invite code). The invite of a podcast room makes listeners; the owner joins as the host.
-    """
-    async with aiohttp.ClientSession(base_url) as http:
-        account = {
-            "email": f"owner-{name}@example.com",
-            "password": "e2e-Quiet-Harbour-42",
-            "display_name": "Hana",
-        }
-        async with http.post("/api/register", json=account) as resp:
-            assert resp.status == 201, await resp.text()
-            session = await resp.json()
-            auth = {"Authorization": f"Bearer {session['access_token']}"}
-        body = {"name": name, "kind": "podcast"}
-        async with http.post("/api/rooms", json=body, headers=auth) as resp:
-            assert resp.status == 201, await resp.text()
-            room = (await resp.json())["room"]
-        async with http.post(
-            f"/api/rooms/{room['id']}/invites", json={"max_uses": 10}, headers=auth
-        ) as resp:
-            assert resp.status == 201, await resp.text()
-            invite = await resp.json()
-            assert invite["role"] == "listener"
-    return session, invite["code"]
+    """Register an owner (Hana), create a podcast room; returns (the owner's account session,
+    an invite code). The invite of a podcast room makes listeners; the owner is the host."""
+    session, invite = await create_room(
+        base_url, name, f"owner-{name}@example.com", kind="podcast", display_name="Hana"
+    )
+    assert invite["role"] == "listener"
+    return session, str(invite["code"])
 
 
 async def _open(
