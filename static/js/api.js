@@ -18,6 +18,7 @@ export class ApiError extends Error {
     this.code = code;
     this.detail = detail;
     this.errors = errors;
+    this.problem = null; // the parsed problem body, when there was one (problemFrom)
   }
 
   /** One sentence for the user: the detail, plus the field errors of a validation failure. */
@@ -40,7 +41,10 @@ export function problemFrom(status, body) {
       : `request failed (HTTP ${status})`;
   const code = body && typeof body.code === 'string' ? body.code : `http_${status}`;
   const errors = body && Array.isArray(body.errors) ? body.errors : [];
-  return new ApiError(status, code, detail, errors);
+  const err = new ApiError(status, code, detail, errors);
+  // The whole problem, for its extension members (e.g. `max_bytes` of file_too_large).
+  err.problem = body && typeof body === 'object' ? body : null;
+  return err;
 }
 
 /** An ApiError from a failed fetch Response (its body read as a problem, if it is one). */

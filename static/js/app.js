@@ -22,6 +22,7 @@ import { QualityMonitor } from './quality.js';
 import { ScreenShare } from './screenshare.js';
 import { GridLayout } from './layout.js';
 import { PodcastView } from './podcast.js';
+import { RoomFiles } from './roomfiles.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -111,7 +112,9 @@ const screenShare = new ScreenShare(
   { button: els.screen, stage: els.stage, callMain: els.callMain, grid: els.grid },
   (text, isError) => setStatus(text, isError),
 );
-const features = [participantsView, chat, reactions, devices, quality, screenShare];
+// Encrypted file sharing: the chat's attach button and file links, and the Files panel.
+const roomFiles = new RoomFiles({ slot: $('chat-attachments-slot') }, panels);
+const features = [participantsView, chat, reactions, devices, quality, screenShare, roomFiles];
 const layout = new GridLayout(els.callMain, els.grid);
 
 panels.add({ id: 'participants', title: 'Participants', button: els.participants, body: $('panel-participants') });
@@ -159,6 +162,7 @@ window.sfu = Object.defineProperties(
     events: { get: () => (session ? session.events : []), enumerable: true },
     panel: { get: () => panels.current, enumerable: true },
     panels: { get: () => panels, enumerable: true },
+    files: { get: () => roomFiles.files, enumerable: true },
   },
 );
 
@@ -246,6 +250,7 @@ function render() {
   els.cam.hidden = podcastRoom || !publisher;
   els.camField.hidden = podcastRoom;
   screenShare.renderButton();
+  roomFiles.render();
   layout.schedule();
   podcast.render();
 }
