@@ -76,7 +76,16 @@ def chromium() -> Path:
 
 
 @pytest.fixture(scope="module")
-def sfu_server(chromium: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def server_env() -> dict[str, str]:
+    """Extra environment for the module's server (a test module overrides this fixture to
+    change a setting, e.g. ``SFU_MAX_UPLOAD_BYTES``)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def sfu_server(
+    chromium: Path, tmp_path_factory: pytest.TempPathFactory, server_env: dict[str, str]
+) -> Iterator[ServerProcess]:
     """Start ``sfu serve`` on a free port and wait for ``GET /healthz``; stop it afterwards."""
     tmp = tmp_path_factory.mktemp("sfu")
     data_dir = tmp / "data"
@@ -85,7 +94,10 @@ def sfu_server(chromium: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     # The lowest bcrypt cost: the test accounts need no strength.
     with log_path.open("wb") as log_file:
         process, url = start_server(
-            data_dir, env={"SFU_BCRYPT_COST": "4"}, output=log_file, log_level="info"
+            data_dir,
+            env={"SFU_BCRYPT_COST": "4", **server_env},
+            output=log_file,
+            log_level="info",
         )
     server = ServerProcess(url, process, log_path)
     try:
