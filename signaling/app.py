@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     ``/whip/{room}`` and ``/whep/{room}/{identity}`` (RFC 9725), ``/metrics`` (Prometheus),
     ``/healthz``, ``/readyz`` and the accounts API under ``/api``.
     """
-    from signaling import chat, metrics, whip, ws
+    from signaling import chat, metrics, whip, whiteboard, ws
 
     settings = settings or Settings()
     app = web.Application(client_max_size=settings.max_message_bytes)
@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.on_response_prepare.append(accounts.security_headers)
     # --- end accounts ---
     app.cleanup_ctx.append(chat.chat_ctx)  # after the accounts store
+    app.cleanup_ctx.append(whiteboard.board_ctx)  # after the accounts store
     ws.install(app)
     whip.install(app)
     app.router.add_get("/", _index)

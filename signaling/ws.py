@@ -27,6 +27,7 @@ from signaling.accounts import authorize_join, record_presence
 from signaling.auth.tokens import TokenError, VideoGrant
 from signaling.chat import CHAT
 from signaling.metrics import observe_join
+from signaling.whiteboard import BOARD
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +140,8 @@ class Session:
             hub = self.app.get(CHAT)
             if hub is not None:
                 hub.leave(participant.room.name, self)
+            if (board := self.app.get(BOARD)) is not None:
+                board.leave(participant.room.name, self)
             spawn(
                 record_presence(
                     self.app, participant.room.name, participant.identity, "left", participant.name
@@ -203,6 +206,16 @@ class Session:
             self.send(p.OkResponse(ref=request.id))
         elif isinstance(request, p.MuteRequest):
             participant.set_track_muted(request.track, request.muted)
+            self.send(p.OkResponse(ref=request.id))
+        elif request.type in p.BOARD_REQUEST_TYPES:
+            await self.app[BOARD].handle(
+                self,
+                room=participant.room.name,
+                participant=participant.sid,
+                identity=participant.identity,
+                grants=self.grants,
+                request=request,
+            )
             self.send(p.OkResponse(ref=request.id))
         elif isinstance(request, p.ChatRequest | p.ReactionRequest):
             if not self.grants.canPublishData:
@@ -271,6 +284,12 @@ class Session:
         observe_join(self.app, started)
         if hub is not None:
             self.send(p.ChatHistoryEvent(messages=await hub.history(room.name)))
+        if (board := self.app.get(BOARD)) is not None:
+            await board.join(
+                room.name, self, can_draw=grants.canPublishData, can_clear=grants.roomAdmin
+            )
+            if self.participant is not participant:  # removed while the board was read
+                board.leave(room.name, self)
         # Subscriptions to existing producers were made during join; their offer follows.
 
     async def _authorize(self, request: p.JoinRequest) -> tuple[str, str, VideoGrant]:
@@ -303,6 +322,8 @@ class Session:
             hub = self.app.get(CHAT)
             if hub is not None:
                 hub.leave(participant.room.name, self)
+            if (board := self.app.get(BOARD)) is not None:
+                board.leave(participant.room.name, self)
             await participant.room.remove(participant, reason="left")
             await record_presence(
                 self.app, participant.room.name, participant.identity, "left", participant.name
