@@ -47,8 +47,9 @@ PART_WINDOW_S = 5.0
 EDIT_LIMIT = 20
 EDIT_WINDOW_S = 5.0
 MAX_BOARD_STROKES = 5000
-MAX_BOARD_POINTS = 200_000
-"""Caps one board's ``board_state`` at a few megabytes of JSON."""
+MAX_BOARD_POINTS = 100_000
+"""With :data:`MAX_BOARD_STROKES`, keeps one ``board_state`` under 4 MiB of JSON (the default
+frame limit of aiohttp's WebSocket client; browsers take more)."""
 
 
 class Member(Protocol):

@@ -23,6 +23,7 @@ const STATUS_MS = 5000;
 const CLEAR_CONFIRM_MS = 4000;
 const KEY_STEP = 10;
 const KEY_STEP_FAST = 50;
+const SIMPLIFY_TOLERANCE = 0.75; // board px a finished stroke may deviate from what was drawn
 const BACKGROUND = '#ffffff';
 const COLOR_RE = /^#[0-9a-f]{6}$/i;
 const SWATCHES = [
@@ -42,6 +43,42 @@ const round1 = (v) => Math.round(v * 10) / 10;
 function newStrokeId() {
   const words = crypto.getRandomValues(new Uint32Array(3));
   return Array.from(words, (w) => w.toString(36)).join('').slice(0, 32);
+}
+
+/**
+ * Ramer-Douglas-Peucker: the points that keep the line within `tolerance` board pixels of the
+ * drawn one (distances to segments, so a line that doubles back keeps its turns). Boards are
+ * capped in points (docs/protocol.md), so finished strokes are sent simplified.
+ */
+export function simplify(points, tolerance = SIMPLIFY_TOLERANCE) {
+  if (points.length <= 2) return points.slice();
+  const keep = new Uint8Array(points.length);
+  keep[0] = 1;
+  keep[points.length - 1] = 1;
+  const stack = [[0, points.length - 1]];
+  while (stack.length) {
+    const [a, b] = stack.pop();
+    const [ax, ay] = points[a];
+    const dx = points[b][0] - ax;
+    const dy = points[b][1] - ay;
+    const len2 = dx * dx + dy * dy;
+    let worst = -1;
+    let index = -1;
+    for (let i = a + 1; i < b; i += 1) {
+      const [px, py] = points[i];
+      const t = len2 === 0 ? 0 : clamp(((px - ax) * dx + (py - ay) * dy) / len2, 0, 1);
+      const d = Math.hypot(px - (ax + t * dx), py - (ay + t * dy));
+      if (d > worst) {
+        worst = d;
+        index = i;
+      }
+    }
+    if (worst > tolerance) {
+      keep[index] = 1;
+      stack.push([a, index], [index, b]);
+    }
+  }
+  return points.filter((_, i) => keep[i] === 1);
 }
 
 /** A stroke from the server, checked (points dropped if not finite), or null. */
@@ -581,7 +618,7 @@ export class Whiteboard {
     const d = this.drawing;
     this.drawing = null;
     if (!d) return;
-    const stroke = d.stroke;
+    const stroke = { ...d.stroke, points: simplify(d.stroke.points) };
     this.own.set(stroke.id, { stroke, sent: performance.now() });
     this._request({ type: 'board_stroke', stroke }, (err) => {
       this.own.delete(stroke.id);

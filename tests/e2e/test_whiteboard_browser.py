@@ -182,8 +182,8 @@ async def test_draw_live_by_mouse_and_keyboard_undo_export_and_clear(
     await host.wait_for_function("() => window.board.strokes.length === 2", timeout=10_000)
     keyboard_stroke = (await host.evaluate(STROKES_JS))[1][1]
     assert keyboard_stroke["color"] == "#e5484d"
-    assert keyboard_stroke["points"] == [[800, 450], [810, 450], [820, 450], [830, 450],
-                                         [840, 450], [850, 450], [850, 500]]  # fmt: skip
+    # Sent simplified: the points on a straight run go.
+    assert keyboard_stroke["points"] == [[800, 450], [850, 450], [850, 500]]
 
     await guest.keyboard.press("Control+z")  # undo: the guest's last stroke only
     await host.wait_for_function("() => window.board.strokes.length === 1", timeout=10_000)

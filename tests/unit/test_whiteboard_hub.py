@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from signaling import protocol as p
 from signaling.auth.tokens import VideoGrant
-from signaling.whiteboard import BoardHub
+from signaling.whiteboard import MAX_BOARD_POINTS, MAX_BOARD_STROKES, BoardHub
 
 DRAW = VideoGrant(canPublishData=True)
 
@@ -105,6 +105,30 @@ def test_board_events_round_trip() -> None:
         ),
     ):
         assert p.parse_response(p.dump(event)) == event
+
+
+def test_the_fullest_board_state_fits_in_a_4_mib_frame() -> None:
+    # Worst case: every stroke as long, wide and precise as allowed, long ids and identities.
+    per_stroke = MAX_BOARD_POINTS // MAX_BOARD_STROKES
+    point = (1599.9, 899.9)
+    strokes = [
+        p.BoardItem.model_construct(
+            stroke=p.Stroke.model_construct(
+                id=f"{i:032d}",
+                tool="eraser",
+                color="#abcdef",
+                width=63.9,
+                points=[point] * per_stroke,
+            ),
+            participant="PA_" + "x" * 20,
+            identity="i" * 256,  # the longest token subject
+        )
+        for i in range(MAX_BOARD_STROKES)
+    ]
+    event = p.BoardStateEvent.model_construct(
+        type="board_state", strokes=strokes, can_draw=True, can_clear=True
+    )
+    assert len(p.dump(event).encode()) < 4 * 1024 * 1024
 
 
 class FakeMember:
