@@ -151,7 +151,9 @@ BOARD_WIDTH = 1600
 BOARD_HEIGHT = 900
 """Height of the logical whiteboard (board pixels); clients scale 1600x900 to their canvas."""
 MAX_STROKE_POINTS = 2000
-"""Most points in one stroke (or in one ``board_stroke_part`` batch)."""
+"""Most points in one stroke."""
+MAX_PART_POINTS = 200
+"""Most points in one ``board_stroke_part`` (a 50 ms batch holds a dozen)."""
 
 _BoardX = Annotated[float, Field(ge=0, le=BOARD_WIDTH, strict=True, allow_inf_nan=False)]
 _BoardY = Annotated[float, Field(ge=0, le=BOARD_HEIGHT, strict=True, allow_inf_nan=False)]
@@ -207,6 +209,13 @@ class BoardStrokePartRequest(_Msg):
     type: Literal["board_stroke_part"]
     id: RequestId | None = None
     stroke: Stroke
+
+    @field_validator("stroke")
+    @classmethod
+    def _batch(cls, value: Stroke) -> Stroke:
+        if len(value.points) > MAX_PART_POINTS:
+            raise ValueError(f"a stroke part holds at most {MAX_PART_POINTS} points")
+        return value
 
 
 class BoardUndoRequest(_Msg):

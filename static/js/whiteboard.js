@@ -13,6 +13,7 @@
 export const BOARD_WIDTH = 1600;
 export const BOARD_HEIGHT = 900;
 export const MAX_STROKE_POINTS = 2000;
+export const MAX_PART_POINTS = 200;
 export const MIN_WIDTH = 1;
 export const MAX_WIDTH = 64;
 
@@ -607,9 +608,9 @@ export class Whiteboard {
     const { id, tool, color, width, points } = d.stroke;
     this._request({
       type: 'board_stroke_part',
-      stroke: { id, tool, color, width, points: points.slice(d.sent) },
+      stroke: { id, tool, color, width, points: points.slice(d.sent, d.sent + MAX_PART_POINTS) },
     });
-    d.sent = points.length;
+    d.sent = Math.min(points.length, d.sent + MAX_PART_POINTS);
   }
 
   _finishStroke() {

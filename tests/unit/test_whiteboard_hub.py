@@ -38,6 +38,9 @@ def test_a_valid_stroke_is_normalised() -> None:
     part = parse({"type": "board_stroke_part", "stroke": {"id": "a-b_9", "points": [[5, 5]]}})
     assert isinstance(part, p.BoardStrokePartRequest)
     assert (part.stroke.tool, part.stroke.color, part.stroke.width) == ("pen", "#000000", 4.0)
+    with pytest.raises(p.ProtocolError) as excinfo:  # live batches are small
+        parse({"type": "board_stroke_part", "stroke": {"id": "a", "points": [[1, 1]] * 201}})
+    assert excinfo.value.message.startswith("stroke:")
     assert isinstance(parse({"type": "board_undo"}), p.BoardUndoRequest)
     assert isinstance(parse({"type": "board_clear", "id": "x"}), p.BoardClearRequest)
 
