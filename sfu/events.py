@@ -5,6 +5,7 @@ These are plain frozen dataclasses; the signaling layer turns them into protocol
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -22,12 +23,14 @@ class TrackInfo:
 
 @dataclass(frozen=True, slots=True)
 class ParticipantInfo:
-    """A participant as others see it."""
+    """A participant as others see it. ``attributes`` are application key/value strings
+    (LiveKit's participant attributes; the signaling layer keeps the stage role there)."""
 
     sid: str
     identity: str
     name: str
     tracks: tuple[TrackInfo, ...] = field(default_factory=tuple)
+    attributes: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,13 @@ class ParticipantLeft:
 
 
 @dataclass(frozen=True, slots=True)
+class ParticipantUpdated:
+    """A visible participant's attributes changed (e.g. its stage role)."""
+
+    participant: ParticipantInfo
+
+
+@dataclass(frozen=True, slots=True)
 class TrackPublished:
     participant: str
     track: TrackInfo
@@ -64,9 +74,12 @@ class TrackUnpublished:
 
 @dataclass(frozen=True, slots=True)
 class TrackMuted:
+    """``remote`` is True when a moderator muted the track (the publisher is told too)."""
+
     participant: str
     track: str
     muted: bool
+    remote: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +101,7 @@ class ActiveSpeakersChanged:
 RoomEvent = (
     ParticipantJoined
     | ParticipantLeft
+    | ParticipantUpdated
     | TrackPublished
     | TrackUnpublished
     | TrackMuted

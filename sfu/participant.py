@@ -124,6 +124,9 @@ class Participant:
         self.can_publish = can_publish
         self.can_subscribe = can_subscribe
         self.auto_subscribe = True  # False for WHEP viewers bound to one publisher
+        self.hidden = False
+        self.subscribe_kinds: frozenset[str] | None = None
+        self.attributes: dict[str, str] = {}
         self.publish_transport: WebRtcTransport | None = None
         self.subscribe_transport: WebRtcTransport | None = None
         self.producers: dict[str, Producer] = {}
@@ -141,6 +144,7 @@ class Participant:
             identity=self.identity,
             name=self.name,
             tracks=tuple(p.info() for p in self.producers.values() if p.codec is not None),
+            attributes=dict(self.attributes),
         )
 
     def _on_transport_failed(self, transport: WebRtcTransport) -> None:
@@ -218,8 +222,9 @@ class Participant:
         if self.producers.pop(producer.id, None) is not None:
             self.room.on_unpublished(self, producer)
 
-    def set_track_muted(self, track_sid: str, muted: bool) -> None:
-        """Mute or unmute one of this participant's producers (forwarding pauses).
+    def set_track_muted(self, track_sid: str, muted: bool, *, remote: bool = False) -> None:
+        """Mute or unmute one of this participant's producers (forwarding pauses). A
+        ``remote`` mute (by a moderator) is announced to this participant too.
 
         Raises:
             NotFoundError: when the participant publishes no such track.
@@ -229,7 +234,7 @@ class Participant:
             raise NotFoundError(f"no track {track_sid}")
         if producer.paused != muted:
             producer.set_paused(muted)
-            self.room.on_muted(self, producer)
+            self.room.on_muted(self, producer, remote=remote)
 
     async def unpublish(self, track_sid: str) -> None:
         """Close one producer (its consumers everywhere are removed).
@@ -241,6 +246,17 @@ class Participant:
         if producer is None:
             raise NotFoundError(f"no track {track_sid}")
         producer.close()
+
+    async def stop_publishing(self) -> None:
+        """Close every producer at once (their consumers everywhere go with them) and the
+        publish transport; a later publish offer starts a new transport. Used when the
+        ``canPublish`` grant is withdrawn."""
+        for producer in list(self.producers.values()):
+            producer.close()
+        transport, self.publish_transport = self.publish_transport, None
+        if transport is not None:
+            async with self._publish_lock:
+                await self.room.router.close_transport(transport)
 
     # -- subscribing ---------------------------------------------------------------------------
 
@@ -257,6 +273,7 @@ class Participant:
         if (
             self.closed
             or not self.can_subscribe
+            or (self.subscribe_kinds is not None and producer.kind not in self.subscribe_kinds)
             or producer.participant_sid == self.sid
             or producer.id in self.subscriptions
             or producer.closed

@@ -1,8 +1,14 @@
 """Room: the participants of one conference and its subscription policy.
 
-A conference room subscribes every participant (with the ``canSubscribe`` grant) to every
-other participant's producers. Events (joined, left, published, unpublished, muted) go to
-every other participant's listener; active-speaker changes (at most 5 a second) go to all.
+A room subscribes every participant (with the ``canSubscribe`` grant) to every other
+participant's producers of the kinds it takes (``subscribe_kinds``). Events (joined, left,
+updated, published, unpublished, muted) go to every other participant's listener;
+active-speaker changes (at most 5 a second) go to all.
+
+*Hidden* participants (the audience of a podcast room) are never announced: their joins and
+leaves produce no event and they are absent from :meth:`Room.participant_infos`, so an
+audience of N costs O(N) messages, not O(N^2) (RFC 7667 §3.7 topologies; LiveKit's
+``hidden`` grant). :meth:`Room.set_hidden` moves a participant on or off the stage.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from sfu.events import (
     ParticipantInfo,
     ParticipantJoined,
     ParticipantLeft,
+    ParticipantUpdated,
     RoomEvent,
     SpeakerLevel,
     TrackMuted,
@@ -56,8 +63,12 @@ class Room:
         self._broadcast(ActiveSpeakersChanged(tuple(speakers)))
 
     def participant_infos(self, exclude: Participant | None = None) -> list[ParticipantInfo]:
-        """Everyone in the room (but ``exclude``) with their tracks."""
-        return [p.info() for p in self.participants.values() if p is not exclude]
+        """Every visible participant (but ``exclude``) with their tracks."""
+        return [p.info() for p in self.participants.values() if p is not exclude and not p.hidden]
+
+    def hidden_count(self) -> int:
+        """How many hidden participants (the audience) are in the room."""
+        return sum(1 for p in self.participants.values() if p.hidden)
 
     def by_identity(self, identity: str) -> Participant | None:
         """The participant with this identity, if present."""
@@ -75,9 +86,13 @@ class Room:
         can_publish: bool = True,
         can_subscribe: bool = True,
         auto_subscribe: bool = True,
+        hidden: bool = False,
+        subscribe_kinds: frozenset[str] | None = None,
+        attributes: dict[str, str] | None = None,
     ) -> Participant:
         """Add a participant. An existing participant with the same identity is closed first
-        (reason ``duplicate_identity``), as LiveKit does.
+        (reason ``duplicate_identity``), as LiveKit does. A ``hidden`` participant is not
+        announced; ``subscribe_kinds`` limits its automatic subscriptions (None: all kinds).
 
         Raises:
             InvalidStateError: when the room is closed.
@@ -92,15 +107,61 @@ class Room:
             self, identity, name, listener, can_publish=can_publish, can_subscribe=can_subscribe
         )
         participant.auto_subscribe = auto_subscribe
+        participant.hidden = hidden
+        participant.subscribe_kinds = subscribe_kinds
+        participant.attributes = dict(attributes or {})
         self.participants[participant.sid] = participant
-        self._broadcast(ParticipantJoined(participant.info()), exclude=participant)
+        if not hidden:
+            self._broadcast(ParticipantJoined(participant.info()), exclude=participant)
         if can_subscribe and auto_subscribe:
-            for other in list(self.participants.values()):
-                if other is participant:
-                    continue
-                for producer in list(other.producers.values()):
-                    participant.subscribe(producer)
+            self._subscribe_to_all(participant)
         return participant
+
+    def _subscribe_to_all(self, participant: Participant) -> None:
+        for other in list(self.participants.values()):
+            if other is participant:
+                continue
+            for producer in list(other.producers.values()):
+                participant.subscribe(producer)
+
+    def set_hidden(self, participant: Participant, hidden: bool) -> None:
+        """Move a participant off (``hidden``) or onto the stage: others see it leave or
+        join. Its media is unchanged."""
+        if participant.hidden == hidden or participant.closed:
+            return
+        participant.hidden = hidden
+        if hidden:
+            self._broadcast(ParticipantLeft(participant.sid), exclude=participant)
+        else:
+            self._broadcast(ParticipantJoined(participant.info()), exclude=participant)
+
+    def set_attributes(self, participant: Participant, attributes: dict[str, str]) -> None:
+        """Replace a participant's attributes; a visible participant's change is announced
+        (``ParticipantUpdated``) to everyone else."""
+        if participant.attributes == attributes:
+            return
+        participant.attributes = dict(attributes)
+        if not participant.hidden and not participant.closed:
+            self._broadcast(ParticipantUpdated(participant.info()), exclude=participant)
+
+    def set_subscribe_kinds(self, participant: Participant, kinds: frozenset[str] | None) -> None:
+        """Change which producer kinds a participant takes: new kinds are subscribed at once,
+        dropped kinds' consumers are closed."""
+        participant.subscribe_kinds = kinds
+        if kinds is not None:
+            for consumer in list(participant.subscriptions.values()):
+                if consumer.kind not in kinds:
+                    consumer.close()
+        if participant.can_subscribe and participant.auto_subscribe:
+            self._subscribe_to_all(participant)
+
+    async def set_can_publish(self, participant: Participant, allowed: bool) -> None:
+        """Grant or withdraw ``canPublish`` while connected. Withdrawing closes the
+        participant's producers at once (every consumer of them goes too); granting lets the
+        client send a publish offer on the same signaling session, no reconnect."""
+        participant.can_publish = allowed
+        if not allowed:
+            await participant.stop_publishing()
 
     async def remove(
         self, participant: Participant, *, reason: str = "left", notify_empty: bool = True
@@ -112,14 +173,16 @@ class Room:
         try:
             await participant.close()
         finally:
-            self._broadcast(ParticipantLeft(participant.sid), exclude=participant)
+            if not participant.hidden:
+                self._broadcast(ParticipantLeft(participant.sid), exclude=participant)
             logger.info("room %s: %s left (%s)", self.name, participant.identity, reason)
             if notify_empty and not self.participants and self._on_empty is not None:
                 self._on_empty(self)
 
     def on_published(self, participant: Participant, producer: Producer) -> None:
         """A new producer: announce it and subscribe every other participant."""
-        self._broadcast(TrackPublished(participant.sid, producer.info()), exclude=participant)
+        if not participant.hidden:
+            self._broadcast(TrackPublished(participant.sid, producer.info()), exclude=participant)
         if producer.kind == "audio":
             self.speakers.start()
         for other in list(self.participants.values()):
@@ -128,12 +191,17 @@ class Room:
 
     def on_unpublished(self, participant: Participant, producer: Producer) -> None:
         """A producer closed; its consumers are already gone."""
-        self._broadcast(TrackUnpublished(participant.sid, producer.id), exclude=participant)
+        if not participant.hidden:
+            self._broadcast(TrackUnpublished(participant.sid, producer.id), exclude=participant)
 
-    def on_muted(self, participant: Participant, producer: Producer) -> None:
-        """A producer was muted or unmuted."""
+    def on_muted(
+        self, participant: Participant, producer: Producer, *, remote: bool = False
+    ) -> None:
+        """A producer was muted or unmuted; a ``remote`` (moderator) mute is also sent to the
+        publisher itself."""
         self._broadcast(
-            TrackMuted(participant.sid, producer.id, producer.paused), exclude=participant
+            TrackMuted(participant.sid, producer.id, producer.paused, remote),
+            exclude=None if remote else participant,
         )
 
     def _broadcast(self, event: RoomEvent, exclude: Participant | None = None) -> None:
@@ -145,13 +213,13 @@ class Room:
             except Exception:  # one broken listener must not hurt the others
                 logger.exception("listener of %s failed", participant.sid)
 
-    async def close(self) -> None:
-        """Close every participant (reason ``room_closed``) and the router."""
+    async def close(self, reason: str = "room_closed") -> None:
+        """Close every participant (listeners get ``on_closed(reason)``) and the router."""
         if self.closed:
             return
         self.closed = True
         await self.speakers.close()
         for participant in list(self.participants.values()):
-            participant.listener.on_closed("room_closed")
-            await self.remove(participant, reason="room_closed", notify_empty=False)
+            participant.listener.on_closed(reason)
+            await self.remove(participant, reason=reason, notify_empty=False)
         await self.router.close()

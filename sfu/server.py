@@ -66,6 +66,13 @@ class MediaServer:
         """The room ``name`` if it exists."""
         return self.rooms.get(name)
 
+    async def close_room(self, name: str, reason: str = "room_closed") -> None:
+        """Close a room now (every participant's listener gets ``on_closed(reason)``); a
+        later join of the same name starts a new, empty room."""
+        room = self.rooms.pop(name, None)
+        if room is not None:
+            await room.close(reason)
+
     def _on_room_empty(self, room: Room) -> None:
         if self.rooms.get(room.name) is room:
             del self.rooms[room.name]

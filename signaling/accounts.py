@@ -316,7 +316,7 @@ class RoomBody(_Body):
 class InviteBody(_Body):
     """``POST /api/rooms/{room}/invites``; the role defaults by room kind."""
 
-    role: Literal["speaker", "listener"] | None = None
+    role: Literal["moderator", "speaker", "listener"] | None = None
     max_uses: Annotated[StrictInt, Field(ge=1, le=10_000)] = 100
     ttl_s: Annotated[StrictInt, Field(ge=60, le=90 * 24 * 3600)] | None = None
 
@@ -465,14 +465,19 @@ async def _session(app: web.Application, user: User, family: str | None = None) 
     }
 
 
-def _grants_for(room: Room, role: Literal["owner", "speaker", "listener"]) -> VideoGrant:
+def _grants_for(
+    room: Room, role: Literal["owner", "moderator", "speaker", "listener"]
+) -> VideoGrant:
+    """The room token grant of an invite role; the owner joins as host."""
     return VideoGrant(
         room=room.id,
         roomJoin=True,
         roomAdmin=role == "owner",
-        canPublish=role in ("owner", "speaker"),
+        canPublish=role in ("owner", "moderator", "speaker"),
         canSubscribe=True,
         canPublishData=True,
+        roomKind=room.kind,
+        role="host" if role == "owner" else role,
     )
 
 
@@ -743,7 +748,7 @@ async def join_by_code(request: web.Request) -> web.Response:
     room = await store.get_room(invite.room_id) if invite else None
     if invite is None or room is None:
         raise ProblemError(404, "invite_not_found", "invite not found, expired or used up")
-    role: Literal["owner", "speaker", "listener"] = invite.role
+    role: Literal["owner", "moderator", "speaker", "listener"] = invite.role
     if user is not None and user.id == room.owner:
         role = "owner"
     if user is not None:
@@ -819,8 +824,8 @@ def origin_allowed(settings: Settings, origin: str | None) -> bool:
 
 
 _CORS_METHODS = "GET, POST, PATCH, DELETE, OPTIONS"
-_CORS_HEADERS = "Authorization, Content-Type, If-Match"
-_CORS_EXPOSE = "Location, ETag, Link, Retry-After"
+_CORS_HEADERS = "Authorization, Content-Type, If-Match, X-Filename"
+_CORS_EXPOSE = "Location, ETag, Link, Retry-After, Content-Disposition"
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

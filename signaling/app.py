@@ -45,9 +45,10 @@ def create_app(settings: Settings | None = None) -> web.Application:
 
     Routes: ``/`` (browser client), ``/static/*``, ``/ws`` (signaling, see docs/protocol.md),
     ``/whip/{room}`` and ``/whep/{room}/{identity}`` (RFC 9725), ``/metrics`` (Prometheus),
-    ``/healthz``, ``/readyz`` and the accounts API under ``/api``.
+    ``/healthz``, ``/readyz``, the accounts API under ``/api`` and room files under
+    ``/api/rooms/{room}/files`` (docs/files.md).
     """
-    from signaling import chat, metrics, whip, whiteboard, ws
+    from signaling import chat, files, metrics, stage, whip, whiteboard, ws
 
     settings = settings or Settings()
     app = web.Application(client_max_size=settings.max_message_bytes)
@@ -64,8 +65,11 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.on_response_prepare.append(accounts.security_headers)
     # --- end accounts ---
     app.cleanup_ctx.append(chat.chat_ctx)  # after the accounts store
+    app.cleanup_ctx.append(files.files_ctx)  # after the accounts store (and its JWT secret)
+    app.router.add_routes(files.routes)
     app.cleanup_ctx.append(whiteboard.board_ctx)  # after the accounts store
     ws.install(app)
+    stage.install(app)
     whip.install(app)
     app.router.add_get("/", _index)
     app.router.add_get("/join", _index)  # /join?token=<room token>: the client joins from it

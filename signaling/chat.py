@@ -49,6 +49,7 @@ def chat_message(record: ChatRecord) -> p.ChatMessage:
         name=record.name,
         text=record.text,
         at=record.at.isoformat(),
+        file=p.ChatFile(**record.file) if record.file else None,
     )
 
 
@@ -82,9 +83,16 @@ class ChatHub:
         return [chat_message(r) for r in await self.store.recent_chat_messages(room, HISTORY_SIZE)]
 
     async def post(
-        self, room: str, *, participant: str, identity: str, name: str, text: str
+        self,
+        room: str,
+        *,
+        participant: str,
+        identity: str,
+        name: str,
+        text: str,
+        file: p.ChatFile | None = None,
     ) -> p.ChatMessage:
-        """Store and broadcast one message.
+        """Store and broadcast one message (``file``: an attached file, see signaling/files.py).
 
         Raises:
             ProtocolError: ``rate_limited`` when the participant sends too fast.
@@ -97,7 +105,12 @@ class ChatHub:
         if self.store is None:
             raise p.ProtocolError(p.ErrorCode.INTERNAL, "chat store unavailable")
         record = await self.store.add_chat_message(
-            room_id=room, participant=participant, identity=identity, name=name, text=text
+            room_id=room,
+            participant=participant,
+            identity=identity,
+            name=name,
+            text=text,
+            file=file.model_dump() if file else None,
         )
         message = chat_message(record)
         event = p.ChatEvent(message=message)

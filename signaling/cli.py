@@ -77,6 +77,8 @@ def _token_create(args: argparse.Namespace) -> int:
         canPublish=args.publish or args.admin or everything,
         canSubscribe=args.subscribe or args.admin or everything,
         canPublishData=True,
+        roomKind=args.kind,
+        role=args.role,
     )
     token, _claims = create_access_token(
         secret, identity=args.identity, name=args.name, ttl_s=ttl_s, video=grant
@@ -118,6 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--publish", action="store_true", help="grant canPublish")
     create.add_argument("--subscribe", action="store_true", help="grant canSubscribe")
     create.add_argument("--admin", action="store_true", help="grant roomAdmin (and all)")
+    create.add_argument(
+        "--kind", default=None, choices=["conference", "podcast"], help="room kind (conference)"
+    )
+    create.add_argument(
+        "--role",
+        default=None,
+        choices=["host", "moderator", "speaker", "listener"],
+        help="stage role to start with (default from the grants)",
+    )
     create.add_argument("--ttl", default="1h", help="lifetime, e.g. 90s, 15m, 1h, 7d (1h)")
     create.add_argument("--data-dir", default=None, help="data directory (default ./data)")
     create.set_defaults(func=_token_create)

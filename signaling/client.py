@@ -24,6 +24,7 @@ from aiortc import (
     RTCPeerConnection,
     RTCSessionDescription,
 )
+from aiortc.exceptions import InvalidStateError
 
 from sfu import _aiortc_adapter as adapter
 from sfu.rtp.header import parse_rtp
@@ -125,6 +126,7 @@ class RoomClient:
         self.joined: dict[str, Any] = {}
         self.events: list[dict[str, Any]] = []
         self.message_types: list[str] = []  # every server message type, in arrival order
+        self.signal_bytes = 0  # UTF-8 bytes of every server message received
         self.errors: list[dict[str, Any]] = []
         self.received: dict[str, ReceivedTrack] = {}  # track sid -> ReceivedTrack
         self.published: dict[str, str] = {}  # mid -> track sid
@@ -137,6 +139,7 @@ class RoomClient:
         self._mids: dict[str, ReceivedTrack] = {}
         self._offer_lock = asyncio.Lock()
         self._changed = asyncio.Event()
+        self._closing = False
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -188,6 +191,7 @@ class RoomClient:
         async for msg in self.ws:
             if msg.type != aiohttp.WSMsgType.TEXT:
                 break
+            self.signal_bytes += len(msg.data.encode("utf-8"))
             data = json.loads(msg.data)
             self.message_types.append(str(data.get("type")))
             ref = data.get("ref")
@@ -200,6 +204,8 @@ class RoomClient:
                 spawn(self._answer(data))
             else:
                 self.events.append(data)
+                if data.get("type") == "role_changed" and not data["permissions"]["canPublish"]:
+                    spawn(self._drop_publisher())  # demoted: the server closed our producers
             self._changed.set()
 
     # -- publishing ----------------------------------------------------------------------------
@@ -250,6 +256,12 @@ class RoomClient:
         await self.pub.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
         self.published = dict(reply.get("tracks", {}))
 
+    async def _drop_publisher(self) -> None:
+        pc, self.pub = self.pub, None
+        self.published = {}
+        if pc is not None:
+            await pc.close()
+
     # -- subscribing ---------------------------------------------------------------------------
 
     def _subscriber(self) -> RTCPeerConnection:
@@ -291,6 +303,8 @@ class RoomClient:
                 if received.track_sid not in current:
                     del self._mids[mid]
             pc = self._subscriber()
+            if pc.connectionState == "closed" or self._closing:
+                return  # an offer that raced our close()
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
             for transceiver in pc.getTransceivers():
                 if self.count_only or transceiver.mid is None:
@@ -298,7 +312,12 @@ class RoomClient:
                 received_track = self._mids.get(transceiver.mid)
                 if received_track is not None and received_track.track is None:
                     received_track.track = transceiver.receiver.track
-            await pc.setLocalDescription(await pc.createAnswer())
+            try:
+                await pc.setLocalDescription(await pc.createAnswer())
+            except InvalidStateError:
+                if self._closing:
+                    return  # closed while we answered
+                raise
             self.received = {r.track_sid: r for r in self._mids.values()}
             with contextlib.suppress(SignalingError, TimeoutError, ConnectionError):
                 await self.request({"type": "answer", "sdp": pc.localDescription.sdp})
@@ -324,6 +343,7 @@ class RoomClient:
 
     async def close(self) -> None:
         """Leave, close both peer connections and the WebSocket."""
+        self._closing = True
         if self.ws is not None and not self.ws.closed:
             with contextlib.suppress(Exception):
                 await self.request({"type": "leave"}, timeout=5)

@@ -69,6 +69,11 @@ Sdp = Annotated[str, Field(min_length=1, max_length=MAX_SDP_CHARS)]
 TransportName = Literal["publish", "subscribe"]
 TrackKind = Literal["audio", "video"]
 TrackSource = Literal["microphone", "camera", "screen", "screen_audio", "unknown"]
+RoomKind = Literal["conference", "podcast"]
+Role = Literal["host", "moderator", "speaker", "listener"]
+"""Stage roles. host: one per room, may end it and hand hosting over; moderator (co-host):
+mutes, removes, promotes and demotes; speaker: publishes; listener: subscribe-only."""
+Sid = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class IceCandidate(_Msg):
@@ -325,6 +330,89 @@ class ReactionRequest(_Msg):
         return value
 
 
+class RaiseHandRequest(_Msg):
+    """A listener raises (``raised`` true) or lowers its hand; moderators see the queue."""
+
+    type: Literal["raise_hand"]
+    id: RequestId | None = None
+    raised: bool = True
+
+
+class SetRoleRequest(_Msg):
+    """Change another participant's role (moderators: listener <-> speaker; the host also
+    makes and unmakes moderators). Promoting grants ``canPublish`` live; demoting to
+    listener closes the participant's producers at once. A speaker may step down itself."""
+
+    type: Literal["set_role"]
+    id: RequestId | None = None
+    participant: Sid
+    role: Role
+
+
+class InviteToStageRequest(_Msg):
+    """A moderator invites a listener (hand raised or not) to speak; the listener gets
+    ``stage_invite`` and answers with ``respond_invite``."""
+
+    type: Literal["invite_to_stage"]
+    id: RequestId | None = None
+    participant: Sid
+
+
+class RespondInviteRequest(_Msg):
+    """A listener accepts (becomes a speaker) or declines a pending stage invitation."""
+
+    type: Literal["respond_invite"]
+    id: RequestId | None = None
+    accept: bool
+
+
+class MuteParticipantRequest(_Msg):
+    """A moderator mutes another participant's track (``track`` omitted: every audio
+    track). Forwarding stops and the speaker is told; only the speaker may unmute."""
+
+    type: Literal["mute_participant"]
+    id: RequestId | None = None
+    participant: Sid
+    track: Annotated[str, Field(max_length=64)] | None = None
+
+
+class RemoveParticipantRequest(_Msg):
+    """A moderator removes a participant; its room token is revoked (it cannot rejoin
+    with it) and its identity is barred from the room while the room lives."""
+
+    type: Literal["remove_participant"]
+    id: RequestId | None = None
+    participant: Sid
+
+
+class TransferHostRequest(_Msg):
+    """The host hands hosting to another participant (who becomes host; the old host
+    becomes a moderator)."""
+
+    type: Literal["transfer_host"]
+    id: RequestId | None = None
+    participant: Sid
+
+
+class EndRoomRequest(_Msg):
+    """The host ends the room: everyone gets ``room_ended`` and is disconnected."""
+
+    type: Literal["end_room"]
+    id: RequestId | None = None
+
+
+MAX_AUDIENCE_PAGE = 100
+
+
+class ListAudienceRequest(_Msg):
+    """One page of the audience (listeners), in join order; answered by ``audience_page``."""
+
+    type: Literal["list_audience"]
+    id: RequestId | None = None
+    offset: Annotated[int, Field(ge=0, le=10_000_000)] = 0
+    limit: Annotated[int, Field(ge=1, le=MAX_AUDIENCE_PAGE)] = 50
+
+
 class LeaveRequest(_Msg):
     """Leave the room; the server closes every transport, producer and consumer."""
 
@@ -349,14 +437,37 @@ Request = Annotated[
     | PingRequest
     | ChatRequest
     | ReactionRequest
+    | RaiseHandRequest
+    | SetRoleRequest
+    | InviteToStageRequest
+    | RespondInviteRequest
+    | MuteParticipantRequest
+    | RemoveParticipantRequest
+    | TransferHostRequest
+    | EndRoomRequest
+    | ListAudienceRequest
     | BoardStrokeRequest
     | BoardStrokePartRequest
     | BoardUndoRequest
     | BoardClearRequest,
     Field(discriminator="type"),
 ]
+STAGE_REQUEST_TYPES = frozenset(
+    {
+        "raise_hand",
+        "set_role",
+        "invite_to_stage",
+        "respond_invite",
+        "mute_participant",
+        "remove_participant",
+        "transfer_host",
+        "end_room",
+        "list_audience",
+    }
+)
 REQUEST_TYPES = (
     frozenset({"join", "offer", "answer", "trickle", "mute", "leave", "ping", "chat", "reaction"})
+    | STAGE_REQUEST_TYPES
     | BOARD_REQUEST_TYPES
 )
 _request_adapter: TypeAdapter[Request] = TypeAdapter(Request)
@@ -376,16 +487,27 @@ class TrackInfo(_Msg):
 
 
 class ParticipantInfo(_Msg):
-    """A participant as other participants see it."""
+    """A participant as other participants see it (``role`` is its stage role)."""
 
     sid: str
     identity: str
     name: str
     tracks: list[TrackInfo] = []
+    role: Role = "speaker"
+
+
+class Permissions(_Msg):
+    """The caller's live grants (they change with its role)."""
+
+    canPublish: bool
+    canSubscribe: bool
+    canPublishData: bool
+    roomAdmin: bool
 
 
 class JoinedResponse(_Msg):
-    """Reply to ``join``: who I am, who is already there, and the ICE servers to use."""
+    """Reply to ``join``: who I am, who is already there (in a podcast room: the stage
+    only), the room kind, my role and grants, the audience size and the ICE servers."""
 
     type: Literal["joined"] = "joined"
     ref: str | None = None
@@ -394,6 +516,10 @@ class JoinedResponse(_Msg):
     participant: ParticipantInfo
     participants: list[ParticipantInfo]
     ice_servers: list[dict[str, Any]]
+    kind: RoomKind = "conference"
+    role: Role = "speaker"
+    permissions: Permissions | None = None
+    audience: int = 0
 
 
 class AnswerResponse(_Msg):
@@ -432,6 +558,13 @@ class ParticipantLeftEvent(_Msg):
     participant: str
 
 
+class ParticipantUpdatedEvent(_Msg):
+    """A visible participant changed (its role)."""
+
+    type: Literal["participant_updated"] = "participant_updated"
+    participant: ParticipantInfo
+
+
 class TrackPublishedEvent(_Msg):
     type: Literal["track_published"] = "track_published"
     participant: str
@@ -445,10 +578,82 @@ class TrackUnpublishedEvent(_Msg):
 
 
 class TrackMutedEvent(_Msg):
+    """``remote``: a moderator muted the track (then the publisher gets this event too)."""
+
     type: Literal["track_muted"] = "track_muted"
     participant: str
     track: str
     muted: bool
+    remote: bool = False
+
+
+class RoleChangedEvent(_Msg):
+    """My role changed (promoted, demoted, made host or moderator) with my new grants.
+    On a promotion to speaker the client may now publish on the same session."""
+
+    type: Literal["role_changed"] = "role_changed"
+    role: Role
+    permissions: Permissions
+    by: str | None = None
+
+
+class AudienceMember(_Msg):
+    """A listener as moderators see it in the hand queue or an audience page."""
+
+    sid: str
+    identity: str
+    name: str
+    hand_raised: bool = False
+
+
+class HandsEvent(_Msg):
+    """The raised hands, in the order they were raised (to the host and moderators only;
+    at most 4 messages a second). ``total`` counts every raised hand; ``queue`` holds at
+    most the first 100."""
+
+    type: Literal["hands"] = "hands"
+    queue: list[AudienceMember]
+    total: int
+
+
+class HandEvent(_Msg):
+    """My own hand state (after raise/lower, or lowered by a promotion)."""
+
+    type: Literal["hand"] = "hand"
+    raised: bool
+
+
+class AudienceEvent(_Msg):
+    """The audience size (listeners), sent to everyone when it changes, at most once a
+    second, instead of one message per listener join or leave."""
+
+    type: Literal["audience"] = "audience"
+    count: int
+
+
+class AudiencePageResponse(_Msg):
+    """Reply to ``list_audience``."""
+
+    type: Literal["audience_page"] = "audience_page"
+    ref: str | None = None
+    total: int
+    offset: int
+    listeners: list[AudienceMember]
+
+
+class StageInviteEvent(_Msg):
+    """A moderator invites me to speak; answer with ``respond_invite``."""
+
+    type: Literal["stage_invite"] = "stage_invite"
+    by: str
+    name: str
+
+
+class RoomEndedEvent(_Msg):
+    """The host ended the room; the server closes the socket right after."""
+
+    type: Literal["room_ended"] = "room_ended"
+    by: str | None = None
 
 
 class SpeakerInfo(_Msg):
@@ -467,8 +672,19 @@ class ActiveSpeakersEvent(_Msg):
     speakers: list[SpeakerInfo]
 
 
+class ChatFile(_Msg):
+    """A file attached to a chat message (``size`` in bytes); download it with
+    ``GET /api/rooms/{room}/files/{id}`` (docs/files.md)."""
+
+    id: str
+    name: str
+    size: int
+    content_type: str
+
+
 class ChatMessage(_Msg):
-    """A chat message as stored: ``at`` is the server's time (ISO 8601, UTC)."""
+    """A chat message as stored: ``at`` is the server's time (ISO 8601, UTC); ``file`` is set
+    when the message announces a shared file."""
 
     id: str
     participant: str
@@ -476,6 +692,7 @@ class ChatMessage(_Msg):
     name: str
     text: str
     at: str
+    file: ChatFile | None = None
 
 
 class ChatEvent(_Msg):
@@ -534,6 +751,7 @@ Response = Annotated[
     | OfferEvent
     | ParticipantJoinedEvent
     | ParticipantLeftEvent
+    | ParticipantUpdatedEvent
     | TrackPublishedEvent
     | TrackUnpublishedEvent
     | TrackMutedEvent
@@ -541,6 +759,13 @@ Response = Annotated[
     | ChatEvent
     | ChatHistoryEvent
     | ReactionsEvent
+    | RoleChangedEvent
+    | HandsEvent
+    | HandEvent
+    | AudienceEvent
+    | AudiencePageResponse
+    | StageInviteEvent
+    | RoomEndedEvent
     | OkResponse
     | PongResponse
     | ErrorResponse

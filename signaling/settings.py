@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -59,6 +59,13 @@ class Settings(BaseSettings):
         smtp_host, smtp_port, smtp_username, smtp_password, smtp_from, smtp_starttls: when
             ``smtp_host`` is set, one-time codes for email identities are mailed (``SFU_SMTP_*``);
             otherwise they are written to the server log.
+
+    Files (encrypted file sharing, ``signaling/files.py``):
+        max_upload_bytes: largest file accepted by ``POST /api/rooms/{room}/files`` (bytes,
+            default 25 MiB).
+        file_master_key: the 32-byte key (64 hex digits or base64) that wraps each room's file
+            key (``SFU_FILE_MASTER_KEY``). Unset: derived from the JWT secret with HKDF in
+            development; required in production.
     """
 
     model_config = SettingsConfigDict(env_prefix="SFU_", extra="ignore")
@@ -99,6 +106,9 @@ class Settings(BaseSettings):
     smtp_password: str | None = None
     smtp_from: str = "sfu@localhost"
     smtp_starttls: bool = True
+
+    max_upload_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
+    file_master_key: SecretStr | None = None
 
     @field_validator("ice_hosts", "ice_servers", "allowed_origins", mode="before")
     @classmethod

@@ -24,9 +24,10 @@ from sfu.tasks import spawn
 from signaling import keys
 from signaling import protocol as p
 from signaling.accounts import authorize_join, record_presence
-from signaling.auth.tokens import TokenError, VideoGrant
+from signaling.auth.tokens import AccessClaims, TokenError, VideoGrant
 from signaling.chat import CHAT
 from signaling.metrics import observe_join
+from signaling.stage import STAGES, Stage
 from signaling.whiteboard import BOARD
 
 logger = logging.getLogger(__name__)
@@ -48,12 +49,14 @@ def track_info(track: ev.TrackInfo) -> p.TrackInfo:
 
 
 def participant_info(info: ev.ParticipantInfo) -> p.ParticipantInfo:
-    """Media-plane participant -> protocol participant."""
+    """Media-plane participant -> protocol participant (the role is an attribute)."""
+    role = info.attributes.get("role", "speaker")
     return p.ParticipantInfo(
         sid=info.sid,
         identity=info.identity,
         name=info.name,
         tracks=[track_info(t) for t in info.tracks],
+        role=role if role in ("host", "moderator", "speaker", "listener") else "speaker",  # type: ignore[arg-type]
     )
 
 
@@ -63,6 +66,8 @@ def event_message(event: ev.RoomEvent) -> BaseModel:
         return p.ParticipantJoinedEvent(participant=participant_info(event.participant))
     if isinstance(event, ev.ParticipantLeft):
         return p.ParticipantLeftEvent(participant=event.participant)
+    if isinstance(event, ev.ParticipantUpdated):
+        return p.ParticipantUpdatedEvent(participant=participant_info(event.participant))
     if isinstance(event, ev.TrackPublished):
         return p.TrackPublishedEvent(participant=event.participant, track=track_info(event.track))
     if isinstance(event, ev.TrackUnpublished):
@@ -74,7 +79,9 @@ def event_message(event: ev.RoomEvent) -> BaseModel:
                 for s in event.speakers
             ]
         )
-    return p.TrackMutedEvent(participant=event.participant, track=event.track, muted=event.muted)
+    return p.TrackMutedEvent(
+        participant=event.participant, track=event.track, muted=event.muted, remote=event.remote
+    )
 
 
 class Session:
@@ -86,6 +93,8 @@ class Session:
         self.ws = ws
         self.participant: Participant | None = None
         self.grants = VideoGrant()
+        self.claims: AccessClaims | None = None
+        self.stage: Stage | None = None
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
         self._writer = asyncio.ensure_future(self._write_loop())
 
@@ -137,11 +146,7 @@ class Session:
         self.error(p.ErrorCode.NOT_JOINED, f"removed from room: {reason}")
         participant, self.participant = self.participant, None
         if participant is not None:
-            hub = self.app.get(CHAT)
-            if hub is not None:
-                hub.leave(participant.room.name, self)
-            if (board := self.app.get(BOARD)) is not None:
-                board.leave(participant.room.name, self)
+            self._leave_hubs(participant)
             spawn(
                 record_presence(
                     self.app, participant.room.name, participant.identity, "left", participant.name
@@ -240,6 +245,9 @@ class Session:
             except p.ProtocolError as exc:
                 raise p.ProtocolError(exc.code, exc.message, request.id) from None
             self.send(p.OkResponse(ref=request.id))
+        elif request.type in p.STAGE_REQUEST_TYPES:
+            assert self.stage is not None
+            await self.stage.handle(self.app, self, request)
         elif isinstance(request, p.LeaveRequest):
             await self.leave()
             self.send(p.OkResponse(ref=request.id))
@@ -254,18 +262,40 @@ class Session:
                 request.id,
             )
         started = time.monotonic()
-        identity, name, grants = await self._authorize(request)
-        media = self.app[keys.MEDIA]
-        room = media.room(request.room)
-        participant = await room.join(
-            identity,
-            name,
-            self,
-            can_publish=grants.canPublish,
-            can_subscribe=grants.canSubscribe and request.subscribe,
-        )
+        identity, name, claims = await self._authorize(request)
+        grants = claims.video
+        stages = self.app[STAGES]
+        try:
+            stage = stages.enter(request.room, grants)
+        except p.ProtocolError as exc:
+            raise p.ProtocolError(exc.code, exc.message, request.id) from None
+        try:
+            try:
+                role = stage.role_for(identity, grants)
+            except p.ProtocolError as exc:
+                raise p.ProtocolError(exc.code, exc.message, request.id) from None
+            options = stage.media_options(role)
+            media = self.app[keys.MEDIA]
+            room = media.room(request.room)
+            participant = await room.join(
+                identity,
+                name,
+                self,
+                can_publish=options.can_publish,
+                can_subscribe=grants.canSubscribe and request.subscribe,
+                hidden=options.hidden,
+                subscribe_kinds=options.subscribe_kinds,
+                attributes=options.attributes,
+            )
+        except BaseException:
+            stages.abandon(stage)
+            raise
         self.participant = participant
         self.grants = grants
+        self.claims = claims
+        self.stage = stage
+        member = stage.add(self, role)
+        stages.joined(stage)
         # Reply before any await: room.join scheduled a subscribe offer (if the room already
         # has producers), and the client must get ``joined`` before that offer.
         self.send(
@@ -275,8 +305,18 @@ class Session:
                 participant=participant_info(participant.info()),
                 participants=[participant_info(i) for i in room.participant_infos(participant)],
                 ice_servers=media.ice_servers(),
+                kind=stage.kind,
+                role=role,
+                permissions=p.Permissions(
+                    canPublish=self.grants.canPublish,
+                    canSubscribe=self.grants.canSubscribe,
+                    canPublishData=self.grants.canPublishData,
+                    roomAdmin=self.grants.roomAdmin,
+                ),
+                audience=stage.audience_count(),
             )
         )
+        stage.welcome(member)
         hub = self.app.get(CHAT)
         if hub is not None:
             hub.join(room.name, self)
@@ -292,8 +332,8 @@ class Session:
                 board.leave(room.name, self)
         # Subscriptions to existing producers were made during join; their offer follows.
 
-    async def _authorize(self, request: p.JoinRequest) -> tuple[str, str, VideoGrant]:
-        """(identity, display name, video grant) from the join's room token.
+    async def _authorize(self, request: p.JoinRequest) -> tuple[str, str, AccessClaims]:
+        """(identity, display name, claims) from the join's room token.
 
         The identity is the token's ``sub`` (a client cannot choose another one); the display
         name is the token's ``name`` unless the join names one.
@@ -313,21 +353,27 @@ class Session:
             )
         identity = claims.sub
         name = request.name or claims.name or identity
-        return identity, name, claims.video
+        return identity, name, claims
 
     async def leave(self) -> None:
         """Leave the room (idempotent)."""
         participant, self.participant = self.participant, None
         if participant is not None:
-            hub = self.app.get(CHAT)
-            if hub is not None:
-                hub.leave(participant.room.name, self)
-            if (board := self.app.get(BOARD)) is not None:
-                board.leave(participant.room.name, self)
+            self._leave_hubs(participant)
             await participant.room.remove(participant, reason="left")
             await record_presence(
                 self.app, participant.room.name, participant.identity, "left", participant.name
             )
+
+    def _leave_hubs(self, participant: Participant) -> None:
+        hub = self.app.get(CHAT)
+        if hub is not None:
+            hub.leave(participant.room.name, self)
+        if (board := self.app.get(BOARD)) is not None:
+            board.leave(participant.room.name, self)
+        stage, self.stage = self.stage, None
+        if stage is not None:
+            stage.remove(self, participant.sid)
 
     async def close(self) -> None:
         """Leave and stop the writer."""

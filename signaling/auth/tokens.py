@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import jwt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -88,7 +88,14 @@ class WrongRoom(TokenError):
 
 
 class VideoGrant(BaseModel):
-    """LiveKit-shaped video grant. ``room`` None means "no particular room" (account token)."""
+    """LiveKit-shaped video grant. ``room`` None means "no particular room" (account token).
+
+    Two fields go beyond LiveKit's grant: ``roomKind`` (``conference`` or ``podcast``, the
+    kind of the room the token admits to; the first join decides a live room's kind) and
+    ``role`` (the stage role to start with: ``host``, ``moderator``, ``speaker`` or
+    ``listener``; None: ``host`` with ``roomAdmin``, else ``speaker`` with ``canPublish``,
+    else ``listener``).
+    """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -99,6 +106,8 @@ class VideoGrant(BaseModel):
     canPublish: bool = False
     canSubscribe: bool = False
     canPublishData: bool = False
+    roomKind: Literal["conference", "podcast"] | None = None
+    role: Literal["host", "moderator", "speaker", "listener"] | None = None
 
 
 class AccessClaims(BaseModel):
@@ -152,7 +161,12 @@ def create_access_token(
         video=video,
     )
     payload: dict[str, Any] = claims.model_dump(exclude_none=True)
-    payload["video"] = claims.video.model_dump()
+    # LiveKit's grant fields always; our two extensions only when set.
+    payload["video"] = {
+        k: v
+        for k, v in claims.video.model_dump().items()
+        if v is not None or k not in ("roomKind", "role")
+    }
     token = jwt.encode(payload, secret, algorithm=ALGORITHM)
     return token, claims
 

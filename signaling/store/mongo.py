@@ -48,8 +48,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 RoomKind = Literal["conference", "podcast"]
-InviteRole = Literal["speaker", "listener"]
-PresenceEvent = Literal["joined", "left"]
+InviteRole = Literal["moderator", "speaker", "listener"]
+PresenceEvent = Literal["joined", "left", "removed", "role_changed", "room_ended"]
 OtpAttempt = Literal["ok", "spent", "exhausted"]
 RefreshStatus = Literal["ok", "reused", "unknown"]
 
@@ -177,7 +177,8 @@ class Invite:
 
 @dataclass(frozen=True, slots=True)
 class ChatRecord:
-    """One stored chat message of room ``room_id`` (``text`` is plain text, never HTML)."""
+    """One stored chat message of room ``room_id`` (``text`` is plain text, never HTML;
+    ``file``: ``{id, name, size, content_type}`` of an attached file, or None)."""
 
     id: str
     room_id: str
@@ -186,6 +187,7 @@ class ChatRecord:
     name: str
     text: str
     at: datetime
+    file: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -463,13 +465,21 @@ class Store:
     async def record_presence(
         self, room_id: str, identity: str, event: PresenceEvent, name: str | None = None
     ) -> None:
-        """Append a presence event (``joined`` / ``left``) to the meeting history."""
+        """Append an event (``joined``, ``left``, ``removed``, ``role_changed``, ``room_ended``) to
+        the meeting history."""
         await self.db.history.insert_one(
             {"room_id": room_id, "identity": identity, "name": name, "event": event, "at": utcnow()}
         )
 
     async def add_chat_message(
-        self, *, room_id: str, participant: str, identity: str, name: str, text: str
+        self,
+        *,
+        room_id: str,
+        participant: str,
+        identity: str,
+        name: str,
+        text: str,
+        file: dict[str, Any] | None = None,
     ) -> ChatRecord:
         """Store one chat message (inserted, never updated: nx-27017 keeps dates only on
         inserts) and return it with its id and server time."""
@@ -481,18 +491,20 @@ class Store:
             name=name,
             text=text,
             at=utcnow(),
+            file=file,
         )
-        await self.db.chat.insert_one(
-            {
-                "_id": record.id,
-                "room_id": room_id,
-                "participant": participant,
-                "identity": identity,
-                "name": name,
-                "text": text,
-                "at": record.at,
-            }
-        )
+        doc: dict[str, Any] = {
+            "_id": record.id,
+            "room_id": room_id,
+            "participant": participant,
+            "identity": identity,
+            "name": name,
+            "text": text,
+            "at": record.at,
+        }
+        if file is not None:
+            doc["file"] = file
+        await self.db.chat.insert_one(doc)
         return record
 
     async def recent_chat_messages(self, room_id: str, limit: int = 50) -> list[ChatRecord]:
@@ -507,6 +519,7 @@ class Store:
                 name=doc["name"],
                 text=doc["text"],
                 at=doc["at"] if isinstance(doc["at"], datetime) else utcnow(),
+                file=doc.get("file"),
             )
             async for doc in cursor
         ]

@@ -13,6 +13,7 @@ import { Session } from './session.js';
 import { StatusLine, setButton, icon } from './ui.js';
 import { Api, jwtPayload } from './api.js';
 import { AccountsView } from './accounts.js';
+import { PodcastView } from './podcast.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -62,6 +63,13 @@ window.sfu = Object.defineProperties(
   },
 );
 
+// Podcast rooms: the stage and audience views, and the "room ended" screen (podcast.js).
+const podcast = new PodcastView({
+  callSection: els.callSection,
+  main: $('main'),
+  controls: els.controls,
+});
+
 // --- how the page was opened ------------------------------------------------------------
 
 const params = new URLSearchParams(location.search);
@@ -98,7 +106,8 @@ function render() {
   const s = session;
   const inCall = s !== null && (s.state === 'joined' || s.state === 'joining');
   const busy = inCall || (s !== null && s.state === 'connecting');
-  const view = busy ? 'call' : entryView();
+  const ended = s !== null && s.state === 'ended';
+  const view = ended ? 'ended' : busy ? 'call' : entryView();
   els.controls.hidden = !inCall;
   els.callSection.hidden = !inCall;
   els.authSection.hidden = view !== 'auth';
@@ -117,6 +126,13 @@ function render() {
   setButton(els.cam, camMuted ? 'camOff' : 'cam', camMuted ? 'Start camera' : 'Stop camera', camMuted);
   els.leave.replaceChildren(icon('leave'), document.createTextNode('Leave'));
   if (!inCall) els.unblock.hidden = true;
+
+  // A podcast room shows the stage instead of the grid, and its own mic/stage buttons.
+  const podcastRoom = inCall && s.kind === 'podcast';
+  els.grid.hidden = podcastRoom;
+  els.mic.hidden = podcastRoom;
+  els.cam.hidden = podcastRoom;
+  podcast.render();
 }
 
 /** Enter the call view with a room token. */
@@ -134,6 +150,7 @@ async function startCall({ room, roomLabel, token, name }) {
       els.unblock.hidden = false;
     },
   });
+  podcast.attach(session);
   render();
   try {
     await session.start(signalingUrl());

@@ -18,13 +18,15 @@ function describeError(err) {
   return String(err);
 }
 
-async function getLocalMedia() {
+async function getLocalMedia({ audioOnly = false } = {}) {
   const video = { width: 640, height: 480 };
-  const attempts = [
-    { audio: true, video },
-    { audio: true, video: false },
-    { audio: false, video },
-  ];
+  const attempts = audioOnly
+    ? [{ audio: true, video: false }]
+    : [
+        { audio: true, video },
+        { audio: true, video: false },
+        { audio: false, video },
+      ];
   let lastError = null;
   for (const constraints of attempts) {
     try {
@@ -74,6 +76,18 @@ export class Session {
     this.pingTimer = null;
     this.mediaNote = '';
     this.earlyEvents = null; // events received before the `joined` reply (see start())
+    // Stage (podcast.js): the room kind, our live role and grants from `joined` and
+    // `role_changed`; onroomevent sees `joined` and every event after the Session handled it.
+    this.kind = 'conference';
+    this.role = null;
+    this.permissions = null;
+    this.endedBy = undefined; // set (sid or null) when the host ended the room
+    this.onroomevent = () => {};
+  }
+
+  /** Whether we may publish now (a podcast listener may not: no publish PC, no capture). */
+  get canPublish() {
+    return !this.permissions || this.permissions.canPublish;
   }
 
   get ws() {
@@ -99,7 +113,10 @@ export class Session {
     const states = [];
     if (this.pub && this.localStream) states.push(['sending', this.pub.connectionState]);
     if (this.sub && this.subOffers > 0) states.push(['receiving', this.sub.connectionState]);
-    const parts = [`In room ${this.roomLabel} — ${who}`];
+    // A podcast room's listeners are hidden: podcast.js shows the stage and audience counts.
+    const parts = [
+      this.kind === 'podcast' ? `In room ${this.roomLabel}` : `In room ${this.roomLabel} — ${who}`,
+    ];
     if (states.length && states.every(([, st]) => st === 'connected')) {
       parts.push('media connected');
     } else if (states.length) {
@@ -124,9 +141,11 @@ export class Session {
       if (this.earlyEvents !== null) this.earlyEvents.push(msg);
       else this._onEvent(msg);
     };
-    this.signal.onerror = (err) => this._error(err);
+    this.signal.onerror = (err) => {
+      if (this.state !== 'ended') this._error(err);
+    };
     this.signal.onclose = (ev) => {
-      if (['left', 'leaving', 'failed'].includes(this.state)) return;
+      if (['left', 'leaving', 'failed', 'ended'].includes(this.state)) return;
       this._teardown();
       this._setState('disconnected');
       this.status(`Disconnected from the server (code ${ev.code}).`, true);
@@ -158,20 +177,18 @@ export class Session {
     this.earlyEvents = null;
     for (const msg of early) this._onEvent(msg);
     this.pingTimer = setInterval(() => this.signal.send({ type: 'ping' }), PING_INTERVAL_MS);
-    await this._publish();
+    if (this.canPublish) await this._publish();
   }
 
   _onJoined(joined) {
     this.me = joined.participant;
-    const config = { iceServers: joined.ice_servers ?? [] };
-    this.pub = new RTCPeerConnection(config);
-    this.sub = new RTCPeerConnection(config);
-    const send = (msg) => this.signal.send(msg);
-    this.pubTrickle = new Trickler(this.pub, 'publish', send);
-    this.subTrickle = new Trickler(this.sub, 'subscribe', send);
-    for (const pc of [this.pub, this.sub]) {
-      pc.addEventListener('connectionstatechange', () => this.renderStatus());
-    }
+    this.kind = joined.kind ?? 'conference';
+    this.role = joined.role ?? null;
+    this.permissions = joined.permissions ?? null;
+    this.rtcConfig = { iceServers: joined.ice_servers ?? [] };
+    this.sub = new RTCPeerConnection(this.rtcConfig);
+    this.subTrickle = new Trickler(this.sub, 'subscribe', (msg) => this.signal.send(msg));
+    this.sub.addEventListener('connectionstatechange', () => this.renderStatus());
     this.sub.addEventListener('track', (ev) => this._onTrack(ev));
 
     this.localTile = new Tile({ sid: this.me.sid, name: this.me.name || this.name, local: true });
@@ -179,6 +196,7 @@ export class Session {
     for (const info of joined.participants) this._upsertParticipant(info);
     this._setState('joined');
     this.renderStatus();
+    this.onroomevent(joined);
   }
 
   async leave() {
@@ -213,16 +231,25 @@ export class Session {
 
   // --- publishing ---------------------------------------------------------------------
 
+  /** The publish PC, made on first use (after `joined`, or when a listener is promoted). */
+  _openPublish() {
+    this.pub = new RTCPeerConnection(this.rtcConfig);
+    this.pubTrickle = new Trickler(this.pub, 'publish', (msg) => this.signal.send(msg));
+    this.pub.addEventListener('connectionstatechange', () => this.renderStatus());
+    return this.pub;
+  }
+
   async _publish() {
+    const pc = this.pub ?? this._openPublish();
     let stream;
     try {
-      stream = await getLocalMedia();
+      stream = await getLocalMedia({ audioOnly: this.kind === 'podcast' });
     } catch (err) {
       this.mediaNote = 'no camera or microphone: receiving only';
       this._error(err, 'camera/microphone');
       return;
     }
-    if (this.state !== 'joined') {
+    if (this.state !== 'joined' || this.pub !== pc) {
       for (const track of stream.getTracks()) track.stop();
       return;
     }
@@ -253,7 +280,7 @@ export class Session {
       const reply = this.signal.request({ type: 'offer', sdp, tracks });
       this.pubTrickle.release(sdp);
       const answer = await reply;
-      if (this.state !== 'joined') return;
+      if (this.state !== 'joined' || this.pub !== pc) return;
       await this.pub.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
       const sids = answer.tracks ?? {};
       for (const entry of Object.values(this.local)) {
@@ -265,8 +292,56 @@ export class Session {
       }
       this.renderStatus();
     } catch (err) {
-      this._error(err, 'publish');
+      if (this.pub === pc) this._error(err, 'publish');
     }
+  }
+
+  /** Demoted: the server already closed our producers and publish transport; stop capturing
+   * and drop the publish PC (a later promotion makes a new one). */
+  _stopPublishing() {
+    if (this.pub) this.pub.close();
+    this.pub = null;
+    this.pubTrickle = null;
+    if (this.localStream) {
+      for (const track of this.localStream.getTracks()) track.stop();
+    }
+    this.localStream = null;
+    this.local = { audio: null, video: null };
+    if (this.localTile) this.localTile.attach(null);
+    this.onchange(this);
+    this.renderStatus();
+  }
+
+  /** `role_changed`: publish on this session when promoted, stop when demoted. */
+  _onRoleChanged(msg) {
+    const could = this.canPublish;
+    this.role = msg.role;
+    this.permissions = msg.permissions;
+    if (this.me) this.me = { ...this.me, role: msg.role };
+    if (!could && this.canPublish) {
+      this._publish();
+    } else if (could && !this.canPublish) {
+      this._stopPublishing();
+    }
+    this.onchange(this);
+  }
+
+  /** A moderator muted one of our tracks (`remote`): show it muted; only we unmute. */
+  _onOwnTrackMuted(msg) {
+    const entry = Object.values(this.local).find((e) => e && e.sid === msg.track);
+    if (!entry || entry.muted === msg.muted) return;
+    entry.muted = msg.muted;
+    entry.track.enabled = !msg.muted;
+    this.localTile.setMuted(entry.track.kind === 'audio' ? { mic: msg.muted } : { cam: msg.muted });
+    this.onchange(this);
+  }
+
+  /** `room_ended`: the host closed the room; the server disconnects us next. */
+  _onRoomEnded(msg) {
+    this.endedBy = msg.by ?? null;
+    this._teardown();
+    this._setState('ended');
+    this.status(`Room ${this.roomLabel} has ended.`);
   }
 
   /** Mute or unmute one local track kind ('audio' | 'video'); returns the new muted state. */
@@ -382,6 +457,10 @@ export class Session {
         break;
       }
       case 'track_muted': {
+        if (this.me && msg.participant === this.me.sid) {
+          this._onOwnTrackMuted(msg);
+          break;
+        }
         const p = this.participants.get(msg.participant);
         if (!p) break;
         const track = p.tracks.get(msg.track);
@@ -400,9 +479,16 @@ export class Session {
         for (const s of msg.speakers) this.heardSpeaking.add(s.participant);
         break;
       }
+      case 'role_changed':
+        this._onRoleChanged(msg);
+        break;
+      case 'room_ended':
+        this._onRoomEnded(msg);
+        break;
       default:
-        console.debug('signaling: unhandled event', msg.type);
+        break; // stage events (hands, audience, ...) are for onroomevent (podcast.js)
     }
+    this.onroomevent(msg);
   }
 
   _ensureParticipant(sid) {

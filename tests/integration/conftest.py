@@ -7,7 +7,9 @@ tokens exactly as ``sfu token create`` does.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from aiohttp.test_utils import TestServer
 from signaling.app import create_app
 from signaling.auth.tokens import VideoGrant, create_access_token
 from signaling.client import RoomClient
+from signaling.serverproc import start_server, stop_server, wait_healthy
 from signaling.settings import Settings
 
 TEST_SECRET = "integration-secret-" + "s" * 40
@@ -39,7 +42,8 @@ def sfu_settings(tmp_path: Path, mongo_url: str, mongo_db: str) -> Settings:
 
 @pytest.fixture
 def make_token() -> MakeToken:
-    """``make_token(room, identity, publish=True, subscribe=True, data=True, ttl_s=600)``."""
+    """``make_token(room, identity, publish=True, subscribe=True, data=True, ttl_s=600,
+    admin=False, kind=None, role=None)``."""
 
     def make(
         room: str,
@@ -50,6 +54,9 @@ def make_token() -> MakeToken:
         data: bool = True,
         ttl_s: int = 600,
         name: str | None = None,
+        admin: bool = False,
+        kind: str | None = None,
+        role: str | None = None,
     ) -> str:
         token, _claims = create_access_token(
             TEST_SECRET,
@@ -62,6 +69,9 @@ def make_token() -> MakeToken:
                 canPublish=publish,
                 canSubscribe=subscribe,
                 canPublishData=data,
+                roomAdmin=admin,
+                roomKind=kind,  # type: ignore[arg-type]
+                role=role,  # type: ignore[arg-type]
             ),
         )
         return token
@@ -86,9 +96,30 @@ def room_client(sfu_url: str, make_token: MakeToken) -> Callable[..., RoomClient
     """``room_client(room, identity, **kwargs)``: a RoomClient holding a token for that room."""
 
     def make(room: str, identity: str, **kwargs: Any) -> RoomClient:
-        grants = {k: kwargs.pop(k) for k in ("publish", "subscribe", "data") if k in kwargs}
+        grant_keys = ("publish", "subscribe", "data", "admin", "kind", "role")
+        grants = {k: kwargs.pop(k) for k in grant_keys if k in kwargs}
         return RoomClient(
             sfu_url, room, identity, token=make_token(room, identity, **grants), **kwargs
         )
 
     return make
+
+
+@pytest.fixture(scope="module")
+def sfu_server(
+    mongo_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str]]:
+    """``(url, secret)`` of a ``sfu serve`` subprocess (its own process and event loop, as in
+    production) on the session's MongoDB-wire server, one per test module."""
+    secret = secrets.token_urlsafe(48)
+    env = {
+        "SFU_JWT_SECRET": secret,
+        "MONGO_URL": mongo_url,
+        "SFU_MONGO_DB": f"server_{uuid.uuid4().hex[:12]}",
+    }
+    proc, url = start_server(tmp_path_factory.mktemp("sfu-server"), env=env)
+    try:
+        wait_healthy(url, proc, timeout_s=30)
+        yield url, secret
+    finally:
+        stop_server(proc)

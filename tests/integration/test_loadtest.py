@@ -8,37 +8,23 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from signaling.loadtest.config import LoadTestConfig
 from signaling.loadtest.runner import run_loadtest
-from signaling.serverproc import free_port, start_server, stop_server, wait_healthy
+from signaling.serverproc import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def server(mongo_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+def server(sfu_server: tuple[str, str]) -> tuple[str, str]:
     """``(url, secret)`` of a running ``sfu serve`` subprocess."""
-    secret = secrets.token_urlsafe(48)
-    env = {
-        "SFU_JWT_SECRET": secret,
-        "MONGO_URL": mongo_url,
-        "SFU_MONGO_DB": f"loadtest_{uuid.uuid4().hex[:12]}",
-    }
-    proc, url = start_server(tmp_path_factory.mktemp("loadtest-server"), env=env)
-    try:
-        wait_healthy(url, proc, timeout_s=30)
-        yield url, secret
-    finally:
-        stop_server(proc)
+    return sfu_server
 
 
 def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

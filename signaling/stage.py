@@ -1,0 +1,541 @@
+"""The stage of a room: roles, raised hands, invitations, moderation and the audience count.
+
+A *podcast* room (Twitter Spaces, Clubhouse) has a host, moderators (co-hosts), speakers and an
+audience of listeners of any size. Listeners are subscribe-only and *hidden*: no publish
+transport, audio only, never announced to others. What a listener receives therefore does not
+grow with the audience: stage changes (``participant_joined``/``left``/``updated`` of stage
+members), an ``audience`` count at most once a second, and audience pages only on request
+(``list_audience``). A *conference* room uses the same roles (everyone who may publish is a
+speaker, the ``roomAdmin`` holder is the host) with nobody hidden.
+
+Every request is checked here against the caller's live role (never the client's word):
+
+==================  ==========================================================
+request             who may send it
+==================  ==========================================================
+raise_hand          a listener
+respond_invite      a listener with a pending invitation
+set_role            host (any role but host), moderator (listener <-> speaker),
+                    anyone stepping down (to a lower role)
+invite_to_stage     host, moderator (the target must be a listener)
+mute_participant    host (anyone), moderator (speakers); only the speaker unmutes
+remove_participant  host (anyone), moderator (speakers and listeners)
+transfer_host       host
+end_room            host
+list_audience       anyone
+==================  ==========================================================
+
+Role changes apply to the media plane at once: a promotion grants ``canPublish`` (the client
+publishes on the same session, no reconnect) and takes the participant onto the stage; a
+demotion closes its producers and publish transport and hides it again. The live role of an
+identity is remembered while the room lives, so a reconnect keeps a promotion or demotion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from signaling import keys
+from signaling import protocol as p
+from signaling.auth.tokens import AccessClaims, VideoGrant
+
+if TYPE_CHECKING:
+    from sfu.participant import Participant
+
+logger = logging.getLogger(__name__)
+
+AUDIENCE_INTERVAL_S = 1.0
+"""At most one ``audience`` count message per this many seconds."""
+HANDS_INTERVAL_S = 0.25
+"""At most one ``hands`` queue message to moderators per this many seconds."""
+HANDS_SHOWN = 100
+"""The ``hands`` event lists at most this many hands (``total`` counts them all)."""
+RANK: dict[p.Role, int] = {"listener": 0, "speaker": 1, "moderator": 2, "host": 3}
+
+
+class StageSession(Protocol):
+    """What the stage needs of a signaling session (``signaling.ws.Session``)."""
+
+    participant: Participant | None
+    grants: VideoGrant
+    claims: AccessClaims | None
+
+    def send(self, message: BaseModel) -> None:
+        """Queue one server message for this client."""
+
+
+def token_role(grants: VideoGrant) -> p.Role:
+    """The role a token starts with: its ``role``, else host (``roomAdmin``), speaker
+    (``canPublish``) or listener."""
+    if grants.role is not None:
+        return grants.role
+    if grants.roomAdmin:
+        return "host"
+    return "speaker" if grants.canPublish else "listener"
+
+
+def permissions(role: p.Role, grants: VideoGrant) -> p.Permissions:
+    """The live grants of ``role``: every stage member publishes, host and moderators are
+    room admins; subscribing and data come from the token."""
+    return p.Permissions(
+        canPublish=role != "listener",
+        canSubscribe=grants.canSubscribe,
+        canPublishData=grants.canPublishData,
+        roomAdmin=role in ("host", "moderator"),
+    )
+
+
+class MediaOptions(NamedTuple):
+    """``Room.join`` keyword arguments for one role."""
+
+    can_publish: bool
+    hidden: bool
+    subscribe_kinds: frozenset[str] | None
+    attributes: dict[str, str]
+
+
+class Member:
+    """One session in the stage: its role, hand and pending invitation."""
+
+    __slots__ = ("hand_raised_at", "invited_by", "role", "session")
+
+    def __init__(self, session: StageSession, role: p.Role) -> None:
+        self.session = session
+        self.role: p.Role = role
+        self.hand_raised_at: float | None = None
+        self.invited_by: str | None = None
+
+    @property
+    def participant(self) -> Participant:
+        participant = self.session.participant
+        assert participant is not None
+        return participant
+
+    def audience_member(self) -> p.AudienceMember:
+        participant = self.participant
+        return p.AudienceMember(
+            sid=participant.sid,
+            identity=participant.identity,
+            name=participant.name,
+            hand_raised=self.hand_raised_at is not None,
+        )
+
+
+class Stage:
+    """Roles, hands and audience of one room (see the module docstring).
+
+    Args:
+        room: the room name; kind: ``conference`` or ``podcast``.
+        on_empty: called when the last member leaves (the registry drops the stage).
+    """
+
+    def __init__(
+        self, room: str, kind: p.RoomKind, on_empty: Callable[[Stage], None] | None = None
+    ) -> None:
+        self.room = room
+        self.kind: p.RoomKind = kind
+        self.members: dict[str, Member] = {}  # participant sid -> member, in join order
+        self.roles: dict[str, p.Role] = {}  # identity -> live role, kept while the room lives
+        self.host: str | None = None  # identity of the host
+        self.banned: set[str] = set()
+        self.pending_joins = 0
+        self.ended = False
+        self._on_empty = on_empty
+        self._audience_sent = 0
+        self._audience_task: asyncio.Task[None] | None = None
+        self._hands_task: asyncio.Task[None] | None = None
+        self._last_audience_at = 0.0
+        self._last_hands_at = 0.0
+
+    # -- membership ----------------------------------------------------------------------------
+
+    def role_for(self, identity: str, grants: VideoGrant) -> p.Role:
+        """The role ``identity`` joins with: the one it last had here, else its token's; a
+        second host becomes a moderator.
+
+        Raises:
+            ProtocolError: ``forbidden`` when the identity was removed from this room.
+        """
+        if identity in self.banned:
+            raise p.ProtocolError(p.ErrorCode.FORBIDDEN, "you were removed from this room")
+        role = self.roles.get(identity) or token_role(grants)
+        if role == "host":
+            if self.host is None:
+                self.host = identity
+            elif self.host != identity:
+                role = "moderator"
+        elif self.host == identity:
+            role = "host"
+        return role
+
+    def media_options(self, role: p.Role) -> MediaOptions:
+        """How a member of ``role`` joins the media room: a podcast listener is hidden and
+        takes audio only; only stage members publish."""
+        listener = self.kind == "podcast" and role == "listener"
+        return MediaOptions(
+            can_publish=role != "listener",
+            hidden=listener,
+            subscribe_kinds=frozenset({"audio"}) if listener else None,
+            attributes={"role": role},
+        )
+
+    def add(self, session: StageSession, role: p.Role) -> Member:
+        """Register a joined session (its participant exists)."""
+        member = Member(session, role)
+        participant = member.participant
+        self.members[participant.sid] = member
+        self.roles[participant.identity] = role
+        session.grants = _with_permissions(session.grants, permissions(role, session.grants))
+        if role == "listener":
+            self._schedule_audience()
+        return member
+
+    def welcome(self, member: Member) -> None:
+        """After ``joined``: a host or moderator gets the current hand queue."""
+        if RANK[member.role] >= RANK["moderator"]:
+            member.session.send(self._hands_event())
+
+    def remove(self, session: StageSession, sid: str) -> None:
+        """Forget a session that left (its hand and invitation go with it)."""
+        member = self.members.get(sid)
+        if member is None or member.session is not session:
+            return
+        del self.members[sid]
+        if member.hand_raised_at is not None:
+            self._schedule_hands()
+        if member.role == "listener":
+            self._schedule_audience()
+        self._maybe_empty()
+
+    def _maybe_empty(self) -> None:
+        if not self.members and self.pending_joins == 0 and self._on_empty is not None:
+            self._cancel_timers()
+            self._on_empty(self)
+
+    def _cancel_timers(self) -> None:
+        for task in (self._audience_task, self._hands_task):
+            if task is not None and not task.done():
+                task.cancel()
+
+    def audience_count(self) -> int:
+        """How many listeners are in the room."""
+        return sum(1 for m in self.members.values() if m.role == "listener")
+
+    # -- batched broadcasts --------------------------------------------------------------------
+
+    def _broadcast(self, message: BaseModel, *, admins_only: bool = False) -> None:
+        for member in list(self.members.values()):
+            if admins_only and RANK[member.role] < RANK["moderator"]:
+                continue
+            member.session.send(message)
+
+    def _schedule_audience(self) -> None:
+        if self._audience_task is None or self._audience_task.done():
+            self._audience_task = asyncio.ensure_future(self._flush_audience())
+
+    async def _flush_audience(self) -> None:
+        wait = self._last_audience_at + AUDIENCE_INTERVAL_S - time.monotonic()
+        await asyncio.sleep(max(wait, 0.05))  # coalesce a burst of joins into one message
+        count = self.audience_count()
+        if count != self._audience_sent:
+            self._audience_sent = count
+            self._last_audience_at = time.monotonic()
+            self._broadcast(p.AudienceEvent(count=count))
+
+    def _hands_event(self) -> p.HandsEvent:
+        raised = sorted(
+            (m for m in self.members.values() if m.hand_raised_at is not None),
+            key=lambda m: m.hand_raised_at or 0.0,
+        )
+        return p.HandsEvent(
+            queue=[m.audience_member() for m in raised[:HANDS_SHOWN]], total=len(raised)
+        )
+
+    def _schedule_hands(self) -> None:
+        if self._hands_task is None or self._hands_task.done():
+            self._hands_task = asyncio.ensure_future(self._flush_hands())
+
+    async def _flush_hands(self) -> None:
+        wait = self._last_hands_at + HANDS_INTERVAL_S - time.monotonic()
+        await asyncio.sleep(max(wait, 0.0))
+        self._last_hands_at = time.monotonic()
+        self._broadcast(self._hands_event(), admins_only=True)
+
+    # -- lookups and checks --------------------------------------------------------------------
+
+    def _caller(self, session: StageSession, ref: str | None) -> Member:
+        participant = session.participant
+        member = self.members.get(participant.sid) if participant else None
+        if member is None or member.session is not session:
+            raise p.ProtocolError(p.ErrorCode.NOT_JOINED, "send join first", ref)
+        return member
+
+    def _target(self, sid: str, ref: str | None) -> Member:
+        member = self.members.get(sid)
+        if member is None:
+            raise p.ProtocolError(p.ErrorCode.NOT_FOUND, f"no participant {sid}", ref)
+        return member
+
+    @staticmethod
+    def _forbid(message: str, ref: str | None) -> p.ProtocolError:
+        return p.ProtocolError(p.ErrorCode.FORBIDDEN, message, ref)
+
+    @staticmethod
+    def _may_moderate(actor: Member, target: Member) -> bool:
+        """Host: anyone but itself; moderator: speakers and listeners."""
+        if actor is target:
+            return False
+        if actor.role == "host":
+            return True
+        return actor.role == "moderator" and RANK[target.role] <= RANK["speaker"]
+
+    # -- role changes --------------------------------------------------------------------------
+
+    async def set_role(self, member: Member, role: p.Role, by: Member | None) -> None:
+        """Apply a role change to the stage, the grants and the media plane."""
+        old = member.role
+        if old == role:
+            return
+        participant = member.participant
+        room = participant.room
+        member.role = role
+        self.roles[participant.identity] = role
+        if role == "host":
+            self.host = participant.identity
+        elif old == "host" and self.host == participant.identity:
+            self.host = None
+        grants = permissions(role, member.session.grants)
+        member.session.grants = _with_permissions(member.session.grants, grants)
+        hidden = self.kind == "podcast" and role == "listener"
+        attributes = {**participant.attributes, "role": role}
+        if not grants.canPublish:  # producers close first: everyone sees them unpublished
+            await room.set_can_publish(participant, False)
+        if hidden:  # then leave the stage: others see it go, then nothing more
+            room.set_hidden(participant, True)
+            room.set_attributes(participant, attributes)
+        else:
+            room.set_attributes(participant, attributes)
+            room.set_hidden(participant, False)
+        if grants.canPublish:
+            await room.set_can_publish(participant, True)
+        if self.kind == "podcast":
+            room.set_subscribe_kinds(participant, frozenset({"audio"}) if hidden else None)
+        if member.hand_raised_at is not None and role != "listener":
+            member.hand_raised_at = None
+            member.session.send(p.HandEvent(raised=False))
+            self._schedule_hands()
+        member.invited_by = None
+        member.session.send(
+            p.RoleChangedEvent(
+                role=role, permissions=grants, by=by.participant.sid if by is not None else None
+            )
+        )
+        if "listener" in (old, role):
+            self._schedule_audience()
+        if RANK[role] >= RANK["moderator"] > RANK[old]:
+            member.session.send(self._hands_event())
+
+    # -- requests ------------------------------------------------------------------------------
+
+    async def handle(self, app: web.Application, session: StageSession, request: p.Request) -> None:
+        """Handle one stage request from ``session`` (see the module docstring's table).
+
+        Raises:
+            ProtocolError: ``forbidden`` when the caller's role does not allow it,
+                ``not_found`` for an unknown participant or track, ``out_of_order`` for
+                ``respond_invite`` with no invitation or ``raise_hand`` by a stage member.
+        """
+        ref = request.id
+        actor = self._caller(session, ref)
+        if isinstance(request, p.RaiseHandRequest):
+            if actor.role != "listener":
+                raise p.ProtocolError(
+                    p.ErrorCode.OUT_OF_ORDER, "only listeners raise hands; you are on stage", ref
+                )
+            raised = actor.hand_raised_at is not None
+            if request.raised != raised:
+                actor.hand_raised_at = time.monotonic() if request.raised else None
+                self._schedule_hands()
+            session.send(p.HandEvent(raised=request.raised))
+        elif isinstance(request, p.SetRoleRequest):
+            target = self._target(request.participant, ref)
+            if target is actor:
+                if RANK[request.role] >= RANK[actor.role] or actor.role == "host":
+                    raise self._forbid("you may only step down (the host hands over)", ref)
+            elif request.role == "host":
+                raise self._forbid("use transfer_host to hand over hosting", ref)
+            elif actor.role == "host":
+                pass
+            elif actor.role == "moderator":
+                if RANK[target.role] > RANK["speaker"] or RANK[request.role] > RANK["speaker"]:
+                    raise self._forbid("moderators promote and demote listeners/speakers", ref)
+            else:
+                raise self._forbid("only the host and moderators change roles", ref)
+            await self.set_role(target, request.role, actor)
+            await _history(app, self.room, target, "role_changed")
+        elif isinstance(request, p.InviteToStageRequest):
+            target = self._target(request.participant, ref)
+            if RANK[actor.role] < RANK["moderator"]:
+                raise self._forbid("only the host and moderators invite speakers", ref)
+            if target.role != "listener":
+                raise p.ProtocolError(p.ErrorCode.OUT_OF_ORDER, "already on stage", ref)
+            target.invited_by = actor.participant.sid
+            target.session.send(
+                p.StageInviteEvent(by=actor.participant.sid, name=actor.participant.name)
+            )
+        elif isinstance(request, p.RespondInviteRequest):
+            if actor.invited_by is None or actor.role != "listener":
+                raise p.ProtocolError(p.ErrorCode.OUT_OF_ORDER, "no invitation is pending", ref)
+            inviter = self.members.get(actor.invited_by)
+            actor.invited_by = None
+            if request.accept:
+                await self.set_role(actor, "speaker", inviter)
+                await _history(app, self.room, actor, "role_changed")
+        elif isinstance(request, p.MuteParticipantRequest):
+            target = self._target(request.participant, ref)
+            if not self._may_moderate(actor, target):
+                raise self._forbid("you may not mute this participant", ref)
+            producers = target.participant.producers
+            if request.track is not None:
+                if request.track not in producers:
+                    raise p.ProtocolError(p.ErrorCode.NOT_FOUND, f"no track {request.track}", ref)
+                tracks = [request.track]
+            else:
+                tracks = [sid for sid, pr in producers.items() if pr.kind == "audio"]
+            for track in tracks:
+                target.participant.set_track_muted(track, True, remote=True)
+        elif isinstance(request, p.RemoveParticipantRequest):
+            target = self._target(request.participant, ref)
+            if not self._may_moderate(actor, target):
+                raise self._forbid("you may not remove this participant", ref)
+            await self.remove_member(app, target)
+        elif isinstance(request, p.TransferHostRequest):
+            target = self._target(request.participant, ref)
+            if actor.role != "host":
+                raise self._forbid("only the host hands over hosting", ref)
+            if target is actor:
+                raise p.ProtocolError(p.ErrorCode.BAD_REQUEST, "you are the host already", ref)
+            await self.set_role(actor, "moderator", actor)
+            await self.set_role(target, "host", actor)
+            await _history(app, self.room, target, "role_changed")
+        elif isinstance(request, p.EndRoomRequest):
+            if actor.role != "host":
+                raise self._forbid("only the host ends the room", ref)
+            session.send(p.OkResponse(ref=ref))
+            await self.end(app, actor)
+            return
+        elif isinstance(request, p.ListAudienceRequest):
+            listeners = [m for m in self.members.values() if m.role == "listener"]
+            page = listeners[request.offset : request.offset + request.limit]
+            session.send(
+                p.AudiencePageResponse(
+                    ref=ref,
+                    total=len(listeners),
+                    offset=request.offset,
+                    listeners=[m.audience_member() for m in page],
+                )
+            )
+            return
+        session.send(p.OkResponse(ref=ref))
+
+    async def remove_member(self, app: web.Application, target: Member) -> None:
+        """Disconnect ``target`` (reason ``removed``), revoke its room token and bar its
+        identity from this room while the room lives."""
+        participant = target.participant
+        self.banned.add(participant.identity)
+        self.roles.pop(participant.identity, None)
+        claims = target.session.claims
+        if claims is not None:
+            await _revoke(app, claims)
+        await _history(app, self.room, target, "removed")
+        participant.listener.on_closed("removed")
+        await participant.room.remove(participant, reason="removed")
+
+    async def end(self, app: web.Application, by: Member) -> None:
+        """End the room: ``room_ended`` to everyone, then every participant is closed."""
+        self.ended = True
+        self._broadcast(p.RoomEndedEvent(by=by.participant.sid))
+        await _history(app, self.room, by, "room_ended")
+        self._cancel_timers()
+        await app[keys.MEDIA].close_room(self.room, reason="room_ended")
+
+
+def _with_permissions(grants: VideoGrant, perms: p.Permissions) -> VideoGrant:
+    return grants.model_copy(update={"canPublish": perms.canPublish, "roomAdmin": perms.roomAdmin})
+
+
+async def _history(app: web.Application, room: str, member: Member, event: str) -> None:
+    from signaling.accounts import record_presence
+
+    participant = member.participant
+    await record_presence(app, room, participant.identity, event, participant.name)  # type: ignore[arg-type]
+
+
+async def _revoke(app: web.Application, claims: AccessClaims) -> None:
+    from signaling.accounts import STORE
+
+    store = app.get(STORE)
+    if store is None:
+        return
+    try:
+        await store.revoke_jti(claims.jti, datetime.fromtimestamp(claims.exp, UTC))
+    except Exception:
+        logger.warning("could not revoke token %s", claims.jti, exc_info=True)
+
+
+class Stages:
+    """Every live room's :class:`Stage`, by room name, plus the rooms a host ended."""
+
+    def __init__(self) -> None:
+        self.rooms: dict[str, Stage] = {}
+        self.ended: set[str] = set()
+
+    def enter(self, room: str, grants: VideoGrant) -> Stage:
+        """The stage of ``room`` (created with the token's kind), counting a pending join
+        until :meth:`joined` or :meth:`abandon`.
+
+        Raises:
+            ProtocolError: ``forbidden`` when the host ended the room (only a ``roomAdmin``
+                token opens it again).
+        """
+        if room in self.ended:
+            if not grants.roomAdmin:
+                raise p.ProtocolError(p.ErrorCode.FORBIDDEN, "the host ended this room")
+            self.ended.discard(room)
+        stage = self.rooms.get(room)
+        if stage is None or stage.ended:
+            stage = Stage(room, grants.roomKind or "conference", on_empty=self._drop)
+            self.rooms[room] = stage
+        stage.pending_joins += 1
+        return stage
+
+    def abandon(self, stage: Stage) -> None:
+        """A join that :meth:`enter` counted failed."""
+        stage.pending_joins -= 1
+        stage._maybe_empty()
+
+    def joined(self, stage: Stage) -> None:
+        """A join that :meth:`enter` counted succeeded (call after :meth:`Stage.add`)."""
+        stage.pending_joins -= 1
+
+    def _drop(self, stage: Stage) -> None:
+        if stage.ended:
+            self.ended.add(stage.room)
+        if self.rooms.get(stage.room) is stage:
+            del self.rooms[stage.room]
+
+
+STAGES: web.AppKey[Stages] = web.AppKey("stages", Stages)
+
+
+def install(app: web.Application) -> None:
+    """Create the stage registry of ``app``."""
+    app[STAGES] = Stages()

@@ -1,0 +1,308 @@
+"""Podcast rooms: roles, raise hand, promote/demote, server-side mute, remove, end, audience.
+
+Real aiortc peers on loopback; every permission check is driven by crafted messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from signaling.client import RoomClient, SignalingError
+from tests.support.media import ToneTrack, collect_audio, dominant_frequency
+
+ROOM = "pod"
+
+
+def _events(client: RoomClient, kind: str) -> list[dict[str, Any]]:
+    return [e for e in client.events if e["type"] == kind]
+
+
+def _sid(client: RoomClient) -> str:
+    return str(client.joined["participant"]["sid"])
+
+
+async def _refused(client: RoomClient, message: dict[str, Any], code: str = "forbidden") -> None:
+    with pytest.raises(SignalingError) as info:
+        await client.request(message)
+    assert info.value.code == code, info.value
+
+
+@pytest.fixture
+def podcast(room_client: Callable[..., RoomClient]) -> Callable[..., RoomClient]:
+    """``podcast(identity, role)``: a client of the podcast room with that starting role."""
+
+    def make(identity: str, role: str, **kwargs: Any) -> RoomClient:
+        return room_client(
+            ROOM,
+            identity,
+            kind="podcast",
+            role=role,
+            admin=role == "host",
+            publish=role != "listener",
+            **kwargs,
+        )
+
+    return make
+
+
+async def test_listener_joins_hidden_and_subscribe_only(
+    podcast: Callable[..., RoomClient],
+) -> None:
+    host = podcast("host", "host")
+    speaker = podcast("speaker", "speaker")
+    listener = podcast("listener", "listener")
+    other = podcast("other", "listener")
+    try:
+        await host.connect()
+        assert host.joined["kind"] == "podcast" and host.joined["role"] == "host"
+        assert host.joined["permissions"]["roomAdmin"] is True
+        await speaker.connect()
+        await speaker.publish([ToneTrack(440.0)])
+        await listener.connect()
+        joined = listener.joined
+        assert joined["role"] == "listener"
+        assert joined["permissions"]["canPublish"] is False
+        assert {p["identity"] for p in joined["participants"]} == {"host", "speaker"}
+        await other.connect()
+        # The stage gets one batched audience count, never the listeners' joins.
+        await host.wait_for(lambda: any(e["count"] == 2 for e in _events(host, "audience")))
+        assert not [
+            e
+            for e in host.events
+            if e["type"] == "participant_joined"
+            and e["participant"]["identity"] in ("listener", "other")
+        ]
+        assert not _events(other, "participant_joined") or all(
+            e["participant"]["identity"] not in ("listener",)
+            for e in _events(other, "participant_joined")
+        )
+        # Audio arrives; no publish transport was ever made for the listener.
+        await listener.wait_for(lambda: len(listener.received) == 1)
+        received = next(iter(listener.received.values()))
+        samples = await collect_audio(received.track, 1.0)  # type: ignore[arg-type]
+        assert abs(dominant_frequency(samples[len(samples) // 2 :]) - 440.0) < 20
+        assert listener.pub is None
+        # Paginated audience list, in join order.
+        page = await host.request({"type": "list_audience", "offset": 0, "limit": 1})
+        assert page["total"] == 2 and [m["identity"] for m in page["listeners"]] == ["listener"]
+        page = await host.request({"type": "list_audience", "offset": 1, "limit": 10})
+        assert [m["identity"] for m in page["listeners"]] == ["other"]
+    finally:
+        for client in (other, listener, speaker, host):
+            await client.close()
+
+
+async def test_listener_crafted_messages_are_refused(podcast: Callable[..., RoomClient]) -> None:
+    host = podcast("host", "host")
+    speaker = podcast("speaker", "speaker")
+    listener = podcast("listener", "listener")
+    try:
+        await host.connect()
+        await speaker.connect()
+        await speaker.publish([ToneTrack(440.0)])
+        await listener.connect()
+        target = _sid(speaker)
+        track = next(iter(speaker.published.values()))
+        for message in (
+            {"type": "set_role", "participant": _sid(listener), "role": "speaker"},
+            {"type": "set_role", "participant": target, "role": "listener"},
+            {"type": "mute_participant", "participant": target},
+            {"type": "mute_participant", "participant": target, "track": track},
+            {"type": "remove_participant", "participant": target},
+            {"type": "invite_to_stage", "participant": _sid(listener)},
+            {"type": "transfer_host", "participant": _sid(listener)},
+            {"type": "end_room"},
+        ):
+            await _refused(listener, message)
+        # Publishing without the grant: refused before any SDP is looked at.
+        with pytest.raises(SignalingError) as info:
+            await listener.publish([ToneTrack(660.0)])
+        assert info.value.code == "forbidden"
+        await _refused(listener, {"type": "respond_invite", "accept": True}, "out_of_order")
+        # A speaker cannot moderate either, and nothing changed for anyone.
+        await _refused(speaker, {"type": "mute_participant", "participant": _sid(host)})
+        await _refused(
+            speaker, {"type": "set_role", "participant": _sid(listener), "role": "speaker"}
+        )
+        await _refused(speaker, {"type": "end_room"})
+        assert not [e for e in speaker.events if e["type"] == "track_muted"]
+        assert not _events(listener, "role_changed")
+    finally:
+        for client in (listener, speaker, host):
+            await client.close()
+
+
+async def test_raise_hand_promote_speak_mute_demote(podcast: Callable[..., RoomClient]) -> None:
+    host = podcast("host", "host")
+    mod = podcast("mod", "moderator")
+    fan = podcast("fan", "listener")
+    audience = podcast("audience", "listener")
+    try:
+        for client in (host, mod, fan, audience):
+            await client.connect()
+        assert mod.joined["role"] == "moderator"
+        await fan.request({"type": "raise_hand", "raised": True})
+        await audience.request({"type": "raise_hand", "raised": True})
+
+        def queue(client: RoomClient) -> list[str]:
+            hands = _events(client, "hands")
+            return [m["identity"] for m in hands[-1]["queue"]] if hands else []
+
+        await mod.wait_for(lambda: queue(mod) == ["fan", "audience"])
+        await host.wait_for(lambda: queue(host) == ["fan", "audience"])
+        assert not _events(fan, "hands")  # the queue is for moderators only
+        await audience.request({"type": "raise_hand", "raised": False})
+        await mod.wait_for(lambda: queue(mod) == ["fan"])
+
+        # The moderator promotes the fan: the grant changes live, no reconnect.
+        await mod.request({"type": "set_role", "participant": _sid(fan), "role": "speaker"})
+        await fan.wait_for(lambda: bool(_events(fan, "role_changed")))
+        change = _events(fan, "role_changed")[-1]
+        assert change["role"] == "speaker" and change["permissions"]["canPublish"] is True
+        await host.wait_for(
+            lambda: any(
+                e["participant"]["identity"] == "fan" and e["participant"]["role"] == "speaker"
+                for e in _events(host, "participant_joined")
+            )
+        )
+        await mod.wait_for(lambda: queue(mod) == [])
+        await fan.publish([ToneTrack(550.0)])
+        track = next(iter(fan.published.values()))
+        await audience.wait_for(lambda: track in audience.received)
+        received = audience.received[track]
+        samples = await collect_audio(received.track, 1.0)  # type: ignore[arg-type]
+        assert abs(dominant_frequency(samples[len(samples) // 2 :]) - 550.0) < 20
+
+        # Server-side mute: forwarding stops, the speaker is told, only the speaker unmutes.
+        await mod.request({"type": "mute_participant", "participant": _sid(fan)})
+        await fan.wait_for(
+            lambda: any(e["remote"] and e["muted"] for e in _events(fan, "track_muted"))
+        )
+        await host.wait_for(lambda: any(e["muted"] for e in _events(host, "track_muted")))
+        await _refused(
+            mod, {"type": "mute", "track": track, "muted": False}, "not_found"
+        )  # not the moderator's track
+        await fan.request({"type": "mute", "track": track, "muted": False})
+        await host.wait_for(lambda: _events(host, "track_muted")[-1]["muted"] is False)
+
+        # Demote: producers close at once, the fan leaves the stage, publishing is refused.
+        await host.request({"type": "set_role", "participant": _sid(fan), "role": "listener"})
+        await audience.wait_for(lambda: track not in audience.received)
+        await host.wait_for(
+            lambda: any(e["participant"] == _sid(fan) for e in _events(host, "participant_left"))
+        )
+        await fan.wait_for(lambda: _events(fan, "role_changed")[-1]["role"] == "listener")
+        with pytest.raises(SignalingError) as info:
+            await fan.publish([ToneTrack(660.0)])
+        assert info.value.code == "forbidden"
+    finally:
+        for client in (audience, fan, mod, host):
+            await client.close()
+
+
+async def test_invite_accept_and_moderator_limits(podcast: Callable[..., RoomClient]) -> None:
+    host = podcast("host", "host")
+    mod = podcast("mod", "moderator")
+    guest = podcast("guest", "listener")
+    try:
+        for client in (host, mod, guest):
+            await client.connect()
+        await mod.request({"type": "invite_to_stage", "participant": _sid(guest)})
+        await guest.wait_for(lambda: bool(_events(guest, "stage_invite")))
+        assert _events(guest, "stage_invite")[0]["name"] == "mod"
+        await guest.request({"type": "respond_invite", "accept": True})
+        await guest.wait_for(lambda: bool(_events(guest, "role_changed")))
+        assert _events(guest, "role_changed")[-1]["role"] == "speaker"
+        # Moderators do not touch the host or make moderators; the host can.
+        await _refused(mod, {"type": "mute_participant", "participant": _sid(host)})
+        await _refused(mod, {"type": "remove_participant", "participant": _sid(host)})
+        await _refused(mod, {"type": "set_role", "participant": _sid(guest), "role": "moderator"})
+        await _refused(mod, {"type": "end_room"})
+        await host.request({"type": "set_role", "participant": _sid(guest), "role": "moderator"})
+        await guest.wait_for(lambda: _events(guest, "role_changed")[-1]["role"] == "moderator")
+        await guest.wait_for(lambda: bool(_events(guest, "hands")))  # now sees the queue
+        # A speaker may step down, never up.
+        await _refused(guest, {"type": "set_role", "participant": _sid(guest), "role": "host"})
+        await guest.request({"type": "set_role", "participant": _sid(guest), "role": "listener"})
+        await guest.wait_for(lambda: _events(guest, "role_changed")[-1]["role"] == "listener")
+    finally:
+        for client in (guest, mod, host):
+            await client.close()
+
+
+async def test_remove_revokes_token_and_transfer_then_end(
+    podcast: Callable[..., RoomClient], room_client: Callable[..., RoomClient], sfu_url: str
+) -> None:
+    host = podcast("host", "host")
+    cohost = podcast("cohost", "speaker")
+    troll = podcast("troll", "listener")
+    try:
+        for client in (host, cohost, troll):
+            await client.connect()
+        await host.request({"type": "remove_participant", "participant": _sid(troll)})
+        await troll.wait_for(lambda: any("removed" in e["message"] for e in troll.errors))
+        # The same token is now revoked for this room.
+        again = RoomClient(sfu_url, ROOM, identity="troll", token=troll.token)
+        with pytest.raises(SignalingError) as info:
+            await again.connect()
+        assert info.value.code == "unauthorized" and "revoked" in info.value.message
+        await again.close()
+        # Even a fresh token for the same identity is barred while the room lives.
+        fresh = podcast("troll", "listener")
+        with pytest.raises(SignalingError) as info:
+            await fresh.connect()
+        assert info.value.code == "forbidden"
+        await fresh.close()
+
+        # Hand over hosting: the old host becomes a moderator and can no longer end the room.
+        await host.request({"type": "transfer_host", "participant": _sid(cohost)})
+        await cohost.wait_for(lambda: _events(cohost, "role_changed")[-1]["role"] == "host")
+        await host.wait_for(lambda: _events(host, "role_changed")[-1]["role"] == "moderator")
+        await _refused(host, {"type": "end_room"})
+
+        # The new host ends the room: everyone is told and disconnected.
+        await cohost.request({"type": "end_room"})
+        for client in (host, cohost):
+            await client.wait_for(lambda c=client: bool(_events(c, "room_ended")))  # type: ignore[misc]
+            await client.wait_for(lambda c=client: c.ws is not None and c.ws.closed)  # type: ignore[misc]
+        late = podcast("late", "listener")
+        with pytest.raises(SignalingError) as info:
+            await late.connect()
+        assert info.value.code == "forbidden" and "ended" in info.value.message
+        await late.close()
+    finally:
+        for client in (troll, cohost, host):
+            await client.close()
+
+
+async def test_conference_rooms_keep_everyone_visible(
+    room_client: Callable[..., RoomClient],
+) -> None:
+    admin = room_client("conf", "admin", admin=True)
+    alice = room_client("conf", "alice")
+    viewer = room_client("conf", "viewer", publish=False)
+    try:
+        await admin.connect()
+        await alice.connect()
+        await viewer.connect()
+        assert admin.joined["kind"] == "conference" and admin.joined["role"] == "host"
+        assert alice.joined["role"] == "speaker" and viewer.joined["role"] == "listener"
+        await alice.wait_for(
+            lambda: any(
+                e["participant"]["identity"] == "viewer"
+                for e in _events(alice, "participant_joined")
+            )
+        )
+        # The admin mutes a speaker's track server-side.
+        await alice.publish([ToneTrack(440.0)])
+        track = next(iter(alice.published.values()))
+        await admin.request(
+            {"type": "mute_participant", "participant": _sid(alice), "track": track}
+        )
+        await alice.wait_for(lambda: any(e["remote"] for e in _events(alice, "track_muted")))
+    finally:
+        for client in (viewer, alice, admin):
+            await client.close()
