@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -12,39 +12,18 @@ from aiohttp.test_utils import TestServer
 
 from signaling.app import create_app
 from signaling.auth.ratelimit import SlidingWindowLimiter
-from signaling.auth.tokens import VideoGrant, create_access_token
 from signaling.client import RoomClient, SignalingError
 from signaling.settings import Settings
 from signaling.whiteboard import BOARD, STROKE_LIMIT, STROKE_WINDOW_S
-from tests.integration.conftest import TEST_SECRET
-
-Factory = Callable[..., RoomClient]
-
-
-def token(room: str, identity: str, *, admin: bool = False, data: bool = True) -> str:
-    """A room token like ``make_token``'s, optionally with ``roomAdmin``."""
-    value, _claims = create_access_token(
-        TEST_SECRET,
-        identity=identity,
-        name=identity,
-        ttl_s=600,
-        video=VideoGrant(
-            room=room,
-            roomJoin=True,
-            roomAdmin=admin,
-            canPublish=True,
-            canSubscribe=True,
-            canPublishData=data,
-        ),
-    )
-    return value
+from tests.integration.conftest import MakeToken
 
 
 class Board:
     """A running server whose app the test can reach; ``client()`` makes participants."""
 
-    def __init__(self, server: TestServer) -> None:
+    def __init__(self, server: TestServer, make_token: MakeToken) -> None:
         self.server = server
+        self.make_token = make_token
         self.url = str(server.make_url("")).rstrip("/")
         self.clients: list[RoomClient] = []
 
@@ -59,7 +38,7 @@ class Board:
             self.url,
             room,
             identity,
-            token=token(room, identity, admin=admin, data=data),
+            token=self.make_token(room, identity, admin=admin, data=data),
             subscribe=False,
         )
         self.clients.append(client)
@@ -73,15 +52,15 @@ class Board:
         await self.server.close()
 
 
-async def serve(settings: Settings) -> Board:
+async def serve(settings: Settings, make_token: MakeToken) -> Board:
     server = TestServer(create_app(settings), host="127.0.0.1")
     await server.start_server()
-    return Board(server)
+    return Board(server, make_token)
 
 
 @pytest.fixture
-async def board(sfu_settings: Settings) -> AsyncIterator[Board]:
-    running = await serve(sfu_settings)
+async def board(sfu_settings: Settings, make_token: MakeToken) -> AsyncIterator[Board]:
+    running = await serve(sfu_settings, make_token)
     try:
         yield running
     finally:
@@ -210,8 +189,10 @@ async def test_clear_needs_room_admin(board: Board) -> None:
     await alice.request(stroke("a1", [[1, 1]]))  # the id is free again once cleared
 
 
-async def test_the_board_is_stored_and_survives_a_restart(sfu_settings: Settings) -> None:
-    first = await serve(sfu_settings)
+async def test_the_board_is_stored_and_survives_a_restart(
+    sfu_settings: Settings, make_token: MakeToken
+) -> None:
+    first = await serve(sfu_settings, make_token)
     try:
         writer = await first.client("kept", "writer")
         await writer.request(stroke("w1", [[1.25, 2.5], [3, 4]], color="#00AA00", width=2.5))
@@ -220,7 +201,7 @@ async def test_the_board_is_stored_and_survives_a_restart(sfu_settings: Settings
         await writer.request({"type": "board_undo"})  # w3 is deleted from the store too
     finally:
         await first.close()
-    second = await serve(sfu_settings)  # a new app (empty caches), the same MongoDB
+    second = await serve(sfu_settings, make_token)  # a new app (empty caches), the same MongoDB
     try:
         reader = await second.client("kept", "reader")
         (board_state,) = events(reader, "board_state")
