@@ -13,6 +13,14 @@ import { Session } from './session.js';
 import { StatusLine, setButton, icon } from './ui.js';
 import { Api, jwtPayload } from './api.js';
 import { AccountsView } from './accounts.js';
+import { Panels } from './panels.js';
+import { ParticipantsView } from './participants.js';
+import { ChatView } from './chat.js';
+import { ReactionsView } from './reactions.js';
+import { DeviceSettings } from './devices.js';
+import { QualityMonitor } from './quality.js';
+import { ScreenShare } from './screenshare.js';
+import { GridLayout } from './layout.js';
 import { PodcastView } from './podcast.js';
 
 const $ = (id) => document.getElementById(id);
@@ -30,12 +38,21 @@ const els = {
   joinName: $('join-name'),
   joinButton: $('join-button'),
   callSection: $('call-section'),
+  callMain: $('call-main'),
+  stage: $('stage'),
   grid: $('grid'),
+  quality: $('quality'),
   controls: $('controls'),
   mic: $('mic-button'),
   cam: $('cam-button'),
+  screen: $('screen-button'),
+  react: $('react-button'),
+  participants: $('participants-button'),
+  chat: $('chat-button'),
+  settings: $('settings-button'),
   leave: $('leave-button'),
   unblock: $('unblock-button'),
+  camField: $('cam-select').closest('.field'),
 };
 
 const statusLine = new StatusLine(els.status);
@@ -43,6 +60,79 @@ const setStatus = (text, isError = false) => statusLine.set(text, isError);
 
 let session = null;
 let accountState = 'unknown'; // 'unknown' (checking the stored session) | 'out' | 'in'
+
+// --- the call view's features --------------------------------------------------------------
+// Each is built once and bound to every new Session (`bind(session)`), unbound when it ends.
+// Extension point: a feature with a side panel (the whiteboard, a files list) does the same:
+//
+//   const { body, button } = panels.create({ id: 'whiteboard', title: 'Whiteboard', icon: 'chat' });
+//   const board = new Whiteboard(body);            // its own module, e.g. static/js/whiteboard.js
+//   features.push({
+//     bind: (s) => board.attach({
+//       send: (msg) => s.request(msg),             // a protocol request, resolves with its reply
+//       onMessage: (fn) => s.addEventListener('message', (ev) => fn(ev.detail.msg)),
+//     }),                                          // (server events the session does not know)
+//     unbind: () => board.detach(),
+//   });
+
+const panels = new Panels({
+  aside: $('side-panel'),
+  title: $('side-title'),
+  close: $('side-close'),
+  controls: els.controls,
+  before: els.unblock,
+  covered: [document.querySelector('.topbar'), els.callMain, els.controls],
+});
+$('side-close').appendChild(icon('close'));
+const participantsView = new ParticipantsView({ list: $('people-list'), button: els.participants });
+const chat = new ChatView(
+  {
+    log: $('chat-log'),
+    empty: $('chat-empty'),
+    form: $('chat-form'),
+    input: $('chat-input'),
+    error: $('chat-error'),
+    counter: $('chat-counter'),
+    send: $('chat-send'),
+    button: els.chat,
+  },
+  panels,
+);
+$('chat-send').appendChild(icon('send'));
+const reactions = new ReactionsView({
+  button: els.react,
+  bar: $('reaction-bar'),
+  note: $('reaction-note'),
+  layer: $('reactions-layer'),
+});
+const devices = new DeviceSettings({ mic: $('mic-select'), cam: $('cam-select'), error: $('device-error') });
+const quality = new QualityMonitor({ indicator: els.quality });
+const screenShare = new ScreenShare(
+  { button: els.screen, stage: els.stage, callMain: els.callMain, grid: els.grid },
+  (text, isError) => setStatus(text, isError),
+);
+const features = [participantsView, chat, reactions, devices, quality, screenShare];
+const layout = new GridLayout(els.callMain, els.grid);
+
+panels.add({ id: 'participants', title: 'Participants', button: els.participants, body: $('panel-participants') });
+panels.add({
+  id: 'chat',
+  title: 'Chat',
+  button: els.chat,
+  body: $('panel-chat'),
+  focus: $('chat-input'),
+  onopen: () => chat.opened(),
+});
+panels.add({
+  id: 'settings',
+  title: 'Settings',
+  button: els.settings,
+  body: $('panel-settings'),
+  focus: $('mic-select'),
+  onopen: () => devices.refresh(),
+});
+setButton(els.settings, 'settings', 'Settings');
+setButton(els.react, 'smile', 'React');
 
 // What tests (and a curious developer with the console open) can reach.
 window.sfu = Object.defineProperties(
@@ -60,12 +150,23 @@ window.sfu = Object.defineProperties(
     activeSpeakers: { get: () => (session ? session.activeSpeakers : []), enumerable: true },
     heardSpeaking: { get: () => (session ? session.heardSpeaking : new Set()), enumerable: true },
     account: { get: () => accountState, enumerable: true },
+    // The call view's features (see the e2e tests).
+    quality: { get: () => quality.latest, enumerable: true },
+    qualityHistory: { get: () => quality.history, enumerable: true },
+    chat: { get: () => ({ messages: chat.messages, unread: chat.unread }), enumerable: true },
+    reactions: { get: () => reactions.received, enumerable: true },
+    screenShare: { get: () => screenShare, enumerable: true },
+    events: { get: () => (session ? session.events : []), enumerable: true },
+    panel: { get: () => panels.current, enumerable: true },
+    panels: { get: () => panels, enumerable: true },
   },
 );
 
-// Podcast rooms: the stage and audience views, and the "room ended" screen (podcast.js).
+// Podcast rooms: the stage and audience views, and the "room ended" screen (podcast.js). It
+// follows each Session from before it starts (attach); its section goes in the call area, in
+// place of the grid (the side panels stay beside it).
 const podcast = new PodcastView({
-  callSection: els.callSection,
+  callSection: els.callMain,
   main: $('main'),
   controls: els.controls,
 });
@@ -110,6 +211,11 @@ function render() {
   const view = ended ? 'ended' : busy ? 'call' : entryView();
   els.controls.hidden = !inCall;
   els.callSection.hidden = !inCall;
+  els.quality.hidden = !(s !== null && s.state === 'joined');
+  document.body.classList.toggle('in-call', inCall);
+  // The room's kind ('conference', 'podcast') when the page knows it, for kind-specific views.
+  if (inCall && s.roomKind) document.body.dataset.roomKind = s.roomKind;
+  else delete document.body.dataset.roomKind;
   els.authSection.hidden = view !== 'auth';
   els.lobbySection.hidden = view !== 'lobby';
   els.joinSection.hidden = view !== 'join' && view !== 'auth';
@@ -124,25 +230,36 @@ function render() {
   const camMuted = Boolean(video && video.muted);
   setButton(els.mic, micMuted ? 'micOff' : 'mic', micMuted ? 'Unmute mic' : 'Mute mic', micMuted);
   setButton(els.cam, camMuted ? 'camOff' : 'cam', camMuted ? 'Start camera' : 'Stop camera', camMuted);
-  els.leave.replaceChildren(icon('leave'), document.createTextNode('Leave'));
-  if (!inCall) els.unblock.hidden = true;
+  setButton(els.leave, 'leave', 'Leave');
+  if (!inCall) {
+    els.unblock.hidden = true;
+    panels.close({ restoreFocus: false });
+  }
 
-  // A podcast room shows the stage instead of the grid, and its own mic/stage buttons.
+  // A podcast room shows the stage (podcast.js) instead of the grid, and its own mic/stage
+  // buttons; nobody shares a camera or a screen there. A participant who may not publish (a
+  // listener) has no mic or camera to toggle. The grid's hidden tiles still play the audio.
   const podcastRoom = inCall && s.kind === 'podcast';
+  const publisher = !inCall || s.canPublish;
   els.grid.hidden = podcastRoom;
-  els.mic.hidden = podcastRoom;
-  els.cam.hidden = podcastRoom;
+  els.mic.hidden = podcastRoom || !publisher;
+  els.cam.hidden = podcastRoom || !publisher;
+  els.camField.hidden = podcastRoom;
+  screenShare.renderButton();
+  layout.schedule();
   podcast.render();
 }
 
 /** Enter the call view with a room token. */
-async function startCall({ room, roomLabel, token, name }) {
+async function startCall({ room, roomLabel, token, name, kind = null }) {
   if (session && ['joined', 'joining', 'connecting'].includes(session.state)) return;
+  for (const feature of features) feature.unbind();
   session = new Session({
     room,
     roomLabel,
     token,
     name,
+    kind,
     grid: els.grid,
     status: setStatus,
     onchange: render,
@@ -150,7 +267,14 @@ async function startCall({ room, roomLabel, token, name }) {
       els.unblock.hidden = false;
     },
   });
-  podcast.attach(session);
+  const current = session;
+  podcast.attach(current);
+  for (const feature of features) feature.bind(current);
+  current.addEventListener('ended', () => {
+    if (session !== current) return;
+    for (const feature of features) feature.unbind();
+    render();
+  });
   render();
   try {
     await session.start(signalingUrl());
@@ -178,6 +302,7 @@ const accounts = new AccountsView({
       roomLabel: grant.room.name || grant.room.id,
       token: grant.token,
       name: grant.name || fallbackName || '',
+      kind: grant.room.kind || null,
     }),
 });
 
@@ -189,6 +314,7 @@ async function joinFromForm(room, name) {
   try {
     let token = linkToken;
     let roomLabel = room;
+    let kind = null;
     if (inviteCode) {
       setStatus('Opening the invite…');
       let grant;
@@ -201,6 +327,7 @@ async function joinFromForm(room, name) {
       token = grant.token;
       room = grant.room.id;
       roomLabel = grant.room.name || grant.room.id;
+      kind = grant.room.kind || null;
       const query = new URLSearchParams(name ? { name } : {});
       history.replaceState(null, '', `${location.pathname}${name ? `?${query}` : ''}`);
     } else if (queryToken) {
@@ -219,7 +346,7 @@ async function joinFromForm(room, name) {
       if (name) query.set('name', name);
       history.replaceState(null, '', `${location.pathname}?${query}${location.hash}`);
     }
-    await startCall({ room, roomLabel, token, name });
+    await startCall({ room, roomLabel, token, name, kind });
   } finally {
     els.joinButton.disabled = false;
   }
@@ -256,7 +383,7 @@ els.leave.addEventListener('click', async () => {
 });
 
 els.unblock.addEventListener('click', () => {
-  for (const video of els.grid.querySelectorAll('video')) video.play().catch(() => {});
+  for (const video of els.callMain.querySelectorAll('video')) video.play().catch(() => {});
   els.unblock.hidden = true;
 });
 

@@ -9,8 +9,8 @@
 //
 // Media stays in Session (session.js): it publishes when `role_changed` grants canPublish and
 // stops when it is withdrawn; the grid's hidden tiles still play the stage's audio. This
-// module only keeps the stage model from the events the Session passes on (`onroomevent`)
-// and sends stage requests. Text from others (names) is only ever set with textContent.
+// module only keeps the stage model from the Session's 'roomevent' events (every server event
+// and the `joined` reply, after the Session handled them) and sends stage requests. Text from others (names) is only ever set with textContent.
 
 import { icon, setButton } from './ui.js';
 
@@ -228,7 +228,7 @@ function freshState() {
 export class PodcastView {
   /**
    * @param {object} opts
-   * @param {HTMLElement} opts.callSection  the call section: the stage goes in it
+   * @param {HTMLElement} opts.callSection  the call area: the stage goes in it (for the grid)
    * @param {HTMLElement} opts.main  the ended screen goes in it
    * @param {HTMLElement} opts.controls  the control bar: the podcast buttons go first in it
    */
@@ -416,9 +416,9 @@ export class PodcastView {
     this.stageList.replaceChildren();
     this.handsList.replaceChildren();
     this.audienceListEl.replaceChildren();
-    session.onroomevent = (msg) => {
-      if (this.session === session) this._onEvent(msg);
-    };
+    session.addEventListener('roomevent', (ev) => {
+      if (this.session === session) this._onEvent(ev.detail.msg);
+    });
     this.render();
   }
 
@@ -576,7 +576,7 @@ export class PodcastView {
   _request(msg, what) {
     const s = this.session;
     if (!s || !s.signal) return Promise.resolve(null);
-    return s.signal.request(msg).catch((err) => {
+    return s.request(msg).catch((err) => {
       this._setNotice(`Could not ${what}: ${err.message}`);
       return null;
     });

@@ -23,6 +23,38 @@ const ICONS = {
     ['path', { d: 'M15 10l6-3v10l-6-3zM3 3l18 18' }],
   ],
   leave: [['path', { d: 'M10 4H5v16h5M14 8l4 4-4 4M18 12H9' }]],
+  screen: [
+    ['rect', { x: 2, y: 4, width: 20, height: 13, rx: 2 }],
+    ['path', { d: 'M8 21h8M12 17v4M12 14V8M9 10.5l3-3 3 3' }],
+  ],
+  screenOff: [
+    ['rect', { x: 2, y: 4, width: 20, height: 13, rx: 2 }],
+    ['path', { d: 'M8 21h8M12 17v4M9 8l6 6M15 8l-6 6' }],
+  ],
+  people: [
+    ['circle', { cx: 9, cy: 8, r: 3.5 }],
+    ['path', { d: 'M2.5 20a6.5 6.5 0 0 1 13 0M16 4.5a3.5 3.5 0 0 1 0 7M18 14.5a6.5 6.5 0 0 1 3.5 5.5' }],
+  ],
+  chat: [['path', { d: 'M4 5h16v11H9l-5 4z' }]],
+  settings: [
+    ['path', { d: 'M4 6h9M17 6h3M4 12h3M11 12h9M4 18h11M19 18h1' }],
+    ['circle', { cx: 15, cy: 6, r: 2 }],
+    ['circle', { cx: 9, cy: 12, r: 2 }],
+    ['circle', { cx: 17, cy: 18, r: 2 }],
+  ],
+  smile: [
+    ['circle', { cx: 12, cy: 12, r: 9 }],
+    ['path', { d: 'M8 14a4.5 4.5 0 0 0 8 0M9 9.5h.01M15 9.5h.01' }],
+  ],
+  send: [['path', { d: 'M4 12l16-8-6 16-2.5-6.5z' }]],
+  close: [['path', { d: 'M6 6l12 12M18 6L6 18' }]],
+  file: [['path', { d: 'M6 2h8l5 5v15H6zM14 2v5h5' }]],
+  signal: [
+    ['path', { d: 'M5 20v-3', class: 'bar bar-1' }],
+    ['path', { d: 'M10 20v-7', class: 'bar bar-2' }],
+    ['path', { d: 'M15 20V9', class: 'bar bar-3' }],
+    ['path', { d: 'M20 20V4', class: 'bar bar-4' }],
+  ],
 };
 
 export function icon(name) {
@@ -43,14 +75,41 @@ export function icon(name) {
   return svg;
 }
 
-/** Replace a button's icon and visible label. */
-export function setButton(button, iconName, label, pressed) {
+/**
+ * Replace a button's icon and visible label (the label is also its accessible name; narrow
+ * screens hide it visually, not from assistive technology). `pressed` null leaves aria-pressed
+ * alone (for buttons that use aria-expanded instead).
+ */
+export function setButton(button, iconName, label, pressed = null, badge = null) {
   button.replaceChildren(icon(iconName));
   const span = document.createElement('span');
   span.className = 'btn-label';
   span.textContent = label;
   button.appendChild(span);
-  button.setAttribute('aria-pressed', pressed ? 'true' : 'false');
+  if (badge !== null && badge !== '') {
+    const b = document.createElement('span');
+    b.className = 'badge';
+    b.setAttribute('aria-hidden', 'true');
+    b.textContent = String(badge);
+    button.appendChild(b);
+  }
+  button.title = label;
+  if (pressed !== null) button.setAttribute('aria-pressed', pressed ? 'true' : 'false');
+}
+
+/** A short "12:34" for an ISO time; '' when it does not parse. */
+export function clockTime(iso) {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return '';
+  return d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+}
+
+/** An element with a class and (text only, never markup) content. */
+export function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  return node;
 }
 
 export class StatusLine {
@@ -77,15 +136,20 @@ function indicator(cls, iconName, label) {
 
 /**
  * One participant's tile: a <video> that plays that participant's MediaStream (audio and
- * video), a name label and muted indicators.
+ * video), a name label and muted indicators. A `screen` tile shows a screen share instead
+ * (never mirrored, letterboxed rather than cropped); it has the participant's sid too.
  */
 export class Tile {
-  constructor({ sid, name, local = false }) {
+  constructor({ sid, name, local = false, screen = false }) {
     this.sid = sid;
+    this.screen = screen;
+    this.since = 0; // when a screen tile appeared (the newest share is shown large)
     this.el = document.createElement('li');
     this.el.className = 'tile no-video';
     if (local) this.el.classList.add('local');
+    if (screen) this.el.classList.add('screen');
     this.el.dataset.sid = sid;
+    if (screen) this.el.dataset.screen = 'true';
     this.el.dataset.micMuted = 'false';
     this.el.dataset.camMuted = 'false';
 
@@ -94,6 +158,9 @@ export class Tile {
     this.video.playsInline = true;
     this.video.muted = local; // never play our own microphone back
     this.video.setAttribute('aria-hidden', 'true');
+    const framed = () => this.el.classList.toggle('no-frames', this.video.videoWidth === 0);
+    this.video.addEventListener('resize', framed);
+    this.video.addEventListener('loadeddata', framed);
 
     this.avatar = document.createElement('div');
     this.avatar.className = 'avatar';
@@ -105,7 +172,8 @@ export class Tile {
     this.nameEl.className = 'name';
     this.micInd = indicator('ind-mic', 'micOff', 'microphone muted');
     this.camInd = indicator('ind-cam', 'camOff', 'camera off');
-    caption.append(this.nameEl, this.micInd, this.camInd);
+    this.qualityInd = indicator('ind-quality', 'signal', '');
+    caption.append(this.nameEl, this.micInd, this.camInd, this.qualityInd);
 
     this.el.append(this.video, this.avatar, caption);
     this.setName(name, local);
@@ -113,10 +181,27 @@ export class Tile {
 
   setName(name, local = this.el.classList.contains('local')) {
     const shown = name || 'Guest';
-    this.nameEl.textContent = local ? `${shown} (you)` : shown;
+    let label = local ? `${shown} (you)` : shown;
+    if (this.screen) label = local ? 'Your screen' : `${shown}'s screen`;
+    this.nameEl.textContent = label;
     this.avatar.textContent = shown.trim().charAt(0) || '?';
-    this.el.setAttribute('aria-label', local ? `${shown} (you)` : shown);
+    this.el.setAttribute('aria-label', label);
     this.el.dataset.name = shown;
+  }
+
+  /** Show how well this participant's media arrives: null hides the indicator. */
+  setQuality(level, label) {
+    if (!level || level === 'unknown') {
+      this.qualityInd.hidden = true;
+      delete this.el.dataset.quality;
+      return;
+    }
+    this.el.dataset.quality = level;
+    this.qualityInd.dataset.level = level;
+    this.qualityInd.setAttribute('aria-label', label);
+    this.qualityInd.title = label;
+    // Only worth a glance when it is not good.
+    this.qualityInd.hidden = level === 'good';
   }
 
   /** Mark this tile as an active speaker (`rank` 0 is the loudest) or not (`null`). */
@@ -143,6 +228,7 @@ export class Tile {
     if (this.video.srcObject !== stream) this.video.srcObject = stream;
     const hasVideo = stream !== null && stream.getVideoTracks().length > 0;
     this.el.classList.toggle('no-video', !hasVideo);
+    this.el.classList.toggle('no-frames', hasVideo && this.video.videoWidth === 0);
     if (stream !== null && stream.getTracks().length > 0) {
       const played = this.video.play();
       if (played && onBlocked) {

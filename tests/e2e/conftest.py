@@ -102,12 +102,13 @@ async def create_room(
     *,
     kind: str = "conference",
     display_name: str = "Owner",
+    invite_role: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Register a room owner through the accounts API, create a room of ``kind`` and an
     invite; returns (the owner's account session, the invite: ``code``, ``role``...).
 
-    The invite of a conference room makes speakers, a podcast room's makes listeners; the
-    owner joins as the host.
+    The invite of a conference room makes speakers, a podcast room's makes listeners (unless
+    ``invite_role`` says otherwise); the owner joins as the host.
     """
     import aiohttp
 
@@ -125,8 +126,11 @@ async def create_room(
         async with http.post("/api/rooms", json=body, headers=auth) as resp:
             assert resp.status == 201, await resp.text()
             room = (await resp.json())["room"]
+        invite_body: dict[str, Any] = {"max_uses": 10}
+        if invite_role is not None:
+            invite_body["role"] = invite_role
         async with http.post(
-            f"/api/rooms/{room['id']}/invites", json={"max_uses": 10}, headers=auth
+            f"/api/rooms/{room['id']}/invites", json=invite_body, headers=auth
         ) as resp:
             assert resp.status == 201, await resp.text()
             invite: dict[str, Any] = await resp.json()

@@ -1,0 +1,115 @@
+// The participants panel: everyone in the room (us first), with microphone, camera and screen
+// state and who is speaking, and the count on the panel's toggle.
+
+import { setButton, el, icon } from './ui.js';
+import { isScreenSource } from './session.js';
+
+function state(cls, iconName, label) {
+  const span = el('span', `pstate ${cls}`);
+  span.setAttribute('role', 'img');
+  span.setAttribute('aria-label', label);
+  span.title = label;
+  span.appendChild(icon(iconName));
+  return span;
+}
+
+/** {mic, cam, screen} of a remote participant from its published tracks. */
+function remoteState(p) {
+  const tracks = [...p.tracks.values()];
+  const own = tracks.filter((t) => !isScreenSource(t.source));
+  const audio = own.filter((t) => t.kind === 'audio');
+  const video = own.filter((t) => t.kind === 'video');
+  const kindState = (list) => (list.length === 0 ? 'none' : list.every((t) => t.muted) ? 'off' : 'on');
+  return {
+    mic: kindState(audio),
+    cam: kindState(video),
+    screen: tracks.some((t) => t.source === 'screen') || p.screenTile !== null,
+  };
+}
+
+function localState(session) {
+  const kindState = (entry) => (!entry ? 'none' : entry.muted ? 'off' : 'on');
+  return { mic: kindState(session.local.audio), cam: kindState(session.local.video), screen: session.screen !== null };
+}
+
+export class ParticipantsView {
+  /**
+   * @param {object} els
+   * @param {HTMLElement} els.list    the <ul>
+   * @param {HTMLButtonElement} els.button  the panel's toggle (shows the count)
+   */
+  constructor({ list, button }) {
+    this.list = list;
+    this.button = button;
+    this.session = null;
+    this.count = 0;
+    this.onChange = () => this.render();
+    this.render();
+  }
+
+  bind(session) {
+    this.unbind();
+    this.session = session;
+    for (const type of ['participants', 'local', 'screens']) session.addEventListener(type, this.onChange);
+    this.render();
+  }
+
+  unbind() {
+    if (this.session) {
+      for (const type of ['participants', 'local', 'screens']) this.session.removeEventListener(type, this.onChange);
+    }
+    this.session = null;
+    this.render();
+  }
+
+  render() {
+    const s = this.session;
+    const rows = [];
+    if (s && s.me && s.state === 'joined') {
+      const speaking = new Set(s.activeSpeakers.map((x) => x.participant));
+      rows.push(this._row(s.me.sid, s.me.name || s.name, true, localState(s), speaking.has(s.me.sid)));
+      const others = [...s.participants.values()].sort((a, b) =>
+        (a.name || a.identity).localeCompare(b.name || b.identity),
+      );
+      for (const p of others) {
+        rows.push(this._row(p.sid, p.name || p.identity, false, remoteState(p), speaking.has(p.sid)));
+      }
+    }
+    this.list.replaceChildren(...rows);
+    this.count = rows.length;
+    setButton(this.button, 'people', 'Participants', null, this.count || null);
+    this.button.dataset.count = String(this.count);
+    this.button.setAttribute('aria-label', `Participants (${this.count})`);
+  }
+
+  _row(sid, name, isMe, st, speaking) {
+    const shown = name || 'Guest';
+    const li = el('li', 'person');
+    li.dataset.sid = sid;
+    if (speaking) li.classList.add('speaking');
+    const avatar = el('span', 'person-avatar', shown.trim().charAt(0).toUpperCase() || '?');
+    avatar.setAttribute('aria-hidden', 'true');
+    const who = el('span', 'person-name', shown);
+    const text = el('span', 'person-text');
+    text.appendChild(who);
+    if (isMe) text.appendChild(el('span', 'person-you', '(you)'));
+    if (speaking) text.appendChild(el('span', 'person-speaking', 'speaking'));
+    const states = el('span', 'person-states');
+    if (st.screen) states.appendChild(state('pstate-screen', 'screen', 'sharing the screen'));
+    if (st.mic !== 'none') {
+      states.appendChild(
+        state(`pstate-mic ${st.mic}`, st.mic === 'on' ? 'mic' : 'micOff', st.mic === 'on' ? 'microphone on' : 'microphone muted'),
+      );
+    }
+    if (st.cam !== 'none') {
+      states.appendChild(
+        state(`pstate-cam ${st.cam}`, st.cam === 'on' ? 'cam' : 'camOff', st.cam === 'on' ? 'camera on' : 'camera off'),
+      );
+    }
+    li.dataset.mic = st.mic;
+    li.dataset.cam = st.cam;
+    li.dataset.screen = String(st.screen);
+    li.append(avatar, text, states);
+    return li;
+  }
+}
