@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     ``/healthz``, ``/readyz``, the accounts API under ``/api`` and room files under
     ``/api/rooms/{room}/files`` (docs/files.md).
     """
-    from signaling import chat, files, metrics, stage, whip, ws
+    from signaling import chat, files, metrics, stage, whip, whiteboard, ws
 
     settings = settings or Settings()
     app = web.Application(client_max_size=settings.max_message_bytes)
@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.cleanup_ctx.append(chat.chat_ctx)  # after the accounts store
     app.cleanup_ctx.append(files.files_ctx)  # after the accounts store (and its JWT secret)
     app.router.add_routes(files.routes)
+    app.cleanup_ctx.append(whiteboard.board_ctx)  # after the accounts store
     ws.install(app)
     stage.install(app)
     whip.install(app)

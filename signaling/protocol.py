@@ -149,6 +149,149 @@ class MuteRequest(_Msg):
     muted: bool
 
 
+# --- whiteboard: requests and events (docs/protocol.md, "Whiteboard") -------------------
+
+BOARD_WIDTH = 1600
+"""Width of the logical whiteboard: every coordinate and width is in these board pixels."""
+BOARD_HEIGHT = 900
+"""Height of the logical whiteboard (board pixels); clients scale 1600x900 to their canvas."""
+MAX_STROKE_POINTS = 2000
+"""Most points in one stroke."""
+MAX_PART_POINTS = 200
+"""Most points in one ``board_stroke_part`` (a 50 ms batch holds a dozen)."""
+
+_BoardX = Annotated[float, Field(ge=0, le=BOARD_WIDTH, strict=True, allow_inf_nan=False)]
+_BoardY = Annotated[float, Field(ge=0, le=BOARD_HEIGHT, strict=True, allow_inf_nan=False)]
+
+
+class Stroke(_Msg):
+    """One whiteboard stroke, in board pixels (see :data:`BOARD_WIDTH`).
+
+    ``id`` is chosen by the client (1-32 of ``A-Z a-z 0-9 _ -``), unique among its author's
+    strokes on the board. ``tool`` ``eraser`` erases what is under it (only strokes drawn
+    before it). ``color`` is ``#rrggbb`` (normalised to lower case), ``width`` the line width
+    (1-64 board px), ``points`` 1-2000 ``[x, y]`` pairs with 0 <= x <= 1600, 0 <= y <= 900,
+    finite numbers only, rounded to 0.1 board px.
+    """
+
+    id: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_\-]+$")]
+    tool: Literal["pen", "eraser"] = "pen"
+    color: Annotated[str, Field(pattern=r"^#[0-9A-Fa-f]{6}$")] = "#000000"
+    width: Annotated[float, Field(ge=1, le=64, strict=True, allow_inf_nan=False)] = 4.0
+    points: Annotated[
+        list[tuple[_BoardX, _BoardY]], Field(min_length=1, max_length=MAX_STROKE_POINTS)
+    ]
+
+    @field_validator("color")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.lower()
+
+    @field_validator("width")
+    @classmethod
+    def _round_width(cls, value: float) -> float:
+        return round(float(value), 1)
+
+    @field_validator("points")
+    @classmethod
+    def _round_points(cls, value: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        return [(round(float(x), 1), round(float(y), 1)) for x, y in value]
+
+
+class BoardStrokeRequest(_Msg):
+    """Add a finished stroke to the room's board (stored; needs ``canPublishData``)."""
+
+    type: Literal["board_stroke"]
+    id: RequestId | None = None
+    stroke: Stroke
+
+
+class BoardStrokePartRequest(_Msg):
+    """Live progress of a stroke being drawn: ``stroke.points`` holds only the points added
+    since the previous part. Relayed to the others, never stored; the finished stroke follows
+    as ``board_stroke`` with all its points (needs ``canPublishData``)."""
+
+    type: Literal["board_stroke_part"]
+    id: RequestId | None = None
+    stroke: Stroke
+
+    @field_validator("stroke")
+    @classmethod
+    def _batch(cls, value: Stroke) -> Stroke:
+        if len(value.points) > MAX_PART_POINTS:
+            raise ValueError(f"a stroke part holds at most {MAX_PART_POINTS} points")
+        return value
+
+
+class BoardUndoRequest(_Msg):
+    """Remove the caller's own latest stroke (by identity) from the board."""
+
+    type: Literal["board_undo"]
+    id: RequestId | None = None
+
+
+class BoardClearRequest(_Msg):
+    """Remove every stroke from the board (needs the ``roomAdmin`` grant)."""
+
+    type: Literal["board_clear"]
+    id: RequestId | None = None
+
+
+BOARD_REQUEST_TYPES = frozenset({"board_stroke", "board_stroke_part", "board_undo", "board_clear"})
+
+
+class BoardItem(_Msg):
+    """A stroke on the board, with who drew it (``participant`` is the sid at the time)."""
+
+    stroke: Stroke
+    participant: str
+    identity: str
+
+
+class BoardStrokeEvent(_Msg):
+    """A stroke was added to the board (sent to everyone, the author included)."""
+
+    type: Literal["board_stroke"] = "board_stroke"
+    stroke: Stroke
+    participant: str
+    identity: str
+
+
+class BoardStrokePartEvent(_Msg):
+    """Points of a stroke still being drawn (sent to everyone but the author)."""
+
+    type: Literal["board_stroke_part"] = "board_stroke_part"
+    stroke: Stroke
+    participant: str
+    identity: str
+
+
+class BoardUndoEvent(_Msg):
+    """``identity``'s stroke ``stroke_id`` was removed from the board."""
+
+    type: Literal["board_undo"] = "board_undo"
+    stroke_id: str
+    identity: str
+    participant: str
+
+
+class BoardClearedEvent(_Msg):
+    """The board was cleared by participant ``by`` (a sid)."""
+
+    type: Literal["board_cleared"] = "board_cleared"
+    by: str
+
+
+class BoardStateEvent(_Msg):
+    """The whole board, oldest stroke first, sent right after ``joined``; ``can_draw`` and
+    ``can_clear`` say what this participant's grants allow."""
+
+    type: Literal["board_state"] = "board_state"
+    strokes: list[BoardItem]
+    can_draw: bool
+    can_clear: bool
+
+
 MAX_CHAT_BYTES = 2048
 """Largest chat message (UTF-8 bytes)."""
 
@@ -302,7 +445,11 @@ Request = Annotated[
     | RemoveParticipantRequest
     | TransferHostRequest
     | EndRoomRequest
-    | ListAudienceRequest,
+    | ListAudienceRequest
+    | BoardStrokeRequest
+    | BoardStrokePartRequest
+    | BoardUndoRequest
+    | BoardClearRequest,
     Field(discriminator="type"),
 ]
 STAGE_REQUEST_TYPES = frozenset(
@@ -321,6 +468,7 @@ STAGE_REQUEST_TYPES = frozenset(
 REQUEST_TYPES = (
     frozenset({"join", "offer", "answer", "trickle", "mute", "leave", "ping", "chat", "reaction"})
     | STAGE_REQUEST_TYPES
+    | BOARD_REQUEST_TYPES
 )
 _request_adapter: TypeAdapter[Request] = TypeAdapter(Request)
 
@@ -620,7 +768,12 @@ Response = Annotated[
     | RoomEndedEvent
     | OkResponse
     | PongResponse
-    | ErrorResponse,
+    | ErrorResponse
+    | BoardStrokeEvent
+    | BoardStrokePartEvent
+    | BoardUndoEvent
+    | BoardClearedEvent
+    | BoardStateEvent,
     Field(discriminator="type"),
 ]
 _response_adapter: TypeAdapter[Response] = TypeAdapter(Response)

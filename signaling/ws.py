@@ -28,6 +28,7 @@ from signaling.auth.tokens import AccessClaims, TokenError, VideoGrant
 from signaling.chat import CHAT
 from signaling.metrics import observe_join
 from signaling.stage import STAGES, Stage
+from signaling.whiteboard import BOARD
 
 logger = logging.getLogger(__name__)
 
@@ -211,6 +212,16 @@ class Session:
         elif isinstance(request, p.MuteRequest):
             participant.set_track_muted(request.track, request.muted)
             self.send(p.OkResponse(ref=request.id))
+        elif request.type in p.BOARD_REQUEST_TYPES:
+            await self.app[BOARD].handle(
+                self,
+                room=participant.room.name,
+                participant=participant.sid,
+                identity=participant.identity,
+                grants=self.grants,
+                request=request,
+            )
+            self.send(p.OkResponse(ref=request.id))
         elif isinstance(request, p.ChatRequest | p.ReactionRequest):
             if not self.grants.canPublishData:
                 raise p.ProtocolError(p.ErrorCode.FORBIDDEN, "no canPublishData grant", request.id)
@@ -313,6 +324,12 @@ class Session:
         observe_join(self.app, started)
         if hub is not None:
             self.send(p.ChatHistoryEvent(messages=await hub.history(room.name)))
+        if (board := self.app.get(BOARD)) is not None:
+            await board.join(
+                room.name, self, can_draw=grants.canPublishData, can_clear=grants.roomAdmin
+            )
+            if self.participant is not participant:  # removed while the board was read
+                board.leave(room.name, self)
         # Subscriptions to existing producers were made during join; their offer follows.
 
     async def _authorize(self, request: p.JoinRequest) -> tuple[str, str, AccessClaims]:
@@ -352,6 +369,8 @@ class Session:
         hub = self.app.get(CHAT)
         if hub is not None:
             hub.leave(participant.room.name, self)
+        if (board := self.app.get(BOARD)) is not None:
+            board.leave(participant.room.name, self)
         stage, self.stage = self.stage, None
         if stage is not None:
             stage.remove(self, participant.sid)

@@ -9,6 +9,7 @@ Chromium is driven by Playwright but never downloaded: the fixture launches
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import wave
 from collections.abc import AsyncIterator, Iterator
@@ -231,23 +232,30 @@ def fake_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_noise_y4m(tmp_path_factory.mktemp("media") / "noise.y4m")
 
 
-@pytest.fixture
-async def browser(chromium: Path, fake_video: Path, fake_audio: Path) -> AsyncIterator[Any]:
-    """Debian's Chromium, headless, with a fake camera (``fake_video``) and microphone
-    (``fake_audio``)."""
+@contextlib.asynccontextmanager
+async def launch_chromium(chromium: Path, args: list[str]) -> AsyncIterator[Any]:
+    """Debian's Chromium, headless, with ``args`` (start from :data:`CHROMIUM_ARGS`)."""
     from playwright.async_api import async_playwright
 
-    args = [
-        *CHROMIUM_ARGS,
-        f"--use-file-for-fake-video-capture={fake_video}",
-        f"--use-file-for-fake-audio-capture={fake_audio}",
-    ]
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=str(chromium), headless=True, args=args)
         try:
             yield browser
         finally:
             await browser.close()
+
+
+@pytest.fixture
+async def browser(chromium: Path, fake_video: Path, fake_audio: Path) -> AsyncIterator[Any]:
+    """Debian's Chromium, headless, with a fake camera (``fake_video``) and microphone
+    (``fake_audio``)."""
+    args = [
+        *CHROMIUM_ARGS,
+        f"--use-file-for-fake-video-capture={fake_video}",
+        f"--use-file-for-fake-audio-capture={fake_audio}",
+    ]
+    async with launch_chromium(chromium, args) as browser:
+        yield browser
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.e2e.conftest import CHROMIUM_ARGS, create_invite
+from tests.e2e.conftest import CHROMIUM_ARGS, create_invite, launch_chromium
 from tests.e2e.test_browser_call import (
     PARTICIPANT_NAMES_JS,
     SID_BY_NAME_JS,
@@ -434,19 +434,13 @@ async def fake_cameras_browser(chromium: Path, fake_audio: Path) -> AsyncIterato
     that no video encoder takes: a track from it is live but nothing is sent. The test switches
     to the third, an ordinary camera.
     """
-    from playwright.async_api import async_playwright
-
     args = [a for a in CHROMIUM_ARGS if a != "--use-fake-device-for-media-stream"]
     args += [
         "--use-fake-device-for-media-stream=device-count=3",
         f"--use-file-for-fake-audio-capture={fake_audio}",
     ]
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=str(chromium), headless=True, args=args)
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    async with launch_chromium(chromium, args) as browser:
+        yield browser
 
 
 LOCAL_JS = """
