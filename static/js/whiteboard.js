@@ -332,6 +332,11 @@ export class Whiteboard {
     this._scheduleOverlay();
   }
 
+  /** Update what this participant may do (a role change: `role_changed.permissions`). */
+  setPermissions({ canDraw = this.canDraw, canClear = this.canClear } = {}) {
+    this._setPermissions(canDraw, canClear);
+  }
+
   /** Undo this participant's last stroke (the server decides which one is last). */
   undo() {
     if (!this.canDraw) return;
