@@ -23,6 +23,7 @@ import { ScreenShare } from './screenshare.js';
 import { GridLayout } from './layout.js';
 import { PodcastView } from './podcast.js';
 import { RoomFiles } from './roomfiles.js';
+import { BoardView } from './boardview.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -114,7 +115,12 @@ const screenShare = new ScreenShare(
 );
 // Encrypted file sharing: the chat's attach button and file links, and the Files panel.
 const roomFiles = new RoomFiles({ slot: $('chat-attachments-slot') }, panels);
-const features = [participantsView, chat, reactions, devices, quality, screenShare, roomFiles];
+// The room's whiteboard, shown large in the call area (its toggle next to Share screen).
+const boardView = new BoardView(
+  { callMain: els.callMain, controls: els.controls, before: els.react.parentElement },
+  screenShare,
+);
+const features = [participantsView, chat, reactions, devices, quality, screenShare, roomFiles, boardView];
 const layout = new GridLayout(els.callMain, els.grid);
 
 panels.add({ id: 'participants', title: 'Participants', button: els.participants, body: $('panel-participants') });
@@ -163,6 +169,7 @@ window.sfu = Object.defineProperties(
     panel: { get: () => panels.current, enumerable: true },
     panels: { get: () => panels, enumerable: true },
     files: { get: () => roomFiles.files, enumerable: true },
+    board: { get: () => boardView, enumerable: true },
   },
 );
 

@@ -3,7 +3,9 @@
 // the browser's own "Stop sharing" bar (the track's `ended` event), and the stage layout: the
 // newest screen share of another participant is shown large, camera tiles become a strip.
 //
-// The call area's `data-layout` is 'grid' or 'stage' (other views can add their own).
+// The call area's `data-layout` is 'grid' or 'stage' (other views can add their own: while
+// one takes the call area, e.g. the whiteboard's 'board', it calls setSuppressed(true) and
+// the screen shares stay in the strip of tiles).
 
 import { setButton } from './ui.js';
 
@@ -22,6 +24,7 @@ export class ScreenShare {
     this.track = null; // our capture while sharing
     this.starting = false;
     this.featured = null; // the Tile on the stage
+    this.suppressed = false; // another view has the call area (setSuppressed)
     this.supported = Boolean(navigator.mediaDevices && navigator.mediaDevices.getDisplayMedia);
     this.onScreens = () => this.layout();
     this.onLocal = () => {
@@ -125,9 +128,16 @@ export class ScreenShare {
     }
   }
 
+  /** Another view takes the call area (true): no stage, and `data-layout` is left to it. */
+  setSuppressed(on) {
+    this.suppressed = Boolean(on);
+    this.layout();
+  }
+
   /** Put the newest screen share of someone else on the stage, or go back to the grid. */
   layout() {
-    const shares = this.session ? this.session.screenShares().filter((s) => !s.local) : [];
+    const shares =
+      this.session && !this.suppressed ? this.session.screenShares().filter((s) => !s.local) : [];
     const next = shares.length ? shares[shares.length - 1].tile : null;
     if (this.featured && this.featured !== next && this.featured.el.parentNode === this.stage) {
       // Back into the grid, right after its owner's camera tile.
@@ -142,6 +152,6 @@ export class ScreenShare {
     }
     if (!next) this.stage.replaceChildren();
     this.stage.hidden = next === null;
-    this.callMain.dataset.layout = next ? 'stage' : 'grid';
+    if (!this.suppressed) this.callMain.dataset.layout = next ? 'stage' : 'grid';
   }
 }

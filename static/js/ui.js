@@ -51,6 +51,10 @@ const ICONS = {
   file: [['path', { d: 'M6 2h8l5 5v15H6zM14 2v5h5' }]],
   attach: [['path', { d: 'M20 11.5l-8.2 8.2a5 5 0 0 1-7.1-7.1l8.5-8.5a3.3 3.3 0 0 1 4.7 4.7l-8.5 8.5a1.7 1.7 0 0 1-2.4-2.4L15 7' }]],
   download: [['path', { d: 'M12 4v11M7 10.5l5 5 5-5M5 20h14' }]],
+  board: [
+    ['rect', { x: 3, y: 4, width: 18, height: 13, rx: 2 }],
+    ['path', { d: 'M7 13c2-3 3.5-4 5-2s3 1 5-2M8 21l2-4M16 21l-2-4' }],
+  ],
   signal: [
     ['path', { d: 'M5 20v-3', class: 'bar bar-1' }],
     ['path', { d: 'M10 20v-7', class: 'bar bar-2' }],
