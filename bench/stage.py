@@ -12,6 +12,9 @@ transport). Then, in one measured window of ``--duration`` seconds:
   unmutes itself, the host demotes it;
 * the host sends a chat message every 10 s; a listener sends a crafted ``set_role``.
 
+The same scenario then runs as a *conference* room (every listener visible, as in a room with
+no stage) on a fresh server, and the ratio of what a listener receives is printed.
+
 Printed (and returned by :func:`run_stage`, which the integration test also runs): signaling
 messages and bytes per listener per minute (median and max, by message type), what the
 stage members received, delivery of the speakers' audio to every listener, whether every
@@ -69,6 +72,7 @@ class StageResult:
     server_rss_mb_before: float = 0.0
     server_rss_mb_after: float = 0.0
     notes: list[str] = field(default_factory=list)
+    kind: str = "podcast"
 
 
 def _rss_mb(pid: int) -> float:
@@ -110,6 +114,7 @@ async def run_stage(
     duration: float,
     churn: int = 1,
     pid: int | None = None,
+    kind: str = "podcast",
 ) -> StageResult:
     """Run the scenario against a running server; see the module docstring.
 
@@ -118,21 +123,24 @@ async def run_stage(
         listeners: steady audience size; duration: measured window (s, >= 8);
         churn: listeners that join and leave every second during the window.
         pid: the server's process id, for CPU and RSS (None: not measured).
+        kind: ``podcast`` (hidden listeners) or ``conference`` (the same people, every
+            listener visible to everyone: the baseline the stage is measured against).
     """
+    room = f"{ROOM}-{kind}"
 
     def client(identity: str, role: str, **kwargs: Any) -> RoomClient:
         grant = VideoGrant(
-            room=ROOM,
+            room=room,
             roomJoin=True,
             roomAdmin=role == "host",
             canPublish=role != "listener",
             canSubscribe=True,
             canPublishData=True,
-            roomKind="podcast",
+            roomKind=kind,  # type: ignore[arg-type]
             role=role,  # type: ignore[arg-type]
         )
         token = create_access_token(secret, identity=identity, ttl_s=3600, video=grant)[0]
-        return RoomClient(url, ROOM, identity, token=token, **kwargs)
+        return RoomClient(url, room, identity, token=token, **kwargs)
 
     payloads = await asyncio.to_thread(encode_opus_frames, 50)
     host = client("host", "host", subscribe=False)
@@ -140,7 +148,7 @@ async def run_stage(
     audience = [client(f"l{i}", "listener", count_only=True) for i in range(listeners)]
     publishers: list[RawOpusPublisher] = []
     extra: list[RoomClient] = []
-    result = StageResult(listeners=listeners, joined=0, window_s=duration, join_s=0.0)
+    result = StageResult(listeners=listeners, joined=0, window_s=duration, join_s=0.0, kind=kind)
 
     async def publish(c: RoomClient) -> RawOpusPublisher:
         publisher = RawOpusPublisher(payloads)
@@ -302,7 +310,10 @@ async def run_stage(
 
 
 def _print(result: StageResult) -> None:
-    print(f"podcast room, {result.joined}/{result.listeners} listeners, window {result.window_s} s")
+    print(
+        f"{result.kind} room, {result.joined}/{result.listeners} listeners, "
+        f"window {result.window_s} s"
+    )
     print(
         f"  per listener per minute: {result.msgs_per_listener_min['median']} messages "
         f"(max {result.msgs_per_listener_min['max']}), "
@@ -336,21 +347,31 @@ def _print(result: StageResult) -> None:
         print(f"  note: {note}")
 
 
-async def main_async(args: argparse.Namespace) -> StageResult:
-    secret = secrets.token_urlsafe(48)
-    proc, url = start_server(tempfile.mkdtemp(prefix="sfu-stage-"), env={"SFU_JWT_SECRET": secret})
-    try:
-        await asyncio.to_thread(wait_healthy, url, proc)
-        return await run_stage(
-            url,
-            secret,
-            listeners=args.listeners,
-            duration=args.duration,
-            churn=args.churn,
-            pid=proc.pid,
+async def main_async(args: argparse.Namespace) -> list[StageResult]:
+    """The podcast room, then (unless ``--no-baseline``) the same scenario as a conference
+    room, each on a fresh server."""
+    results = []
+    for kind in ["podcast"] + ([] if args.no_baseline else ["conference"]):
+        secret = secrets.token_urlsafe(48)
+        proc, url = start_server(
+            tempfile.mkdtemp(prefix="sfu-stage-"), env={"SFU_JWT_SECRET": secret}
         )
-    finally:
-        stop_server(proc)
+        try:
+            await asyncio.to_thread(wait_healthy, url, proc)
+            results.append(
+                await run_stage(
+                    url,
+                    secret,
+                    listeners=args.listeners,
+                    duration=args.duration,
+                    churn=args.churn,
+                    pid=proc.pid,
+                    kind=kind,
+                )
+            )
+        finally:
+            stop_server(proc)
+    return results
 
 
 def main() -> int:
@@ -358,15 +379,28 @@ def main() -> int:
     parser.add_argument("--listeners", type=int, default=200)
     parser.add_argument("--duration", type=float, default=60.0, help="measured window (s)")
     parser.add_argument("--churn", type=int, default=1, help="listeners joining+leaving per s")
-    parser.add_argument("--json", default=None, help="also write the result as JSON here")
+    parser.add_argument("--json", default=None, help="also write the results as JSON here")
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip the conference-room baseline run"
+    )
     args = parser.parse_args()
     if args.listeners < 2 or args.duration < 8:
         parser.error("--listeners must be >= 2 and --duration >= 8")
-    result = asyncio.run(main_async(args))
-    _print(result)
+    results = asyncio.run(main_async(args))
+    for result in results:
+        _print(result)
+    if len(results) == 2:
+        pod, conf = results
+        print(
+            f"conference / podcast, per listener per minute: "
+            f"{conf.msgs_per_listener_min['median'] / pod.msgs_per_listener_min['median']:.1f}x "
+            f"messages, "
+            f"{conf.bytes_per_listener_min['median'] / pod.bytes_per_listener_min['median']:.1f}x "
+            f"bytes"
+        )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(asdict(result), f, indent=2)
+            json.dump([asdict(r) for r in results], f, indent=2)
     return 0
 
 
