@@ -401,6 +401,15 @@ class EndRoomRequest(_Msg):
     id: RequestId | None = None
 
 
+class SetStageVideoRequest(_Msg):
+    """The host or a moderator shows the stage's video to the audience (``enabled``) or
+    goes back to audio only (the default): listeners' video subscriptions follow at once."""
+
+    type: Literal["set_stage_video"]
+    id: RequestId | None = None
+    enabled: bool
+
+
 MAX_AUDIENCE_PAGE = 100
 
 
@@ -446,6 +455,7 @@ Request = Annotated[
     | TransferHostRequest
     | EndRoomRequest
     | ListAudienceRequest
+    | SetStageVideoRequest
     | BoardStrokeRequest
     | BoardStrokePartRequest
     | BoardUndoRequest
@@ -463,6 +473,7 @@ STAGE_REQUEST_TYPES = frozenset(
         "transfer_host",
         "end_room",
         "list_audience",
+        "set_stage_video",
     }
 )
 REQUEST_TYPES = (
@@ -520,6 +531,7 @@ class JoinedResponse(_Msg):
     role: Role = "speaker"
     permissions: Permissions | None = None
     audience: int = 0
+    stage_video: bool = False
 
 
 class AnswerResponse(_Msg):
@@ -649,6 +661,13 @@ class StageInviteEvent(_Msg):
     name: str
 
 
+class StageSettingsEvent(_Msg):
+    """The stage's settings changed: ``video`` true when the audience receives video."""
+
+    type: Literal["stage_settings"] = "stage_settings"
+    video: bool
+
+
 class RoomEndedEvent(_Msg):
     """The host ended the room; the server closes the socket right after."""
 
@@ -766,6 +785,7 @@ Response = Annotated[
     | AudiencePageResponse
     | StageInviteEvent
     | RoomEndedEvent
+    | StageSettingsEvent
     | OkResponse
     | PongResponse
     | ErrorResponse

@@ -2,7 +2,8 @@
 
 A *podcast* room (Twitter Spaces, Clubhouse) has a host, moderators (co-hosts), speakers and an
 audience of listeners of any size. Listeners are subscribe-only and *hidden*: no publish
-transport, audio only, never announced to others. What a listener receives therefore does not
+transport, audio only (unless the host shows the stage's video: ``set_stage_video``), never
+announced to others. What a listener receives therefore does not
 grow with the audience: stage changes (``participant_joined``/``left``/``updated`` of stage
 members), an ``audience`` count at most once a second, and audience pages only on request
 (``list_audience``). A *conference* room uses the same roles (everyone who may publish is a
@@ -23,6 +24,7 @@ remove_participant  host (anyone), moderator (speakers and listeners)
 transfer_host       host
 end_room            host
 list_audience       anyone
+set_stage_video     host, moderator
 ==================  ==========================================================
 
 Role changes apply to the media plane at once: a promotion grants ``canPublish`` (the client
@@ -148,6 +150,7 @@ class Stage:
         self.banned: set[str] = set()
         self.pending_joins = 0
         self.ended = False
+        self.video = False  # True: listeners also receive the stage's video
         self._on_empty = on_empty
         self._audience_sent = 0
         self._audience_task: asyncio.Task[None] | None = None
@@ -183,9 +186,13 @@ class Stage:
         return MediaOptions(
             can_publish=role != "listener",
             hidden=listener,
-            subscribe_kinds=frozenset({"audio"}) if listener else None,
+            subscribe_kinds=self._listener_kinds() if listener else None,
             attributes={"role": role},
         )
+
+    def _listener_kinds(self) -> frozenset[str] | None:
+        """What podcast listeners subscribe to: audio, or everything when video is shown."""
+        return None if self.video else frozenset({"audio"})
 
     def add(self, session: StageSession, role: p.Role) -> Member:
         """Register a joined session (its participant exists)."""
@@ -327,7 +334,7 @@ class Stage:
         if grants.canPublish:
             await room.set_can_publish(participant, True)
         if self.kind == "podcast":
-            room.set_subscribe_kinds(participant, frozenset({"audio"}) if hidden else None)
+            room.set_subscribe_kinds(participant, self._listener_kinds() if hidden else None)
         if member.hand_raised_at is not None and role != "listener":
             member.hand_raised_at = None
             member.session.send(p.HandEvent(raised=False))
@@ -432,6 +439,19 @@ class Stage:
             session.send(p.OkResponse(ref=ref))
             await self.end(app, actor)
             return
+        elif isinstance(request, p.SetStageVideoRequest):
+            if RANK[actor.role] < RANK["moderator"]:
+                raise self._forbid("only the host and moderators show video", ref)
+            if request.enabled != self.video:
+                self.video = request.enabled
+                if self.kind == "podcast":
+                    for member in list(self.members.values()):
+                        participant = member.session.participant
+                        if member.role == "listener" and participant is not None:
+                            participant.room.set_subscribe_kinds(
+                                participant, self._listener_kinds()
+                            )
+                self._broadcast(p.StageSettingsEvent(video=self.video))
         elif isinstance(request, p.ListAudienceRequest):
             listeners = [m for m in self.members.values() if m.role == "listener"]
             page = listeners[request.offset : request.offset + request.limit]

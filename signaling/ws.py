@@ -314,6 +314,7 @@ class Session:
                     roomAdmin=self.grants.roomAdmin,
                 ),
                 audience=stage.audience_count(),
+                stage_video=stage.video,
             )
         )
         stage.welcome(member)

@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 
 from signaling.client import RoomClient, SignalingError
-from tests.support.media import ToneTrack, collect_audio, dominant_frequency
+from tests.support.media import (
+    ColorTrack,
+    ToneTrack,
+    collect_audio,
+    dominant_frequency,
+    mean_color,
+)
 
 ROOM = "pod"
 
@@ -305,4 +311,44 @@ async def test_conference_rooms_keep_everyone_visible(
         await alice.wait_for(lambda: any(e["remote"] for e in _events(alice, "track_muted")))
     finally:
         for client in (viewer, alice, admin):
+            await client.close()
+
+
+async def test_listeners_get_video_only_when_the_stage_shows_it(
+    podcast: Callable[..., RoomClient],
+) -> None:
+    host = podcast("host", "host")
+    speaker = podcast("speaker", "speaker")
+    listener = podcast("listener", "listener")
+    try:
+        await host.connect()
+        await speaker.connect()
+        await speaker.publish([ToneTrack(440.0), ColorTrack((200, 30, 30))])
+        await listener.connect()
+        assert listener.joined["stage_video"] is False
+        await listener.wait_for(lambda: len(listener.received) == 1)
+        assert {r.kind for r in listener.received.values()} == {"audio"}
+        await _refused(listener, {"type": "set_stage_video", "enabled": True})
+
+        # The host shows the stage's video: the listener subscribes to it at once.
+        await host.request({"type": "set_stage_video", "enabled": True})
+        await listener.wait_for(lambda: bool(_events(listener, "stage_settings")))
+        assert _events(listener, "stage_settings")[-1]["video"] is True
+        await listener.wait_for(
+            lambda: {r.kind for r in listener.received.values()} == {"audio", "video"}
+        )
+        video = next(r for r in listener.received.values() if r.kind == "video")
+        red, green, blue = await mean_color(video.track)  # type: ignore[arg-type]
+        assert red > 150 and green < 80 and blue < 80
+        late = podcast("late", "listener")
+        await late.connect()
+        assert late.joined["stage_video"] is True
+        await late.wait_for(lambda: len(late.received) == 2)
+        await late.close()
+
+        # Back to audio only: the video consumer goes away.
+        await host.request({"type": "set_stage_video", "enabled": False})
+        await listener.wait_for(lambda: {r.kind for r in listener.received.values()} == {"audio"})
+    finally:
+        for client in (listener, speaker, host):
             await client.close()
