@@ -58,6 +58,15 @@ export async function getLocalMedia({ audioOnly = false } = {}) {
   throw lastError ?? new Error('no media devices');
 }
 
+/** The camera alone (a podcast stage member turning it on while the stage shows video). */
+export async function getCamera() {
+  const stream = await navigator.mediaDevices.getUserMedia({
+    audio: false,
+    video: constraintsFor('video', stored('video')),
+  });
+  return stream.getVideoTracks()[0];
+}
+
 /** The id of the device a track captures from ('' when unknown). */
 function deviceOf(track) {
   if (!track || !track.getSettings) return '';

@@ -5,6 +5,9 @@
 // speaker highlight; the audience count; for the host and moderators the raised-hands queue
 // (Promote) and the audience list (paged with `list_audience`), and per-member controls; for
 // listeners Raise hand and the stage invitation dialog; for speakers the mic and Leave stage.
+// Stage video: the host and moderators toggle "Show video to audience" (`set_stage_video`);
+// while it is on, stage members get a camera button and the cards show each member's camera
+// (a muted <video>: the grid's hidden tiles play the audio) instead of the avatar.
 // It also shows the "room ended" screen (any room kind).
 //
 // Media stays in Session (session.js): it publishes when `role_changed` grants canPublish and
@@ -107,6 +110,10 @@ class StageCard {
     this.sid = sid;
     this.member = null;
     this.avatar = h('div', { class: 'pod-avatar', 'aria-hidden': 'true' });
+    this.video = h('video', { class: 'pod-video', hidden: true, 'aria-hidden': 'true' });
+    this.video.muted = true; // the grid's tile plays the member's audio
+    this.video.autoplay = true;
+    this.video.playsInline = true;
     this.nameEl = h('span', { class: 'pod-name' });
     this.badge = h('span', { class: 'pod-role' });
     this.mic = h('span', { class: 'pod-mic', role: 'img' });
@@ -152,7 +159,7 @@ class StageCard {
       this.nameEl,
       h('span', { class: 'pod-meta' }, [this.badge, this.mic]),
     ]);
-    this.el = h('li', { class: 'pod-card' }, [this.avatar, who, this.controls, this.menu]);
+    this.el = h('li', { class: 'pod-card' }, [this.avatar, this.video, who, this.controls, this.menu]);
     this.el.dataset.sid = sid;
   }
 
@@ -200,6 +207,19 @@ class StageCard {
     this.manageBtn.hidden = !any;
     if (!any) this.toggleMenu(false);
     this.controls.hidden = this.muteBtn.hidden && this.manageBtn.hidden;
+  }
+
+  /** Show `track` (a live camera) instead of the avatar, or the avatar when null. */
+  setVideo(track) {
+    const current = this.video.srcObject ? this.video.srcObject.getVideoTracks()[0] : null;
+    if (track !== current) {
+      this.video.srcObject = track ? new MediaStream([track]) : null;
+      if (track) this.video.play().catch(() => {});
+    }
+    this.video.hidden = !track;
+    this.avatar.hidden = Boolean(track);
+    this.el.classList.toggle('has-video', Boolean(track));
+    this.el.dataset.video = String(Boolean(track));
   }
 
   setSpeaking(speaking) {
@@ -325,13 +345,19 @@ export class PodcastView {
     this.micBtn.addEventListener('click', () => this._toggleMic());
     this.handBtn = h('button', { type: 'button', class: 'btn pod-hand-btn' });
     this.handBtn.addEventListener('click', () => this._toggleHand());
+    this.camBtn = h('button', { type: 'button', class: 'btn pod-cam-btn' });
+    this.camBtn.addEventListener('click', () => this._toggleCamera());
+    this.videoBtn = h('button', { type: 'button', class: 'btn pod-video-btn', 'aria-pressed': 'false' });
+    this.videoBtn.addEventListener('click', () => this._toggleStageVideo());
     this.leaveStageBtn = h('button', { type: 'button', class: 'btn', text: 'Leave stage' });
     this.leaveStageBtn.addEventListener('click', () => this._leaveStage());
     this.endBtn = h('button', { type: 'button', class: 'btn pod-end', text: 'End room' });
     this.endBtn.addEventListener('click', () => this._endRoom());
     this.bar = h('div', { class: 'pod-bar', role: 'group', 'aria-label': 'Stage', hidden: true }, [
       this.micBtn,
+      this.camBtn,
       this.handBtn,
+      this.videoBtn,
       this.leaveStageBtn,
       this.endBtn,
     ]);
@@ -419,6 +445,12 @@ export class PodcastView {
     session.addEventListener('roomevent', (ev) => {
       if (this.session === session) this._onEvent(ev.detail.msg);
     });
+    // Received streams change after a subscribe offer; our camera with 'local'.
+    for (const type of ['media', 'local']) {
+      session.addEventListener(type, () => {
+        if (this.session === session) this.render();
+      });
+    }
     this.render();
   }
 
@@ -486,6 +518,8 @@ export class PodcastView {
       case 'stage_invite':
         this._onInvite(msg);
         break;
+      case 'stage_settings':
+        break; // the Session keeps the setting (stageVideo) and stops our camera
       case 'room_ended':
         st.ended = { by: msg.by ?? null };
         this._closeDialogs();
@@ -686,6 +720,28 @@ export class PodcastView {
     if (muted === false && this.st.notice.startsWith('A moderator muted you')) this._setNotice('');
   }
 
+  _toggleStageVideo() {
+    const s = this.session;
+    if (!s) return;
+    const enabled = !s.stageVideo;
+    this._request({ type: 'set_stage_video', enabled }, enabled ? 'show video' : 'hide video');
+  }
+
+  async _toggleCamera() {
+    const s = this.session;
+    if (!s) return;
+    this.camBtn.disabled = true;
+    try {
+      if (s.local.video) await s.stopCamera();
+      else await s.startCamera();
+    } catch (err) {
+      this._setNotice(`Could not ${s.local.video ? 'stop' : 'start'} the camera: ${err.message || err}`);
+    } finally {
+      this.camBtn.disabled = false;
+      this.render();
+    }
+  }
+
   _toggleHand() {
     const raised = !this.st.handRaised;
     this.st.handRaised = raised; // the server confirms with `hand`
@@ -731,6 +787,7 @@ export class PodcastView {
         role: st.role,
         me: true,
         mic: !audio ? 'off' : audio.muted ? 'muted' : 'on',
+        video: Boolean(this._videoTrack(s.me.sid, true)),
         order: 0,
       });
     }
@@ -738,17 +795,41 @@ export class PodcastView {
       const audio = [...m.tracks.values()].filter((t) => t.kind === 'audio');
       const mic = audio.length === 0 ? 'off' : audio.every((t) => t.muted) ? 'muted' : 'on';
       const { sid, identity, name, role, order } = m;
-      return { sid, identity, name, role, me: false, mic, order };
+      return { sid, identity, name, role, me: false, mic, video: Boolean(this._videoTrack(sid, false)), order };
     });
     others.sort((a, b) => RANK[b.role] - RANK[a.role] || a.order - b.order);
     return [...members, ...others];
   }
 
+  /**
+   * The camera track a stage card shows: ours while we publish one; another member's while we
+   * receive it (the subscribe PC) and they publish an unmuted camera. Else null.
+   */
+  _videoTrack(sid, me) {
+    const s = this.session;
+    if (!s || !s.stageVideo) return null;
+    if (me) {
+      const cam = s.local.video;
+      return cam && !cam.muted && cam.track.readyState === 'live' ? cam.track : null;
+    }
+    const m = this.st.stage.get(sid);
+    const p = s.participants.get(sid);
+    if (!m || !p) return null;
+    const published = [...m.tracks.values()].some(
+      (t) => t.kind === 'video' && t.source !== 'screen' && !t.muted,
+    );
+    if (!published) return null;
+    return p.stream.getVideoTracks().find((t) => t.readyState === 'live') ?? null;
+  }
+
   snapshot() {
     const st = this.st;
+    const s = this.session;
     return {
       kind: st.kind,
       role: st.role,
+      stageVideo: Boolean(s && s.stageVideo),
+      camera: Boolean(s && s.local.video),
       audience: st.audience,
       handRaised: st.handRaised,
       hands: st.hands.queue.map((m) => ({ ...m })),
@@ -791,9 +872,14 @@ export class PodcastView {
         this.cards.set(m.sid, card);
         return card.el;
       },
-      (el, m) => this.cards.get(m.sid).update(m, st.role, st.speaking.has(m.sid)),
+      (el, m) => {
+        const card = this.cards.get(m.sid);
+        card.update(m, st.role, st.speaking.has(m.sid));
+        card.setVideo(this._videoTrack(m.sid, m.me));
+      },
       this.stageTitle,
     );
+    this.stageList.classList.toggle('with-video', members.some((m) => m.video));
     for (const sid of [...this.cards.keys()]) {
       if (!members.some((m) => m.sid === sid)) this.cards.delete(sid);
     }
@@ -892,6 +978,11 @@ export class PodcastView {
     this.micBtn.disabled = !audio;
     const muted = Boolean(audio && audio.muted);
     setButton(this.micBtn, muted ? 'micOff' : 'mic', muted ? 'Unmute mic' : 'Mute mic', muted);
+    const cam = Boolean(s.local.video);
+    this.camBtn.hidden = !(onStage && (s.stageVideo || cam) && s.canPublish);
+    setButton(this.camBtn, cam ? 'cam' : 'camOff', cam ? 'Stop camera' : 'Start camera');
+    this.videoBtn.hidden = !this.isAdmin;
+    setButton(this.videoBtn, 'eye', 'Show video to audience', Boolean(s.stageVideo));
     this.handBtn.hidden = role !== 'listener';
     this.handBtn.replaceChildren(
       handIcon(),

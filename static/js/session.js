@@ -20,18 +20,22 @@
 //   'roomevent'     {msg}         every server event and the `joined` reply, after the Session
 //                                 handled it (podcast.js keeps its stage model from these)
 //   'role'          our role or permissions changed (`role_changed`)
+//   'media'         {sid}  a remote participant's received streams changed
+//   'stagevideo'    a podcast stage's video setting changed (`stagevideo` property)
 //   'ended'         the session is over (left, disconnected, failed, or the room 'ended')
 //
 // Roles (docs/protocol.md, "Podcast stage"): `joined.permissions` and `role_changed` carry our
 // live grants. Without `canPublish` (a podcast listener, a conference token without the grant)
 // the Session neither captures nor makes a publish PC; a promotion captures and publishes on
 // the same WebSocket session (a new publish PC), a demotion stops the capture and closes it
-// (the server has already closed our producers). Podcast rooms publish audio only.
+// (the server has already closed our producers). Podcast rooms publish audio only, except
+// that stage members may turn their camera on while the stage shows video (`stage_settings`,
+// `joined.stage_video`: startCamera/stopCamera); it stops when the stage hides video again.
 
 import { SignalClient, SignalError, PROTOCOL_VERSION } from './signal.js';
 import { Trickler, waitForGathering } from './rtc.js';
 import { Tile } from './ui.js';
-import { getLocalMedia } from './devices.js';
+import { getCamera, getLocalMedia } from './devices.js';
 
 const GATHER_CAP_MS = 3000;
 const PING_INTERVAL_MS = 10000;
@@ -86,6 +90,8 @@ export class Session extends EventTarget {
     this.localTile = null;
     this.localScreenTile = null;
     this.spareScreenTransceiver = null; // the m-line of an ended screen share, reused next time
+    this.spareCameraTransceiver = null; // the m-line of a stopped podcast camera, likewise
+    this.stageVideo = false; // a podcast stage shows its video to listeners (`stage_settings`)
     this.activeSpeakers = []; // the last active_speakers list, loudest first
     this.heardSpeaking = new Set(); // sids ever reported as active speakers
     this.subMids = new Map(); // mid -> {participant, track, kind} from the latest offer
@@ -259,6 +265,7 @@ export class Session extends EventTarget {
     this.role = joined.role ?? null;
     this.permissions = joined.permissions ?? null;
     this.rtcConfig = { iceServers: joined.ice_servers ?? [] };
+    this.stageVideo = Boolean(joined.stage_video);
     // The publish PC is made when we publish (_openPublish): a listener never gets one.
     this.sub = new RTCPeerConnection(this.rtcConfig);
     this.subTrickle = new Trickler(this.sub, 'subscribe', (msg) => this.signal.send(msg));
@@ -452,6 +459,7 @@ export class Session extends EventTarget {
     if (this.screen) this.screen.track.stop();
     this.screen = null;
     this.spareScreenTransceiver = null; // it belonged to the closed PC
+    this.spareCameraTransceiver = null;
     if (this.localScreenTile) this.localScreenTile.remove();
     this.localScreenTile = null;
     this._localChanged();
@@ -549,6 +557,80 @@ export class Session extends EventTarget {
     this.localStream = new MediaStream([...others, track]);
     this.localTile.attach(this.localStream);
     this._localChanged();
+  }
+
+  /** Whether we may turn a camera on now: a podcast stage member while the stage shows video. */
+  get canStartStageCamera() {
+    return (
+      this.state === 'joined' && this.kind === 'podcast' && this.stageVideo && this.canPublish && this.pub !== null
+    );
+  }
+
+  /**
+   * A podcast stage member turns the camera on (only while the stage shows video): the camera
+   * is published as a video m-line with source "camera" on the publish PC (the m-line of an
+   * earlier camera is reused).
+   */
+  async startCamera() {
+    if (!this.canStartStageCamera) throw new Error('the stage does not show video now');
+    if (this.local.video) return;
+    const pc = this.pub;
+    const track = await getCamera();
+    if (!this.canStartStageCamera || this.pub !== pc || this.local.video) {
+      track.stop(); // left, demoted, the stage hid video, or a second click, while we asked
+      return;
+    }
+    let transceiver = this.spareCameraTransceiver;
+    this.spareCameraTransceiver = null;
+    if (transceiver && !transceiver.stopped) {
+      await transceiver.sender.replaceTrack(track);
+      transceiver.direction = 'sendonly';
+    } else {
+      transceiver = pc.addTransceiver(track, { direction: 'sendonly', streams: [new MediaStream([track])] });
+    }
+    this.local.video = {
+      kind: 'video',
+      track,
+      transceiver,
+      mid: null,
+      sid: null,
+      muted: false,
+      source: 'camera',
+      name: 'camera',
+    };
+    this.localStream = new MediaStream([...(this.localStream?.getTracks() ?? []), track]);
+    this.localTile.attach(this.localStream);
+    this._localChanged();
+    this._emit('participants');
+    await this._negotiatePublish();
+  }
+
+  /** Turn the podcast camera off: the m-line goes inactive (unpublished) and is kept spare. */
+  async stopCamera() {
+    const entry = this.local.video;
+    if (!entry) return;
+    this.local.video = null;
+    entry.track.stop();
+    if (this.localStream) {
+      this.localStream = new MediaStream(this.localStream.getTracks().filter((t) => t !== entry.track));
+      this.localTile.attach(this.localStream);
+    }
+    this._localChanged();
+    this._emit('participants');
+    if (this.state !== 'joined' || !this.pub || this.pub.signalingState === 'closed') return;
+    await entry.transceiver.sender.replaceTrack(null);
+    entry.transceiver.direction = 'inactive';
+    this.spareCameraTransceiver = entry.transceiver;
+    await this._negotiatePublish();
+  }
+
+  /** `stage_settings`: follow the stage's video setting; our camera stops when it is hidden. */
+  _onStageSettings(msg) {
+    this.stageVideo = Boolean(msg.video);
+    if (!this.stageVideo && this.local.video && this.kind === 'podcast') {
+      this.stopCamera().catch((err) => this._error(err, 'camera'));
+    }
+    this._emit('stagevideo');
   }
 
   /** Publish a screen capture track as an extra video m-line with source "screen". */
@@ -666,6 +748,7 @@ export class Session extends EventTarget {
   /** Show a participant's streams: the camera tile, and a screen tile while they share. */
   _attach(p) {
     p.tile.attach(p.stream, this.onblocked);
+    this._emit('media', { sid: p.sid });
     const sharing = p.screenStream.getTracks().length > 0;
     if (sharing && !p.screenTile) {
       p.screenTile = new Tile({ sid: p.sid, name: p.name || p.identity, screen: true });
@@ -816,6 +899,9 @@ export class Session extends EventTarget {
         break;
       case 'room_ended':
         this._onRoomEnded(msg);
+        break;
+      case 'stage_settings':
+        this._onStageSettings(msg);
         break;
       default:
         // Stage events (hands, audience, ...) and extensions' (whiteboard, files).
