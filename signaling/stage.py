@@ -48,6 +48,7 @@ from pydantic import BaseModel
 from signaling import keys
 from signaling import protocol as p
 from signaling.auth.tokens import AccessClaims, VideoGrant
+from signaling.store.mongo import PresenceEvent
 
 if TYPE_CHECKING:
     from sfu.participant import Participant
@@ -492,11 +493,11 @@ def _with_permissions(grants: VideoGrant, perms: p.Permissions) -> VideoGrant:
     return grants.model_copy(update={"canPublish": perms.canPublish, "roomAdmin": perms.roomAdmin})
 
 
-async def _history(app: web.Application, room: str, member: Member, event: str) -> None:
+async def _history(app: web.Application, room: str, member: Member, event: PresenceEvent) -> None:
     from signaling.accounts import record_presence
 
     participant = member.participant
-    await record_presence(app, room, participant.identity, event, participant.name)  # type: ignore[arg-type]
+    await record_presence(app, room, participant.identity, event, participant.name)
 
 
 async def _revoke(app: web.Application, claims: AccessClaims) -> None:
