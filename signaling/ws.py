@@ -27,7 +27,7 @@ from signaling.accounts import authorize_join, record_presence
 from signaling.auth.tokens import AccessClaims, TokenError, VideoGrant
 from signaling.chat import CHAT
 from signaling.metrics import observe_join
-from signaling.stage import STAGES, Stage
+from signaling.stage import STAGES, Stage, permissions
 from signaling.whiteboard import BOARD
 
 logger = logging.getLogger(__name__)
@@ -307,12 +307,7 @@ class Session:
                 ice_servers=media.ice_servers(),
                 kind=stage.kind,
                 role=role,
-                permissions=p.Permissions(
-                    canPublish=self.grants.canPublish,
-                    canSubscribe=self.grants.canSubscribe,
-                    canPublishData=self.grants.canPublishData,
-                    roomAdmin=self.grants.roomAdmin,
-                ),
+                permissions=permissions(role, grants),
                 audience=stage.audience_count(),
                 stage_video=stage.video,
             )
