@@ -288,40 +288,40 @@ export class PodcastView {
     this.stageList = h('ul', { class: 'pod-stage', 'aria-labelledby': 'pod-stage-title' });
     this.listenerNote = h('p', { class: 'pod-note', hidden: true });
 
-    this.handsCount = h('span', { class: 'pod-count' });
-    this.handsList = h('ol', { class: 'pod-rows', 'aria-labelledby': 'pod-hands-title' });
-    this.handsEmpty = h('p', { class: 'hint pod-empty', text: 'No raised hands.' });
-    this.handsPanel = h(
-      'section',
-      { class: 'pod-panel pod-hands', 'aria-labelledby': 'pod-hands-title' },
-      [
-        h('h3', { id: 'pod-hands-title', tabindex: '-1' }, [
-          document.createTextNode('Raised hands '),
-          this.handsCount,
-        ]),
-        this.handsList,
-        this.handsEmpty,
-      ],
-    );
+    const panel = (name, title, listTag, emptyText, extra = []) => {
+      const count = h('span', { class: 'pod-count' });
+      const list = h(listTag, { class: 'pod-rows', 'aria-labelledby': `pod-${name}-title` });
+      const empty = h('p', { class: 'hint pod-empty', text: emptyText });
+      const section = h(
+        'section',
+        { class: `pod-panel pod-${name}`, 'aria-labelledby': `pod-${name}-title` },
+        [
+          h('h3', { id: `pod-${name}-title`, tabindex: '-1' }, [
+            document.createTextNode(`${title} `),
+            count,
+          ]),
+          list,
+          empty,
+          ...extra,
+        ],
+      );
+      return { count, list, empty, section };
+    };
+    const hands = panel('hands', 'Raised hands', 'ol', 'No raised hands.');
+    this.handsCount = hands.count;
+    this.handsList = hands.list;
+    this.handsEmpty = hands.empty;
+    this.handsPanel = hands.section;
 
-    this.audienceTotalEl = h('span', { class: 'pod-count' });
-    this.audienceListEl = h('ul', { class: 'pod-rows', 'aria-labelledby': 'pod-audience-title' });
-    this.audienceEmpty = h('p', { class: 'hint pod-empty', text: 'Nobody is listening yet.' });
     this.loadMore = h('button', { type: 'button', class: 'btn pod-small', text: 'Load more' });
     this.loadMore.addEventListener('click', () => this._loadAudience(false));
-    this.audiencePanel = h(
-      'section',
-      { class: 'pod-panel pod-audience', 'aria-labelledby': 'pod-audience-title' },
-      [
-        h('h3', { id: 'pod-audience-title', tabindex: '-1' }, [
-          document.createTextNode('Audience '),
-          this.audienceTotalEl,
-        ]),
-        this.audienceListEl,
-        this.audienceEmpty,
-        this.loadMore,
-      ],
-    );
+    const audience = panel('audience', 'Audience', 'ul', 'Nobody is listening yet.', [
+      this.loadMore,
+    ]);
+    this.audienceTotalEl = audience.count;
+    this.audienceListEl = audience.list;
+    this.audienceEmpty = audience.empty;
+    this.audiencePanel = audience.section;
     this.adminPanels = h('div', { class: 'pod-admin', hidden: true }, [
       this.handsPanel,
       this.audiencePanel,
