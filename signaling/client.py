@@ -14,7 +14,7 @@ import contextlib
 import itertools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,6 +100,8 @@ class RoomClient:
         room, name, identity, token: as in the ``join`` request.
         count_only: subscribe without decoding (see :class:`PacketCounter`).
         subscribe: whether to subscribe at all.
+        remote_sdp: rewrites every SDP the server sends (publish answers, subscribe offers)
+            before it is applied; tests use it to steer media through an impairing UDP relay.
     """
 
     def __init__(
@@ -112,8 +114,10 @@ class RoomClient:
         token: str | None = None,
         count_only: bool = False,
         subscribe: bool = True,
+        remote_sdp: Callable[[str], Awaitable[str]] | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        self.remote_sdp = remote_sdp
         self.room = room
         self.name = name
         self.identity = identity
@@ -235,9 +239,14 @@ class RoomClient:
                 ],
             }
         )
-        await self.pub.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
+        await self.pub.setRemoteDescription(
+            RTCSessionDescription(sdp=await self._remote(reply["sdp"]), type="answer")
+        )
         self.published = dict(reply.get("tracks", {}))
         return self.published
+
+    async def _remote(self, sdp: str) -> str:
+        return sdp if self.remote_sdp is None else await self.remote_sdp(sdp)
 
     async def publish_sdp(self, sdp: str, tracks: list[dict[str, Any]]) -> dict[str, Any]:
         """Send a publish offer made elsewhere (e.g. a raw-RTP peer); returns the ``answer``."""
@@ -253,7 +262,9 @@ class RoomClient:
                 transceiver.direction = "inactive"
         await self.pub.setLocalDescription(await self.pub.createOffer())
         reply = await self.request({"type": "offer", "sdp": self.pub.localDescription.sdp})
-        await self.pub.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
+        await self.pub.setRemoteDescription(
+            RTCSessionDescription(sdp=await self._remote(reply["sdp"]), type="answer")
+        )
         self.published = dict(reply.get("tracks", {}))
 
     async def _drop_publisher(self) -> None:
@@ -305,7 +316,9 @@ class RoomClient:
             pc = self._subscriber()
             if pc.connectionState == "closed" or self._closing:
                 return  # an offer that raced our close()
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
+            await pc.setRemoteDescription(
+                RTCSessionDescription(sdp=await self._remote(offer["sdp"]), type="offer")
+            )
             for transceiver in pc.getTransceivers():
                 if self.count_only or transceiver.mid is None:
                     continue
