@@ -12,6 +12,7 @@ __all__ = ["RetransmissionBuffer", "rtx_wrap"]
 T = TypeVar("T")
 
 _HDR = struct.Struct("!BBHII")
+_NEVER = -(1 << 62)  # "never resent" marker for a slot's last-resend time (ms)
 
 
 class RetransmissionBuffer(Generic[T]):
@@ -25,7 +26,7 @@ class RetransmissionBuffer(Generic[T]):
     fields); nothing is copied.
     """
 
-    __slots__ = ("_items", "_mask", "_seqs")
+    __slots__ = ("_items", "_mask", "_resent_ms", "_seqs")
 
     def __init__(self, size: int = 512) -> None:
         """Allocate ``size`` empty slots; ValueError unless a power of two <= 32768."""
@@ -34,6 +35,7 @@ class RetransmissionBuffer(Generic[T]):
         self._mask = size - 1
         self._seqs: list[int] = [-1] * size
         self._items: list[T | None] = [None] * size
+        self._resent_ms: list[int] = [_NEVER] * size
 
     def __len__(self) -> int:
         """Return the capacity (number of slots)."""
@@ -44,6 +46,7 @@ class RetransmissionBuffer(Generic[T]):
         i = out_seq & self._mask
         self._seqs[i] = out_seq & 0xFFFF
         self._items[i] = item
+        self._resent_ms[i] = _NEVER
 
     def get(self, out_seq: int) -> T | None:
         """Return the item stored for 16-bit ``out_seq``, or None if evicted/never stored."""
@@ -52,11 +55,29 @@ class RetransmissionBuffer(Generic[T]):
             return None
         return self._items[i]
 
+    def take_for_resend(self, out_seq: int, now_ms: int, min_interval_ms: int) -> T | None:
+        """The item stored for 16-bit ``out_seq`` if it may be resent at ``now_ms`` (ms), else
+        None: evicted, never stored, or already resent less than ``min_interval_ms`` (ms, the
+        round-trip time) ago. A returned item is marked as resent at ``now_ms``.
+
+        This is mediasoup's ``RtpStreamSend::FillRetransmissionContainer`` rule: a packet goes
+        to one receiver at most once per round-trip time, however often it is NACKed.
+        """
+        i = out_seq & self._mask
+        if self._seqs[i] != out_seq & 0xFFFF:
+            return None
+        last = self._resent_ms[i]
+        if last != _NEVER and now_ms - last < min_interval_ms:
+            return None
+        self._resent_ms[i] = now_ms
+        return self._items[i]
+
     def clear(self) -> None:
         """Drop every stored item (e.g. on consumer close or SSRC change)."""
         size = self._mask + 1
         self._seqs[:] = [-1] * size
         self._items[:] = [None] * size
+        self._resent_ms[:] = [_NEVER] * size
 
 
 def rtx_wrap(packet: bytes, rtx_ssrc: int, rtx_seq: int, rtx_pt: int) -> bytes:
