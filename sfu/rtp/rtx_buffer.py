@@ -12,7 +12,6 @@ __all__ = ["RetransmissionBuffer", "rtx_wrap"]
 T = TypeVar("T")
 
 _HDR = struct.Struct("!BBHII")
-_NEVER = -(1 << 62)  # "never resent" marker for a slot's last-resend time (ms)
 
 
 class RetransmissionBuffer(Generic[T]):
@@ -26,7 +25,7 @@ class RetransmissionBuffer(Generic[T]):
     fields); nothing is copied.
     """
 
-    __slots__ = ("_items", "_mask", "_resent_ms", "_seqs")
+    __slots__ = ("_items", "_mask", "_resent", "_seqs")
 
     def __init__(self, size: int = 512) -> None:
         """Allocate ``size`` empty slots; ValueError unless a power of two <= 32768."""
@@ -35,7 +34,9 @@ class RetransmissionBuffer(Generic[T]):
         self._mask = size - 1
         self._seqs: list[int] = [-1] * size
         self._items: list[T | None] = [None] * size
-        self._resent_ms: list[int] = [_NEVER] * size
+        # (seq, ms) of the slot's last resend; not reset by store(): a newer packet in the slot
+        # has another seq (the same seq returns only 65536 packets later, far beyond any RTT).
+        self._resent: list[tuple[int, int] | None] = [None] * size
 
     def __len__(self) -> int:
         """Return the capacity (number of slots)."""
@@ -46,7 +47,6 @@ class RetransmissionBuffer(Generic[T]):
         i = out_seq & self._mask
         self._seqs[i] = out_seq & 0xFFFF
         self._items[i] = item
-        self._resent_ms[i] = _NEVER
 
     def get(self, out_seq: int) -> T | None:
         """Return the item stored for 16-bit ``out_seq``, or None if evicted/never stored."""
@@ -64,12 +64,13 @@ class RetransmissionBuffer(Generic[T]):
         to one receiver at most once per round-trip time, however often it is NACKed.
         """
         i = out_seq & self._mask
-        if self._seqs[i] != out_seq & 0xFFFF:
+        seq = out_seq & 0xFFFF
+        if self._seqs[i] != seq:
             return None
-        last = self._resent_ms[i]
-        if last != _NEVER and now_ms - last < min_interval_ms:
+        last = self._resent[i]
+        if last is not None and last[0] == seq and now_ms - last[1] < min_interval_ms:
             return None
-        self._resent_ms[i] = now_ms
+        self._resent[i] = (seq, now_ms)
         return self._items[i]
 
     def clear(self) -> None:
@@ -77,7 +78,7 @@ class RetransmissionBuffer(Generic[T]):
         size = self._mask + 1
         self._seqs[:] = [-1] * size
         self._items[:] = [None] * size
-        self._resent_ms[:] = [_NEVER] * size
+        self._resent[:] = [None] * size
 
 
 def rtx_wrap(packet: bytes, rtx_ssrc: int, rtx_seq: int, rtx_pt: int) -> bytes:
