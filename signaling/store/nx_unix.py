@@ -54,9 +54,11 @@ async def _serve(socket_path: str, data_dir: str) -> None:
         os.umask(old_umask)
     logging.getLogger("nx_27017").info("Listening on unix socket %s", socket_path)
     try:
-        async with server:
-            await stop.wait()
+        await stop.wait()
     finally:
+        # No wait_closed(): from Python 3.12 it waits for every client to hang up; the
+        # remaining connection tasks are cancelled when asyncio.run() returns.
+        server.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(socket_path)
         close_all = getattr(handler, "close_all", None)
