@@ -9,7 +9,10 @@ object on this path. Sequence/timestamp continuity across pauses and producer re
 :class:`sfu.rtp.munger.RtpMunger`'s job (mediasoup ``SeqManager``, LiveKit ``rtpmunger``).
 
 Video consumers keep a retransmission buffer of the packets they sent and answer the
-subscriber's NACKs from it, as RTX (RFC 4588) when negotiated.
+subscriber's NACKs from it, as RTX (RFC 4588) when negotiated. A NACK cannot amplify: its
+sequence numbers are deduplicated and capped (:data:`MAX_NACK_SEQS`), a packet is resent at
+most once per round-trip time (measured from the subscriber's receiver reports), and the
+retransmissions share a budget proportional to the media sent (:mod:`sfu.rtp.rtx_budget`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from sfu import _aiortc_adapter as adapter
 from sfu.codecs import CodecInfo, match_codec
 from sfu.errors import UnsupportedCodecError
 from sfu.rtp.munger import RtpMunger
+from sfu.rtp.rtt import RttEstimator
+from sfu.rtp.rtx_budget import RetransmissionBudget
 from sfu.rtp.rtx_buffer import RetransmissionBuffer, rtx_wrap
 
 if TYPE_CHECKING:
@@ -36,6 +41,9 @@ if TYPE_CHECKING:
 
 _HDR = struct.Struct("!BBHII")
 _NTP_FRACTION = 1 << 32
+
+MAX_NACK_SEQS = 128
+"""Distinct sequence numbers honoured per NACK (RFC 4585 §6.2.1); the rest are ignored."""
 
 
 def _one_byte_ext(mid_id: int, mid: bytes, extra_id: int, extra_len: int) -> tuple[bytes, bytes]:
@@ -95,6 +103,8 @@ class Consumer:
         "paused",
         "producer",
         "retransmissions",
+        "rtt",
+        "rtx_budget",
         "rtx_buffer",
         "rtx_seq",
         "rtx_ssrc",
@@ -128,6 +138,8 @@ class Consumer:
             RetransmissionBuffer(nack_buffer_packets) if self.kind == "video" else None
         )
         self.rtx_seq = secrets.randbits(15)
+        self.rtt = RttEstimator()
+        self.rtx_budget = RetransmissionBudget()
         self.wait_keyframe = self.kind == "video"
         self.packets_sent = 0
         self.bytes_sent = 0
@@ -254,20 +266,40 @@ class Consumer:
 
     # -- feedback from the subscriber ----------------------------------------------------------
 
-    def retransmit(self, lost: list[int]) -> int:
+    def retransmit(self, lost: list[int], now_ms: int | None = None) -> int:
         """Answer a Generic NACK (RFC 4585 §6.2.1) for our outgoing sequence numbers ``lost``
         from the retransmission buffer: as RTX (RFC 4588) when negotiated, else the same packet
-        again. Returns how many packets were resent."""
+        again. Returns how many packets were resent.
+
+        Repeated sequence numbers count once and at most :data:`MAX_NACK_SEQS` distinct ones
+        are honoured; a packet already resent within the round-trip time (``self.rtt``) is not
+        resent again, and nothing is resent once the retransmission budget (``self.rtx_budget``)
+        is spent. ``now_ms`` is aiortc's millisecond clock (``adapter.now_ms()`` when None).
+        """
         buffer = self.rtx_buffer
         send = self._send_rtp
         if buffer is None or send is None or self.closed:
             return 0
+        if now_ms is None:
+            now_ms = adapter.now_ms()
         rtx_pt = self.codec.rtx_payload_type if self.codec is not None else None
+        budget = self.rtx_budget
+        budget.refill(self.packets_sent)
+        rtt_ms = self.rtt.rtt_ms
+        seen: set[int] = set()
         sent = 0
         for seq in lost:
-            packet = buffer.get(seq)
+            if seq in seen:
+                continue
+            if len(seen) >= MAX_NACK_SEQS:
+                break
+            seen.add(seq)
+            if not budget.has_token():
+                break
+            packet = buffer.take_for_resend(seq, now_ms, rtt_ms)
             if packet is None:
                 continue
+            budget.spend()
             if rtx_pt is not None:
                 self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
                 send(rtx_wrap(packet, self.rtx_ssrc, self.rtx_seq, rtx_pt))
@@ -276,6 +308,12 @@ class Consumer:
             sent += 1
         self.retransmissions += sent
         return sent
+
+    def on_report_block(self, lsr: int, dlsr: int, now_ms: int | None = None) -> None:
+        """The subscriber's receiver report block for our SSRC (RFC 3550 §6.4.1): ``lsr`` (the
+        middle 32 bits of the NTP timestamp of our last SR it got) and ``dlsr`` (1/65536 s
+        since) update our round-trip time estimate ``self.rtt``."""
+        self.rtt.on_report_block(lsr, dlsr, adapter.now_ms() if now_ms is None else now_ms)
 
     def request_keyframe(self) -> None:
         """The subscriber lost a picture (PLI/FIR) or just started: ask the producer."""
@@ -293,6 +331,7 @@ class Consumer:
         ntp, rtp_ts, at = sr
         elapsed = max(0.0, time.monotonic() - at)
         ntp_out = (ntp + int(elapsed * _NTP_FRACTION)) & 0xFFFFFFFFFFFFFFFF
+        self.rtt.on_sender_report_sent(ntp_out, adapter.now_ms())
         rtp_out = (rtp_ts + int(elapsed * codec.clock_rate) + self._ts_offset) & 0xFFFFFFFF
         packet = RtcpSrPacket(
             ssrc=self.ssrc,

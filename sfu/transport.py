@@ -325,6 +325,9 @@ class WebRtcTransport:
                     producer.on_sender_report(
                         packet.sender_info.ntp_timestamp, packet.sender_info.rtp_timestamp
                     )
+                self._on_report_blocks(packet.reports)
+            elif isinstance(packet, RtcpRrPacket):
+                self._on_report_blocks(packet.reports)
             elif isinstance(packet, RtcpPsfbPacket):
                 if packet.fmt == RTCP_PSFB_PLI:
                     consumer = self._consumers_by_ssrc.get(packet.media_ssrc)
@@ -348,6 +351,16 @@ class WebRtcTransport:
                         consumer.retransmit(packet.lost)
             elif isinstance(packet, RtcpByePacket):
                 pass  # the signaling layer ends tracks; BYE alone does not
+
+    def _on_report_blocks(self, reports: list[RtcpReceiverInfo]) -> None:
+        # RFC 3550 §6.4.1: report blocks about our consumers' SSRCs carry LSR/DLSR (RTT).
+        now = None
+        for report in reports:
+            consumer = self._consumers_by_ssrc.get(report.ssrc)
+            if consumer is not None:
+                if now is None:
+                    now = adapter.now_ms()
+                consumer.on_report_block(report.lsr, report.dlsr, now)
 
     # -- RTCP we send --------------------------------------------------------------------------
 

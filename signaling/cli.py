@@ -36,13 +36,20 @@ def _serve(args: argparse.Namespace) -> int:
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from signaling.access_log import RedactingAccessLogger
     from signaling.auth.secrets import SecretError
     from signaling.store.embedded import StoreStartError
 
     app = create_app(settings)
     app.on_startup.append(_freeze_startup_objects)
     try:
-        web.run_app(app, host=settings.host, port=settings.port, print=None)
+        web.run_app(
+            app,
+            host=settings.host,
+            port=settings.port,
+            print=None,
+            access_log_class=RedactingAccessLogger,  # no room tokens in the access log
+        )
     except (StoreStartError, SecretError, OSError) as exc:
         print(f"sfu serve: cannot start: {exc}", file=sys.stderr)
         return 1

@@ -12,6 +12,8 @@ Metrics (all from prometheus-client, one registry per app so tests can build man
 * ``process_cpu_seconds_total``, ``process_resident_memory_bytes`` and the other standard
   process metrics (Linux).
 
+``/metrics`` requires ``Authorization: Bearer <SFU_METRICS_TOKEN>`` when that setting is set
+(401 problem details, RFC 9457, with ``WWW-Authenticate: Bearer``, RFC 6750 §3, otherwise).
 ``/healthz`` answers while the process serves HTTP; ``/readyz`` answers 200 once the media
 plane and the store are up (the store must answer ``ping``), else 503.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -36,6 +39,7 @@ from prometheus_client.registry import Collector
 
 from sfu.stats import COUNTER_NAMES
 from signaling import keys
+from signaling.problems import problem
 
 LAG_INTERVAL_S = 0.1
 
@@ -118,8 +122,34 @@ def observe_join(app: web.Application, started: float) -> None:
         metrics.join_seconds.observe(time.monotonic() - started)
 
 
+def metrics_authorized(request: web.Request) -> bool:
+    """True when ``SFU_METRICS_TOKEN`` is unset, or the request carries ``Authorization:
+    Bearer <token>`` with exactly that token (compared in constant time)."""
+    settings = request.app.get(keys.SETTINGS)
+    expected = settings.metrics_token if settings is not None else None
+    if expected is None:
+        return True
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(
+        presented.strip().encode("utf-8"), expected.get_secret_value().encode("utf-8")
+    )
+
+
 async def handle_metrics(request: web.Request) -> web.Response:
-    """``GET /metrics``: Prometheus text exposition format 0.0.4."""
+    """``GET /metrics``: Prometheus text exposition format 0.0.4.
+
+    Answers 401 (``unauthorized`` problem, ``WWW-Authenticate: Bearer``) when
+    ``SFU_METRICS_TOKEN`` is set and the request does not present it as a Bearer token.
+    """
+    if not metrics_authorized(request):
+        return problem(
+            401,
+            "unauthorized",
+            "/metrics requires Authorization: Bearer <SFU_METRICS_TOKEN>",
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -26,6 +26,8 @@ from typing import Any
 
 from aiohttp import web
 
+from signaling.access_log import redact_target
+
 log = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -124,5 +126,5 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         code = _HTTP_CODES.get(exc.status, "http_error")
         return problem(exc.status, code, exc.reason or _title(exc.status), headers=headers)
     except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.exception("unhandled error on %s %s", request.method, redact_target(request.path))
         return problem(500, "internal_error", "internal server error")

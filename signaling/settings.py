@@ -40,6 +40,8 @@ class Settings(BaseSettings):
             power of two).
         max_publish_bitrate_bps: the most a video publisher is told to send (REMB cap, bits/s).
         env: ``development`` or ``production`` (production refuses weak secrets).
+        metrics_token: when set (``SFU_METRICS_TOKEN``), ``GET /metrics`` requires
+            ``Authorization: Bearer <metrics_token>`` and answers 401 otherwise. Unset: open.
         allowed_origins: CORS allow-list (``SFU_ALLOWED_ORIGINS``, comma separated, exact
             ``scheme://host[:port]`` origins; ``*`` allows any origin). Empty: same-origin only.
 
@@ -109,6 +111,7 @@ class Settings(BaseSettings):
 
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
     file_master_key: SecretStr | None = None
+    metrics_token: SecretStr | None = None
 
     @field_validator("ice_hosts", "ice_servers", "allowed_origins", mode="before")
     @classmethod

@@ -1,7 +1,8 @@
 """Shared fixtures: a real MongoDB-wire server for the whole session.
 
 ``mongo_url`` is ``TEST_MONGO_URL`` when set (a real MongoDB), otherwise an ``nx-27017`` child
-process started once per session on a free loopback port with its data in a temp directory.
+process started once per session on a private Unix socket (as ``sfu serve`` runs it) with its
+data in a temp directory.
 No in-memory fake: the accounts tests run against the same wire protocol as production.
 Each test that needs a store gets its own database name (``mongo_db``), so tests never see
 each other's documents.
@@ -10,7 +11,10 @@ each other's documents.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -26,7 +30,7 @@ from pymongo.errors import PyMongoError
 from signaling import accounts
 from signaling.app import create_app
 from signaling.settings import Settings
-from signaling.store.embedded import find_executable, free_port, server_command
+from signaling.store.embedded import SOCKET_NAME, unix_server_command, unix_socket_url
 from signaling.store.mongo import Store
 
 
@@ -55,16 +59,18 @@ def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     data_dir = tmp_path_factory.mktemp("nx27017")
     (data_dir / "db").mkdir()
-    port = free_port()
+    # As ``sfu serve`` runs it: on a private Unix socket (a short path: 107 bytes at most).
+    socket_dir = Path(tempfile.mkdtemp(prefix="sfu-test-store-"))
+    socket_path = socket_dir / SOCKET_NAME
     log_path = data_dir / "out.log"
     with log_path.open("wb") as out:
         proc = subprocess.Popen(
-            server_command(find_executable(), data_dir, "127.0.0.1", port),
+            unix_server_command(sys.executable, data_dir, socket_path),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,
         )
-    url = f"mongodb://127.0.0.1:{port}/"
+    url = unix_socket_url(socket_path)
     try:
         _wait_ping(url, proc, log_path, timeout_s=20.0)
         yield url
@@ -75,6 +81,7 @@ def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        shutil.rmtree(socket_dir, ignore_errors=True)
 
 
 @pytest.fixture

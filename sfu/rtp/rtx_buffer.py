@@ -25,7 +25,7 @@ class RetransmissionBuffer(Generic[T]):
     fields); nothing is copied.
     """
 
-    __slots__ = ("_items", "_mask", "_seqs")
+    __slots__ = ("_items", "_mask", "_resent", "_seqs")
 
     def __init__(self, size: int = 512) -> None:
         """Allocate ``size`` empty slots; ValueError unless a power of two <= 32768."""
@@ -34,6 +34,9 @@ class RetransmissionBuffer(Generic[T]):
         self._mask = size - 1
         self._seqs: list[int] = [-1] * size
         self._items: list[T | None] = [None] * size
+        # (seq, ms) of the slot's last resend; not reset by store(): a newer packet in the slot
+        # has another seq (the same seq returns only 65536 packets later, far beyond any RTT).
+        self._resent: list[tuple[int, int] | None] = [None] * size
 
     def __len__(self) -> int:
         """Return the capacity (number of slots)."""
@@ -52,11 +55,30 @@ class RetransmissionBuffer(Generic[T]):
             return None
         return self._items[i]
 
+    def take_for_resend(self, out_seq: int, now_ms: int, min_interval_ms: int) -> T | None:
+        """The item stored for 16-bit ``out_seq`` if it may be resent at ``now_ms`` (ms), else
+        None: evicted, never stored, or already resent less than ``min_interval_ms`` (ms, the
+        round-trip time) ago. A returned item is marked as resent at ``now_ms``.
+
+        This is mediasoup's ``RtpStreamSend::FillRetransmissionContainer`` rule: a packet goes
+        to one receiver at most once per round-trip time, however often it is NACKed.
+        """
+        i = out_seq & self._mask
+        seq = out_seq & 0xFFFF
+        if self._seqs[i] != seq:
+            return None
+        last = self._resent[i]
+        if last is not None and last[0] == seq and now_ms - last[1] < min_interval_ms:
+            return None
+        self._resent[i] = (seq, now_ms)
+        return self._items[i]
+
     def clear(self) -> None:
         """Drop every stored item (e.g. on consumer close or SSRC change)."""
         size = self._mask + 1
         self._seqs[:] = [-1] * size
         self._items[:] = [None] * size
+        self._resent[:] = [None] * size
 
 
 def rtx_wrap(packet: bytes, rtx_ssrc: int, rtx_seq: int, rtx_pt: int) -> bytes:

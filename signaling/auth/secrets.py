@@ -2,8 +2,10 @@
 
 Order:
 
-1. ``SFU_JWT_SECRET`` (``settings.jwt_secret``) when set. In production mode
-   (``settings.env == "production"``) it must be at least :data:`MIN_SECRET_BYTES` bytes.
+1. ``SFU_JWT_SECRET`` (``settings.jwt_secret``) when set. It must be at least
+   :data:`MIN_SECRET_BYTES` bytes in every mode: RFC 7518 §3.2 requires an HS256 key of at
+   least the hash size (256 bits), and a short secret can be brute-forced offline from any
+   token. (Development used to accept any non-empty secret silently.)
 2. Otherwise, only in the embedded default (development mode and no ``MONGO_URL``): the secret
    kept in ``<data_dir>/jwt_secret``, generated once (384 random bits, URL-safe) and written
    with file mode 0600. A file with wider permissions is tightened to 0600.
@@ -61,16 +63,24 @@ def _read_or_create(path: Path) -> str:
 def resolve_jwt_secret(settings: Settings) -> str:
     """The secret that signs and verifies access tokens (see the module docstring).
 
-    Raises :class:`SecretError` when it is missing or too short for the mode.
+    Raises :class:`SecretError` when it is missing (production, ``MONGO_URL``), empty, or
+    shorter than :data:`MIN_SECRET_BYTES` bytes (any mode).
     """
     production = settings.env == "production"
     if settings.jwt_secret is not None:
         secret = settings.jwt_secret
         if not secret:
             raise SecretError("SFU_JWT_SECRET is empty")
-        if production and len(secret.encode("utf-8")) < MIN_SECRET_BYTES:
+        size = len(secret.encode("utf-8"))
+        if production and size < MIN_SECRET_BYTES:
             raise SecretError(
                 f"SFU_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes in production"
+            )
+        if size < MIN_SECRET_BYTES:
+            raise SecretError(
+                f"SFU_JWT_SECRET is {size} bytes; it must be at least {MIN_SECRET_BYTES} "
+                "(RFC 7518 §3.2: an HS256 key is at least 256 bits). Unset it in development "
+                "to use a generated secret kept in the data directory"
             )
         return secret
     if production:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from datetime import timedelta
 from pathlib import Path
@@ -64,6 +65,57 @@ async def test_embedded_start_stop_and_persistence(tmp_path: Path) -> None:
     finally:
         await store.close()
         await again.stop()
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    """Inodes of the sockets process ``pid`` holds open (``/proc/<pid>/fd``)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    return inodes
+
+
+def _listening_inodes(pid: int, table: str) -> set[str]:
+    """Inodes of the LISTEN sockets in ``/proc/<pid>/net/<table>`` (``tcp``, ``tcp6``,
+    ``unix``)."""
+    with open(f"/proc/{pid}/net/{table}") as handle:
+        rows = [line.split() for line in handle.readlines()[1:]]
+    if table == "unix":  # Num RefCount Protocol Flags Type St Inode [Path]; Flags 00010000
+        return {r[6] for r in rows if len(r) >= 7 and int(r[3], 16) & 0x10000}
+    return {r[9] for r in rows if len(r) >= 10 and r[3] == "0A"}  # st 0A = LISTEN
+
+
+async def test_embedded_store_has_no_tcp_port(tmp_path: Path) -> None:
+    """nx-27017 has no authentication: it must not listen on TCP (any local user could reach
+    a loopback port), only on a Unix socket that only our user can open."""
+    server = EmbeddedMongo(tmp_path / "mongo")
+    url = await server.start()
+    try:
+        assert server._proc is not None
+        pid = server._proc.pid
+        held = _socket_inodes(pid)
+        tcp = _listening_inodes(pid, "tcp") | _listening_inodes(pid, "tcp6")
+        assert not held & tcp, "the embedded store listens on a TCP port"
+        assert held & _listening_inodes(pid, "unix")
+        assert url.startswith("mongodb://%2F") and url.endswith(".sock/")
+        socket_path = server.socket_path
+        assert socket_path is not None and stat.S_ISSOCK(socket_path.stat().st_mode)
+        assert stat.S_IMODE(socket_path.stat().st_mode) & 0o077 == 0
+        assert stat.S_IMODE(socket_path.parent.stat().st_mode) == 0o700
+        store = await Store.connect(url, "sfu")
+        try:
+            await store.create_user(display_name="u", email="u@example.com")
+            assert await store.find_user(email="u@example.com") is not None
+        finally:
+            await store.close()
+    finally:
+        await server.stop()
+    assert not socket_path.parent.exists()  # removed on stop
 
 
 async def test_embedded_clear_errors(tmp_path: Path) -> None:

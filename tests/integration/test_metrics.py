@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 
+from signaling.app import create_app
 from signaling.client import RoomClient
+from signaling.settings import Settings
 from tests.support.media import ToneTrack
 
 
@@ -68,3 +73,40 @@ async def test_health_and_readiness(sfu_url: str) -> None:
         async with http.get(sfu_url + "/readyz") as resp:
             assert resp.status == 200
             assert (await resp.json())["status"] == "ready"
+
+
+async def test_metrics_token_required_when_set(
+    aiohttp_client: Callable[..., Awaitable[TestClient[web.Request, web.Application]]],
+    accounts_settings: Settings,
+) -> None:
+    """``SFU_METRICS_TOKEN`` set: /metrics answers only to ``Authorization: Bearer <token>``."""
+    token = "metrics-" + "m" * 32
+    settings = accounts_settings.model_copy(update={"metrics_token": SecretStr(token)})
+    client = await aiohttp_client(create_app(settings))
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": f"Basic {token}"},
+        {"Authorization": f"Bearer {token}x"},
+    ):
+        resp = await client.get("/metrics", headers=headers)
+        assert resp.status == 401, headers
+        assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+        body = await resp.json(content_type=None)
+        assert body["code"] == "unauthorized"
+        assert "sfu_" not in await resp.text()
+    resp = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert resp.status == 200
+    assert "sfu_packets_forwarded_total" in await resp.text()
+    resp = await client.get("/healthz")  # liveness probes stay open
+    assert resp.status == 200
+
+
+async def test_metrics_open_without_token(
+    aiohttp_client: Callable[..., Awaitable[TestClient[web.Request, web.Application]]],
+    accounts_settings: Settings,
+) -> None:
+    client = await aiohttp_client(create_app(accounts_settings))
+    resp = await client.get("/metrics")
+    assert resp.status == 200
+    assert "sfu_packets_forwarded_total" in await resp.text()

@@ -28,7 +28,7 @@ def test_loose_permissions_are_tightened(tmp_path: Path) -> None:
 
 
 def test_explicit_secret_wins(tmp_path: Path) -> None:
-    assert resolve_jwt_secret(Settings(data_dir=tmp_path, jwt_secret="abc")) == "abc"
+    assert resolve_jwt_secret(Settings(data_dir=tmp_path, jwt_secret="a" * 32)) == "a" * 32
     assert not secret_file(tmp_path).exists()
 
 
@@ -39,6 +39,10 @@ def test_explicit_secret_wins(tmp_path: Path) -> None:
         ({"env": "production", "jwt_secret": "x" * 31}, "at least 32"),
         ({"mongo_url": "mongodb://db/"}, "required with MONGO_URL"),
         ({"jwt_secret": ""}, "empty"),
+        # development too: RFC 7518 §3.2 (HS256 keys of at least 256 bits)
+        ({"jwt_secret": "x"}, "1 bytes; it must be at least 32"),
+        ({"jwt_secret": "x" * 31}, "31 bytes; it must be at least 32"),
+        ({"jwt_secret": "é" * 15}, "30 bytes"),  # counted in UTF-8 bytes, not characters
     ],
 )
 def test_refusals(tmp_path: Path, kwargs: dict[str, object], match: str) -> None:

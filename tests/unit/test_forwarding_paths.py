@@ -31,7 +31,14 @@ from aiortc.rtcrtpparameters import (
     RTCRtpHeaderExtensionParameters,
     RTCRtpParameters,
 )
-from aiortc.rtp import HeaderExtensionsMap, RtcpPacket, RtcpSrPacket, RtpPacket
+from aiortc.rtp import (
+    HeaderExtensionsMap,
+    RtcpPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
+    RtcpSrPacket,
+    RtpPacket,
+)
 
 import sfu.consumer as consumer_module
 import sfu.producer as producer_module
@@ -48,6 +55,7 @@ from sfu.consumer import Consumer
 from sfu.producer import Producer
 from sfu.rtp.header import parse_extensions, parse_rtp
 from sfu.rtp.keyframe import is_keyframe
+from sfu.transport import WebRtcTransport as WebRtcTransportImpl
 from tests.support.fakes import FakeClock, FakeRawRtp, FakeTransport, NullSink
 
 if TYPE_CHECKING:
@@ -888,3 +896,146 @@ async def test_producer_close_closes_consumers(pcs: list[ForwardingPeerConnectio
     producer.receive_rtp(pub_rtp("audio", 2, 960, b"b"), PUB_SSRC, 1)
     assert [len(r.sent) for r in raws] == [1, 1, 1]
     assert producer.packets_received == 1
+
+
+# --- 10. NACK amplification (issue 10, item 8) -------------------------------------------------
+
+
+def _nack(media_ssrc: int, entries: list[tuple[int, int]]) -> bytes:
+    """A Generic NACK (RFC 4585 §6.2.1) with the given raw (PID, BLP) FCI entries, repeats
+    allowed (aiortc's serializer would merge them)."""
+    fci = b"".join(struct.pack("!HH", pid, blp) for pid, blp in entries)
+    header = struct.pack("!BBHII", 0x81, 205, (8 + len(fci)) // 4, 0x5EED, media_ssrc)
+    return header + fci
+
+
+def _receiver_report(media_ssrc: int, lsr: int, dlsr: int) -> bytes:
+    block = RtcpReceiverInfo(
+        ssrc=media_ssrc,
+        fraction_lost=0,
+        packets_lost=0,
+        highest_sequence=0,
+        jitter=0,
+        lsr=lsr,
+        dlsr=dlsr,
+    )
+    return bytes(RtcpRrPacket(ssrc=0x5EED, reports=[block]))
+
+
+async def _video_subscriber(
+    packets: int,
+) -> tuple[Producer, WebRtcTransportImpl, Consumer, FakeRawRtp]:
+    """A real subscribe-side WebRtcTransport (never connected) with one negotiated video
+    consumer that has forwarded ``packets`` publisher packets."""
+    producer = make_producer("video", FakeTransport())
+    transport = WebRtcTransportImpl(ice_servers=[])
+    transceiver = transport.pc.addTransceiver("video", direction="sendonly")
+    consumer = transport.attach_consumer(producer, transceiver)
+    raw = negotiate(consumer)
+    producer.receive_rtp(pub_rtp("video", 100, 0, key()), PUB_SSRC, 0)
+    for i in range(1, packets):
+        producer.receive_rtp(pub_rtp("video", 100 + i, 3000 * i, delta(i % 10)), PUB_SSRC, i)
+    assert consumer.packets_sent == packets
+    return producer, transport, consumer, raw
+
+
+async def test_nack_flood_of_repeated_seqs_is_not_amplified(clock: FakeClock) -> None:
+    """The issue's reproduction: 20 NACKs, each with 300 FCI entries naming the same 17
+    packets (PID + a full BLP). Before: 20 x 300 x 17 = 102,000 retransmissions."""
+    producer, transport, consumer, raw = await _video_subscriber(40)
+    try:
+        first = parse("video", raw.sent[0]).sequence_number
+        flood = _nack(consumer.ssrc, [(first, 0xFFFF)] * 300)
+        for _ in range(20):
+            transport.on_rtcp(flood)
+        assert transport.nacks_received == 20
+        resent = raw.sent[40:]
+        assert consumer.retransmissions == len(resent) == 17  # each lost packet exactly once
+        osns = [struct.unpack("!H", parse("video", d).payload[:2])[0] for d in resent]
+        assert osns == [seq_add(first, i) for i in range(17)]
+    finally:
+        await transport.close()
+        producer.close()
+
+
+async def test_nack_seqs_per_packet_are_capped(clock: FakeClock) -> None:
+    producer, transport, consumer, raw = await _video_subscriber(400)
+    try:
+        first = parse("video", raw.sent[0]).sequence_number
+        entries = [(seq_add(first, 17 * i), 0xFFFF) for i in range(23)]  # 391 distinct seqs
+        transport.on_rtcp(_nack(consumer.ssrc, entries))
+        assert consumer.retransmissions == consumer_module.MAX_NACK_SEQS
+    finally:
+        await transport.close()
+        producer.close()
+
+
+async def test_nacked_packet_is_resent_once_per_rtt_measured_from_reports(
+    clock: FakeClock,
+) -> None:
+    producer, transport, consumer, raw = await _video_subscriber(10)
+    try:
+        lost = parse("video", raw.sent[3]).sequence_number
+        nack = _nack(consumer.ssrc, [(lost, 0)])
+        transport.on_rtcp(nack)
+        assert consumer.retransmissions == 1  # a genuine loss is repaired at once
+        transport.on_rtcp(nack)
+        assert consumer.retransmissions == 1  # not again within the default 100 ms RTT
+        clock.advance(100)
+        transport.on_rtcp(nack)
+        assert consumer.retransmissions == 2  # the retransmission itself may have been lost
+
+        # RTT from our SR and the subscriber's RR (RFC 3550 §6.4.1): 40 ms after we sent the
+        # SR the report arrives, saying it held the SR for 10 ms: RTT = 30 ms.
+        producer.on_sender_report(0x0123456789ABCDEF, 1000)
+        sr = consumer.sender_report()
+        assert sr is not None
+        (parsed,) = RtcpPacket.parse(sr)
+        assert isinstance(parsed, RtcpSrPacket)
+        lsr = (parsed.sender_info.ntp_timestamp >> 16) & 0xFFFFFFFF
+        clock.advance(40)
+        transport.on_rtcp(_receiver_report(consumer.ssrc, lsr, 10 * 65536 // 1000))
+        assert consumer.rtt.rtt_ms == 30
+        transport.on_rtcp(nack)
+        assert consumer.retransmissions == 3  # 40 ms since the last resend > 30 ms RTT
+        clock.advance(20)
+        transport.on_rtcp(nack)
+        assert consumer.retransmissions == 3  # 20 ms < RTT
+        clock.advance(15)
+        transport.on_rtcp(nack)
+        assert consumer.retransmissions == 4  # 35 ms > RTT (the default 100 ms would refuse)
+        # a report naming an SR we never sent does not change the estimate
+        transport.on_rtcp(_receiver_report(consumer.ssrc, lsr ^ 1, 0))
+        assert consumer.rtt.rtt_ms == 30
+    finally:
+        await transport.close()
+        producer.close()
+
+
+async def test_retransmissions_stay_within_the_budget(clock: FakeClock) -> None:
+    """A subscriber NACKing every buffered packet every RTT gets at most the burst plus half
+    of the packets sent, however long it keeps going."""
+    producer, transport, consumer, raw = await _video_subscriber(300)
+    try:
+        first = parse("video", raw.sent[0]).sequence_number
+        entries = [(seq_add(first, 17 * i), 0xFFFF) for i in range(18)]
+        budget = consumer.rtx_budget
+        for round_ in range(50):
+            for start in range(0, len(entries), 7):  # 7 entries = 119 seqs < MAX_NACK_SEQS
+                transport.on_rtcp(_nack(consumer.ssrc, entries[start : start + 7]))
+            clock.advance(150)
+            bound = budget.burst + budget.ratio * consumer.packets_sent
+            assert consumer.retransmissions <= bound, round_
+        # the bucket was full (what the 300 packets earned beyond the burst is not kept), so
+        # 50 rounds x 306 requested packets got exactly one burst of retransmissions
+        assert consumer.retransmissions == budget.burst
+        # new media earns new budget: a genuine loss after that is repaired again
+        for i in range(300, 310):
+            producer.receive_rtp(pub_rtp("video", 100 + i, 3000 * i, delta(i % 10)), PUB_SSRC, i)
+        before = consumer.retransmissions
+        lost = parse("video", raw.sent[-1]).sequence_number
+        transport.on_rtcp(_nack(consumer.ssrc, [(lost, 0)]))
+        assert consumer.retransmissions == before + 1
+    finally:
+        await transport.close()
+        producer.close()

@@ -95,3 +95,15 @@ def test_rtx_wrap_marker_preserved_and_malformed() -> None:
     assert out[1] == 0x80 | 5
     with pytest.raises(ValueError):
         rtx_wrap(b"\x80\x00", 1, 1, 1)
+
+
+def test_take_for_resend_once_per_interval() -> None:
+    buf: RetransmissionBuffer[str] = RetransmissionBuffer(4)
+    buf.store(7, "p7")
+    assert buf.take_for_resend(7, now_ms=1000, min_interval_ms=100) == "p7"
+    assert buf.take_for_resend(7, now_ms=1099, min_interval_ms=100) is None
+    assert buf.take_for_resend(7, now_ms=1100, min_interval_ms=100) == "p7"
+    assert buf.take_for_resend(8, now_ms=1100, min_interval_ms=100) is None  # never stored
+    buf.store(11, "p11")  # same slot: a new packet may be resent at once
+    assert buf.take_for_resend(11, now_ms=1101, min_interval_ms=100) == "p11"
+    assert buf.take_for_resend(7, now_ms=5000, min_interval_ms=100) is None  # evicted
