@@ -73,7 +73,9 @@ class Settings(BaseSettings):
             separated); see :mod:`signaling.turn`.
         turn_secret: the secret shared with the TURN server (coturn ``--static-auth-secret``);
             required when ``turn_urls`` is set.
-        turn_ttl_s: lifetime of the handed-out TURN credentials (seconds, default 12 h).
+        turn_ttl_s: lifetime of the handed-out TURN credentials (seconds, default 24 h). The TURN
+            server checks it when a relay is allocated (at join, or after an ICE restart); a
+            client that allocates again after it should rejoin (or resume) for new ones.
         tls_cert, tls_key: PEM certificate chain and private key; when both are set ``sfu
             serve`` serves HTTPS and WSS (``sfu serve --tls-cert/--tls-key`` override them).
         hsts_max_age_s: ``Strict-Transport-Security`` max-age sent when TLS is on (seconds,
@@ -124,7 +126,7 @@ class Settings(BaseSettings):
 
     turn_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
     turn_secret: SecretStr | None = None
-    turn_ttl_s: int = Field(default=12 * 3600, gt=0)
+    turn_ttl_s: int = Field(default=24 * 3600, gt=0)
     tls_cert: Path | None = None
     tls_key: Path | None = None
     hsts_max_age_s: int = Field(default=365 * 24 * 3600, ge=0)

@@ -28,6 +28,7 @@ import aiohttp
 import pytest
 from aioice import Connection, TransportPolicy
 from aiortc import RTCPeerConnection
+from pydantic import SecretStr
 
 from sfu import _aiortc_adapter as adapter
 from signaling.auth.tokens import VideoGrant, create_access_token
@@ -58,7 +59,7 @@ def sfu_settings(sfu_settings: Settings, coturn: Coturn) -> Settings:
     return sfu_settings.model_copy(
         update={
             "turn_urls": [coturn.url],
-            "turn_secret": Settings(turn_secret=coturn.secret).turn_secret,  # type: ignore[arg-type]
+            "turn_secret": SecretStr(coturn.secret),
             "turn_ttl_s": TURN_TTL_S,
         }
     )
