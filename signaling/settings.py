@@ -140,7 +140,7 @@ class Settings(BaseSettings):
     @classmethod
     def _turn_urls(cls, value: list[str]) -> list[str]:
         for url in value:
-            if not url.startswith(("turn:", "turns:")) or "@" in url:
+            if not url.startswith(("turn:", "turns:")) or any(c in url for c in '@<>" \t'):
                 raise ValueError(f"{url!r} is not a turn: or turns: URL without credentials")
         return value
 

@@ -109,6 +109,7 @@ def client_ice_servers(
     secret = settings.turn_secret.get_secret_value() if settings.turn_secret else ""
     if not settings.turn_urls or not secret:
         return servers
+    # Room for "<expiry>:" (at most 20 bytes); a cut multi-byte character is dropped.
     label = identity.encode("utf-8")[: MAX_USERNAME_BYTES - 20].decode("utf-8", "ignore")
     now = time.time() if now_s is None else now_s
     servers.append(turn_ice_server(settings.turn_urls, secret, label, settings.turn_ttl_s, now))

@@ -98,6 +98,8 @@ def test_turn_settings_are_validated() -> None:
         Settings(turn_urls="stun:t.example:3478", turn_secret="x")  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="not a turn"):
         Settings(turn_urls="turn:u:p@t.example:3478", turn_secret="x")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="not a turn"):
+        Settings(turn_urls="turn:t.example:3478>", turn_secret="x")  # type: ignore[arg-type]
     with pytest.raises(ValidationError):
         Settings(turn_ttl_s=0)
     with pytest.raises(ValidationError, match="SFU_TLS_CERT and SFU_TLS_KEY"):
