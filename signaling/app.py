@@ -81,4 +81,8 @@ def create_app(settings: Settings | None = None) -> web.Application:
     if STATIC_DIR.is_dir():
         app.router.add_static("/static", STATIC_DIR, show_index=False)
     app.on_shutdown.append(ws.close_all_sockets)
+    if settings.tls_cert is not None:  # sfu serve serves HTTPS/WSS: send HSTS (RFC 6797)
+        from signaling.tls import install_hsts
+
+        install_hsts(app, settings.hsts_max_age_s)
     return app

@@ -7,8 +7,10 @@ import gc
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
+from pydantic import ValidationError
 
 from signaling.settings import Settings
 
@@ -31,7 +33,16 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["port"] = args.port
     if args.data_dir is not None:
         overrides["data_dir"] = Path(args.data_dir)
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    if args.tls_cert is not None:
+        overrides["tls_cert"] = Path(args.tls_cert)
+    if args.tls_key is not None:
+        overrides["tls_key"] = Path(args.tls_key)
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(_setting_error(error) for error in exc.errors())
+        print(f"sfu serve: invalid settings: {problems}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -39,21 +50,32 @@ def _serve(args: argparse.Namespace) -> int:
     from signaling.access_log import RedactingAccessLogger
     from signaling.auth.secrets import SecretError
     from signaling.store.embedded import StoreStartError
+    from signaling.tls import TlsConfigError, server_ssl_context
 
-    app = create_app(settings)
-    app.on_startup.append(_freeze_startup_objects)
     try:
+        ssl_context = None
+        if settings.tls_cert is not None and settings.tls_key is not None:
+            ssl_context = server_ssl_context(settings.tls_cert, settings.tls_key)
+        app = create_app(settings)
+        app.on_startup.append(_freeze_startup_objects)
         web.run_app(
             app,
             host=settings.host,
             port=settings.port,
+            ssl_context=ssl_context,
             print=None,
             access_log_class=RedactingAccessLogger,  # no room tokens in the access log
         )
-    except (StoreStartError, SecretError, OSError) as exc:
+    except (StoreStartError, SecretError, TlsConfigError, OSError) as exc:
         print(f"sfu serve: cannot start: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _setting_error(error: Any) -> str:
+    """One pydantic validation error as ``field: message``."""
+    where = ".".join(str(part) for part in error.get("loc", ())) or "settings"
+    return f"{where}: {error.get('msg', 'invalid')}"
 
 
 def _token_create(args: argparse.Namespace) -> int:
@@ -110,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="listen port (default 8080)")
     serve.add_argument("--data-dir", default=None, help="data directory (default ./data)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    serve.add_argument(
+        "--tls-cert", default=None, help="PEM certificate chain: serve HTTPS/WSS (SFU_TLS_CERT)"
+    )
+    serve.add_argument("--tls-key", default=None, help="PEM private key (SFU_TLS_KEY)")
     serve.set_defaults(func=_serve)
 
     token = sub.add_parser("token", help="access tokens (RFC 7519 JWT)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -39,10 +40,12 @@ def start_server(
     env: Mapping[str, str] | None = None,
     output: IO[bytes] | int = subprocess.DEVNULL,
     log_level: str = "warning",
+    tls: tuple[Path, Path] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Start ``sfu serve`` on a free port with ICE on 127.0.0.1 and no ICE servers; returns
     ``(process, base URL)``. ``env`` adds to (and overrides) this process's environment; the
-    server's stdout and stderr go to ``output``."""
+    server's stdout and stderr go to ``output``. ``tls`` = (certificate, key) PEM files serves
+    HTTPS/WSS (``--tls-cert/--tls-key``) and the URL is ``https://``."""
     port = free_port()
     full_env = {
         **os.environ,
@@ -63,14 +66,22 @@ def start_server(
         "--log-level",
         log_level,
     ]
+    if tls is not None:
+        cmd += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
     process = subprocess.Popen(
         cmd, cwd=REPO_ROOT, env=full_env, stdout=output, stderr=subprocess.STDOUT
     )
-    return process, f"http://127.0.0.1:{port}"
+    scheme = "https" if tls is not None else "http"
+    return process, f"{scheme}://127.0.0.1:{port}"
 
 
-def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
-    """Poll ``GET /healthz`` until it answers 200.
+def wait_healthy(
+    url: str,
+    process: subprocess.Popen[bytes],
+    timeout_s: float = 60,
+    context: ssl.SSLContext | None = None,
+) -> None:
+    """Poll ``GET /healthz`` until it answers 200 (``context`` verifies an https server).
 
     Raises:
         ServerStartError: the process exited first, or ``timeout_s`` passed.
@@ -81,7 +92,7 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float = 
         if process.poll() is not None:
             raise ServerStartError(f"sfu serve exited with {process.returncode}")
         try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as resp:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2, context=context) as resp:
                 if resp.status == 200:
                     return
         except (urllib.error.URLError, OSError) as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -68,6 +68,20 @@ class Settings(BaseSettings):
         file_master_key: the 32-byte key (64 hex digits or base64) that wraps each room's file
             key (``SFU_FILE_MASTER_KEY``). Unset: derived from the JWT secret with HKDF in
             development; required in production.
+
+    TURN and TLS (issue 11):
+        turn_urls: TURN server URLs (``turn:host:3478?transport=udp``, ``turns:...``) for which
+            each join hands the client short-lived credentials (``SFU_TURN_URLS``, comma
+            separated); see :mod:`signaling.turn`.
+        turn_secret: the secret shared with the TURN server (coturn ``--static-auth-secret``);
+            required when ``turn_urls`` is set.
+        turn_ttl_s: lifetime of the handed-out TURN credentials (seconds, default 24 h). The TURN
+            server checks it when a relay is allocated (at join, or after an ICE restart); a
+            client that allocates again after it should rejoin (or resume) for new ones.
+        tls_cert, tls_key: PEM certificate chain and private key; when both are set ``sfu
+            serve`` serves HTTPS and WSS (``sfu serve --tls-cert/--tls-key`` override them).
+        hsts_max_age_s: ``Strict-Transport-Security`` max-age sent when TLS is on (seconds,
+            RFC 6797; 0 tells browsers to forget it).
     """
 
     model_config = SettingsConfigDict(env_prefix="SFU_", extra="ignore")
@@ -113,7 +127,30 @@ class Settings(BaseSettings):
     file_master_key: SecretStr | None = None
     metrics_token: SecretStr | None = None
 
-    @field_validator("ice_hosts", "ice_servers", "allowed_origins", mode="before")
+    turn_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    turn_secret: SecretStr | None = None
+    turn_ttl_s: int = Field(default=24 * 3600, gt=0)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    hsts_max_age_s: int = Field(default=365 * 24 * 3600, ge=0)
+
+    @field_validator("ice_hosts", "ice_servers", "allowed_origins", "turn_urls", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("turn_urls")
+    @classmethod
+    def _turn_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("turn:", "turns:")) or any(c in url for c in '@<>" \t'):
+                raise ValueError(f"{url!r} is not a turn: or turns: URL without credentials")
+        return value
+
+    @model_validator(mode="after")
+    def _pairs(self) -> Settings:
+        if self.turn_urls and not (self.turn_secret and self.turn_secret.get_secret_value()):
+            raise ValueError("SFU_TURN_URLS needs SFU_TURN_SECRET")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("SFU_TLS_CERT and SFU_TLS_KEY go together")
+        return self

@@ -19,6 +19,7 @@ import secrets
 from dataclasses import dataclass
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from sfu.errors import InvalidSdpError, SfuError
 from sfu.participant import NullListener, Participant, negotiate_viewer
@@ -26,6 +27,7 @@ from sfu.room import Room
 from signaling import keys
 from signaling.accounts import authorize_join, bearer_token
 from signaling.auth.tokens import AccessClaims, TokenError
+from signaling.turn import client_ice_servers, ice_server_link_headers
 
 routes = web.RouteTableDef()
 
@@ -98,11 +100,21 @@ class _HttpError(Exception):
         self.detail = detail
 
 
-def _created(request: web.Request, location: str, answer: str) -> web.Response:
-    headers = dict(_CORS)
+def _created(request: web.Request, location: str, answer: str, identity: str) -> web.Response:
+    headers = CIMultiDict(_CORS)
     headers["Location"] = location
     headers["ETag"] = '"' + secrets.token_hex(8) + '"'
+    for link in _ice_server_links(request, identity):
+        headers.add("Link", link)
     return web.Response(status=201, text=answer, content_type=SDP_TYPE, headers=headers)
+
+
+def _ice_server_links(request: web.Request, identity: str) -> list[str]:
+    """``Link: <url>; rel="ice-server"; ...`` values for the 201 (RFC 9725 §4.6): the static
+    ICE servers and, when TURN is configured, fresh TURN credentials for ``identity``."""
+    app = request.app
+    servers = client_ice_servers(app[keys.SETTINGS], app[keys.MEDIA].ice_servers(), identity)
+    return ice_server_link_headers(servers)
 
 
 @routes.post("/whip/{room}")
@@ -124,7 +136,7 @@ async def whip_publish(request: web.Request) -> web.Response:
             raise
         resource = secrets.token_urlsafe(12)
         request.app[RESOURCES][resource] = Resource(room, participant)
-        return _created(request, f"/whip/{room_name}/{resource}", answer)
+        return _created(request, f"/whip/{room_name}/{resource}", answer, claims.sub)
     except _HttpError as exc:
         return _problem(exc.status, exc.detail)
     except InvalidSdpError as exc:
@@ -162,7 +174,7 @@ async def whep_play(request: web.Request) -> web.Response:
         resource = secrets.token_urlsafe(12)
         request.app[RESOURCES][resource] = Resource(room, viewer)
         location = f"/whep/{room_name}/{request.match_info['identity']}/{resource}"
-        return _created(request, location, answer)
+        return _created(request, location, answer, claims.sub)
     except _HttpError as exc:
         return _problem(exc.status, exc.detail)
     except SfuError as exc:

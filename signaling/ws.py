@@ -28,6 +28,7 @@ from signaling.auth.tokens import AccessClaims, TokenError, VideoGrant
 from signaling.chat import CHAT
 from signaling.metrics import observe_join
 from signaling.stage import STAGES, Stage, permissions
+from signaling.turn import client_ice_servers
 from signaling.whiteboard import BOARD
 
 logger = logging.getLogger(__name__)
@@ -304,7 +305,9 @@ class Session:
                 room=room.name,
                 participant=participant_info(participant.info()),
                 participants=[participant_info(i) for i in room.participant_infos(participant)],
-                ice_servers=media.ice_servers(),
+                ice_servers=client_ice_servers(
+                    self.app[keys.SETTINGS], media.ice_servers(), identity
+                ),
                 kind=stage.kind,
                 role=role,
                 permissions=permissions(role, grants),
