@@ -803,11 +803,14 @@ def parse_request(raw: str | bytes) -> Request:
     """Parse one WebSocket text frame into a :data:`Request`.
 
     Raises:
-        ProtocolError: ``bad_request`` for invalid JSON, a non-object, or a field that fails
-            validation; ``unknown_type`` for an unknown ``type``.
+        ProtocolError: ``bad_request`` for invalid JSON (or JSON nested deeper than the
+            interpreter's recursion limit), a non-object, a ``type`` that is not a string, or
+            a field that fails validation; ``unknown_type`` for an unknown ``type``.
     """
     try:
         obj = json.loads(raw)
+    except RecursionError:  # json's C decoder gives up past the interpreter's recursion limit
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "message is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"message is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
@@ -815,6 +818,8 @@ def parse_request(raw: str | bytes) -> Request:
     ref = obj.get("id") if isinstance(obj.get("id"), str) else None
     ref = ref[:64] if ref else None
     kind = obj.get("type")
+    if not isinstance(kind, str):  # a list or object is not even hashable
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "type must be a string", ref)
     if kind not in REQUEST_TYPES:
         raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}", ref)
     try:
