@@ -762,6 +762,10 @@ class ErrorResponse(_Msg):
     ref: str | None = None
     code: ErrorCode
     message: str
+    reason: str | None = None
+    """Only on the ``not_joined`` error sent when the server removes the participant on its own:
+    ``transport_failed``, ``duplicate_identity``, ``removed``, ``room_ended`` ... (the socket
+    is then closed)."""
 
 
 Response = Annotated[

@@ -143,7 +143,11 @@ class Session:
 
     def on_closed(self, reason: str) -> None:
         """The server closed this participant: tell the client and close the socket."""
-        self.error(p.ErrorCode.NOT_JOINED, f"removed from room: {reason}")
+        self.send(
+            p.ErrorResponse(
+                code=p.ErrorCode.NOT_JOINED, message=f"removed from room: {reason}", reason=reason
+            )
+        )
         participant, self.participant = self.participant, None
         if participant is not None:
             self._leave_hubs(participant)
