@@ -803,13 +803,15 @@ Response = Annotated[
 _response_adapter: TypeAdapter[Response] = TypeAdapter(Response)
 
 
-def parse_request(raw: str | bytes) -> Request:
-    """Parse one WebSocket text frame into a :data:`Request`.
+def parse_request(raw: str | bytes, allowed: frozenset[str] | None = None) -> Request:
+    """Parse one WebSocket text frame into a :data:`Request`; with ``allowed`` (the types a
+    socket that has not joined may send), any other known type is refused before validation.
 
     Raises:
         ProtocolError: ``bad_request`` for invalid JSON (or JSON nested deeper than the
             interpreter's recursion limit), a non-object, a ``type`` that is not a string, or
-            a field that fails validation; ``unknown_type`` for an unknown ``type``.
+            a field that fails validation; ``unknown_type`` for an unknown ``type``;
+            ``not_joined`` for a known type outside ``allowed``.
     """
     try:
         obj = json.loads(raw)
@@ -826,6 +828,8 @@ def parse_request(raw: str | bytes) -> Request:
         raise ProtocolError(ErrorCode.BAD_REQUEST, "type must be a string", ref)
     if kind not in REQUEST_TYPES:
         raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}", ref)
+    if allowed is not None and kind not in allowed:
+        raise ProtocolError(ErrorCode.NOT_JOINED, "send join first", ref)
     try:
         return _request_adapter.validate_python(obj)
     except ValidationError as exc:

@@ -40,14 +40,16 @@ def start_server(
     output: IO[bytes] | int = subprocess.DEVNULL,
     log_level: str = "warning",
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start ``sfu serve`` on a free port with ICE on 127.0.0.1 and no ICE servers; returns
-    ``(process, base URL)``. ``env`` adds to (and overrides) this process's environment; the
-    server's stdout and stderr go to ``output``."""
+    """Start ``sfu serve`` on a free port with ICE on 127.0.0.1, no ICE servers and no cap
+    of WebSockets per address; returns ``(process, base URL)``. ``env`` adds to (and
+    overrides) this process's environment; the server's stdout and stderr go to ``output``."""
     port = free_port()
     full_env = {
         **os.environ,
         "SFU_ICE_HOSTS": "127.0.0.1",
         "SFU_ICE_SERVERS": "",
+        # Tests and benchmarks run hundreds of peers from 127.0.0.1: no per-address cap.
+        "SFU_WS_MAX_CONNECTIONS_PER_ADDRESS": "0",
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }
