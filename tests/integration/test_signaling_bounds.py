@@ -323,10 +323,10 @@ async def test_requests_beyond_the_token_bucket_get_rate_limited(
     try:
         async with aiohttp.ClientSession() as http, http.ws_connect(url + "/ws") as ws:
             join = {"type": "join", "id": "j", "room": "rate", "token": make_token("rate", "r")}
+            started = asyncio.get_running_loop().time()  # before the join spends a token
             assert (await _reply_to(ws, join))["type"] == "joined"
             while (msg := await _reply(ws))["type"] != "chat_history":
                 pass  # the join's follow-up events
-            started = asyncio.get_running_loop().time()
             for i in range(30):
                 await ws.send_str(json.dumps({"type": "ping", "id": f"p{i}"}))
             replies: dict[str, dict[str, Any]] = {}
@@ -391,7 +391,8 @@ async def test_a_socket_that_does_not_join_in_time_is_closed(
 
 async def test_connections_per_address_are_capped(sfu_settings: Settings) -> None:
     settings = sfu_settings.model_copy(update={"ws_max_connections_per_address": 2})
-    _app, server, url = await _start(settings)
+    app, server, url = await _start(settings)
+    slots = app[ws_module._SLOTS]
     try:
         async with aiohttp.ClientSession() as http:
             first = await http.ws_connect(url + "/ws")
@@ -403,6 +404,11 @@ async def test_connections_per_address_are_capped(sfu_settings: Settings) -> Non
             for ws in (first, second):  # the two within the cap are served
                 assert (await _reply_to(ws, {"type": "ping", "id": "p"}))["type"] == "pong"
             await first.close()
+            for _ in range(100):  # the server's handler of `first` ends just after its close
+                if slots.open.get("127.0.0.1") == 1:
+                    break
+                await asyncio.sleep(0.05)
+            assert slots.open == {"127.0.0.1": 1}
             fourth = await http.ws_connect(url + "/ws")  # a slot came free
             assert (await _reply_to(fourth, {"type": "ping", "id": "p"}))["type"] == "pong"
             await fourth.close()
