@@ -132,6 +132,7 @@ class Participant:
         self.producers: dict[str, Producer] = {}
         self.subscriptions: dict[str, Consumer] = {}
         self.closed = False
+        self._failed = False  # a transport failed and removal is under way
         self._publish_lock = asyncio.Lock()
         self._subscribe_lock = asyncio.Lock()
         self._negotiation_task: asyncio.Task[None] | None = None
@@ -148,8 +149,12 @@ class Participant:
         )
 
     def _on_transport_failed(self, transport: WebRtcTransport) -> None:
-        if not self.closed:
+        """ICE/DTLS of one transport failed or closed: tell the listener (the signaling
+        session leaves its hubs and tells the client) and remove the participant, once."""
+        if not self.closed and not self._failed:
+            self._failed = True
             logger.info("participant %s: transport failed", self.sid)
+            self.listener.on_closed("transport_failed")
             spawn(self.room.remove(self, reason="transport_failed"))
 
     # -- publishing ----------------------------------------------------------------------------

@@ -762,6 +762,10 @@ class ErrorResponse(_Msg):
     ref: str | None = None
     code: ErrorCode
     message: str
+    reason: str | None = None
+    """Only on the ``not_joined`` error sent when the server removes the participant on its own:
+    ``transport_failed``, ``duplicate_identity``, ``removed``, ``room_ended`` ... (the socket
+    is then closed)."""
 
 
 Response = Annotated[
@@ -799,15 +803,20 @@ Response = Annotated[
 _response_adapter: TypeAdapter[Response] = TypeAdapter(Response)
 
 
-def parse_request(raw: str | bytes) -> Request:
-    """Parse one WebSocket text frame into a :data:`Request`.
+def parse_request(raw: str | bytes, allowed: frozenset[str] | None = None) -> Request:
+    """Parse one WebSocket text frame into a :data:`Request`; with ``allowed`` (the types a
+    socket that has not joined may send), any other known type is refused before validation.
 
     Raises:
-        ProtocolError: ``bad_request`` for invalid JSON, a non-object, or a field that fails
-            validation; ``unknown_type`` for an unknown ``type``.
+        ProtocolError: ``bad_request`` for invalid JSON (or JSON nested deeper than the
+            interpreter's recursion limit), a non-object, a ``type`` that is not a string, or
+            a field that fails validation; ``unknown_type`` for an unknown ``type``;
+            ``not_joined`` for a known type outside ``allowed``.
     """
     try:
         obj = json.loads(raw)
+    except RecursionError:  # json's C decoder gives up past the interpreter's recursion limit
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "message is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"message is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
@@ -815,8 +824,12 @@ def parse_request(raw: str | bytes) -> Request:
     ref = obj.get("id") if isinstance(obj.get("id"), str) else None
     ref = ref[:64] if ref else None
     kind = obj.get("type")
+    if not isinstance(kind, str):  # a list or object is not even hashable
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "type must be a string", ref)
     if kind not in REQUEST_TYPES:
         raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}", ref)
+    if allowed is not None and kind not in allowed:
+        raise ProtocolError(ErrorCode.NOT_JOINED, "send join first", ref)
     try:
         return _request_adapter.validate_python(obj)
     except ValidationError as exc:

@@ -42,15 +42,18 @@ def start_server(
     log_level: str = "warning",
     tls: tuple[Path, Path] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start ``sfu serve`` on a free port with ICE on 127.0.0.1 and no ICE servers; returns
-    ``(process, base URL)``. ``env`` adds to (and overrides) this process's environment; the
-    server's stdout and stderr go to ``output``. ``tls`` = (certificate, key) PEM files serves
-    HTTPS/WSS (``--tls-cert/--tls-key``) and the URL is ``https://``."""
+    """Start ``sfu serve`` on a free port with ICE on 127.0.0.1, no ICE servers and no cap
+    of WebSockets per address; returns ``(process, base URL)``. ``env`` adds to (and
+    overrides) this process's environment; the server's stdout and stderr go to ``output``.
+    ``tls`` = (certificate, key) PEM files serves HTTPS/WSS (``--tls-cert/--tls-key``) and the
+    URL is ``https://``."""
     port = free_port()
     full_env = {
         **os.environ,
         "SFU_ICE_HOSTS": "127.0.0.1",
         "SFU_ICE_SERVERS": "",
+        # Tests and benchmarks run hundreds of peers from 127.0.0.1: no per-address cap.
+        "SFU_WS_MAX_CONNECTIONS_PER_ADDRESS": "0",
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }

@@ -34,6 +34,14 @@ class Settings(BaseSettings):
         mongo_url: a MongoDB URL; unset means start the embedded ``nx-27017`` server.
         max_message_bytes: largest accepted WebSocket message (bytes).
         ws_heartbeat_s: WebSocket ping interval (seconds); a peer that misses a pong is closed.
+        ws_outbox_max_messages, ws_outbox_max_bytes: most messages / UTF-8 bytes queued for one
+            socket that the client has not read yet; past either the socket is closed (1008).
+        ws_request_rate, ws_request_burst: each socket's token bucket (requests/s, and how
+            many may arrive back to back); a request beyond it gets ``rate_limited``.
+        ws_join_timeout_s: a socket that has not joined this long after connecting is closed
+            (1008, seconds).
+        ws_max_connections_per_address: open sockets per client address (``request.remote``,
+            X-Forwarded-For is not trusted); more are closed with 1013. 0: no cap.
         keyframe_min_interval_ms: minimum interval between keyframe requests sent to one
             producer (ms).
         nack_buffer_packets: size of each video consumer's retransmission buffer (packets,
@@ -97,6 +105,12 @@ class Settings(BaseSettings):
     )
     max_message_bytes: int = 256 * 1024
     ws_heartbeat_s: float = 15.0
+    ws_outbox_max_messages: int = Field(default=2048, ge=16)
+    ws_outbox_max_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024)
+    ws_request_rate: float = Field(default=50.0, gt=0)
+    ws_request_burst: int = Field(default=200, ge=1)
+    ws_join_timeout_s: float = Field(default=10.0, gt=0)
+    ws_max_connections_per_address: int = Field(default=256, ge=0)
     keyframe_min_interval_ms: int = 500
     nack_buffer_packets: int = 512
     max_publish_bitrate_bps: int = Field(default=3_000_000, ge=100_000)

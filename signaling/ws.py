@@ -4,11 +4,16 @@ Requests are handled strictly in order, one at a time. Bad input (invalid JSON, 
 invalid SDP, oversize frame, a message out of order) gets a typed ``error`` and the session and
 the room go on. aiohttp's heartbeat pings detect dead sockets; when the socket closes, the
 participant leaves and every transport, producer and consumer of it is closed.
+
+Limits (``signaling/wslimits.py``, docs/protocol.md "Limits"): a token bucket per socket
+(``rate_limited``), only ``join`` and ``ping`` before joining, a join timeout and a bounded
+outbox (both close with 1008), and a cap of sockets per client address (1013).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import weakref
@@ -30,12 +35,29 @@ from signaling.metrics import observe_join
 from signaling.stage import STAGES, Stage, permissions
 from signaling.turn import client_ice_servers
 from signaling.whiteboard import BOARD
+from signaling.wslimits import (
+    CLOSE_POLICY_VIOLATION,
+    CLOSE_TRY_AGAIN_LATER,
+    PRE_JOIN_TYPES,
+    REASON_JOIN_TIMEOUT,
+    REASON_OUTBOX_OVERFLOW,
+    REASON_TOO_MANY_CONNECTIONS,
+    AddressSlots,
+    TokenBucket,
+    utf8_length,
+)
 
 logger = logging.getLogger(__name__)
 
 _SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey(
     "ws_sockets", weakref.WeakSet
 )
+_SLOTS: web.AppKey[AddressSlots] = web.AppKey("ws_address_slots", AddressSlots)
+
+ABORT_AFTER_S = 10.0
+"""After the server closes a socket on its own, the TCP connection is aborted this many seconds
+later if the client has still not read the close frame (so a client that never reads cannot
+hold the connection and its write buffer)."""
 
 
 def track_info(track: ev.TrackInfo) -> p.TrackInfo:
@@ -96,20 +118,50 @@ class Session:
         self.grants = VideoGrant()
         self.claims: AccessClaims | None = None
         self.stage: Stage | None = None
+        settings = self.app[keys.SETTINGS]
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
+        self._outbox_bytes = 0
+        self._max_messages = settings.ws_outbox_max_messages
+        self._max_bytes = settings.ws_outbox_max_bytes
+        self.outbox_peak = (0, 0)  # (messages, bytes) most ever queued at once
+        self.dropped: str | None = None  # why the server dropped the socket, if it did
+        self.requests = TokenBucket(settings.ws_request_rate, settings.ws_request_burst)
+        self._joining = False
+        self._ever_joined = False
+        self._join_expired = False
+        self._join_timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+            settings.ws_join_timeout_s, self._on_join_deadline
+        )
         self._writer = asyncio.ensure_future(self._write_loop())
 
     # -- outgoing ------------------------------------------------------------------------------
 
     def send(self, message: BaseModel) -> None:
-        """Queue one message; messages leave in order."""
-        self._outbox.put_nowait(p.dump(message))
+        """Queue one message; messages leave in order. When the queue already holds
+        ``ws_outbox_max_messages`` messages, or this one would take it past
+        ``ws_outbox_max_bytes``, the client is not reading: the socket is dropped (1008)."""
+        if self.dropped is not None:
+            return
+        text = p.dump(message)
+        size = utf8_length(text)
+        queued = self._outbox.qsize()
+        if queued and (queued >= self._max_messages or self._outbox_bytes + size > self._max_bytes):
+            self.drop(CLOSE_POLICY_VIOLATION, REASON_OUTBOX_OVERFLOW)
+            return
+        self._outbox_bytes += size
+        self._outbox.put_nowait(text)
+        if queued + 1 > self.outbox_peak[0] or self._outbox_bytes > self.outbox_peak[1]:
+            self.outbox_peak = (
+                max(queued + 1, self.outbox_peak[0]),
+                max(self._outbox_bytes, self.outbox_peak[1]),
+            )
 
     async def _write_loop(self) -> None:
         while True:
             text = await self._outbox.get()
             if text is None or self.ws.closed:
                 return
+            self._outbox_bytes -= utf8_length(text)
             try:
                 await self.ws.send_str(text)
             except (ConnectionError, RuntimeError):
@@ -144,7 +196,11 @@ class Session:
 
     def on_closed(self, reason: str) -> None:
         """The server closed this participant: tell the client and close the socket."""
-        self.error(p.ErrorCode.NOT_JOINED, f"removed from room: {reason}")
+        self.send(
+            p.ErrorResponse(
+                code=p.ErrorCode.NOT_JOINED, message=f"removed from room: {reason}", reason=reason
+            )
+        )
         participant, self.participant = self.participant, None
         if participant is not None:
             self._leave_hubs(participant)
@@ -156,14 +212,63 @@ class Session:
         self._outbox.put_nowait(None)
         spawn(self.ws.close())
 
+    # -- dropping the socket --------------------------------------------------------------------
+
+    def drop(self, code: int, reason: str) -> None:
+        """The server gives up on this socket (outbox overflow, join timeout): forget what is
+        queued, leave the room at once and close the socket with ``code`` (RFC 6455 7.4.1) and
+        ``reason``; the TCP connection is aborted :data:`ABORT_AFTER_S` later if the client has
+        not read the close frame by then. Safe to call twice."""
+        if self.dropped is not None:
+            return
+        self.dropped = reason
+        queued, size = self._outbox.qsize(), self._outbox_bytes
+        while not self._outbox.empty():
+            self._outbox.get_nowait()
+        self._outbox_bytes = 0
+        self._outbox.put_nowait(None)
+        logger.info(
+            "ws %s: closing (%s) with %d messages / %d bytes unsent",
+            self.request.remote,
+            reason,
+            queued,
+            size,
+        )
+        spawn(self._drop(code, reason))
+
+    async def _drop(self, code: int, reason: str) -> None:
+        transport = self.request.transport
+        try:
+            await self.leave()
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()), 2.0)
+            if transport is not None:
+                asyncio.get_running_loop().call_later(ABORT_AFTER_S, transport.abort)
+
+    def _on_join_deadline(self) -> None:
+        self._join_timer = None
+        if self._ever_joined:
+            return
+        if self._joining:
+            self._join_expired = True  # decided when that join ends
+        else:
+            self.drop(CLOSE_POLICY_VIOLATION, REASON_JOIN_TIMEOUT)
+
     # -- incoming ------------------------------------------------------------------------------
 
-    async def handle(self, raw: str) -> None:
-        """Handle one text frame; never raises for bad input."""
+    async def handle(self, raw: str, *, limited: bool = False) -> None:
+        """Handle one text frame; never raises for bad input. ``limited``: the socket's token
+        bucket was empty, so a well-formed request gets ``rate_limited``."""
         ref: str | None = None
         try:
-            request = p.parse_request(raw)
+            allowed = None if self.participant is not None else PRE_JOIN_TYPES
+            request = p.parse_request(raw, allowed)
             ref = request.id
+            if limited:
+                raise p.ProtocolError(
+                    p.ErrorCode.RATE_LIMITED, "too many requests on this socket, slow down", ref
+                )
             await self._dispatch(request)
         except p.ProtocolError as exc:
             self.error(exc.code, exc.message, exc.ref or ref)
@@ -184,7 +289,14 @@ class Session:
             self.send(p.PongResponse(ref=request.id))
             return
         if isinstance(request, p.JoinRequest):
-            await self._join(request)
+            self._joining = True
+            try:
+                await self._join(request)
+            finally:
+                self._joining = False
+                self._ever_joined = self._ever_joined or self.participant is not None
+                if self._join_expired and not self._ever_joined:
+                    self.drop(CLOSE_POLICY_VIOLATION, REASON_JOIN_TIMEOUT)
             return
         participant = self.participant
         if participant is None:
@@ -376,6 +488,9 @@ class Session:
 
     async def close(self) -> None:
         """Leave and stop the writer."""
+        if self._join_timer is not None:
+            self._join_timer.cancel()
+            self._join_timer = None
         await self.leave()
         self._outbox.put_nowait(None)
         try:
@@ -393,12 +508,35 @@ async def handle_ws(request: web.Request) -> web.WebSocketResponse:
         heartbeat=settings.ws_heartbeat_s, max_msg_size=max(4 * settings.max_message_bytes, 1 << 20)
     )
     await ws.prepare(request)
+    address = request.remote or "unknown"
+    slots = request.app.get(_SLOTS)
+    if slots is not None and not slots.acquire(address):
+        logger.info("ws %s: %s", address, REASON_TOO_MANY_CONNECTIONS)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                ws.close(code=CLOSE_TRY_AGAIN_LATER, message=REASON_TOO_MANY_CONNECTIONS.encode()),
+                2.0,
+            )
+        return ws
+    try:
+        await _serve(request, ws)
+    finally:
+        if slots is not None:
+            slots.release(address)
+    return ws
+
+
+async def _serve(request: web.Request, ws: web.WebSocketResponse) -> None:
+    settings = request.app[keys.SETTINGS]
     sockets = request.app.get(_SOCKETS)
     if sockets is not None:
         sockets.add(ws)
     session = Session(request, ws)
     try:
         async for msg in ws:
+            if session.dropped is not None:
+                break
+            limited = not session.requests.take()
             if msg.type == WSMsgType.TEXT:
                 if len(msg.data) > settings.max_message_bytes:
                     session.error(
@@ -406,19 +544,20 @@ async def handle_ws(request: web.Request) -> web.WebSocketResponse:
                         f"message of {len(msg.data)} bytes exceeds {settings.max_message_bytes}",
                     )
                     continue
-                await session.handle(msg.data)
+                await session.handle(msg.data, limited=limited)
             elif msg.type == WSMsgType.BINARY:
                 session.error(p.ErrorCode.BAD_REQUEST, "binary frames are not supported")
             elif msg.type == WSMsgType.ERROR:
                 break
     finally:
         await session.close()
-    return ws
 
 
 def install(app: web.Application) -> None:
-    """Register the WebSocket set used to close every socket at shutdown."""
+    """Register the WebSocket set used to close every socket at shutdown, and the
+    per-address socket counter (``ws_max_connections_per_address``)."""
     app[_SOCKETS] = weakref.WeakSet()
+    app[_SLOTS] = AddressSlots(app[keys.SETTINGS].ws_max_connections_per_address)
 
 
 async def close_all_sockets(app: web.Application) -> None:
