@@ -136,6 +136,7 @@ class Participant:
         self._subscribe_lock = asyncio.Lock()
         self._negotiation_task: asyncio.Task[None] | None = None
         self._renegotiate = False
+        self._failed = False  # a transport failed: the participant is being removed
 
     def info(self) -> ParticipantInfo:
         """This participant and its tracks as others see them."""
@@ -148,8 +149,13 @@ class Participant:
         )
 
     def _on_transport_failed(self, transport: WebRtcTransport) -> None:
-        if not self.closed:
+        if not self.closed and not self._failed:
+            self._failed = True
             logger.info("participant %s: transport failed", self.sid)
+            try:  # the listener forgets the participant (its session, its WHIP resource)
+                self.listener.on_closed("transport_failed")
+            except Exception:
+                logger.exception("listener of %s failed", self.sid)
             spawn(self.room.remove(self, reason="transport_failed"))
 
     # -- publishing ----------------------------------------------------------------------------
