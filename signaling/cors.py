@@ -1,7 +1,16 @@
 """CORS (Fetch standard): which browser origins may call the HTTP API.
 
-``/api``: origins in ``SFU_ALLOWED_ORIGINS`` (exact ``scheme://host[:port]`` matches, ``*`` for
-any); everything else is same-origin only.
+Two policies, decided by path:
+
+* ``/whip/*`` and ``/whep/*`` (RFC 9725 §4.8, WHEP): **any origin**. Browser WHIP/WHEP players
+  live on other sites, and these endpoints authenticate with a bearer room token only (never
+  a cookie), so another origin gains nothing it does not already hold. Preflights are
+  answered 204 with ``Access-Control-Allow-Origin: *``; every response (errors included)
+  carries ``Access-Control-Allow-Origin: *`` and exposes ``Location``, ``Link``, ``ETag``,
+  ``Accept-Patch`` and ``Accept-Post``. No credentials mode.
+* everything else (``/api``): origins in ``SFU_ALLOWED_ORIGINS`` (exact
+  ``scheme://host[:port]`` matches, ``*`` for any); none listed: same-origin only, and a
+  preflight from another origin gets 403 ``origin_not_allowed``.
 """
 
 from __future__ import annotations
@@ -29,15 +38,39 @@ _CORS_EXPOSE = "Location, ETag, Link, Retry-After, Content-Disposition"
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+OPEN_PREFIXES = ("/whip/", "/whep/")
+"""Paths under these prefixes accept any origin (bearer-token endpoints, see above)."""
+_OPEN_METHODS = "POST, PATCH, DELETE, OPTIONS"
+_OPEN_HEADERS = "Authorization, Content-Type, If-Match"
+_OPEN_EXPOSE = "Location, Link, ETag, Accept-Patch, Accept-Post"
+
+
+async def _open_cors(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    """The any-origin policy of the WHIP/WHEP endpoints: the handler answers (``OPTIONS``
+    included), then the CORS headers are added."""
+    response = await handler(request)
+    if not response.prepared:
+        headers = response.headers
+        headers["Access-Control-Allow-Origin"] = "*"
+        headers["Access-Control-Expose-Headers"] = _OPEN_EXPOSE
+        if request.method == "OPTIONS":
+            headers["Access-Control-Allow-Methods"] = _OPEN_METHODS
+            headers["Access-Control-Allow-Headers"] = _OPEN_HEADERS
+            headers["Access-Control-Max-Age"] = "600"
+    return response
+
 
 @web.middleware
 async def cors_middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
-    """CORS for origins in ``SFU_ALLOWED_ORIGINS`` (RFC 6454 origins, exact match).
+    """CORS for origins in ``SFU_ALLOWED_ORIGINS`` (RFC 6454 origins, exact match); any
+    origin for ``/whip/*`` and ``/whep/*`` (see the module docstring).
 
     Preflights (``OPTIONS`` with ``Access-Control-Request-Method``) are answered here: 204 for
     an allowed origin, 403 ``origin_not_allowed`` otherwise. Other requests run normally;
     allowed origins get ``Access-Control-Allow-Origin`` (no credentials: tokens are bearer).
     """
+    if request.path.startswith(OPEN_PREFIXES):
+        return await _open_cors(request, handler)
     origin = request.headers.get("Origin")
     allowed = origin_allowed(request.app[keys.SETTINGS], origin)
     if (

@@ -40,8 +40,9 @@ class Settings(BaseSettings):
             power of two).
         max_publish_bitrate_bps: the most a video publisher is told to send (REMB cap, bits/s).
         env: ``development`` or ``production`` (production refuses weak secrets).
-        allowed_origins: CORS allow-list (``SFU_ALLOWED_ORIGINS``, comma separated, exact
-            ``scheme://host[:port]`` origins; ``*`` allows any origin). Empty: same-origin only.
+        allowed_origins: CORS allow-list of ``/api`` (``SFU_ALLOWED_ORIGINS``, comma separated,
+            exact ``scheme://host[:port]`` origins; ``*`` allows any origin). Empty: same-origin
+            only. ``/whip`` and ``/whep`` allow any origin (``signaling.cors``).
 
     Accounts (issue 3):
         mongo_db: database name inside ``mongo_url`` (or the embedded server).
