@@ -66,7 +66,8 @@ class HttpSession:
     Attributes:
         id: the resource id in the ``Location`` URL (random, 16 characters).
         kind: ``whip`` or ``whep``; room: the room name; target: the publisher a WHEP viewer
-            plays (None for WHIP); claims: the token that created the session.
+            plays (None for WHIP); claims, jti, identity: the token that created the session,
+            its id and subject.
     """
 
     def __init__(
@@ -86,6 +87,7 @@ class HttpSession:
         self.grants = VideoGrant()
         self.claims: AccessClaims | None = claims
         self.jti = claims.jti
+        self.identity = claims.sub
         self.stage: Stage | None = None
 
     @property
@@ -111,7 +113,8 @@ class HttpSession:
     # -- ParticipantListener -------------------------------------------------------------------
 
     def send_subscribe_offer(self, sdp: str, tracks: list[SubscribedTrack]) -> None:
-        """Never called: WHIP publishers do not subscribe, WHEP viewers negotiate once."""
+        """Dropped: a WHIP/WHEP session is negotiated once, by the client's offer (RFC 9725 has
+        no server-initiated renegotiation)."""
         return None
 
     def on_room_event(self, event: RoomEvent) -> None:
