@@ -137,6 +137,7 @@ class Participant:
         self._subscribe_lock = asyncio.Lock()
         self._negotiation_task: asyncio.Task[None] | None = None
         self._renegotiate = False
+        self._failed = False  # a transport failed: the participant is being removed
 
     def info(self) -> ParticipantInfo:
         """This participant and its tracks as others see them."""
@@ -154,7 +155,10 @@ class Participant:
         if not self.closed and not self._failed:
             self._failed = True
             logger.info("participant %s: transport failed", self.sid)
-            self.listener.on_closed("transport_failed")
+            try:  # the listener forgets the participant (its session, its WHIP resource)
+                self.listener.on_closed("transport_failed")
+            except Exception:
+                logger.exception("listener of %s failed", self.sid)
             spawn(self.room.remove(self, reason="transport_failed"))
 
     # -- publishing ----------------------------------------------------------------------------

@@ -43,7 +43,7 @@ import re
 import secrets
 import time
 import unicodedata
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -81,7 +81,7 @@ from signaling.auth.tokens import (
     create_access_token,
     verify_access_token,
 )
-from signaling.problems import ProblemError, problem
+from signaling.problems import ProblemError
 from signaling.settings import Settings
 from signaling.store.embedded import EmbeddedMongo, StoreStartError
 from signaling.store.mongo import DuplicateError, PresenceEvent, Room, Store, User, utcnow
@@ -769,7 +769,7 @@ async def join_page(request: web.Request) -> web.StreamResponse:
 
 
 # --------------------------------------------------------------------------------------------
-# Web security: CORS allow-list and security headers
+# Web security: security headers (CORS is in signaling.cors)
 # --------------------------------------------------------------------------------------------
 
 _HOST = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
@@ -813,48 +813,3 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
         headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
     if request.path.startswith("/api/"):
         headers.setdefault("Cache-Control", "no-store")
-
-
-def origin_allowed(settings: Settings, origin: str | None) -> bool:
-    """True when ``origin`` is in ``settings.allowed_origins`` (or the list holds ``*``)."""
-    if not origin:
-        return False
-    allowed = settings.allowed_origins
-    return "*" in allowed or origin.rstrip("/") in (item.rstrip("/") for item in allowed)
-
-
-_CORS_METHODS = "GET, POST, PATCH, DELETE, OPTIONS"
-_CORS_HEADERS = "Authorization, Content-Type, If-Match, X-Filename"
-_CORS_EXPOSE = "Location, ETag, Link, Retry-After, Content-Disposition"
-
-_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@web.middleware
-async def cors_middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
-    """CORS for origins in ``SFU_ALLOWED_ORIGINS`` (RFC 6454 origins, exact match).
-
-    Preflights (``OPTIONS`` with ``Access-Control-Request-Method``) are answered here: 204 for
-    an allowed origin, 403 ``origin_not_allowed`` otherwise. Other requests run normally;
-    allowed origins get ``Access-Control-Allow-Origin`` (no credentials: tokens are bearer).
-    """
-    origin = request.headers.get("Origin")
-    allowed = origin_allowed(request.app[keys.SETTINGS], origin)
-    if (
-        request.method == "OPTIONS"
-        and origin
-        and "Access-Control-Request-Method" in request.headers
-    ):
-        if not allowed:
-            return problem(403, "origin_not_allowed", "this origin is not allowed")
-        response: web.StreamResponse = web.Response(status=204)
-        response.headers["Access-Control-Allow-Methods"] = _CORS_METHODS
-        response.headers["Access-Control-Allow-Headers"] = _CORS_HEADERS
-        response.headers["Access-Control-Max-Age"] = "600"
-    else:
-        response = await handler(request)
-    if allowed and origin and not response.prepared:
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Expose-Headers"] = _CORS_EXPOSE
-        response.headers.add("Vary", "Origin")
-    return response

@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     ``/healthz``, ``/readyz``, the accounts API under ``/api`` and room files under
     ``/api/rooms/{room}/files`` (docs/files.md).
     """
-    from signaling import chat, files, metrics, stage, whip, whiteboard, ws
+    from signaling import chat, cors, files, metrics, stage, whip, whiteboard, ws
 
     settings = settings or Settings()
     app = web.Application(client_max_size=settings.max_message_bytes)
@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
 
     app.cleanup_ctx.append(accounts.accounts_ctx)
     app.router.add_routes(accounts.routes)
-    app.middlewares.extend([accounts.cors_middleware, problem_middleware])
+    app.middlewares.extend([cors.cors_middleware, problem_middleware])
     app.on_response_prepare.append(accounts.security_headers)
     # --- end accounts ---
     app.cleanup_ctx.append(chat.chat_ctx)  # after the accounts store

@@ -50,8 +50,9 @@ class Settings(BaseSettings):
         env: ``development`` or ``production`` (production refuses weak secrets).
         metrics_token: when set (``SFU_METRICS_TOKEN``), ``GET /metrics`` requires
             ``Authorization: Bearer <metrics_token>`` and answers 401 otherwise. Unset: open.
-        allowed_origins: CORS allow-list (``SFU_ALLOWED_ORIGINS``, comma separated, exact
-            ``scheme://host[:port]`` origins; ``*`` allows any origin). Empty: same-origin only.
+        allowed_origins: CORS allow-list of ``/api`` (``SFU_ALLOWED_ORIGINS``, comma separated,
+            exact ``scheme://host[:port]`` origins; ``*`` allows any origin). Empty: same-origin
+            only. ``/whip`` and ``/whep`` allow any origin (``signaling.cors``).
 
     Accounts (issue 3):
         mongo_db: database name inside ``mongo_url`` (or the embedded server).

@@ -161,15 +161,18 @@ class Stage:
 
     # -- membership ----------------------------------------------------------------------------
 
-    def role_for(self, identity: str, grants: VideoGrant) -> p.Role:
+    def role_for(self, identity: str, grants: VideoGrant, *, viewer: bool = False) -> p.Role:
         """The role ``identity`` joins with: the one it last had here, else its token's; a
-        second host becomes a moderator.
+        second host becomes a moderator. A ``viewer`` (WHEP playback) is always a listener
+        and claims nothing (no host seat).
 
         Raises:
             ProtocolError: ``forbidden`` when the identity was removed from this room.
         """
         if identity in self.banned:
             raise p.ProtocolError(p.ErrorCode.FORBIDDEN, "you were removed from this room")
+        if viewer:
+            return "listener"
         role = self.roles.get(identity) or token_role(grants)
         if role == "host":
             if self.host is None:
@@ -195,12 +198,14 @@ class Stage:
         """What podcast listeners subscribe to: audio, or everything when video is shown."""
         return None if self.video else frozenset({"audio"})
 
-    def add(self, session: StageSession, role: p.Role) -> Member:
-        """Register a joined session (its participant exists)."""
+    def add(self, session: StageSession, role: p.Role, *, remember: bool = True) -> Member:
+        """Register a joined session (its participant exists); ``remember`` keeps its role
+        for the identity's next join (not for a WHEP viewer, whose role is always listener)."""
         member = Member(session, role)
         participant = member.participant
         self.members[participant.sid] = member
-        self.roles[participant.identity] = role
+        if remember:
+            self.roles[participant.identity] = role
         session.grants = _with_permissions(session.grants, permissions(role, session.grants))
         if role == "listener":
             self._schedule_audience()

@@ -29,10 +29,11 @@ from sfu.tasks import spawn
 from signaling import keys
 from signaling import protocol as p
 from signaling.accounts import authorize_join, record_presence
+from signaling.admission import admit
 from signaling.auth.tokens import AccessClaims, TokenError, VideoGrant
 from signaling.chat import CHAT
 from signaling.metrics import observe_join
-from signaling.stage import STAGES, Stage, permissions
+from signaling.stage import Stage, permissions
 from signaling.turn import client_ice_servers
 from signaling.whiteboard import BOARD
 from signaling.wslimits import (
@@ -377,38 +378,22 @@ class Session:
         started = time.monotonic()
         identity, name, claims = await self._authorize(request)
         grants = claims.video
-        stages = self.app[STAGES]
         try:
-            stage = stages.enter(request.room, grants)
+            admission = await admit(
+                self.app,
+                self,
+                claims,
+                room=request.room,
+                name=name,
+                can_subscribe=grants.canSubscribe and request.subscribe,
+            )
         except p.ProtocolError as exc:
             raise p.ProtocolError(exc.code, exc.message, request.id) from None
-        try:
-            try:
-                role = stage.role_for(identity, grants)
-            except p.ProtocolError as exc:
-                raise p.ProtocolError(exc.code, exc.message, request.id) from None
-            options = stage.media_options(role)
-            media = self.app[keys.MEDIA]
-            room = media.room(request.room)
-            participant = await room.join(
-                identity,
-                name,
-                self,
-                can_publish=options.can_publish,
-                can_subscribe=grants.canSubscribe and request.subscribe,
-                hidden=options.hidden,
-                subscribe_kinds=options.subscribe_kinds,
-                attributes=options.attributes,
-            )
-        except BaseException:
-            stages.abandon(stage)
-            raise
-        self.participant = participant
-        self.grants = grants
-        self.claims = claims
+        stage, member, role = admission.stage, admission.member, admission.role
+        participant = member.participant
         self.stage = stage
-        member = stage.add(self, role)
-        stages.joined(stage)
+        media = self.app[keys.MEDIA]
+        room = participant.room
         # Reply before any await: room.join scheduled a subscribe offer (if the room already
         # has producers), and the client must get ``joined`` before that offer.
         self.send(

@@ -131,7 +131,7 @@ async def test_whip_created_carries_ice_server_links(
                 assert resp.status == 201, await resp.text()
                 links = resp.headers.getall("Link", [])
                 location = resp.headers["Location"]
-            async with http.delete(sfu_url + location) as resp:
+            async with http.delete(sfu_url + location, headers=headers) as resp:
                 assert resp.status == 200
     finally:
         await publisher.close()
