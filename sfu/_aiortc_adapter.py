@@ -502,25 +502,37 @@ class IceInputDrops:
 
 
 class _DatagramQueue(asyncio.Queue[tuple[bytes, int] | None]):
-    """aioice's receive queue, also counting the bytes it holds (``queued_bytes``), through
-    the ``_init``/``_put``/``_get`` hooks asyncio.Queue offers to subclasses."""
+    """aioice's receive queue, also counting the datagrams and bytes it holds (aioice's
+    ``None`` end-of-connection marker not included), through the ``_init``/``_put``/``_get``
+    hooks asyncio.Queue offers to subclasses."""
 
+    queued_datagrams: int
     queued_bytes: int
 
     def _init(self, maxsize: int) -> None:
         super()._init(maxsize)
+        self.queued_datagrams = 0
         self.queued_bytes = 0
 
     def _put(self, item: tuple[bytes, int] | None) -> None:
         if item is not None:
+            self.queued_datagrams += 1
             self.queued_bytes += len(item[0])
         super()._put(item)
 
     def _get(self) -> tuple[bytes, int] | None:
         item = super()._get()
         if item is not None:
+            self.queued_datagrams -= 1
             self.queued_bytes -= len(item[0])
         return item
+
+    def release(self) -> None:
+        """Drop every queued datagram, keeping one end-of-connection marker (aioice's
+        ``recv`` then raises ConnectionError instead of waiting)."""
+        while not self.empty():
+            self.get_nowait()
+        self.put_nowait(None)
 
 
 def _is_dtls_or_rtp(first_byte: int) -> bool:
@@ -585,13 +597,20 @@ class IceInputGuard:
             await add_remote_candidate(candidate)
 
         connection.add_remote_candidate = add_remote_candidate_capped  # type: ignore[method-assign,assignment]
+        close = connection.close
+
+        async def close_and_release() -> None:
+            await close()
+            guard._queue.release()
+
+        connection.close = close_and_release  # type: ignore[method-assign]
         connection._sfu_guard = guard  # type: ignore[attr-defined]
         _install_datagram_hook()
         return guard
 
     def queued(self) -> tuple[int, int]:
         """(datagrams, bytes) waiting between aioice and the DTLS transport."""
-        return self._queue.qsize(), self._queue.queued_bytes
+        return self._queue.queued_datagrams, self._queue.queued_bytes
 
     def remote_candidate_count(self) -> int:
         """Remote candidates the connection holds (signalled and peer-reflexive)."""
@@ -648,7 +667,7 @@ class IceInputGuard:
             return
         queue = self._queue
         if (
-            queue.qsize() >= ICE_QUEUE_MAX_DATAGRAMS
+            queue.queued_datagrams >= ICE_QUEUE_MAX_DATAGRAMS
             or queue.queued_bytes + len(data) > ICE_QUEUE_MAX_BYTES
         ):
             self.drops.queue_full += 1

@@ -1,0 +1,190 @@
+"""ICE under hostile input (issue 10 items 2 and 3): a bounded receive queue, a cap on remote
+candidates, and transports that never connect are closed.
+
+The server side is a real :class:`ForwardingPeerConnection` on 127.0.0.1; the "client" is an
+offer whose only ICE candidates are sockets the test owns, so the test decides who answers
+connectivity checks (nobody) and who sends datagrams from a candidate address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from aiortc import RTCIceCandidate, RTCPeerConnection, RTCSessionDescription
+
+from sfu import _aiortc_adapter as adapter
+
+STUN_FIRST_BYTES = (0, 1)  # a STUN Binding request starts 0x00 0x01 (RFC 8489 §5)
+
+
+@pytest.fixture(autouse=True)
+def loopback_ice() -> Iterator[None]:
+    adapter.set_ice_host_addresses(["127.0.0.1"])
+    yield
+    adapter.set_ice_host_addresses([])
+
+
+@pytest.fixture
+async def client_offer() -> str:
+    """An aiortc offer (one sendonly audio m-line); its peer is closed at once, so nobody
+    answers the checks sent to the candidates a test puts in it."""
+    pc = RTCPeerConnection(adapter.make_configuration([]))
+    pc.addTransceiver("audio", direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = str(pc.localDescription.sdp)
+    await pc.close()
+    return sdp
+
+
+def naming(sdp: str, addresses: list[tuple[str, int]]) -> str:
+    """``sdp`` with its candidates replaced by host candidates at ``addresses`` and no
+    end-of-candidates (so ICE keeps waiting instead of failing)."""
+    out: list[str] = []
+    for line in sdp.splitlines():
+        if line.startswith(("a=candidate:", "a=end-of-candidates")):
+            continue
+        out.append(line)
+        if line.startswith("a=ice-pwd:"):
+            for i, (host, port) in enumerate(addresses):
+                out.append(f"a=candidate:f{i} 1 udp {2130706431 - i} {host} {port} typ host")
+    return "\r\n".join(out) + "\r\n"
+
+
+def udp_sockets(count: int) -> list[socket.socket]:
+    out = []
+    for _ in range(count):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        out.append(sock)
+    return out
+
+
+@contextlib.asynccontextmanager
+async def answering(offer: str) -> AsyncIterator[adapter.ForwardingPeerConnection]:
+    """A server-side peer connection that answered ``offer`` and is running ICE checks."""
+    pc = adapter.ForwardingPeerConnection(adapter.NullRtpSink(), adapter.make_configuration([]))
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        yield pc
+    finally:
+        await pc.close()
+
+
+def got_stun_check(sock: socket.socket) -> bool:
+    """Drain ``sock``; True when a STUN Binding request arrived."""
+    hit = False
+    while True:
+        try:
+            data = sock.recv(2048)
+        except BlockingIOError:
+            return hit
+        hit = hit or (len(data) >= 20 and (data[0], data[1]) == STUN_FIRST_BYTES)
+
+
+async def wait_until(predicate: object, timeout_s: float) -> bool:
+    """Poll ``predicate()`` every 20 ms for at most ``timeout_s``; its last value."""
+    assert callable(predicate)
+    for _ in range(int(timeout_s / 0.02)):
+        if predicate():
+            return True
+        await asyncio.sleep(0.02)
+    return bool(predicate())
+
+
+async def test_receive_queue_is_bounded_and_released(client_offer: str) -> None:
+    """Issue 10 item 2: 40,000 datagrams of 1,200 B to a connection that never completes ICE
+    used to stay queued in aioice (+51 MB, even after close). Now at most
+    ICE_QUEUE_MAX_DATAGRAMS / ICE_QUEUE_MAX_BYTES wait, datagrams from addresses that are no
+    candidate pair are dropped, and close releases the queue."""
+    candidate, stranger = udp_sockets(2)
+    try:
+        async with answering(naming(client_offer, [candidate.getsockname()])) as pc:
+            (server_addr,) = adapter.local_media_addresses(pc)
+            guard = adapter.ice_input_guard(pc)
+            assert guard is not None
+            # The server checks our candidate: the pair is on its check list.
+            assert await wait_until(lambda: got_stun_check(candidate), 5.0)
+
+            sent = 40_000
+            payload = bytearray(os.urandom(1200))
+            payload[0] = 0x80  # RTP/SRTP range (RFC 7983)
+            for i in range(sent // 100):
+                for _ in range(100):
+                    with contextlib.suppress(BlockingIOError):
+                        candidate.sendto(payload, server_addr)
+                with contextlib.suppress(BlockingIOError):
+                    stranger.sendto(payload, server_addr)
+                await asyncio.sleep(0.001 if i % 10 else 0.005)
+
+            def arrived() -> int:
+                return guard.queued()[0] + guard.drops.queue_full
+
+            # Let the server read what the kernel still holds (bounded).
+            for _ in range(50):
+                before = arrived()
+                await asyncio.sleep(0.05)
+                if arrived() == before:
+                    break
+            datagrams, queued_bytes = guard.queued()
+            assert arrived() > sent // 2, f"only {arrived()} of {sent} datagrams reached the guard"
+            assert datagrams <= adapter.ICE_QUEUE_MAX_DATAGRAMS
+            assert queued_bytes <= adapter.ICE_QUEUE_MAX_BYTES
+            assert guard.drops.queue_full >= arrived() - adapter.ICE_QUEUE_MAX_DATAGRAMS
+            assert guard.drops.foreign > 0  # the stranger is no candidate pair
+        assert guard.queued() == (0, 0)  # close released what was queued
+    finally:
+        candidate.close()
+        stranger.close()
+
+
+async def test_remote_candidates_are_capped(client_offer: str) -> None:
+    """Issue 10 item 3: the server used to send connectivity checks to every address a client
+    named. Only MAX_REMOTE_CANDIDATES are kept; the rest get no STUN at all."""
+    cap = adapter.MAX_REMOTE_CANDIDATES
+    named = udp_sockets(cap + 10)
+    trickled = udp_sockets(1)
+    try:
+        offer = naming(client_offer, [s.getsockname() for s in named])
+        async with answering(offer) as pc:
+            guard = adapter.ice_input_guard(pc)
+            assert guard is not None
+            host, port = trickled[0].getsockname()
+            await pc.addIceCandidate(
+                RTCIceCandidate(
+                    component=1,
+                    foundation="t",
+                    ip=host,
+                    port=port,
+                    priority=1,
+                    protocol="udp",
+                    type="host",
+                    sdpMLineIndex=0,
+                )
+            )
+            checked: set[int] = set()
+
+            def poll() -> bool:
+                for i, sock in enumerate(named + trickled):
+                    if got_stun_check(sock):
+                        checked.add(i)
+                return len(checked) >= cap
+
+            assert await wait_until(poll, 5.0), f"only {len(checked)} candidates were checked"
+            # aioice starts one check every 20 ms: 11 more would take 0.22 s.
+            for _ in range(50):
+                poll()
+                await asyncio.sleep(0.02)
+            assert len(checked) == cap, f"{len(checked)} addresses got STUN checks"
+            assert checked == set(range(cap))  # the first named ones, in order
+            assert guard.remote_candidate_count() == cap
+            assert guard.drops.candidates == 11
+    finally:
+        for sock in named + trickled:
+            sock.close()
