@@ -1,5 +1,5 @@
 """ICE under hostile input (issue 10 items 2 and 3): a bounded receive queue, a cap on remote
-candidates, and transports that never connect are closed.
+candidates, and transports that never connect are closed (SFU_ICE_CONNECT_TIMEOUT_S).
 
 The server side is a real :class:`ForwardingPeerConnection` on 127.0.0.1; the "client" is an
 offer whose only ICE candidates are sockets the test owns, so the test decides who answers
@@ -18,6 +18,10 @@ import pytest
 from aiortc import RTCIceCandidate, RTCPeerConnection, RTCSessionDescription
 
 from sfu import _aiortc_adapter as adapter
+from signaling.client import RoomClient
+from signaling.settings import Settings
+from tests.integration.conftest import MakeToken
+from tests.support.udp import running_server
 
 STUN_FIRST_BYTES = (0, 1)  # a STUN Binding request starts 0x00 0x01 (RFC 8489 §5)
 
@@ -188,3 +192,54 @@ async def test_remote_candidates_are_capped(client_offer: str) -> None:
     finally:
         for sock in named + trickled:
             sock.close()
+
+
+def udp_port_open(port: int) -> bool:
+    """Whether a UDP socket of this network namespace is bound to ``port`` (/proc/net/udp)."""
+    with open("/proc/net/udp") as table:
+        next(table)
+        return any(int(line.split()[1].rsplit(":", 1)[1], 16) == port for line in table)
+
+
+async def test_transport_that_never_connects_is_closed(
+    sfu_settings: Settings, make_token: MakeToken, client_offer: str
+) -> None:
+    """Issue 10 item 2: a transport that never completed ICE used to keep its port and queue
+    forever. After SFU_ICE_CONNECT_TIMEOUT_S it fails like any failed transport: the
+    participant is removed (the room hears ``participant_left``) and the port is closed."""
+    settings = sfu_settings.model_copy(update={"ice_connect_timeout_s": 1.0})
+    (silent,) = udp_sockets(1)  # the publisher's only candidate: it never answers a check
+    async with running_server(settings) as (url, media):
+        watcher = RoomClient(
+            url, "idle", "watcher", identity="watcher", token=make_token("idle", "watcher")
+        )
+        idle = RoomClient(url, "idle", "idle", identity="idle", token=make_token("idle", "idle"))
+        try:
+            await watcher.connect()
+            await idle.connect()
+            await idle.publish_sdp(
+                naming(client_offer, [silent.getsockname()]),
+                [{"mid": "0", "kind": "audio", "source": "microphone"}],
+            )
+            room = media.rooms["idle"]
+            (participant,) = [p for p in room.participants.values() if p.identity == "idle"]
+            transport = participant.publish_transport
+            assert transport is not None
+            (address,) = adapter.local_media_addresses(transport.pc)
+            assert udp_port_open(address[1])
+            left = idle.joined["participant"]["sid"]
+            await watcher.wait_for(
+                lambda: any(
+                    e.get("type") == "participant_left" and e.get("participant") == left
+                    for e in watcher.events
+                ),
+                timeout=10,
+            )
+            assert transport.closed
+            assert participant.sid not in room.participants
+            assert await wait_until(lambda: not udp_port_open(address[1]), 5.0)
+            assert {p.identity for p in room.participants.values()} == {"watcher"}
+        finally:
+            await idle.close()
+            await watcher.close()
+            silent.close()
