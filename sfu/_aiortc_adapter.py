@@ -549,9 +549,9 @@ class IceInputGuard:
     * empty datagrams are dropped (aiortc's DTLS loop dies on them, see the note above);
     * the first byte classifies it (RFC 7983 §7): STUN (0-3) goes to aioice, whose parser
       errors are contained; DTLS (20-63) and SRTP/SRTCP (128-191) are accepted only from the
-      selected candidate pair (before one is selected: from a pair on the check list, since
-      the peer may start DTLS as soon as its own checks succeed, RFC 8445 §12); anything else
-      is dropped;
+      selected candidate pair (before one is selected: from a pair on the check list or an
+      address whose authenticated check awaits connect(), since the peer may start DTLS as
+      soon as its own checks succeed, RFC 8445 §12); anything else is dropped;
     * the receive queue in front of the DTLS transport is bounded by
       :data:`ICE_QUEUE_MAX_DATAGRAMS` and :data:`ICE_QUEUE_MAX_BYTES`;
     * at most :data:`MAX_REMOTE_CANDIDATES` remote candidates are kept, so the server never
@@ -631,6 +631,11 @@ class IceInputGuard:
             return pair.protocol is protocol and addr == self._addr
         for pair in connection._check_list:
             if pair.protocol is protocol and pair.remote_addr == addr:
+                return True
+        # Authenticated checks that arrived before connect() (the offerer has not yet got the
+        # answer with the peer's password): a browser answering our offer starts DTLS then.
+        for _message, early_addr, early_protocol in connection._early_checks:
+            if early_protocol is protocol and early_addr == addr:
                 return True
         return False
 

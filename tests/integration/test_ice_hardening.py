@@ -15,6 +15,7 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from aioice import stun
 from aiortc import RTCIceCandidate, RTCPeerConnection, RTCSessionDescription
 
 from sfu import _aiortc_adapter as adapter
@@ -145,6 +146,49 @@ async def test_receive_queue_is_bounded_and_released(client_offer: str) -> None:
         assert guard.queued() == (0, 0)  # close released what was queued
     finally:
         candidate.close()
+        stranger.close()
+
+
+async def test_dtls_after_an_authenticated_early_check_is_kept() -> None:
+    """A browser answering our offer checks us and starts DTLS before we have its answer (so
+    before aioice's connect()); seen with Chromium. That DTLS comes from an address whose
+    STUN check carried our ice-pwd: it is kept. The same bytes from a stranger are dropped."""
+    peer, stranger = udp_sockets(2)
+    pc = adapter.ForwardingPeerConnection(adapter.NullRtpSink(), adapter.make_configuration([]))
+    try:
+        pc.addTransceiver("audio", direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        sdp = str(pc.localDescription.sdp)
+        ufrag = sdp.split("a=ice-ufrag:", 1)[1].split()[0]
+        password = sdp.split("a=ice-pwd:", 1)[1].split()[0]
+        (server_addr,) = adapter.local_media_addresses(pc)
+        guard = adapter.ice_input_guard(pc)
+        assert guard is not None
+
+        request = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
+        request.attributes["USERNAME"] = f"{ufrag}:peer"
+        request.attributes["PRIORITY"] = 1853824767
+        request.attributes["ICE-CONTROLLED"] = 1
+        request.add_message_integrity(password.encode())
+        request.add_fingerprint()
+        peer.sendto(bytes(request), server_addr)
+
+        def answered() -> bool:
+            try:
+                response = stun.parse_message(peer.recv(2048))
+            except BlockingIOError:
+                return False
+            return response.message_class == stun.Class.RESPONSE
+
+        assert await wait_until(answered, 5.0)
+        client_hello = bytes([22, 0xFE, 0xFD]) + bytes(8) + (100).to_bytes(2, "big") + bytes(100)
+        peer.sendto(client_hello, server_addr)
+        stranger.sendto(client_hello, server_addr)
+        assert await wait_until(lambda: guard.drops.foreign == 1, 5.0)
+        assert await wait_until(lambda: guard.queued() == (1, len(client_hello)), 5.0)
+    finally:
+        await pc.close()
+        peer.close()
         stranger.close()
 
 

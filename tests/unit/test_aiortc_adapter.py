@@ -114,6 +114,7 @@ def test_aioice_receive_path_the_guard_relies_on() -> None:
         "self._remote_candidates",
         "self._remote_candidates_resolving",
         "self._closing",
+        "self._early_checks: deque",
     ):
         assert name in init, f"aioice Connection lost {name}"
     assert issubclass(adapter._DatagramQueue, asyncio.Queue)
@@ -126,6 +127,10 @@ def test_aioice_receive_path_the_guard_relies_on() -> None:
         RTCIceTransport.addRemoteCandidate
     )
     assert "self._recv = self._connection.recv" in inspect.getsource(RTCIceTransport.__init__)
+    # Authenticated checks that arrive before connect() wait in _early_checks (bounded).
+    assert "self._early_checks.append((message, addr, protocol))" in inspect.getsource(
+        ice.Connection.request_received
+    )
     # Peer-reflexive candidates come from authenticated requests (check_incoming).
     assert "self._remote_candidates.append(remote_candidate)" in inspect.getsource(
         ice.Connection.check_incoming
