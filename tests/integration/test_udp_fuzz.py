@@ -53,6 +53,9 @@ async def call(server: tuple[str, MediaServer], make_token: MakeToken) -> AsyncI
         await publisher.publish([ToneTrack(440.0)])
         await viewer.connect()
         await viewer.wait_for(lambda: received(viewer) > 20, timeout=20)
+        # The guard never drops a legitimate peer's datagrams.
+        guards = [adapter.ice_input_guard(t.pc) for t in transports(media)]
+        assert all(g is not None and g.drops == adapter.IceInputDrops() for g in guards)
         yield media, publisher, viewer
     finally:
         await viewer.close()
