@@ -473,8 +473,8 @@ class IceInputDrops:
         unclassified: first byte outside the STUN (0-3), DTLS (20-63) and RTP/RTCP (128-191)
             ranges of RFC 7983, or data in the STUN range that is not STUN.
         malformed_stun: STUN-range datagrams on which aioice's STUN parser raised.
-        foreign: DTLS or SRTP/SRTCP not from the selected candidate pair (nor, before a pair is
-            selected, from a pair on the check list).
+        foreign: DTLS or SRTP/SRTCP from an address that is no candidate pair of the
+            connection (selected or on the check list) and sent no authenticated check.
         queue_full: datagrams dropped because the receive queue held
             :data:`ICE_QUEUE_MAX_DATAGRAMS` datagrams or :data:`ICE_QUEUE_MAX_BYTES` bytes.
         after_close: datagrams that arrived after the connection started closing.
@@ -548,10 +548,11 @@ class IceInputGuard:
 
     * empty datagrams are dropped (aiortc's DTLS loop dies on them, see the note above);
     * the first byte classifies it (RFC 7983 §7): STUN (0-3) goes to aioice, whose parser
-      errors are contained; DTLS (20-63) and SRTP/SRTCP (128-191) are accepted only from the
-      selected candidate pair (before one is selected: from a pair on the check list or an
-      address whose authenticated check awaits connect(), since the peer may start DTLS as
-      soon as its own checks succeed, RFC 8445 §12); anything else is dropped;
+      errors are contained; DTLS (20-63) and SRTP/SRTCP (128-191) are accepted only from a
+      candidate pair of this connection: the selected pair, another pair on the check list
+      (the peer may send on the pair it selected before we select one, or on a different one
+      since aioice nominates aggressively), or an address whose authenticated check awaits
+      connect(); anything else is dropped;
     * the receive queue in front of the DTLS transport is bounded by
       :data:`ICE_QUEUE_MAX_DATAGRAMS` and :data:`ICE_QUEUE_MAX_BYTES`;
     * at most :data:`MAX_REMOTE_CANDIDATES` remote candidates are kept, so the server never
@@ -624,11 +625,16 @@ class IceInputGuard:
     def _from_peer(self, protocol: StunProtocol, addr: tuple[str, int]) -> bool:
         connection = self._connection
         pair = connection._nominated.get(protocol.local_candidate.component)
-        if pair is not None:
+        if pair is not None:  # the selected pair: the fast path
             if pair is not self._pair:
                 self._pair = pair
                 self._addr = pair.remote_addr
-            return pair.protocol is protocol and addr == self._addr
+            if pair.protocol is protocol and addr == self._addr:
+                return True
+        # Any other pair on the check list: its remote address was signalled by the peer or
+        # proved by an authenticated check. aioice nominates aggressively when controlling
+        # (USE-CANDIDATE on every check), so the two agents can select different pairs and the
+        # peer may send on one that is not our selected pair.
         for pair in connection._check_list:
             if pair.protocol is protocol and pair.remote_addr == addr:
                 return True

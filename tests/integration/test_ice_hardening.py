@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 from aioice import stun
@@ -190,6 +190,59 @@ async def test_dtls_after_an_authenticated_early_check_is_kept() -> None:
         await pc.close()
         peer.close()
         stranger.close()
+
+
+class _Forwarder(asyncio.DatagramProtocol):
+    def __init__(self, deliver: Callable[[bytes, tuple[str, int]], None]) -> None:
+        self.deliver = deliver
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.deliver(data, addr)
+
+
+async def test_peer_sending_on_a_pair_we_did_not_select_connects() -> None:
+    """aioice nominates aggressively when controlling (USE-CANDIDATE on every check), so the
+    two agents can select different pairs: here the client reaches our offer's candidate
+    through a relay (as behind a NAT) while we also reach its own candidate directly. Its
+    DTLS arrives from the relay's address, which is on our check list but need not be our
+    selected pair: it must be accepted (a strict selected-pair filter never connected)."""
+    loop = asyncio.get_running_loop()
+    server = adapter.ForwardingPeerConnection(adapter.NullRtpSink(), adapter.make_configuration([]))
+    client = RTCPeerConnection(adapter.make_configuration([]))
+    client_addr: list[tuple[str, int]] = []
+    front_t, _ = await loop.create_datagram_endpoint(
+        lambda: _Forwarder(lambda d, a: (client_addr.append(a), back_t.sendto(d, server_addr))),
+        local_addr=("127.0.0.1", 0),
+    )
+    back_t, _ = await loop.create_datagram_endpoint(
+        lambda: _Forwarder(lambda d, a: front_t.sendto(d, client_addr[-1])),
+        local_addr=("127.0.0.1", 0),
+    )
+    try:
+        server.addTransceiver("audio", direction="sendonly")
+        await server.setLocalDescription(await server.createOffer())
+        (server_addr,) = adapter.local_media_addresses(server)
+        relay_port = front_t.get_extra_info("sockname")[1]
+        offer = str(server.localDescription.sdp).replace(
+            f"127.0.0.1 {server_addr[1]} typ host", f"127.0.0.1 {relay_port} typ host"
+        )
+        assert str(relay_port) in offer
+        await client.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        await client.setLocalDescription(await client.createAnswer())
+        await server.setRemoteDescription(client.localDescription)
+        connected = await wait_until(
+            lambda: server.connectionState == "connected" and client.connectionState == "connected",
+            10.0,
+        )
+        assert connected, f"server {server.connectionState}, client {client.connectionState}"
+        assert client_addr, "the client never used the relay"
+        guard = adapter.ice_input_guard(server)
+        assert guard is not None and guard.drops.foreign == 0
+    finally:
+        await client.close()
+        await server.close()
+        front_t.close()
+        back_t.close()
 
 
 async def test_remote_candidates_are_capped(client_offer: str) -> None:
