@@ -568,8 +568,7 @@ class IceInputGuard:
         self._pair: Any = None
         self._addr: tuple[str, int] | None = None
         self.drops = IceInputDrops()
-        queue = _DatagramQueue()
-        self._queue = queue
+        self._queue = _DatagramQueue()
         self._request_received = connection.request_received
 
     @classmethod
@@ -593,7 +592,13 @@ class IceInputGuard:
         async def add_remote_candidate_capped(candidate: IceCandidate | None) -> None:
             if candidate is not None and guard._candidates_full():
                 guard.drops.candidates += 1
-                logger.info("remote ICE candidate %s:%s dropped", candidate.host, candidate.port)
+                if guard.drops.candidates == 1:  # once per connection: a client may send many
+                    logger.info(
+                        "more than %d remote ICE candidates: dropping %s:%s and any later ones",
+                        MAX_REMOTE_CANDIDATES,
+                        candidate.host,
+                        candidate.port,
+                    )
                 return
             await add_remote_candidate(candidate)
 

@@ -74,6 +74,7 @@ class WebRtcTransport:
         pc: the :class:`ForwardingPeerConnection`.
         producers: mid -> Producer; consumers: consumer id -> Consumer.
         closed: True after :meth:`close`.
+        connect_timed_out: True when the transport was closed for not connecting in time.
     """
 
     def __init__(
