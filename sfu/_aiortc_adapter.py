@@ -461,7 +461,10 @@ MAX_REMOTE_CANDIDATES = 20
 """Most remote ICE candidates (signalled and peer-reflexive) per connection; the rest are
 dropped, so a client cannot make the server send connectivity checks to many addresses."""
 
-_original_datagram_received = StunProtocol.datagram_received
+# aioice's own method, even if this module is imported again after patching it.
+_original_datagram_received = getattr(
+    StunProtocol.datagram_received, "__wrapped__", StunProtocol.datagram_received
+)
 
 
 @dataclass(slots=True)
@@ -472,7 +475,9 @@ class IceInputDrops:
         empty: zero-byte datagrams.
         unclassified: first byte outside the STUN (0-3), DTLS (20-63) and RTP/RTCP (128-191)
             ranges of RFC 7983, or data in the STUN range that is not STUN.
-        malformed_stun: STUN-range datagrams on which aioice's STUN parser raised.
+        malformed_stun: STUN-range datagrams on which aioice raised (e.g. struct.error for an
+            attribute too short for its type); STUN-range data that does not parse as STUN at
+            all counts as ``unclassified``.
         foreign: DTLS or SRTP/SRTCP from an address that is no candidate pair of the
             connection (selected or on the check list) and sent no authenticated check.
         queue_full: datagrams dropped because the receive queue held
@@ -711,6 +716,9 @@ def _guarded_datagram_received(
         _original_datagram_received(self, data, addr)
         return
     guard.datagram_received(self, data, addr)  # type: ignore[arg-type]
+
+
+_guarded_datagram_received.__wrapped__ = _original_datagram_received  # type: ignore[attr-defined]
 
 
 def _install_datagram_hook() -> None:
