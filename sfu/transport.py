@@ -46,6 +46,7 @@ from sfu.consumer import Consumer
 from sfu.errors import InvalidSdpError, InvalidStateError
 from sfu.rtp.header import find_extension, parse_rtp
 from sfu.stats import Totals
+from sfu.tasks import spawn
 
 if TYPE_CHECKING:
     from sfu.producer import Producer
@@ -64,12 +65,16 @@ class WebRtcTransport:
     Args:
         ice_servers: STUN/TURN URLs (explicit, possibly empty).
         nack_buffer_packets: per video consumer retransmission buffer size (packets).
-        on_failed: called once when ICE/DTLS fails or closes unexpectedly.
+        on_failed: called once when ICE/DTLS fails or closes unexpectedly, or when the
+            transport is not connected ``connect_timeout_s`` after its creation.
+        connect_timeout_s: seconds to reach ``connected`` before the peer connection is closed
+            as failed (frees its UDP port and queue; issue 10); None waits forever.
 
     Attributes:
         pc: the :class:`ForwardingPeerConnection`.
         producers: mid -> Producer; consumers: consumer id -> Consumer.
         closed: True after :meth:`close`.
+        connect_timed_out: True when the transport was closed for not connecting in time.
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class WebRtcTransport:
         nack_buffer_packets: int = 512,
         on_failed: Callable[[WebRtcTransport], None] | None = None,
         totals: Totals | None = None,
+        connect_timeout_s: float | None = None,
     ) -> None:
         self.pc = adapter.ForwardingPeerConnection(self, adapter.make_configuration(ice_servers))
         self.nack_buffer_packets = nack_buffer_packets
@@ -96,10 +102,18 @@ class WebRtcTransport:
         self.rtcp_received = 0
         self.nacks_received = 0
         self.plis_received = 0
+        self.connect_timed_out = False
+        self._connect_timer: asyncio.TimerHandle | None = None
+        if connect_timeout_s is not None:
+            self._connect_timer = asyncio.get_running_loop().call_later(
+                connect_timeout_s, self._on_connect_timeout
+            )
 
         @self.pc.on("connectionstatechange")
         def _on_state() -> None:
             state = self.pc.connectionState
+            if state != "new" and state != "connecting":
+                self._cancel_connect_timer()
             if state == "connected" and self._rtcp_task is None and not self.closed:
                 self._rtcp_task = asyncio.ensure_future(self._run_rtcp())
             elif state in ("failed", "closed") and not self.closed and self._on_failed:
@@ -186,6 +200,23 @@ class WebRtcTransport:
     def _check_open(self) -> None:
         if self.closed:
             raise InvalidStateError("transport is closed")
+
+    # -- connect timeout -----------------------------------------------------------------------
+
+    def _cancel_connect_timer(self) -> None:
+        if self._connect_timer is not None:
+            self._connect_timer.cancel()
+            self._connect_timer = None
+
+    def _on_connect_timeout(self) -> None:
+        # Not connected in time: close the peer connection. Its "closed" state reaches
+        # _on_state above, and so on_failed, exactly as a failed ICE/DTLS transport does.
+        self._connect_timer = None
+        if self.closed or self.pc.connectionState == "connected":
+            return
+        self.connect_timed_out = True
+        logger.info("transport not connected in time (%s): closing", self.pc.connectionState)
+        spawn(self.pc.close())
 
     # -- producers -----------------------------------------------------------------------------
 
@@ -467,6 +498,7 @@ class WebRtcTransport:
         if self.closed:
             return
         self.closed = True
+        self._cancel_connect_timer()
         for producer in list(self.producers.values()):
             producer.close()
         for consumer in list(self.consumers.values()):

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
         nack_buffer_packets: size of each video consumer's retransmission buffer (packets,
             power of two).
         max_publish_bitrate_bps: the most a video publisher is told to send (REMB cap, bits/s).
+        ice_connect_timeout_s: a WebRTC transport not connected (ICE and DTLS) this many
+            seconds after it was created is closed as failed, releasing its UDP port.
         env: ``development`` or ``production`` (production refuses weak secrets).
         metrics_token: when set (``SFU_METRICS_TOKEN``), ``GET /metrics`` requires
             ``Authorization: Bearer <metrics_token>`` and answers 401 otherwise. Unset: open.
@@ -115,6 +117,7 @@ class Settings(BaseSettings):
     keyframe_min_interval_ms: int = 500
     nack_buffer_packets: int = 512
     max_publish_bitrate_bps: int = Field(default=3_000_000, ge=100_000)
+    ice_connect_timeout_s: float = Field(default=30.0, gt=0)
     env: Literal["development", "production"] = "development"
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 

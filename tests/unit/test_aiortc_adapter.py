@@ -84,3 +84,77 @@ def test_configuration_is_explicit_and_max_bundle() -> None:
     config = adapter.make_configuration(["stun:127.0.0.1:3478", "turn:u:p@127.0.0.1:3478"])
     assert [s.urls for s in config.iceServers] == ["stun:127.0.0.1:3478", "turn:127.0.0.1:3478"]
     assert config.iceServers[1].username == "u" and config.iceServers[1].credential == "p"
+
+
+def test_aioice_receive_path_the_guard_relies_on() -> None:
+    """IceInputGuard (issue 10) replaces aioice's receive path: the names it touches must still
+    exist and be used the way it assumes, or the guard would silently stop guarding."""
+    import asyncio
+
+    import aioice
+    from aioice import ice
+
+    assert aioice.__version__ == "0.13.0", (
+        f"aioice {aioice.__version__} installed: re-check IceInputGuard in sfu/_aiortc_adapter.py"
+    )
+    # StunProtocol.datagram_received (patched process-wide) dispatches to its receiver.
+    source = inspect.getsource(adapter._original_datagram_received)
+    assert "self.receiver.data_received(data, self.local_candidate.component)" in source
+    assert "self.receiver.request_received(message, addr, self)" in source
+    # Connection.data_received feeds the queue that recv() (RTCIceTransport._recv) reads.
+    assert "self._queue.put_nowait((data, component))" in inspect.getsource(
+        ice.Connection.data_received
+    )
+    assert "self._queue.get()" in inspect.getsource(ice.Connection.recvfrom)
+    init = inspect.getsource(ice.Connection.__init__)
+    for name in (
+        "self._queue: asyncio.Queue",
+        "self._nominated",
+        "self._check_list",
+        "self._remote_candidates",
+        "self._remote_candidates_resolving",
+        "self._closing",
+        "self._early_checks: deque",
+    ):
+        assert name in init, f"aioice Connection lost {name}"
+    assert issubclass(adapter._DatagramQueue, asyncio.Queue)
+    for hook in ("_init", "_put", "_get"):
+        assert hook in vars(asyncio.Queue), f"asyncio.Queue lost the {hook} subclass hook"
+    # Signalled candidates (SDP and trickle) go through Connection.add_remote_candidate.
+    from aiortc.rtcicetransport import RTCIceTransport
+
+    assert "self._connection.add_remote_candidate(" in inspect.getsource(
+        RTCIceTransport.addRemoteCandidate
+    )
+    assert "self._recv = self._connection.recv" in inspect.getsource(RTCIceTransport.__init__)
+    # Authenticated checks that arrive before connect() wait in _early_checks (bounded).
+    assert "self._early_checks.append((message, addr, protocol))" in inspect.getsource(
+        ice.Connection.request_received
+    )
+    # Peer-reflexive candidates come from authenticated requests (check_incoming).
+    assert "self._remote_candidates.append(remote_candidate)" in inspect.getsource(
+        ice.Connection.check_incoming
+    )
+    for name in ("protocol", "remote_addr"):
+        assert hasattr(ice.CandidatePair, name) or name in inspect.getsource(
+            ice.CandidatePair.__init__
+        )
+    assert "_network_host" in inspect.getsource(ice.CandidatePair)
+    # The aiortc bug the guard works around: _recv_next indexes data[0] unguarded. When this
+    # assertion fails, aiortc changed the DTLS receive loop: re-check the guard's comments.
+    assert "first_byte = data[0]" in inspect.getsource(RTCDtlsTransport._recv_next)
+
+
+async def test_guard_is_installed_on_every_forwarding_transport() -> None:
+    from aioice import ice
+
+    pc = adapter.ForwardingPeerConnection(adapter.NullRtpSink(), adapter.make_configuration([]))
+    pc.addTransceiver("audio", direction="sendonly")
+    guard = adapter.ice_input_guard(pc)
+    assert guard is not None
+    connection = pc.getTransceivers()[0].sender.transport.transport._connection
+    assert connection._queue is guard._queue
+    assert connection.data_received == guard.data_received
+    assert ice.StunProtocol.datagram_received is adapter._guarded_datagram_received
+    assert adapter.IceInputGuard.install(connection) is guard  # idempotent
+    await pc.close()
