@@ -71,8 +71,25 @@ class TrackSpec:
     muted: bool = False
 
 
+def _bundle_only_flags(sdp: str) -> list[bool]:
+    """For each m-section of ``sdp`` in order: does it carry ``a=bundle-only``?"""
+    flags: list[bool] = []
+    for line in sdp.splitlines():
+        line = line.strip()
+        if line.startswith("m="):
+            flags.append(False)
+        elif line == "a=bundle-only" and flags:
+            flags[-1] = True
+    return flags
+
+
 def parse_offer_media(sdp: str) -> list[tuple[str, str, bool]]:
     """(mid, kind, sending) for every audio/video m-line of an offer (RFC 8866).
+
+    An m-line is sending when its direction is ``sendonly``/``sendrecv`` and it is not
+    disabled: port 0 disables an m-line unless it also carries ``a=bundle-only`` and its mid
+    is in the offer's BUNDLE group, which makes it bundled (RFC 8843 §6, §7.5; GStreamer's
+    webrtcbin offers every m-line but the first this way with ``max-bundle``).
 
     Raises:
         InvalidSdpError: when the SDP cannot be parsed or an m-line has no mid.
@@ -83,14 +100,21 @@ def parse_offer_media(sdp: str) -> list[tuple[str, str, bool]]:
         description = aiortc_sdp.SessionDescription.parse(sdp)
     except Exception as exc:
         raise InvalidSdpError(f"cannot parse SDP: {exc}") from exc
+    bundle_only = _bundle_only_flags(sdp)
+    bundled = {
+        mid for group in description.group if group.semantic == "BUNDLE" for mid in group.items
+    }
     out = []
-    for media in description.media:
+    for index, media in enumerate(description.media):
         if media.kind not in ("audio", "video"):
             continue
         mid = media.rtp.muxId
         if not mid:
             raise InvalidSdpError("every m-line needs a mid (RFC 8843 BUNDLE)")
-        sending = media.port != 0 and media.direction in ("sendonly", "sendrecv")
+        enabled = media.port != 0 or (
+            index < len(bundle_only) and bundle_only[index] and mid in bundled
+        )
+        sending = enabled and media.direction in ("sendonly", "sendrecv")
         out.append((mid, media.kind, sending))
     return out
 

@@ -114,7 +114,8 @@ class WebRtcTransport:
         return state
 
     async def set_remote_offer(self, sdp: str) -> None:
-        """Apply a remote offer (publish side, or a WHEP viewer's offer).
+        """Apply a remote offer (publish side, or a WHEP viewer's offer). Our answer to an
+        ``a=setup:actpass`` offer will be ``a=setup:passive`` (we are the DTLS server).
 
         Raises:
             InvalidSdpError: when aiortc cannot parse or negotiate the SDP.
@@ -125,6 +126,7 @@ class WebRtcTransport:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         except Exception as exc:  # aiortc raises ValueError, OperationError, InvalidStateError
             raise InvalidSdpError(f"cannot apply offer: {exc}") from exc
+        adapter.answer_as_dtls_server(self.pc)
 
     async def create_answer(self) -> str:
         """Create and apply our answer; returns its SDP (with all our ICE candidates)."""

@@ -84,3 +84,33 @@ def test_configuration_is_explicit_and_max_bundle() -> None:
     config = adapter.make_configuration(["stun:127.0.0.1:3478", "turn:u:p@127.0.0.1:3478"])
     assert [s.urls for s in config.iceServers] == ["stun:127.0.0.1:3478", "turn:127.0.0.1:3478"]
     assert config.iceServers[1].username == "u" and config.iceServers[1].credential == "p"
+
+
+def test_dtls_role_internals_exist() -> None:
+    """answer_as_dtls_server reads RTCDtlsTransport._role and calls _set_role; createAnswer
+    must still copy that role into a=setup."""
+    transport_source = inspect.getsource(RTCDtlsTransport)
+    assert 'self._role = "auto"' in transport_source
+    assert hasattr(RTCDtlsTransport, "_set_role")
+    assert "dtlsTransport._role" in inspect.getsource(RTCPeerConnection.createAnswer)
+
+
+async def test_actpass_offer_is_answered_passive() -> None:
+    """An a=setup:actpass offer gets a=setup:passive (we are the DTLS server), and the role
+    stays fixed when the same peer renegotiates."""
+    offerer = RTCPeerConnection(adapter.make_configuration([]))
+    answerer = adapter.ForwardingPeerConnection(
+        adapter.NullRtpSink(), adapter.make_configuration([])
+    )
+    try:
+        offerer.addTransceiver("audio", direction="sendonly")
+        await offerer.setLocalDescription(await offerer.createOffer())
+        assert "a=setup:actpass" in offerer.localDescription.sdp
+        await answerer.setRemoteDescription(offerer.localDescription)
+        adapter.answer_as_dtls_server(answerer)
+        await answerer.setLocalDescription(await answerer.createAnswer())
+        assert "a=setup:passive" in answerer.localDescription.sdp
+        assert "a=setup:active" not in answerer.localDescription.sdp
+    finally:
+        await offerer.close()
+        await answerer.close()
