@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 from aiortc import sdp as aiortc_sdp
 
 from sfu import _aiortc_adapter as adapter
+from sfu.codecs import is_rtx, match_codec
 from sfu.consumer import Consumer
 from sfu.errors import InvalidSdpError, InvalidStateError, NotFoundError
 from sfu.events import ParticipantInfo, RoomEvent, SubscribedTrack
@@ -28,6 +29,8 @@ from sfu.tasks import spawn
 from sfu.transport import WebRtcTransport
 
 if TYPE_CHECKING:
+    from aiortc import RTCRtpTransceiver
+
     from sfu.room import Room
 
 logger = logging.getLogger(__name__)
@@ -405,7 +408,11 @@ class Participant:
 
 async def negotiate_viewer(participant: Participant, sdp: str, producers: list[Producer]) -> str:
     """WHEP playback: apply a viewer's offer of recvonly m-lines and answer with one consumer
-    per m-line, matched to ``producers`` by kind in order. Returns the answer SDP.
+    per m-line, matched to ``producers`` by kind (and codec) in order. Returns the answer SDP.
+
+    An m-line for which no producer of its kind has a codec the viewer offered is answered
+    ``a=inactive`` (we never transcode), with a log line saying why, instead of promising
+    media that would never come.
 
     Raises:
         InvalidSdpError: unparseable offer, or an offer with no audio/video m-line.
@@ -417,7 +424,7 @@ async def negotiate_viewer(participant: Participant, sdp: str, producers: list[P
     await transport.set_remote_offer(sdp)
     available = list(producers)
     for transceiver in transport.pc.getTransceivers():
-        producer = next((p for p in available if p.kind == transceiver.kind), None)
+        producer = _viewer_producer(participant, transport, transceiver, available)
         if producer is None:
             transceiver.direction = "inactive"
             continue
@@ -426,3 +433,31 @@ async def negotiate_viewer(participant: Participant, sdp: str, producers: list[P
         consumer = transport.attach_consumer(producer, transceiver)
         participant.subscriptions[producer.id] = consumer
     return await transport.create_answer()
+
+
+def _viewer_producer(
+    participant: Participant,
+    transport: WebRtcTransport,
+    transceiver: RTCRtpTransceiver,
+    available: list[Producer],
+) -> Producer | None:
+    """The first of ``available`` producers of the viewer m-line's kind whose codec the viewer
+    offered on that m-line, or None (logged when a producer of that kind exists)."""
+    candidates = [p for p in available if p.kind == transceiver.kind and p.codec is not None]
+    if not candidates:
+        return None
+    offered = adapter.remote_receive_parameters(transport.pc, transceiver).codecs
+    for producer in candidates:
+        assert producer.codec is not None
+        if match_codec(offered, producer.codec) is not None:
+            return producer
+    logger.info(
+        "viewer %s: m-line %s answered inactive: the viewer offers %s but the %s producers "
+        "send %s (no codec in common; the SFU does not transcode)",
+        participant.sid,
+        transceiver.mid,
+        ", ".join(sorted({c.mimeType for c in offered if not is_rtx(c)})) or "no codec",
+        transceiver.kind,
+        ", ".join(sorted({p.codec.mime_type for p in candidates if p.codec is not None})),
+    )
+    return None
