@@ -303,6 +303,21 @@ def answer_as_dtls_server(pc: RTCPeerConnection) -> None:
             dtls._set_role("server")
 
 
+def can_recycle(transceiver: RTCRtpTransceiver) -> bool:
+    """True when a sending transceiver whose consumer closed may carry a new one: never
+    offered yet (no mid), or its ``inactive`` direction has been negotiated (RFC 8829
+    §5.2.2 allows reusing the m-line; the subscriber has seen the old stream end).
+
+    aiortc never frees an m-line slot (a stopped transceiver keeps its m-line forever), so we
+    reuse the transceiver itself: the same mid and SSRC, new codec preferences, direction
+    back to ``sendonly``; aiortc re-derives the m-line's codecs from the preferences at every
+    ``createOffer``.
+    """
+    if transceiver.stopped:
+        return False
+    return transceiver.mid is None or transceiver.currentDirection == "inactive"
+
+
 def raw_transport(transceiver: RTCRtpTransceiver) -> RawRtpTransport:
     """The :class:`RawRtpTransport` that carries this transceiver's media (after BUNDLE)."""
     raw: RawRtpTransport = transceiver.sender.transport._sfu_raw  # type: ignore[attr-defined]

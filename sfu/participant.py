@@ -22,7 +22,7 @@ from aiortc import sdp as aiortc_sdp
 from sfu import _aiortc_adapter as adapter
 from sfu.codecs import is_rtx, match_codec
 from sfu.consumer import Consumer
-from sfu.errors import InvalidSdpError, InvalidStateError, NotFoundError
+from sfu.errors import InvalidSdpError, InvalidStateError, LimitExceededError, NotFoundError
 from sfu.events import ParticipantInfo, RoomEvent, SubscribedTrack
 from sfu.producer import Producer
 from sfu.tasks import spawn
@@ -192,6 +192,8 @@ class Participant:
         Raises:
             InvalidSdpError: unparseable or non-negotiable SDP (nothing changes).
             InvalidStateError: the participant is closed or may not publish.
+            LimitExceededError: more sending m-lines than the router's
+                ``max_producers_per_participant`` (nothing changes).
         """
         if self.closed:
             raise InvalidStateError("participant is closed")
@@ -200,6 +202,7 @@ class Participant:
         media = parse_offer_media(sdp)
         if not media:
             raise InvalidSdpError("the offer has no audio or video m-line")
+        self._check_producer_limit(media)
         specs = {t.mid: t for t in tracks}
         async with self._publish_lock:
             transport = self.publish_transport
@@ -244,6 +247,17 @@ class Participant:
             self.room.on_published(self, producer)
         mids = {p.mid: p.id for p in self.producers.values()}
         return answer, mids
+
+    def _check_producer_limit(self, media: list[tuple[str, str, bool]]) -> None:
+        """Refuse a publish offer whose sending m-lines (the producers it leaves) exceed the
+        router's ``max_producers_per_participant``: each producer adds an m-line to every
+        subscriber's SDP, so one publisher must not be able to push theirs past a limit."""
+        limit = self.room.router.max_producers_per_participant
+        sending = sum(1 for _mid, _kind, is_sending in media if is_sending)
+        if sending > limit:
+            raise LimitExceededError(
+                f"the offer sends {sending} tracks; a participant may publish at most {limit}"
+            )
 
     def _forget_producer(self, producer: Producer) -> None:
         if self.producers.pop(producer.id, None) is not None:

@@ -25,6 +25,8 @@ class Router:
         keyframe_min_interval_ms: per-producer keyframe request throttle (ms).
         nack_buffer_packets: per video consumer retransmission buffer (packets).
         max_publish_bitrate_bps: cap of the REMB sent to each video publisher (bits/s).
+        max_producers_per_participant: most producers one participant may have at once; it
+            bounds the m-lines one publisher adds to every subscriber's SDP.
         totals: where closed objects' counters accumulate (shared by the whole server).
     """
 
@@ -35,9 +37,11 @@ class Router:
         keyframe_min_interval_ms: int = 500,
         nack_buffer_packets: int = 512,
         max_publish_bitrate_bps: int = 3_000_000,
+        max_producers_per_participant: int = 8,
         totals: Totals | None = None,
     ) -> None:
         self.ice_servers = list(ice_servers)
+        self.max_producers_per_participant = max_producers_per_participant
         self.max_publish_bitrate_bps = max_publish_bitrate_bps
         self.totals = totals if totals is not None else Totals()
         self.keyframe_min_interval_ms = keyframe_min_interval_ms

@@ -29,6 +29,7 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
             keyframe_min_interval_ms=settings.keyframe_min_interval_ms,
             nack_buffer_packets=settings.nack_buffer_packets,
             max_publish_bitrate_bps=settings.max_publish_bitrate_bps,
+            max_producers_per_participant=settings.max_producers_per_participant,
         )
     )
     app[keys.MEDIA] = media

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
         nack_buffer_packets: size of each video consumer's retransmission buffer (packets,
             power of two).
         max_publish_bitrate_bps: the most a video publisher is told to send (REMB cap, bits/s).
+        max_producers_per_participant: most tracks (sending m-lines) one participant may
+            publish at once; a publish offer with more gets ``too_large`` (WHIP: 400). It bounds
+            what one publisher adds to every subscriber's SDP.
         env: ``development`` or ``production`` (production refuses weak secrets).
         allowed_origins: CORS allow-list (``SFU_ALLOWED_ORIGINS``, comma separated, exact
             ``scheme://host[:port]`` origins; ``*`` allows any origin). Empty: same-origin only.
@@ -84,6 +87,7 @@ class Settings(BaseSettings):
     keyframe_min_interval_ms: int = 500
     nack_buffer_packets: int = 512
     max_publish_bitrate_bps: int = Field(default=3_000_000, ge=100_000)
+    max_producers_per_participant: int = Field(default=8, ge=1, le=32)
     env: Literal["development", "production"] = "development"
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
