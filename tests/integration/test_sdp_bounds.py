@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable
 
@@ -21,7 +22,7 @@ from sfu import _aiortc_adapter as adapter
 from signaling.client import RoomClient, SignalingError
 from signaling.protocol import MAX_SDP_CHARS
 from tests.integration.conftest import MakeToken
-from tests.support.media import ColorTrack, mean_color
+from tests.support.media import ColorTrack, ToneTrack, mean_color
 
 SDP = {"Content-Type": "application/sdp"}
 
@@ -135,5 +136,43 @@ async def test_subscriber_sdp_stays_bounded_over_many_produce_close_cycles(
         assert received.track_sid == track_sid and received.track is not None
         color = await mean_color(received.track, frames=8)
         assert np.abs(color - np.array([30, 40, 230])).max() < 30, color
+    finally:
+        await asyncio.gather(publisher.close(), subscriber.close())
+
+
+async def test_reused_mline_continues_the_ssrc_and_sequence_numbers(
+    room_client: Callable[..., RoomClient],
+) -> None:
+    """Three microphones in a row on one reused m-line reach the subscriber as one RTP stream:
+    the same SSRC, sequence numbers without a jump (RFC 3550 §5.1), so its jitter buffer does
+    not see a new or reset stream."""
+    publisher = room_client("seqs", "talker")
+    subscriber = room_client("seqs", "counter", count_only=True)
+    subscriber.counter.keep_seqs = True
+    try:
+        await subscriber.connect()
+        await publisher.connect()
+        await publisher.publish([ToneTrack(440.0)])
+        assert publisher.pub is not None
+        transceiver = publisher.pub.getTransceivers()[0]
+        counted = 0
+        for cycle in range(3):
+            if cycle:
+                transceiver.direction = "inactive"
+                await _renegotiate(publisher)
+                await subscriber.wait_for(lambda: not subscriber.received, timeout=10)
+                transceiver.direction = "sendonly"
+                await _renegotiate(publisher)
+            (track_sid,) = publisher.published.values()
+            await subscriber.wait_for(lambda sid=track_sid: sid in subscriber.received)
+            target = counted + 25  # 0.5 s of 20 ms packets from this producer
+            await subscriber.wait_for(
+                lambda t=target: sum(subscriber.counter.packets.values()) >= t, timeout=10
+            )
+            counted = sum(subscriber.counter.packets.values())
+        assert len(subscriber.counter.seqs) == 1, list(subscriber.counter.seqs)
+        (seqs,) = subscriber.counter.seqs.values()
+        steps = [(b - a) & 0xFFFF for a, b in itertools.pairwise(seqs)]
+        assert all(1 <= step <= 3 for step in steps), sorted(set(steps))
     finally:
         await asyncio.gather(publisher.close(), subscriber.close())
