@@ -65,8 +65,9 @@ class _IdleLine:
     consumer on this m-line (same SSRC) continues the outgoing sequence numbers, and its
     timestamps advance by the wall-clock time the line was idle (RFC 3550 §5.1; what
     :meth:`sfu.rtp.munger.RtpMunger.resync` is for). This is required, not cosmetic: the
-    SRTP context refuses to protect an index it has already used on that SSRC (RFC 3711
-    §3.3.2), so a fresh random sequence number base could silence the reused m-line.
+    sender's SRTP context (libsrtp) refuses to protect an index it has already used on that
+    SSRC (it would reuse key stream, RFC 3711 §9.1), so a fresh random sequence number base
+    behind the old one would silence the reused m-line.
     """
 
     __slots__ = ("clock_rate", "closed_at", "kind", "mime_type", "munger", "rtx_seq", "transceiver")
