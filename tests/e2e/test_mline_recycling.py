@@ -94,7 +94,8 @@ async def test_browser_sees_each_new_camera_on_the_reused_mline(
     )
     try:
         await publisher.connect()
-        await publisher.publish([ColorTrack(COLORS[0], fps=10)])
+        camera = ColorTrack(COLORS[0], fps=10)
+        await publisher.publish([camera])
         assert publisher.pub is not None
         transceiver = publisher.pub.getTransceivers()[0]
         await _wait_js(page, f"() => ({SID_BY_NAME_JS})('flaky') !== null", 15, "bob sees flaky")
@@ -110,7 +111,7 @@ async def test_browser_sees_each_new_camera_on_the_reused_mline(
                 15,
                 "the camera m-line to go inactive in the browser",
             )
-            transceiver.sender.replaceTrack(ColorTrack(rgb, fps=10))
+            camera.set_color(rgb)
             transceiver.direction = "sendonly"
             await _renegotiate(publisher)
             await _wait_color(page, sid, rgb, 20)
