@@ -1,14 +1,18 @@
-"""WHIP publishers we did not write: GStreamer's webrtcbin (simple-whip-client's offer).
+"""WHIP/WHEP peers we did not write, and codec mismatches.
 
-webrtcbin offers ``a=setup:actpass`` with an RSA certificate and, with max-bundle, puts every
-m-line but the first at port 0 with ``a=bundle-only`` (RFC 8843 §6). The server must answer
-``a=setup:passive`` (it is then the DTLS server, as Janus and LiveKit are) and treat the
-bundle-only audio m-line as sending.
+GStreamer's webrtcbin (simple-whip-client's offer) offers ``a=setup:actpass`` with an RSA
+certificate and, with max-bundle, puts every m-line but the first at port 0 with
+``a=bundle-only`` (RFC 8843 §6). The server must answer ``a=setup:passive`` (it is then the
+DTLS server, as Janus and LiveKit are) and treat the bundle-only audio m-line as sending.
+
+A WHEP viewer that cannot decode the publisher's video codec gets ``a=inactive`` for it (and
+a log line), not a ``sendonly`` m-line that never carries anything.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import subprocess
 import sys
@@ -17,10 +21,18 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 import pytest
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver, RTCSessionDescription
 
+from sfu import _aiortc_adapter as adapter
 from signaling.client import RoomClient
 from tests.integration.conftest import MakeToken
-from tests.support.media import collect_audio, dominant_frequency, mean_color
+from tests.support.media import (
+    ColorTrack,
+    ToneTrack,
+    collect_audio,
+    dominant_frequency,
+    mean_color,
+)
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 GST_CLIENT = Path(__file__).resolve().parent.parent / "support" / "gst_whip_client.py"
@@ -153,3 +165,59 @@ async def test_webrtcbin_publisher_reaches_a_subscriber(
             out, _ = await asyncio.wait_for(proc.communicate(), 20)
             sys.stderr.write(out.decode(errors="replace")[-4000:])
         await watcher.close()
+
+
+def _codecs_only(transceiver: RTCRtpTransceiver, mime_type: str) -> None:
+    kind = transceiver.kind
+    codecs = RTCRtpSender.getCapabilities(kind).codecs
+    transceiver.setCodecPreferences(
+        [c for c in codecs if c.mimeType.lower() in (mime_type.lower(), f"{kind}/rtx")]
+    )
+
+
+async def test_whep_viewer_without_the_publishers_video_codec_gets_inactive_video(
+    sfu_url: str, make_token: MakeToken, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An H.264-only WHIP publisher watched by a VP8-only WHEP viewer: the video m-line is
+    answered inactive (and the log says why) while the audio still plays."""
+    publisher = RTCPeerConnection(adapter.make_configuration([]))
+    viewer = RTCPeerConnection(adapter.make_configuration([]))
+    pub_auth = {"Authorization": "Bearer " + make_token("h264", "cam", subscribe=False), **SDP}
+    viewer_auth = {"Authorization": "Bearer " + make_token("h264", "v", publish=False), **SDP}
+    caplog.set_level(logging.INFO, logger="sfu.participant")
+    async with aiohttp.ClientSession() as http:
+        try:
+            publisher.addTransceiver(ToneTrack(587.0), direction="sendonly")
+            video = publisher.addTransceiver(ColorTrack((20, 20, 220)), direction="sendonly")
+            _codecs_only(video, "video/H264")
+            await publisher.setLocalDescription(await publisher.createOffer())
+            async with http.post(
+                f"{sfu_url}/whip/h264", data=publisher.localDescription.sdp, headers=pub_auth
+            ) as resp:
+                assert resp.status == 201, await resp.text()
+                await publisher.setRemoteDescription(
+                    RTCSessionDescription(await resp.text(), "answer")
+                )
+
+            viewer.addTransceiver("audio", direction="recvonly")
+            _codecs_only(viewer.addTransceiver("video", direction="recvonly"), "video/VP8")
+            await viewer.setLocalDescription(await viewer.createOffer())
+            async with http.post(
+                f"{sfu_url}/whep/h264/cam", data=viewer.localDescription.sdp, headers=viewer_auth
+            ) as resp:
+                assert resp.status == 201, await resp.text()
+                answer = await resp.text()
+            sections = {s.split(" ", 1)[0]: s for s in answer.split("\r\nm=")[1:]}
+            assert "a=inactive" in sections["video"], sections["video"]
+            assert "a=sendonly" in sections["audio"], sections["audio"]
+            assert any(
+                "answered inactive" in r.getMessage() and "video/H264" in r.getMessage()
+                for r in caplog.records
+            ), [r.getMessage() for r in caplog.records]
+            await viewer.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+            audio = next(t for t in viewer.getTransceivers() if t.kind == "audio")
+            samples = await collect_audio(audio.receiver.track, 1.0)
+            assert abs(dominant_frequency(samples[len(samples) // 2 :]) - 587.0) < 15
+        finally:
+            await publisher.close()
+            await viewer.close()
