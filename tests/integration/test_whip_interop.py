@@ -90,7 +90,8 @@ async def test_recorded_webrtcbin_offer_is_answered_passive_with_audio(
                 ),
                 timeout=10,
             )
-            async with http.delete(sfu_url + location) as resp:
+            bearer = {"Authorization": auth["Authorization"]}  # RFC 9725 §4.2
+            async with http.delete(sfu_url + location, headers=bearer) as resp:
                 assert resp.status == 200
         finally:
             await watcher.close()
