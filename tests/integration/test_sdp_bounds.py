@@ -187,3 +187,43 @@ async def test_reused_mline_continues_the_ssrc_and_sequence_numbers(
         assert all(1 <= step <= 3 for step in steps), sorted(set(steps))
     finally:
         await asyncio.gather(publisher.close(), subscriber.close())
+
+
+async def test_fast_churn_of_eight_tracks_keeps_the_subscriber_sdp_bounded(
+    room_client: Callable[..., RoomClient],
+) -> None:
+    """A publisher at the limit (8 tracks) restarts all of them 20 times without waiting for
+    anyone: the subscriber's offers stay within a few times 8 m-lines (closed m-lines are
+    reused once their inactive direction is negotiated) and its answers within the limit."""
+    publisher = room_client("churn", "churner")
+    subscriber = room_client("churn", "sub")
+    pc = RTCPeerConnection(adapter.make_configuration([]))
+    try:
+        await subscriber.connect()
+        await publisher.connect()
+        transceivers = [pc.addTransceiver("audio", direction="sendonly") for _ in range(8)]
+        publisher.pub = pc
+        await _renegotiate(publisher)
+        for _ in range(20):
+            for direction in ("inactive", "sendonly"):
+                for transceiver in transceivers:
+                    transceiver.direction = direction
+                await _renegotiate(publisher)
+            await asyncio.sleep(CYCLE_MIN_S)  # under the per-socket request rate
+        newest = set(publisher.published.values())
+        assert len(newest) == 8
+        await subscriber.wait_for(
+            lambda: (
+                set(subscriber.received) == newest
+                and subscriber.sub is not None
+                and subscriber.sub.signalingState == "stable"
+            ),
+            timeout=30,
+        )
+        assert not subscriber.errors, subscriber.errors
+        assert subscriber.sub is not None and subscriber.sub.localDescription is not None
+        offer = subscriber.sub.remoteDescription.sdp
+        assert _mlines(offer) <= 3 * 8, _mlines(offer)
+        assert len(subscriber.sub.localDescription.sdp) < MAX_SDP_CHARS
+    finally:
+        await asyncio.gather(publisher.close(), subscriber.close())
