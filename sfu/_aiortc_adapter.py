@@ -291,6 +291,39 @@ def _receive_rtp(transceiver: RTCRtpTransceiver, params: RTCRtpReceiveParameters
     )
 
 
+def answer_as_dtls_server(pc: RTCPeerConnection) -> None:
+    """Make our next answer say ``a=setup:passive`` to a remote ``a=setup:actpass`` offer.
+
+    Call after ``setRemoteDescription(offer)`` and before ``createAnswer``. aiortc answers an
+    ``actpass`` offer with ``active`` (it becomes the DTLS client and offers only ECDSA cipher
+    suites, which an RSA-certificate DTLS server such as GStreamer's webrtcbin rejects with
+    "no shared cipher"). As the DTLS server we pick the suite from the client's list instead,
+    as Janus and LiveKit do. RFC 8842 §5.3 lets the answerer choose either role. Transports
+    whose role is already fixed (an earlier negotiation, or an ``active`` offer) are left
+    alone.
+    """
+    for transceiver in pc.getTransceivers():
+        dtls = transceiver.receiver.transport
+        # aiortc: RTCDtlsTransport._role ("auto" until negotiated) and _set_role (private)
+        if dtls is not None and dtls._role == "auto" and dtls.state == "new":
+            dtls._set_role("server")
+
+
+def can_recycle(transceiver: RTCRtpTransceiver) -> bool:
+    """True when a sending transceiver whose consumer closed may carry a new one: never
+    offered yet (no mid), or its ``inactive`` direction has been negotiated (RFC 8829
+    §5.2.2 allows reusing the m-line; the subscriber has seen the old stream end).
+
+    aiortc never frees an m-line slot (a stopped transceiver keeps its m-line forever), so we
+    reuse the transceiver itself: the same mid and SSRC, new codec preferences, direction
+    back to ``sendonly``; aiortc re-derives the m-line's codecs from the preferences at every
+    ``createOffer``.
+    """
+    if transceiver.stopped:
+        return False
+    return transceiver.mid is None or transceiver.currentDirection == "inactive"
+
+
 def raw_transport(transceiver: RTCRtpTransceiver) -> RawRtpTransport:
     """The :class:`RawRtpTransport` that carries this transceiver's media (after BUNDLE)."""
     raw: RawRtpTransport = transceiver.sender.transport._sfu_raw  # type: ignore[attr-defined]

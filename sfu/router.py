@@ -27,6 +27,8 @@ class Router:
         max_publish_bitrate_bps: cap of the REMB sent to each video publisher (bits/s).
         ice_connect_timeout_s: a transport not connected this many seconds after its creation
             fails (s); None never times out.
+        max_producers_per_participant: most producers one participant may have at once; it
+            bounds the m-lines one publisher adds to every subscriber's SDP.
         totals: where closed objects' counters accumulate (shared by the whole server).
     """
 
@@ -38,9 +40,11 @@ class Router:
         nack_buffer_packets: int = 512,
         max_publish_bitrate_bps: int = 3_000_000,
         ice_connect_timeout_s: float | None = 30.0,
+        max_producers_per_participant: int = 8,
         totals: Totals | None = None,
     ) -> None:
         self.ice_servers = list(ice_servers)
+        self.max_producers_per_participant = max_producers_per_participant
         self.max_publish_bitrate_bps = max_publish_bitrate_bps
         self.totals = totals if totals is not None else Totals()
         self.keyframe_min_interval_ms = keyframe_min_interval_ms

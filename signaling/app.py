@@ -30,6 +30,7 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
             nack_buffer_packets=settings.nack_buffer_packets,
             max_publish_bitrate_bps=settings.max_publish_bitrate_bps,
             ice_connect_timeout_s=settings.ice_connect_timeout_s,
+            max_producers_per_participant=settings.max_producers_per_participant,
         )
     )
     app[keys.MEDIA] = media

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
         max_publish_bitrate_bps: the most a video publisher is told to send (REMB cap, bits/s).
         ice_connect_timeout_s: a WebRTC transport not connected (ICE and DTLS) this many
             seconds after it was created is closed as failed, releasing its UDP port.
+        max_producers_per_participant: most tracks (sending m-lines) one participant may
+            publish at once; a publish offer with more gets ``too_large`` (WHIP: 400). It bounds
+            what one publisher adds to every subscriber's SDP.
         env: ``development`` or ``production`` (production refuses weak secrets).
         metrics_token: when set (``SFU_METRICS_TOKEN``), ``GET /metrics`` requires
             ``Authorization: Bearer <metrics_token>`` and answers 401 otherwise. Unset: open.
@@ -118,6 +121,7 @@ class Settings(BaseSettings):
     nack_buffer_packets: int = 512
     max_publish_bitrate_bps: int = Field(default=3_000_000, ge=100_000)
     ice_connect_timeout_s: float = Field(default=30.0, gt=0)
+    max_producers_per_participant: int = Field(default=8, ge=1, le=32)
     env: Literal["development", "production"] = "development"
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 

@@ -23,7 +23,13 @@ from aiohttp import WSMsgType, web
 from pydantic import BaseModel
 
 from sfu import events as ev
-from sfu.errors import InvalidSdpError, InvalidStateError, NotFoundError, SfuError
+from sfu.errors import (
+    InvalidSdpError,
+    InvalidStateError,
+    LimitExceededError,
+    NotFoundError,
+    SfuError,
+)
 from sfu.participant import Participant, TrackSpec
 from sfu.tasks import spawn
 from signaling import keys
@@ -279,6 +285,8 @@ class Session:
             self.error(p.ErrorCode.OUT_OF_ORDER, str(exc), ref)
         except NotFoundError as exc:
             self.error(p.ErrorCode.NOT_FOUND, str(exc), ref)
+        except LimitExceededError as exc:
+            self.error(p.ErrorCode.TOO_LARGE, str(exc), ref)
         except SfuError as exc:
             self.error(p.ErrorCode.BAD_REQUEST, str(exc), ref)
         except Exception:

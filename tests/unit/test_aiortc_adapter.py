@@ -158,3 +158,76 @@ async def test_guard_is_installed_on_every_forwarding_transport() -> None:
     assert ice.StunProtocol.datagram_received is adapter._guarded_datagram_received
     assert adapter.IceInputGuard.install(connection) is guard  # idempotent
     await pc.close()
+
+
+def test_dtls_role_internals_exist() -> None:
+    """answer_as_dtls_server reads RTCDtlsTransport._role and calls _set_role; createAnswer
+    must still copy that role into a=setup."""
+    transport_source = inspect.getsource(RTCDtlsTransport)
+    assert 'self._role = "auto"' in transport_source
+    assert hasattr(RTCDtlsTransport, "_set_role")
+    assert "dtlsTransport._role" in inspect.getsource(RTCPeerConnection.createAnswer)
+
+
+async def test_actpass_offer_is_answered_passive() -> None:
+    """An a=setup:actpass offer gets a=setup:passive (we are the DTLS server), and the role
+    stays fixed when the same peer renegotiates."""
+    offerer = RTCPeerConnection(adapter.make_configuration([]))
+    answerer = adapter.ForwardingPeerConnection(
+        adapter.NullRtpSink(), adapter.make_configuration([])
+    )
+    try:
+        offerer.addTransceiver("audio", direction="sendonly")
+        await offerer.setLocalDescription(await offerer.createOffer())
+        assert "a=setup:actpass" in offerer.localDescription.sdp
+        await answerer.setRemoteDescription(offerer.localDescription)
+        adapter.answer_as_dtls_server(answerer)
+        await answerer.setLocalDescription(await answerer.createAnswer())
+        assert "a=setup:passive" in answerer.localDescription.sdp
+        assert "a=setup:active" not in answerer.localDescription.sdp
+    finally:
+        await offerer.close()
+        await answerer.close()
+
+
+async def test_recycled_transceiver_reoffers_its_mline_with_new_codecs() -> None:
+    """can_recycle: a sending m-line is reusable once its inactive direction is negotiated;
+    aiortc then re-offers the same mid (no new m-line) with the new codec preferences."""
+    server = adapter.ForwardingPeerConnection(adapter.NullRtpSink(), adapter.make_configuration([]))
+    client = RTCPeerConnection(adapter.make_configuration([]))
+
+    async def negotiate() -> str:
+        await server.setLocalDescription(await server.createOffer())
+        await client.setRemoteDescription(server.localDescription)
+        await client.setLocalDescription(await client.createAnswer())
+        await server.setRemoteDescription(client.localDescription)
+        return str(server.localDescription.sdp)
+
+    def only(mime: str) -> list[object]:
+        codecs = RTCRtpSender.getCapabilities("video").codecs
+        return [c for c in codecs if c.mimeType in (mime, "video/rtx")][:2]
+
+    try:
+        transceiver = server.addTransceiver("video", direction="sendonly")
+        assert adapter.can_recycle(transceiver)  # never offered yet
+        transceiver.setCodecPreferences(only("video/VP8"))
+        sdp = await negotiate()
+        assert "VP8/90000" in sdp and "H264/90000" not in sdp
+        assert not adapter.can_recycle(transceiver)  # still sending
+        transceiver.direction = "inactive"
+        assert not adapter.can_recycle(transceiver)  # inactive not negotiated yet
+        await negotiate()
+        assert transceiver.currentDirection == "inactive"
+        assert adapter.can_recycle(transceiver)
+        mid = transceiver.mid
+        transceiver.direction = "sendonly"
+        transceiver.setCodecPreferences(only("video/H264"))
+        sdp = await negotiate()
+        assert sdp.count("m=video") == 1 and f"a=mid:{mid}" in sdp
+        assert "H264/90000" in sdp and "VP8/90000" not in sdp
+        assert transceiver.currentDirection == "sendonly"
+        await transceiver.stop()
+        assert not adapter.can_recycle(transceiver)
+    finally:
+        await server.close()
+        await client.close()
