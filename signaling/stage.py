@@ -23,7 +23,7 @@ mute_participant    host (anyone), moderator (speakers); only the speaker unmute
 remove_participant  host (anyone), moderator (speakers and listeners)
 transfer_host       host
 end_room            host
-list_audience       anyone
+list_audience       host, moderator
 set_stage_video     host, moderator
 ==================  ==========================================================
 
@@ -454,6 +454,8 @@ class Stage:
                             )
                 self._broadcast(p.StageSettingsEvent(video=self.video))
         elif isinstance(request, p.ListAudienceRequest):
+            if RANK[actor.role] < RANK["moderator"]:
+                raise self._forbid("only the host and moderators list the audience", ref)
             listeners = [m for m in self.members.values() if m.role == "listener"]
             page = listeners[request.offset : request.offset + request.limit]
             session.send(

@@ -121,6 +121,7 @@ async def test_listener_crafted_messages_are_refused(podcast: Callable[..., Room
             {"type": "invite_to_stage", "participant": _sid(listener)},
             {"type": "transfer_host", "participant": _sid(listener)},
             {"type": "end_room"},
+            {"type": "list_audience"},
         ):
             await _refused(listener, message)
         # Publishing without the grant: refused before any SDP is looked at.
@@ -134,6 +135,7 @@ async def test_listener_crafted_messages_are_refused(podcast: Callable[..., Room
             speaker, {"type": "set_role", "participant": _sid(listener), "role": "speaker"}
         )
         await _refused(speaker, {"type": "end_room"})
+        await _refused(speaker, {"type": "list_audience", "offset": 0, "limit": 10})
         assert not [e for e in speaker.events if e["type"] == "track_muted"]
         assert not _events(listener, "role_changed")
     finally:
