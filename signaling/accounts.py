@@ -63,7 +63,15 @@ from pymongo.errors import PyMongoError
 
 from signaling import keys
 from signaling.auth import otp
-from signaling.auth.limits import LIMITERS, Limiters, client_address, rate_limit
+from signaling.auth.limits import (
+    LIMITERS,
+    Limiters,
+    check_login,
+    client_address,
+    login_failed,
+    login_succeeded,
+    rate_limit,
+)
 from signaling.auth.passwords import (
     PasswordRuleError,
     check_password_rules,
@@ -83,6 +91,7 @@ from signaling.auth.tokens import (
 from signaling.problems import ProblemError, problem
 from signaling.settings import Settings
 from signaling.store.embedded import EmbeddedMongo, StoreStartError
+from signaling.store.limits import LimitStore
 from signaling.store.mongo import DuplicateError, PresenceEvent, Room, Store, User, utcnow
 
 log = logging.getLogger(__name__)
@@ -131,7 +140,9 @@ async def accounts_ctx(app: web.Application) -> AsyncIterator[None]:
     app[STORE] = store
     app[JWT_SECRET] = secret
     app[OTP_KEY] = derive_key(secret, "otp")
-    app[LIMITERS] = Limiters.from_settings(settings)
+    limit_store = LimitStore(store.db)
+    await limit_store.ensure_indexes()
+    app[LIMITERS] = Limiters.from_settings(settings, limit_store)
     app[EMBEDDED] = embedded
     if CODE_SENDER not in app:
         app[CODE_SENDER] = sender_from_settings(settings)
@@ -476,7 +487,8 @@ async def register(request: web.Request) -> web.Response:
     """Create a password account; 201 session, 409 ``email_taken``, 422 ``weak_password``."""
     app = request.app
     body = await read_body(request, RegisterBody)
-    rate_limit([(app[LIMITERS].login_address, "register:" + client_address(request))])
+    limiters = app[LIMITERS]
+    await rate_limit(limiters, [(limiters.register_address, client_address(request))])
     try:
         check_password_rules(body.password, email=body.email)
     except PasswordRuleError as exc:
@@ -497,12 +509,8 @@ async def login(request: web.Request) -> web.Response:
     app = request.app
     body = await read_body(request, LoginBody)
     limiters = app[LIMITERS]
-    rate_limit(
-        [
-            (limiters.login_identity, "login:" + body.email),
-            (limiters.login_address, "login:" + client_address(request)),
-        ]
-    )
+    address = client_address(request)
+    await check_login(limiters, body.email, address)
     user = await app[STORE].find_user(email=body.email)
     ok = await verify_password(
         body.password,
@@ -510,7 +518,9 @@ async def login(request: web.Request) -> web.Response:
         dummy_cost=app[keys.SETTINGS].bcrypt_cost,
     )
     if user is None or not ok:
+        await login_failed(limiters, body.email, address)
         raise ProblemError(401, "invalid_credentials", "wrong email or password")
+    await login_succeeded(limiters, body.email, address)
     return web.json_response(await _session(app, user))
 
 
@@ -522,11 +532,9 @@ async def otp_request(request: web.Request) -> web.Response:
     channel, address = body.identity()
     identity = f"{channel}:{address}"
     limiters = app[LIMITERS]
-    rate_limit(
-        [
-            (limiters.otp_identity, "otp:" + identity),
-            (limiters.otp_address, "otp:" + client_address(request)),
-        ]
+    await rate_limit(
+        limiters,
+        [(limiters.otp_identity, identity), (limiters.otp_address, client_address(request))],
     )
     code = otp.generate_code()
     expires = int(time.time()) + app[keys.SETTINGS].otp_ttl_s

@@ -54,7 +54,12 @@ class Settings(BaseSettings):
         rate_window_s: sliding window for the rate limits below (seconds).
         otp_rate_per_identity, otp_rate_per_address: one-time code requests allowed per
             window per email/phone and per client address.
-        login_rate_per_identity, login_rate_per_address: password logins allowed per window.
+        login_rate_per_address: failed password logins (and registrations) allowed per window
+            per client address.
+        login_free_failures: failed logins of one account from one client address before
+            backing off; then each attempt waits ``login_backoff_base_s * 2**(failures -
+            login_free_failures)`` seconds after the last failure, at most
+            ``login_backoff_max_s``. A success resets the count.
         invite_ttl_s: default lifetime of a room invite code (seconds).
         smtp_host, smtp_port, smtp_username, smtp_password, smtp_from, smtp_starttls: when
             ``smtp_host`` is set, one-time codes for email identities are mailed (``SFU_SMTP_*``);
@@ -97,8 +102,10 @@ class Settings(BaseSettings):
     rate_window_s: float = Field(default=600.0, gt=0)
     otp_rate_per_identity: int = Field(default=3, gt=0)
     otp_rate_per_address: int = Field(default=20, gt=0)
-    login_rate_per_identity: int = Field(default=10, gt=0)
     login_rate_per_address: int = Field(default=100, gt=0)
+    login_free_failures: int = Field(default=5, ge=0)
+    login_backoff_base_s: float = Field(default=1.0, gt=0)
+    login_backoff_max_s: float = Field(default=900.0, gt=0)
     invite_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
     smtp_host: str | None = None
     smtp_port: int = 587
