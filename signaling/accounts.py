@@ -309,12 +309,6 @@ class InviteBody(_Body):
     ttl_s: Annotated[StrictInt, Field(ge=60, le=90 * 24 * 3600)] | None = None
 
 
-class JoinBody(_Body):
-    """``POST /api/join/{code}`` (body optional; a guest's display name)."""
-
-    display_name: DisplayName | None = None
-
-
 class EmptyBody(_Body):
     """Endpoints that take no fields (body optional)."""
 

@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.cleanup_ctx.append(files.files_ctx)  # after the accounts store (and its JWT secret)
     app.router.add_routes(files.routes)
     app.cleanup_ctx.append(whiteboard.board_ctx)  # after the accounts store
+    app.cleanup_ctx.append(stage.stage_ctx)  # after the accounts store
     ws.install(app)
     stage.install(app)
     whip.install(app)

@@ -1,20 +1,28 @@
 """Invite redemption: ``POST /api/join/{code}`` turns an invite code into a room token.
 
 The caller is either signed in (``Authorization: Bearer <access token>``: the room token's
-identity is the account) or a guest (a new ``guest-…`` identity per redemption). Errors are
-RFC 9457 problem details (``signaling.problems``).
+identity is the account) or a guest (a new ``guest-…`` identity per redemption). A guest's
+browser also keeps a *device key*: the answer's ``device`` (made on the first redemption),
+sent back as ``device`` on the next ones and carried in the room token (``video.device``), so
+that a removal bars that browser and not only one guest identity.
+
+Someone removed from the room (``remove_participant``: their account, or their device key) is
+refused with 403 ``removed_from_room`` and the invite is not used. Errors are RFC 9457 problem
+details (``signaling.problems``).
 """
 
 from __future__ import annotations
 
 import secrets
-from typing import Literal
+from typing import Annotated, Literal
 
 from aiohttp import web
+from pydantic import Field, StrictStr
 
 from signaling.accounts import (
     STORE,
-    JoinBody,
+    DisplayName,
+    _Body,
     _grants_for,
     _room_token,
     _slug,
@@ -23,16 +31,28 @@ from signaling.accounts import (
     require_account,
 )
 from signaling.problems import ProblemError
+from signaling.stage import STAGES
 from signaling.store.mongo import User
 
 routes = web.RouteTableDef()
+
+DeviceKey = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_-]{16,64}$")]
+
+
+class JoinBody(_Body):
+    """``POST /api/join/{code}`` (body optional): a guest's display name and device key."""
+
+    display_name: DisplayName | None = None
+    device: DeviceKey | None = None
 
 
 @routes.post("/api/join/{code}")
 async def join_by_code(request: web.Request) -> web.Response:
     """Redeem an invite code: a room token for the caller (account) or a new guest identity.
 
-    404 ``invite_not_found`` (unknown, expired or used up); 401 for a bad Bearer token.
+    The answer is a room token answer plus ``device`` (a guest's device key, else None).
+    404 ``invite_not_found`` (unknown, expired or used up); 403 ``removed_from_room``; 401 for
+    a bad Bearer token.
     """
     app = request.app
     code = _slug(request, "code", "invite_not_found", "invite")
@@ -41,6 +61,13 @@ async def join_by_code(request: web.Request) -> web.Response:
         _claims, user = await require_account(request)
     body = await read_body(request, JoinBody, optional=True)
     store = app[STORE]
+    found = await store.get_invite(code)
+    if found is not None:
+        keys = [f"id:{user.id}"] if user is not None else []
+        if user is None and body.device is not None:
+            keys.append(f"dev:{body.device}")
+        if await _barred(request.app, found.room_id, keys):
+            raise ProblemError(403, "removed_from_room", "You were removed from this room")
     invite = await store.use_invite(code)
     room = await store.get_room(invite.room_id) if invite else None
     if invite is None or room is None:
@@ -48,8 +75,26 @@ async def join_by_code(request: web.Request) -> web.Response:
     role: Literal["owner", "moderator", "speaker", "listener"] = invite.role
     if user is not None and user.id == room.owner:
         role = "owner"
+    device: str | None = None
     if user is not None:
         identity, name = user.id, body.display_name or user.display_name
     else:
         identity, name = "guest-" + secrets.token_urlsafe(9), body.display_name or "Guest"
-    return web.json_response(_room_token(app, room, identity, name, _grants_for(room, role)))
+        device = body.device or secrets.token_urlsafe(24)
+    grants = _grants_for(room, role).model_copy(update={"invite": invite.code, "device": device})
+    answer = _room_token(app, room, identity, name, grants)
+    answer["device"] = device
+    return web.json_response(answer)
+
+
+async def _barred(app: web.Application, room: str, keys: list[str]) -> bool:
+    """True when any ban key is barred from ``room`` (live registry, then the store)."""
+    if not keys:
+        return False
+    stages = app.get(STAGES)
+    if stages is not None:
+        if any(key in stages.state.bans.get(room, ()) for key in keys):
+            return True
+        if stages.store is not None:
+            return await stages.store.is_banned(room, keys)
+    return False

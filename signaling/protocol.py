@@ -378,11 +378,13 @@ class MuteParticipantRequest(_Msg):
 
 class RemoveParticipantRequest(_Msg):
     """A moderator removes a participant; its room token is revoked (it cannot rejoin
-    with it) and its identity is barred from the room while the room lives."""
+    with it) and it is barred from the room for the room's life (its identity or account,
+    and a guest's browser). ``revoke_invite``: also revoke the invite code that admitted it."""
 
     type: Literal["remove_participant"]
     id: RequestId | None = None
     participant: Sid
+    revoke_invite: bool = False
 
 
 class TransferHostRequest(_Msg):

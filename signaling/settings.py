@@ -61,6 +61,8 @@ class Settings(BaseSettings):
             login_free_failures)`` seconds after the last failure, at most
             ``login_backoff_max_s``. A success resets the count.
         invite_ttl_s: default lifetime of a room invite code (seconds).
+        stage_state_ttl_s: longest a remembered stage role, a removal (ban) or an ended room
+            is kept in MongoDB (seconds, default 30 days).
         smtp_host, smtp_port, smtp_username, smtp_password, smtp_from, smtp_starttls: when
             ``smtp_host`` is set, one-time codes for email identities are mailed (``SFU_SMTP_*``);
             otherwise they are written to the server log.
@@ -107,6 +109,7 @@ class Settings(BaseSettings):
     login_backoff_base_s: float = Field(default=1.0, gt=0)
     login_backoff_max_s: float = Field(default=900.0, gt=0)
     invite_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
+    stage_state_ttl_s: int = Field(default=30 * 24 * 3600, gt=0)
     smtp_host: str | None = None
     smtp_port: int = 587
     smtp_username: str | None = None

@@ -153,7 +153,7 @@ class Session:
                 )
             )
         self._outbox.put_nowait(None)
-        spawn(self.ws.close())
+        spawn(self.ws.close(message=reason.encode()))  # the close reason names why
 
     # -- incoming ------------------------------------------------------------------------------
 

@@ -462,6 +462,18 @@ class Store:
         )
         return Invite.from_doc(doc) if doc else None
 
+    async def get_invite(self, code: str) -> Invite | None:
+        """A live invite (unexpired, uses left) without using it; None otherwise."""
+        doc = await self.db.invites.find_one(
+            {"_id": code, "expires_at": {"$gt": utcnow()}, "remaining": {"$gt": 0}}
+        )
+        return Invite.from_doc(doc) if doc else None
+
+    async def revoke_invite(self, code: str) -> bool:
+        """Revoke an invite code (nobody redeems it again); False when it was unknown."""
+        result = await self.db.invites.delete_one({"_id": code})
+        return result.deleted_count == 1
+
     async def record_presence(
         self, room_id: str, identity: str, event: PresenceEvent, name: str | None = None
     ) -> None:

@@ -226,7 +226,8 @@ export class Session extends EventTarget {
       if (['left', 'leaving', 'failed', 'ended'].includes(this.state)) return;
       this._teardown();
       this._setState('disconnected');
-      this.status(`Disconnected from the server (code ${ev.code}).`, true);
+      if (ev.reason === 'removed') this.status('You were removed from this room.', true);
+      else this.status(`Disconnected from the server (code ${ev.code}).`, true);
     };
     try {
       await this.signal.connect();

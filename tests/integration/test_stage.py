@@ -5,12 +5,17 @@ Real aiortc peers on loopback; every permission check is driven by crafted messa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestServer
 
+from signaling.app import create_app
 from signaling.client import RoomClient, SignalingError
+from signaling.settings import Settings
+from tests.integration.conftest import MakeToken
 from tests.support.media import (
     ColorTrack,
     ToneTrack,
@@ -354,3 +359,63 @@ async def test_listeners_get_video_only_when_the_stage_shows_it(
     finally:
         for client in (listener, speaker, host):
             await client.close()
+
+
+@contextlib.asynccontextmanager
+async def _server(settings: Settings) -> AsyncIterator[str]:
+    """A server on ``settings`` (its MongoDB database); leaving the block stops it."""
+    server = TestServer(create_app(settings), host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url("")).rstrip("/")
+    finally:
+        await server.close()
+
+
+async def test_roles_bans_and_ended_rooms_survive_a_restart(
+    sfu_settings: Settings, make_token: MakeToken
+) -> None:
+    def client(url: str, room: str, identity: str, role: str) -> RoomClient:
+        token = make_token(
+            room,
+            identity,
+            kind="podcast",
+            role=role,
+            admin=role == "host",
+            publish=role != "listener",
+        )
+        return RoomClient(url, room, identity=identity, token=token)
+
+    async with _server(sfu_settings) as url:
+        host = client(url, "show", "host", "host")
+        guest = client(url, "show", "guest", "listener")
+        troll = client(url, "show", "troll", "listener")
+        closer = client(url, "closed-show", "closer", "host")
+        try:
+            for each in (host, guest, troll, closer):
+                await each.connect()
+            await host.request({"type": "set_role", "participant": _sid(guest), "role": "speaker"})
+            await host.request({"type": "remove_participant", "participant": _sid(troll)})
+            await closer.request({"type": "end_room"})
+            await closer.wait_for(lambda: closer.ws is not None and closer.ws.closed)
+        finally:
+            for each in (closer, troll, guest, host):
+                await each.close()
+
+    # A new server process on the same store: nothing was forgotten.
+    async with _server(sfu_settings) as url:
+        guest = client(url, "show", "guest", "listener")  # a fresh listener token
+        troll = client(url, "show", "troll", "listener")
+        late = client(url, "closed-show", "late", "listener")
+        try:
+            joined = await guest.connect()
+            assert joined["role"] == "speaker" and joined["permissions"]["canPublish"] is True
+            with pytest.raises(SignalingError) as info:
+                await troll.connect()
+            assert info.value.code == "forbidden" and "removed" in info.value.message
+            with pytest.raises(SignalingError) as info:
+                await late.connect()
+            assert info.value.code == "forbidden" and "ended" in info.value.message
+        finally:
+            for each in (late, troll, guest):
+                await each.close()
