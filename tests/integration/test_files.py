@@ -19,7 +19,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from signaling.app import create_app
 from signaling.client import RoomClient
-from signaling.files import CHUNK_SIZE, FILES, FileCipher, resolve_master_key, unwrap_room_key
+from signaling.files import FILES
+from signaling.files_crypto import CHUNK_SIZE, FileCipher, resolve_master_key, unwrap_room_key
 from signaling.settings import Settings
 from signaling.store import files as stored
 from signaling.store.files import FileStore
