@@ -40,6 +40,7 @@ written are deleted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import unicodedata
@@ -56,6 +57,7 @@ from signaling import keys
 from signaling import protocol as p
 from signaling.accounts import JWT_SECRET, STORE, authorize_join, bearer_token
 from signaling.auth.tokens import AccessClaims, TokenError
+from signaling.file_quota import FileQuota
 from signaling.files_crypto import (
     CHUNK_SIZE,
     FILE_ALG,
@@ -70,6 +72,7 @@ from signaling.files_crypto import (
     wrap_room_key,
 )
 from signaling.problems import ProblemError, problem
+from signaling.stage import STAGES
 from signaling.store.files import FileStore, StoredFile, WrappedKey
 
 log = logging.getLogger(__name__)
@@ -172,14 +175,22 @@ def _declared_type(request: web.Request) -> str:
 class FileService:
     """The app's encrypted file storage: the :class:`FileStore`, the master key and limits.
 
-    ``max_upload_bytes``: largest accepted file (plaintext bytes).
+    ``max_upload_bytes``: largest accepted file (plaintext bytes); ``quota``: the storage
+    quotas (:mod:`signaling.file_quota`; None: none).
     """
 
-    def __init__(self, store: FileStore, master_key: bytes, max_upload_bytes: int) -> None:
+    def __init__(
+        self,
+        store: FileStore,
+        master_key: bytes,
+        max_upload_bytes: int,
+        quota: FileQuota | None = None,
+    ) -> None:
         if len(master_key) != KEY_BYTES:
             raise ValueError("the master key is 32 bytes")
         self.store = store
         self.max_upload_bytes = max_upload_bytes
+        self.quota = quota
         self._master_key = master_key
         self._kid = key_id(master_key)
 
@@ -220,7 +231,10 @@ async def files_ctx(app: web.Application) -> AsyncIterator[None]:
     master_key = resolve_master_key(settings, app[JWT_SECRET])
     store = FileStore(app[STORE].db)
     await store.ensure_indexes()
-    app[FILES] = FileService(store, master_key, settings.max_upload_bytes)
+    quota = FileQuota(
+        store, settings.file_quota_per_identity_bytes, settings.file_quota_per_room_bytes
+    )
+    app[FILES] = FileService(store, master_key, settings.max_upload_bytes, quota)
     yield
 
 
@@ -280,20 +294,30 @@ cancels the handler instead in some setups: the upload's ``except BaseException`
 async def upload_file(request: web.Request) -> web.Response:
     """Store the request body as an encrypted file of the room; 201 file, then announce it.
 
-    401/403 token problems, 403 ``cannot_publish_data``, 400 ``invalid_filename`` /
+    401/403 token problems, 403 ``cannot_publish_data``, 403 ``listeners_cannot_share`` (a
+    podcast listener while the host does not allow it), 400 ``invalid_filename`` /
     ``empty_file`` / ``upload_interrupted``, 413 ``file_too_large`` (from ``Content-Length``
-    before reading, or when the streamed body passes the limit).
+    before reading, or when the streamed body passes the limit), 413 ``quota_exceeded`` (the
+    uploader's or the room's storage quota, :mod:`signaling.file_quota`).
     """
     room = _room(request)
     claims = await _authorize(request, room)
     if not claims.video.canPublishData:
         raise ProblemError(403, "cannot_publish_data", "this token may not share files")
+    if not request.app[STAGES].may_share(room, claims.sub, claims.video):
+        raise ProblemError(
+            403, "listeners_cannot_share", "listeners share files only when the host allows it"
+        )
     service = request.app[FILES]
     limit = service.max_upload_bytes
     name = _requested_name(request)
     declared = request.content_length
     if declared is not None and declared > limit:
         raise _too_large(limit)
+    quota = service.quota
+    if quota is not None:
+        await quota.check(room, claims.sub, declared or 1)
+        limit = min(limit, await quota.remaining(room, claims.sub))
     if declared == 0:
         raise ProblemError(400, "empty_file", "the file is empty")
     content_type = _declared_type(request)
@@ -316,6 +340,8 @@ async def upload_file(request: web.Request) -> web.Response:
                     break
                 total += len(piece)
                 if total > limit:
+                    if quota is not None and limit < service.max_upload_bytes:
+                        await quota.check(room, claims.sub, total)  # raises quota_exceeded
                     raise _too_large(limit)
                 buffer += piece
                 while len(buffer) > CHUNK_SIZE:  # more than a chunk: this one is not the last
@@ -335,21 +361,26 @@ async def upload_file(request: web.Request) -> web.Response:
         await store.put_chunk(file_id, chunks, sealed)
         stored += len(sealed)
         chunks += 1
-        record = await store.add_file(
-            file_id=file_id,
-            room=room,
-            name=name,
-            size=total,
-            content_type=content_type,
-            uploaded_by=claims.sub,
-            uploader_name=claims.name or claims.sub,
-            stored_bytes=stored,
-            stored_chunk_size=CHUNK_SIZE + TAG_BYTES,
-            chunks=chunks,
-            plain_chunk_size=CHUNK_SIZE,
-            nonce_prefix=cipher.nonce_prefix,
-            alg=FILE_ALG,
-        )
+        async with (
+            quota.reserve(room, claims.sub, total)
+            if quota is not None
+            else contextlib.nullcontext()
+        ):
+            record = await store.add_file(
+                file_id=file_id,
+                room=room,
+                name=name,
+                size=total,
+                content_type=content_type,
+                uploaded_by=claims.sub,
+                uploader_name=claims.name or claims.sub,
+                stored_bytes=stored,
+                stored_chunk_size=CHUNK_SIZE + TAG_BYTES,
+                chunks=chunks,
+                plain_chunk_size=CHUNK_SIZE,
+                nonce_prefix=cipher.nonce_prefix,
+                alg=FILE_ALG,
+            )
     except BaseException:
         if chunks:
             # Shielded: a handler cancelled mid-upload still removes what it wrote.

@@ -412,6 +412,15 @@ class SetStageVideoRequest(_Msg):
     enabled: bool
 
 
+class SetListenerSharingRequest(_Msg):
+    """The host or a moderator lets podcast listeners draw on the whiteboard and upload files
+    (``enabled``), or not (the default)."""
+
+    type: Literal["set_listener_sharing"]
+    id: RequestId | None = None
+    enabled: bool
+
+
 MAX_AUDIENCE_PAGE = 100
 
 
@@ -458,6 +467,7 @@ Request = Annotated[
     | EndRoomRequest
     | ListAudienceRequest
     | SetStageVideoRequest
+    | SetListenerSharingRequest
     | BoardStrokeRequest
     | BoardStrokePartRequest
     | BoardUndoRequest
@@ -476,6 +486,7 @@ STAGE_REQUEST_TYPES = frozenset(
         "end_room",
         "list_audience",
         "set_stage_video",
+        "set_listener_sharing",
     }
 )
 REQUEST_TYPES = (
@@ -664,10 +675,12 @@ class StageInviteEvent(_Msg):
 
 
 class StageSettingsEvent(_Msg):
-    """The stage's settings changed: ``video`` true when the audience receives video."""
+    """The stage's settings changed: ``video`` true when the audience receives video,
+    ``listener_sharing`` true when podcast listeners may draw and upload files."""
 
     type: Literal["stage_settings"] = "stage_settings"
     video: bool
+    listener_sharing: bool = False
 
 
 class RoomEndedEvent(_Msg):

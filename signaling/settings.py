@@ -67,6 +67,12 @@ class Settings(BaseSettings):
             ``smtp_host`` is set, one-time codes for email identities are mailed (``SFU_SMTP_*``);
             otherwise they are written to the server log.
 
+    Quotas (shared room content):
+        board_max_points: points one whiteboard holds (all strokes, all authors).
+        board_points_per_identity: points one identity may have on one whiteboard.
+        file_quota_per_identity_bytes: file bytes one identity may keep in one room.
+        file_quota_per_room_bytes: file bytes one room may keep (all uploaders).
+
     Files (encrypted file sharing, ``signaling/files.py``):
         max_upload_bytes: largest file accepted by ``POST /api/rooms/{room}/files`` (bytes,
             default 25 MiB).
@@ -116,6 +122,11 @@ class Settings(BaseSettings):
     smtp_password: str | None = None
     smtp_from: str = "sfu@localhost"
     smtp_starttls: bool = True
+
+    board_max_points: int = Field(default=100_000, gt=0)
+    board_points_per_identity: int = Field(default=20_000, gt=0)
+    file_quota_per_identity_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
+    file_quota_per_room_bytes: int = Field(default=1024 * 1024 * 1024, gt=0)
 
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
     file_master_key: SecretStr | None = None

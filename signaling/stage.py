@@ -26,7 +26,11 @@ transfer_host       host
 end_room            host
 list_audience       host, moderator
 set_stage_video     host, moderator
+set_listener_sharing host, moderator
 ==================  ==========================================================
+
+A podcast listener neither draws on the whiteboard nor uploads files (:meth:`Stage.may_share`)
+unless the host or a moderator allows it (``set_listener_sharing``).
 
 Role changes apply to the media plane at once: a promotion grants ``canPublish`` (the client
 publishes on the same session, no reconnect) and takes the participant onto the stage; a
@@ -169,6 +173,7 @@ class Stage:
         self.pending_joins = 0
         self.ended = False
         self.video = False  # True: listeners also receive the stage's video
+        self.listener_sharing = False  # True: podcast listeners may draw and upload files
         self._on_empty = on_empty
         self._audience_sent = 0
         self._audience_task: asyncio.Task[None] | None = None
@@ -225,9 +230,25 @@ class Stage:
         return member
 
     def welcome(self, member: Member) -> None:
-        """After ``joined``: a host or moderator gets the current hand queue."""
+        """After ``joined``: a host or moderator gets the current hand queue; everyone learns
+        that listeners may share when they may."""
         if RANK[member.role] >= RANK["moderator"]:
             member.session.send(self._hands_event())
+        if self.listener_sharing:
+            member.session.send(self._settings_event())
+
+    def _settings_event(self) -> p.StageSettingsEvent:
+        return p.StageSettingsEvent(video=self.video, listener_sharing=self.listener_sharing)
+
+    def may_share(self, identity: str, grants: VideoGrant) -> bool:
+        """Whether ``identity`` may draw on the whiteboard and upload files, by its live role:
+        a podcast listener only while the host allows it (``canPublishData`` is checked
+        separately)."""
+        if self.kind != "podcast" or self.listener_sharing:
+            return True
+        saved = self.registry.saved_role(self.room, identity) if self.registry else None
+        role = self.roles.get(identity) or saved or token_role(grants)
+        return role != "listener"
 
     def remove(self, session: StageSession, sid: str) -> None:
         """Forget a session that left (its hand and invitation go with it)."""
@@ -472,7 +493,13 @@ class Stage:
                             participant.room.set_subscribe_kinds(
                                 participant, self._listener_kinds()
                             )
-                self._broadcast(p.StageSettingsEvent(video=self.video))
+                self._broadcast(self._settings_event())
+        elif isinstance(request, p.SetListenerSharingRequest):
+            if RANK[actor.role] < RANK["moderator"]:
+                raise self._forbid("only the host and moderators let listeners share", ref)
+            if request.enabled != self.listener_sharing:
+                self.listener_sharing = request.enabled
+                self._broadcast(self._settings_event())
         elif isinstance(request, p.ListAudienceRequest):
             if RANK[actor.role] < RANK["moderator"]:
                 raise self._forbid("only the host and moderators list the audience", ref)
@@ -584,6 +611,14 @@ class Stages:
         for stage in self.rooms.values():
             self.state.bans.setdefault(stage.room, set()).update(stage.banned)
             stage.banned = self.state.bans[stage.room]
+
+    def may_share(self, room: str, identity: str, grants: VideoGrant) -> bool:
+        """:meth:`Stage.may_share` of the live room, else by the remembered or token role."""
+        stage = self.rooms.get(room)
+        if stage is not None:
+            return stage.may_share(identity, grants)
+        role = self.saved_role(room, identity) or token_role(grants)
+        return grants.roomKind != "podcast" or role != "listener"
 
     def bans(self, room: str) -> set[str]:
         """The ban keys of ``room`` (a live set: adding to it bars at once)."""

@@ -9,6 +9,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -127,6 +128,7 @@ async def test_listener_crafted_messages_are_refused(podcast: Callable[..., Room
             {"type": "transfer_host", "participant": _sid(listener)},
             {"type": "end_room"},
             {"type": "list_audience"},
+            {"type": "set_listener_sharing", "enabled": True},
         ):
             await _refused(listener, message)
         # Publishing without the grant: refused before any SDP is looked at.
@@ -419,3 +421,46 @@ async def test_roles_bans_and_ended_rooms_survive_a_restart(
         finally:
             for each in (late, troll, guest):
                 await each.close()
+
+
+async def test_listeners_draw_and_upload_only_when_the_host_allows(
+    podcast: Callable[..., RoomClient], sfu_url: str
+) -> None:
+    host = podcast("host", "host")
+    listener = podcast("listener", "listener")
+    stroke = {"type": "board_stroke", "stroke": {"id": "l1", "points": [[1, 1], [2, 2]]}}
+
+    async def upload(client: RoomClient) -> aiohttp.ClientResponse:
+        async with aiohttp.ClientSession() as http:
+            resp = await http.post(
+                f"{sfu_url}/api/rooms/{ROOM}/files",
+                data=b"hello",
+                headers={"Authorization": f"Bearer {client.token}", "X-Filename": "a.txt"},
+            )
+            await resp.read()
+            return resp
+
+    try:
+        await host.connect()
+        await listener.connect()
+        await listener.wait_for(lambda: bool(_events(listener, "board_state")))
+        assert _events(listener, "board_state")[0]["can_draw"] is False
+        await _refused(listener, stroke)
+        refused = await upload(listener)
+        assert refused.status == 403
+        assert (await upload(host)).status == 201  # the stage shares as before
+        await host.request({"type": "set_listener_sharing", "enabled": True})
+        await listener.wait_for(
+            lambda: any(e.get("listener_sharing") for e in _events(listener, "stage_settings"))
+        )
+        await listener.request(stroke)
+        assert (await upload(listener)).status == 201
+        await host.request({"type": "set_listener_sharing", "enabled": False})
+        await listener.wait_for(
+            lambda: not _events(listener, "stage_settings")[-1]["listener_sharing"]
+        )
+        await _refused(listener, {**stroke, "stroke": {"id": "l2", "points": [[3, 3]]}})
+        assert (await upload(listener)).status == 403
+    finally:
+        for client in (listener, host):
+            await client.close()
