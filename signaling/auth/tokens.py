@@ -165,11 +165,11 @@ def create_access_token(
         video=video,
     )
     payload: dict[str, Any] = claims.model_dump(exclude_none=True)
-    # LiveKit's grant fields always; our two extensions only when set.
+    # LiveKit's grant fields always; our extensions only when set.
     payload["video"] = {
         k: v
         for k, v in claims.video.model_dump().items()
-        if v is not None or k not in ("roomKind", "role")
+        if v is not None or k not in ("roomKind", "role", "invite", "device")
     }
     token = jwt.encode(payload, secret, algorithm=ALGORITHM)
     return token, claims

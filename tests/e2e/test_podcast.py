@@ -329,3 +329,28 @@ async def test_podcast_raise_hand_promote_hear_demote_end(
     assert await theo.locator("#call-section").is_hidden()
     await _shot(theo, screenshot_dir, "p11-room-ended-phone.png")
     await _shot(host, screenshot_dir, "p12-room-ended-host.png")
+
+
+async def test_removed_listener_is_told_and_cannot_come_back(
+    browser: Any, server: ServerProcess
+) -> None:
+    account, code = await _podcast_room(server.base_url, "e2e-removal")
+    host = await _open(
+        browser, server, "host", "/", DESKTOP, account=account, join_button="Join e2e-removal"
+    )
+    troll = await _open(browser, server, "troll", f"/join/{code}?name=Troll", DESKTOP)
+    troll_sid = await troll.evaluate("() => window.sfu.me.sid")
+    await _wait_js(host, "() => window.sfu.podcast.audience === 1", 10, "host: 1 listener")
+    await host.evaluate(
+        "(sid) => window.sfu.session.request({ type: 'remove_participant', participant: sid })",
+        troll_sid,
+    )
+    # The removed page says so (not "Disconnected from the server (code 1000)").
+    await troll.get_by_text("You were removed from this room").first.wait_for(timeout=10000)
+    assert "code 1000" not in (await troll.locator("body").inner_text())
+    # Opening the invite link again in the same browser is refused with the same words.
+    await troll.goto(f"{server.base_url}/join/{code}?name=Troll")
+    await troll.get_by_text("You were removed from this room").first.wait_for(timeout=10000)
+    assert await troll.evaluate("() => window.sfu.state") != "joined"
+    await troll.context.close()
+    await host.context.close()
