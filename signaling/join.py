@@ -1,10 +1,10 @@
 """Invite redemption: ``POST /api/join/{code}`` turns an invite code into a room token.
 
 The caller is either signed in (``Authorization: Bearer <access token>``: the room token's
-identity is the account) or a guest (a new ``guest-…`` identity per redemption). A guest's
-browser also keeps a *device key*: the answer's ``device`` (made on the first redemption),
-sent back as ``device`` on the next ones and carried in the room token (``video.device``), so
-that a removal bars that browser and not only one guest identity.
+identity is the account) or a guest (a new ``guest-…`` identity per redemption). The browser
+also keeps a *device key*: the answer's ``device`` (made on the first redemption), sent back
+as ``device`` on the next ones and carried in the room token (``video.device``), so that a
+removal bars that browser and not only one guest identity or account.
 
 Someone removed from the room (``remove_participant``: their account, or their device key) is
 refused with 403 ``removed_from_room`` and the invite is not used. Errors are RFC 9457 problem
@@ -50,7 +50,7 @@ class JoinBody(_Body):
 async def join_by_code(request: web.Request) -> web.Response:
     """Redeem an invite code: a room token for the caller (account) or a new guest identity.
 
-    The answer is a room token answer plus ``device`` (a guest's device key, else None).
+    The answer is a room token answer plus ``device`` (the browser's device key).
     404 ``invite_not_found`` (unknown, expired or used up); 403 ``removed_from_room``; 401 for
     a bad Bearer token.
     """
@@ -64,7 +64,7 @@ async def join_by_code(request: web.Request) -> web.Response:
     found = await store.get_invite(code)
     if found is not None:
         keys = [f"id:{user.id}"] if user is not None else []
-        if user is None and body.device is not None:
+        if body.device is not None:
             keys.append(f"dev:{body.device}")
         if await _barred(request.app, found.room_id, keys):
             raise ProblemError(403, "removed_from_room", "You were removed from this room")
@@ -75,12 +75,11 @@ async def join_by_code(request: web.Request) -> web.Response:
     role: Literal["owner", "moderator", "speaker", "listener"] = invite.role
     if user is not None and user.id == room.owner:
         role = "owner"
-    device: str | None = None
+    device = body.device or secrets.token_urlsafe(24)
     if user is not None:
         identity, name = user.id, body.display_name or user.display_name
     else:
         identity, name = "guest-" + secrets.token_urlsafe(9), body.display_name or "Guest"
-        device = body.device or secrets.token_urlsafe(24)
     grants = _grants_for(room, role).model_copy(update={"invite": invite.code, "device": device})
     answer = _room_token(app, room, identity, name, grants)
     answer["device"] = device

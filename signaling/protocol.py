@@ -379,7 +379,8 @@ class MuteParticipantRequest(_Msg):
 class RemoveParticipantRequest(_Msg):
     """A moderator removes a participant; its room token is revoked (it cannot rejoin
     with it) and it is barred from the room for the room's life (its identity or account,
-    and a guest's browser). ``revoke_invite``: also revoke the invite code that admitted it."""
+    and the browser that redeemed its invite). ``revoke_invite``: also revoke the invite
+    code that admitted it."""
 
     type: Literal["remove_participant"]
     id: RequestId | None = None

@@ -41,7 +41,7 @@ What must outlive a restart is kept in MongoDB (:mod:`signaling.store.stage`, lo
 by :func:`stage_ctx`, written through on every change): the roles given by ``set_role``,
 ``transfer_host`` and accepted invitations, the bans of ``remove_participant`` and the rooms a
 host ended. A removal bars the person for the room's life (bounded by
-``SFU_STAGE_STATE_TTL_S``): its identity (the account id when signed in) and, for a guest, the
+``SFU_STAGE_STATE_TTL_S``): its identity (the account id when signed in) and the
 device key of the browser that redeemed the invite (``video.device``); the redemption itself
 (``POST /api/join/{code}``) refuses them too, and ``revoke_invite`` revokes the invite code.
 """
@@ -521,7 +521,7 @@ class Stage:
     ) -> None:
         """Disconnect ``target`` (reason ``removed``), revoke its room token and bar it from
         this room for the room's life: its identity (an account id when signed in) and its
-        guest device key, persisted. ``revoke_invite``: also revoke the invite code that
+        browser device key, persisted. ``revoke_invite``: also revoke the invite code that
         admitted it (``video.invite``), so nobody redeems that link again."""
         participant = target.participant
         claims = target.session.claims
@@ -551,7 +551,8 @@ class Stage:
 
 
 def ban_keys(identity: str, grants: VideoGrant) -> list[str]:
-    """What a removal bars: ``id:<identity>`` and, for a guest, ``dev:<device key>``."""
+    """What a removal bars: ``id:<identity>`` and, for a token from an invite, the browser's
+    ``dev:<device key>``."""
     keys_ = [f"id:{identity}"]
     if grants.device is not None:
         keys_.append(f"dev:{grants.device}")

@@ -257,8 +257,8 @@ export class Api {
   /** Redeem an invite code; as the signed-in user when there is a session, else as a guest. */
   redeemInvite(code, displayName) {
     const body = displayName ? { display_name: displayName } : {};
-    // A guest's browser keeps the device key the server made (a removal bars the browser).
-    const device = this.signedIn ? null : storedDevice();
+    // The browser keeps the device key the server made (a removal bars the browser).
+    const device = storedDevice();
     if (device) body.device = device;
     return this.request(`/api/join/${encodeURIComponent(code)}`, {
       method: 'POST',

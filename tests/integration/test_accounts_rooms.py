@@ -213,6 +213,8 @@ async def test_removal_bars_the_redemption_the_account_and_the_guest_browser(api
         await member.wait_for(lambda: member.ws is not None and member.ws.closed)
         barred = await redeem(spare["code"], bob)
         assert barred.status == 403 and (await barred.json())["code"] == "removed_from_room"
+        signed_out = await redeem(spare["code"], device=member_answer["device"])  # same browser
+        assert signed_out.status == 403
         gone = await redeem(invite["code"])
         assert gone.status == 404 and (await gone.json())["code"] == "invite_not_found"
         assert (await redeem(spare["code"])).status == 200  # other guests still welcome
