@@ -349,6 +349,8 @@ export class PodcastView {
     this.camBtn.addEventListener('click', () => this._toggleCamera());
     this.videoBtn = h('button', { type: 'button', class: 'btn pod-video-btn', 'aria-pressed': 'false' });
     this.videoBtn.addEventListener('click', () => this._toggleStageVideo());
+    this.shareBtn = h('button', { type: 'button', class: 'btn pod-share-btn', 'aria-pressed': 'false' });
+    this.shareBtn.addEventListener('click', () => this._toggleListenerSharing());
     this.leaveStageBtn = h('button', { type: 'button', class: 'btn', text: 'Leave stage' });
     this.leaveStageBtn.addEventListener('click', () => this._leaveStage());
     this.endBtn = h('button', { type: 'button', class: 'btn pod-end', text: 'End room' });
@@ -358,6 +360,7 @@ export class PodcastView {
       this.camBtn,
       this.handBtn,
       this.videoBtn,
+      this.shareBtn,
       this.leaveStageBtn,
       this.endBtn,
     ]);
@@ -727,6 +730,13 @@ export class PodcastView {
     this._request({ type: 'set_stage_video', enabled }, enabled ? 'show video' : 'hide video');
   }
 
+  _toggleListenerSharing() {
+    const s = this.session;
+    if (!s) return;
+    const enabled = !s.listenerSharing;
+    this._request({ type: 'set_listener_sharing', enabled }, enabled ? 'let listeners share' : 'stop listeners sharing');
+  }
+
   async _toggleCamera() {
     const s = this.session;
     if (!s) return;
@@ -983,6 +993,8 @@ export class PodcastView {
     setButton(this.camBtn, cam ? 'cam' : 'camOff', cam ? 'Stop camera' : 'Start camera');
     this.videoBtn.hidden = !this.isAdmin;
     setButton(this.videoBtn, 'eye', 'Show video to audience', Boolean(s.stageVideo));
+    this.shareBtn.hidden = !this.isAdmin;
+    setButton(this.shareBtn, 'board', 'Let listeners draw and share files', Boolean(s.listenerSharing));
     this.handBtn.hidden = role !== 'listener';
     this.handBtn.replaceChildren(
       handIcon(),

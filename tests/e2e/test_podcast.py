@@ -341,6 +341,15 @@ async def test_removed_listener_is_told_and_cannot_come_back(
     troll = await _open(browser, server, "troll", f"/join/{code}?name=Troll", DESKTOP)
     troll_sid = await troll.evaluate("() => window.sfu.me.sid")
     await _wait_js(host, "() => window.sfu.podcast.audience === 1", 10, "host: 1 listener")
+    # A listener draws only once the host lets listeners share (the stage bar's toggle).
+    stroke_js = (
+        "(id) => window.sfu.session.request({ type: 'board_stroke',"
+        " stroke: { id, points: [[1, 1], [2, 2]] } }).then(() => 'ok', (e) => e.code)"
+    )
+    assert await troll.evaluate(stroke_js, "s1") == "forbidden"
+    await host.get_by_role("button", name="Let listeners draw and share files").click()
+    await _wait_js(troll, "() => window.sfu.session.listenerSharing", 10, "troll: sharing on")
+    assert await troll.evaluate(stroke_js, "s2") == "ok"
     await host.evaluate(
         "(sid) => window.sfu.session.request({ type: 'remove_participant', participant: sid })",
         troll_sid,
