@@ -61,12 +61,12 @@ async def join_by_code(request: web.Request) -> web.Response:
         _claims, user = await require_account(request)
     body = await read_body(request, JoinBody, optional=True)
     store = app[STORE]
-    found = await store.get_invite(code)
-    if found is not None:
+    room_id = await store.invite_room(code)
+    if room_id is not None:
         keys = [f"id:{user.id}"] if user is not None else []
         if body.device is not None:
             keys.append(f"dev:{body.device}")
-        if await _barred(request.app, found.room_id, keys):
+        if await _barred(request.app, room_id, keys):
             raise ProblemError(403, "removed_from_room", "You were removed from this room")
     invite = await store.use_invite(code)
     room = await store.get_room(invite.room_id) if invite else None

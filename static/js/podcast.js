@@ -21,6 +21,7 @@ const RANK = { listener: 0, speaker: 1, moderator: 2, host: 3 };
 const ROLE_LABEL = { host: 'Host', moderator: 'Moderator', speaker: 'Speaker', listener: 'Listener' };
 const AUDIENCE_PAGE = 50;
 const MAX_AUDIENCE_PAGE = 100; // the server's list_audience limit
+const REVOKE_LABEL = 'Also revoke the invite link they joined with';
 const NOTICE_MS = 8000;
 
 const SVG_NS = 'http://www.w3.org/2000/svg';
@@ -389,9 +390,13 @@ export class PodcastView {
     const text = h('p', { class: 'pod-dialog-text' });
     const no = h('button', { type: 'submit', class: 'btn', value: 'no' });
     const yes = h('button', { type: 'submit', class: 'btn btn-primary', value: 'yes' });
+    const check = h('input', { type: 'checkbox' });
+    const checkText = h('span');
+    const checkLabel = h('label', { class: 'row pod-dialog-check', hidden: true }, [check, checkText]);
     const form = h('form', { method: 'dialog', class: 'stack' }, [
       title,
       text,
+      checkLabel,
       h('div', { class: 'row pod-dialog-buttons' }, [no, yes]),
     ]);
     const dialog = h('dialog', { class: 'pod-dialog' }, [form]);
@@ -401,15 +406,19 @@ export class PodcastView {
     dialog.setAttribute('aria-labelledby', title.id);
     dialog.setAttribute('aria-describedby', text.id);
     document.body.appendChild(dialog);
-    return { dialog, title, text, yes, no, resolve: null };
+    return { dialog, title, text, yes, no, check, checkText, checkLabel, resolve: null };
   }
 
-  /** Show a dialog; resolves true for the 'yes' button, false otherwise (Escape too). */
-  _ask(d, { title, text, yes, no, danger = false, focus = 'no' }) {
+  /** Show a dialog; resolves true for the 'yes' button, false otherwise (Escape too).
+   * `checkbox`: the label of an unticked checkbox to show (read `d.check.checked` after). */
+  _ask(d, { title, text, yes, no, danger = false, focus = 'no', checkbox = null }) {
     if (d.dialog.open) d.dialog.close('no');
     const returnTo = document.activeElement;
     d.title.textContent = title;
     d.text.textContent = text;
+    d.checkLabel.hidden = !checkbox;
+    d.checkText.textContent = checkbox || '';
+    d.check.checked = false;
     d.yes.textContent = yes;
     d.no.textContent = no;
     d.yes.className = danger ? 'btn btn-danger' : 'btn btn-primary';
@@ -676,8 +685,9 @@ export class PodcastView {
         yes: 'Remove',
         no: 'Cancel',
         danger: true,
+        checkbox: REVOKE_LABEL,
       });
-      if (ok) this._request({ type: 'remove_participant', participant: m.sid }, `remove ${name}`);
+      if (ok) this._remove(m, name);
     } else if (action === 'host') {
       const ok = await this._ask(this.confirmDialog, {
         title: `Make ${name} the host?`,
@@ -712,8 +722,15 @@ export class PodcastView {
       yes: 'Remove',
       no: 'Cancel',
       danger: true,
+      checkbox: REVOKE_LABEL,
     });
-    if (ok) this._request({ type: 'remove_participant', participant: m.sid }, `remove ${name}`);
+    if (ok) this._remove(m, name);
+  }
+
+  /** `remove_participant`, revoking the invite link too when the dialog's box is ticked. */
+  _remove(m, name) {
+    const revoke = this.confirmDialog.check.checked;
+    this._request({ type: 'remove_participant', participant: m.sid, revoke_invite: revoke }, `remove ${name}`);
   }
 
   _toggleMic() {

@@ -339,7 +339,6 @@ async def test_removed_listener_is_told_and_cannot_come_back(
         browser, server, "host", "/", DESKTOP, account=account, join_button="Join e2e-removal"
     )
     troll = await _open(browser, server, "troll", f"/join/{code}?name=Troll", DESKTOP)
-    troll_sid = await troll.evaluate("() => window.sfu.me.sid")
     await _wait_js(host, "() => window.sfu.podcast.audience === 1", 10, "host: 1 listener")
     # A listener draws only once the host lets listeners share (the stage bar's toggle).
     stroke_js = (
@@ -350,10 +349,11 @@ async def test_removed_listener_is_told_and_cannot_come_back(
     await host.get_by_role("button", name="Let listeners draw and share files").click()
     await _wait_js(troll, "() => window.sfu.session.listenerSharing", 10, "troll: sharing on")
     assert await troll.evaluate(stroke_js, "s2") == "ok"
-    await host.evaluate(
-        "(sid) => window.sfu.session.request({ type: 'remove_participant', participant: sid })",
-        troll_sid,
-    )
+    # The host removes Troll from the audience list and revokes the link in the same step.
+    await _wait_js(host, "() => window.sfu.podcast.audienceList.length === 1", 10, "audience")
+    await host.get_by_role("button", name="Remove Troll from the room").click()
+    await host.get_by_label("Also revoke the invite link they joined with").check()
+    await host.get_by_role("button", name="Remove", exact=True).click()
     # The removed page says so (not "Disconnected from the server (code 1000)").
     await troll.get_by_text("You were removed from this room").first.wait_for(timeout=10000)
     assert "code 1000" not in (await troll.locator("body").inner_text())
@@ -361,5 +361,10 @@ async def test_removed_listener_is_told_and_cannot_come_back(
     await troll.goto(f"{server.base_url}/join/{code}?name=Troll")
     await troll.get_by_text("You were removed from this room").first.wait_for(timeout=10000)
     assert await troll.evaluate("() => window.sfu.state") != "joined"
+    # The link was revoked: a fresh browser profile cannot use it either.
+    fresh = await (await browser.new_context(viewport=DESKTOP)).new_page()
+    await fresh.goto(f"{server.base_url}/join/{code}?name=Other")
+    await fresh.get_by_text("invite not found").first.wait_for(timeout=10000)
+    await fresh.context.close()
     await troll.context.close()
     await host.context.close()

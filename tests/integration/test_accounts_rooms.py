@@ -217,6 +217,8 @@ async def test_removal_bars_the_redemption_the_account_and_the_guest_browser(api
         assert signed_out.status == 403
         gone = await redeem(invite["code"])
         assert gone.status == 404 and (await gone.json())["code"] == "invite_not_found"
+        told = await redeem(invite["code"], bob)  # the removed member is told why
+        assert told.status == 403 and (await told.json())["code"] == "removed_from_room"
         assert (await redeem(spare["code"])).status == 200  # other guests still welcome
     finally:
         for client in (member, guest, host):
