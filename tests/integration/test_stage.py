@@ -6,7 +6,9 @@ Real aiortc peers on loopback; every permission check is driven by crafted messa
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -14,7 +16,9 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from signaling.app import create_app
+from signaling.auth.tokens import VideoGrant, create_access_token
 from signaling.client import RoomClient, SignalingError
+from signaling.serverproc import start_server, stop_server, wait_healthy
 from signaling.settings import Settings
 from tests.integration.conftest import MakeToken
 from tests.support.media import (
@@ -464,3 +468,73 @@ async def test_listeners_draw_and_upload_only_when_the_host_allows(
     finally:
         for client in (listener, host):
             await client.close()
+
+
+async def test_a_restarted_server_process_keeps_bans_roles_and_ended_rooms(
+    mongo_url: str, tmp_path: Path
+) -> None:
+    secret = "restart-secret-" + "r" * 40
+    env = {
+        "SFU_JWT_SECRET": secret,
+        "MONGO_URL": mongo_url,
+        "SFU_MONGO_DB": f"restart_{uuid.uuid4().hex[:12]}",
+    }
+
+    def client(url: str, room: str, identity: str, role: str) -> RoomClient:
+        token, _claims = create_access_token(
+            secret,
+            identity=identity,
+            ttl_s=600,
+            video=VideoGrant(
+                room=room,
+                roomJoin=True,
+                roomAdmin=role == "host",
+                canPublish=role != "listener",
+                canSubscribe=True,
+                canPublishData=True,
+                roomKind="podcast",
+                role=role,  # type: ignore[arg-type]
+            ),
+        )
+        return RoomClient(url, room, identity=identity, token=token)
+
+    proc, url = start_server(tmp_path, env=env)
+    try:
+        wait_healthy(url, proc, timeout_s=30)
+        host, guest, troll = (
+            client(url, "show", "host", "host"),
+            client(url, "show", "guest", "listener"),
+            client(url, "show", "troll", "listener"),
+        )
+        closer = client(url, "ended", "closer", "host")
+        try:
+            for each in (host, guest, troll, closer):
+                await each.connect()
+            await host.request({"type": "set_role", "participant": _sid(guest), "role": "speaker"})
+            await host.request({"type": "remove_participant", "participant": _sid(troll)})
+            await closer.request({"type": "end_room"})
+        finally:
+            for each in (closer, troll, guest, host):
+                await each.close()
+    finally:
+        stop_server(proc)
+
+    proc, url = start_server(tmp_path, env=env)
+    try:
+        wait_healthy(url, proc, timeout_s=30)
+        guest = client(url, "show", "guest", "listener")
+        troll = client(url, "show", "troll", "listener")
+        late = client(url, "ended", "late", "listener")
+        try:
+            assert (await guest.connect())["role"] == "speaker"
+            with pytest.raises(SignalingError) as info:
+                await troll.connect()
+            assert info.value.code == "forbidden" and "removed" in info.value.message
+            with pytest.raises(SignalingError) as info:
+                await late.connect()
+            assert info.value.code == "forbidden" and "ended" in info.value.message
+        finally:
+            for each in (late, troll, guest):
+                await each.close()
+    finally:
+        stop_server(proc)
