@@ -693,6 +693,8 @@ class Stages:
     def _drop(self, stage: Stage) -> None:
         if stage.ended:
             self.ended.add(stage.room)
+        if not self.state.bans.get(stage.room):
+            self.state.bans.pop(stage.room, None)  # nobody barred: keep no empty set
         if self.rooms.get(stage.room) is stage:
             del self.rooms[stage.room]
 
