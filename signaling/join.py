@@ -62,11 +62,12 @@ async def join_by_code(request: web.Request) -> web.Response:
     body = await read_body(request, JoinBody, optional=True)
     store = app[STORE]
     room_id = await store.invite_room(code)
-    if room_id is not None:
+    found = await store.get_room(room_id) if room_id is not None else None
+    if found is not None and (user is None or user.id != found.owner):  # never the owner
         keys = [f"id:{user.id}"] if user is not None else []
         if body.device is not None:
             keys.append(f"dev:{body.device}")
-        if await _barred(request.app, room_id, keys):
+        if await _barred(request.app, found.id, keys):
             raise ProblemError(403, "removed_from_room", "You were removed from this room")
     invite = await store.use_invite(code)
     room = await store.get_room(invite.room_id) if invite else None
@@ -80,7 +81,10 @@ async def join_by_code(request: web.Request) -> web.Response:
         identity, name = user.id, body.display_name or user.display_name
     else:
         identity, name = "guest-" + secrets.token_urlsafe(9), body.display_name or "Guest"
-    grants = _grants_for(room, role).model_copy(update={"invite": invite.code, "device": device})
+    # The owner's token names no device: removing someone who shares the owner's browser
+    # must not bar the owner.
+    update = {"invite": invite.code, "device": device if role != "owner" else None}
+    grants = _grants_for(room, role).model_copy(update=update)
     answer = _room_token(app, room, identity, name, grants)
     answer["device"] = device
     return web.json_response(answer)

@@ -202,6 +202,10 @@ async def test_removal_bars_the_redemption_the_account_and_the_guest_browser(api
         assert problem["detail"] == "You were removed from this room"
         after = await api.store.get_invite(invite["code"])
         assert after is not None and after.remaining == left.remaining
+        # The owner is never barred, even from a browser that a removed guest used.
+        owner_answer = await redeem(spare["code"], alice, device=device)
+        assert owner_answer.status == 200
+        assert (await owner_answer.json())["grants"]["device"] is None
         # A fresh browser profile gets in until the host revokes the link (below).
         assert (await redeem(invite["code"])).status == 200
 
