@@ -8,7 +8,8 @@ there is no auth cookie, so there is no CSRF surface.
 method   path                            body -> answer
 =======  ==============================  =====================================================
 POST     /api/register                   {email, password, display_name} -> 201 session
-POST     /api/login                      {email, password} -> 200 session | 401
+POST     /api/login                      {email, password} -> 200 session | 401 | 429
+                                         (back-off: ``signaling.auth.limits``)
 POST     /api/otp/request                {email} | {phone} -> 200 {hash, expires}
 POST     /api/otp/verify                 {email|phone, code, hash, expires, display_name?}
                                          -> 200 session (first login creates the user)
@@ -20,7 +21,8 @@ GET      /api/rooms                      [Bearer] -> {rooms: [room]}
 POST     /api/rooms/{room}/invites       [Bearer, owner] {role?, max_uses?, ttl_s?} -> 201 invite
 POST     /api/rooms/{room}/token         [Bearer, owner] -> 200 room token (admin)
 GET      /api/rooms/{room}/history       [Bearer, owner] -> {events: [event]}
-POST     /api/join/{code}                [Bearer optional] {display_name?} -> 200 room token
+POST     /api/join/{code}                [Bearer optional] {display_name?, device?} -> 200
+                                         room token + device | 403 removed_from_room
                                          (``signaling.join``)
 GET      /join/{code}                    the browser client page (invite link)
 =======  ==============================  =====================================================
