@@ -217,7 +217,7 @@ class Session:
                 )
             )
         self._outbox.put_nowait(None)
-        spawn(self.ws.close())
+        spawn(self.ws.close(message=reason.encode()))  # the close reason names why
 
     # -- dropping the socket --------------------------------------------------------------------
 
@@ -342,6 +342,8 @@ class Session:
                 identity=participant.identity,
                 grants=self.grants,
                 request=request,
+                can_share=self.stage is None
+                or self.stage.may_share(participant.identity, self.grants),
             )
             self.send(p.OkResponse(ref=request.id))
         elif isinstance(request, p.ChatRequest | p.ReactionRequest):
@@ -430,7 +432,10 @@ class Session:
             self.send(p.ChatHistoryEvent(messages=await hub.history(room.name)))
         if (board := self.app.get(BOARD)) is not None:
             await board.join(
-                room.name, self, can_draw=grants.canPublishData, can_clear=grants.roomAdmin
+                room.name,
+                self,
+                can_draw=grants.canPublishData and stage.may_share(identity, grants),
+                can_clear=grants.roomAdmin,
             )
             if self.participant is not participant:  # removed while the board was read
                 board.leave(room.name, self)

@@ -21,6 +21,7 @@ const RANK = { listener: 0, speaker: 1, moderator: 2, host: 3 };
 const ROLE_LABEL = { host: 'Host', moderator: 'Moderator', speaker: 'Speaker', listener: 'Listener' };
 const AUDIENCE_PAGE = 50;
 const MAX_AUDIENCE_PAGE = 100; // the server's list_audience limit
+const REVOKE_LABEL = 'Also revoke the invite link they joined with';
 const NOTICE_MS = 8000;
 
 const SVG_NS = 'http://www.w3.org/2000/svg';
@@ -349,6 +350,8 @@ export class PodcastView {
     this.camBtn.addEventListener('click', () => this._toggleCamera());
     this.videoBtn = h('button', { type: 'button', class: 'btn pod-video-btn', 'aria-pressed': 'false' });
     this.videoBtn.addEventListener('click', () => this._toggleStageVideo());
+    this.shareBtn = h('button', { type: 'button', class: 'btn pod-share-btn', 'aria-pressed': 'false' });
+    this.shareBtn.addEventListener('click', () => this._toggleListenerSharing());
     this.leaveStageBtn = h('button', { type: 'button', class: 'btn', text: 'Leave stage' });
     this.leaveStageBtn.addEventListener('click', () => this._leaveStage());
     this.endBtn = h('button', { type: 'button', class: 'btn pod-end', text: 'End room' });
@@ -358,6 +361,7 @@ export class PodcastView {
       this.camBtn,
       this.handBtn,
       this.videoBtn,
+      this.shareBtn,
       this.leaveStageBtn,
       this.endBtn,
     ]);
@@ -386,9 +390,13 @@ export class PodcastView {
     const text = h('p', { class: 'pod-dialog-text' });
     const no = h('button', { type: 'submit', class: 'btn', value: 'no' });
     const yes = h('button', { type: 'submit', class: 'btn btn-primary', value: 'yes' });
+    const check = h('input', { type: 'checkbox' });
+    const checkText = h('span');
+    const checkLabel = h('label', { class: 'row pod-dialog-check', hidden: true }, [check, checkText]);
     const form = h('form', { method: 'dialog', class: 'stack' }, [
       title,
       text,
+      checkLabel,
       h('div', { class: 'row pod-dialog-buttons' }, [no, yes]),
     ]);
     const dialog = h('dialog', { class: 'pod-dialog' }, [form]);
@@ -398,15 +406,19 @@ export class PodcastView {
     dialog.setAttribute('aria-labelledby', title.id);
     dialog.setAttribute('aria-describedby', text.id);
     document.body.appendChild(dialog);
-    return { dialog, title, text, yes, no, resolve: null };
+    return { dialog, title, text, yes, no, check, checkText, checkLabel, resolve: null };
   }
 
-  /** Show a dialog; resolves true for the 'yes' button, false otherwise (Escape too). */
-  _ask(d, { title, text, yes, no, danger = false, focus = 'no' }) {
+  /** Show a dialog; resolves true for the 'yes' button, false otherwise (Escape too).
+   * `checkbox`: the label of an unticked checkbox to show (read `d.check.checked` after). */
+  _ask(d, { title, text, yes, no, danger = false, focus = 'no', checkbox = null }) {
     if (d.dialog.open) d.dialog.close('no');
     const returnTo = document.activeElement;
     d.title.textContent = title;
     d.text.textContent = text;
+    d.checkLabel.hidden = !checkbox;
+    d.checkText.textContent = checkbox || '';
+    d.check.checked = false;
     d.yes.textContent = yes;
     d.no.textContent = no;
     d.yes.className = danger ? 'btn btn-danger' : 'btn btn-primary';
@@ -673,8 +685,9 @@ export class PodcastView {
         yes: 'Remove',
         no: 'Cancel',
         danger: true,
+        checkbox: REVOKE_LABEL,
       });
-      if (ok) this._request({ type: 'remove_participant', participant: m.sid }, `remove ${name}`);
+      if (ok) this._remove(m, name);
     } else if (action === 'host') {
       const ok = await this._ask(this.confirmDialog, {
         title: `Make ${name} the host?`,
@@ -709,8 +722,15 @@ export class PodcastView {
       yes: 'Remove',
       no: 'Cancel',
       danger: true,
+      checkbox: REVOKE_LABEL,
     });
-    if (ok) this._request({ type: 'remove_participant', participant: m.sid }, `remove ${name}`);
+    if (ok) this._remove(m, name);
+  }
+
+  /** `remove_participant`, revoking the invite link too when the dialog's box is ticked. */
+  _remove(m, name) {
+    const revoke = this.confirmDialog.check.checked;
+    this._request({ type: 'remove_participant', participant: m.sid, revoke_invite: revoke }, `remove ${name}`);
   }
 
   _toggleMic() {
@@ -725,6 +745,13 @@ export class PodcastView {
     if (!s) return;
     const enabled = !s.stageVideo;
     this._request({ type: 'set_stage_video', enabled }, enabled ? 'show video' : 'hide video');
+  }
+
+  _toggleListenerSharing() {
+    const s = this.session;
+    if (!s) return;
+    const enabled = !s.listenerSharing;
+    this._request({ type: 'set_listener_sharing', enabled }, enabled ? 'let listeners share' : 'stop listeners sharing');
   }
 
   async _toggleCamera() {
@@ -983,6 +1010,8 @@ export class PodcastView {
     setButton(this.camBtn, cam ? 'cam' : 'camOff', cam ? 'Stop camera' : 'Start camera');
     this.videoBtn.hidden = !this.isAdmin;
     setButton(this.videoBtn, 'eye', 'Show video to audience', Boolean(s.stageVideo));
+    this.shareBtn.hidden = !this.isAdmin;
+    setButton(this.shareBtn, 'board', 'Let listeners draw and share files', Boolean(s.listenerSharing));
     this.handBtn.hidden = role !== 'listener';
     this.handBtn.replaceChildren(
       handIcon(),

@@ -92,6 +92,7 @@ export class Session extends EventTarget {
     this.spareScreenTransceiver = null; // the m-line of an ended screen share, reused next time
     this.spareCameraTransceiver = null; // the m-line of a stopped podcast camera, likewise
     this.stageVideo = false; // a podcast stage shows its video to listeners (`stage_settings`)
+    this.listenerSharing = false; // podcast listeners may draw and share files (`stage_settings`)
     this.activeSpeakers = []; // the last active_speakers list, loudest first
     this.heardSpeaking = new Set(); // sids ever reported as active speakers
     this.subMids = new Map(); // mid -> {participant, track, kind} from the latest offer
@@ -226,7 +227,8 @@ export class Session extends EventTarget {
       if (['left', 'leaving', 'failed', 'ended'].includes(this.state)) return;
       this._teardown();
       this._setState('disconnected');
-      this.status(`Disconnected from the server (code ${ev.code}).`, true);
+      if (ev.reason === 'removed') this.status('You were removed from this room.', true);
+      else this.status(`Disconnected from the server (code ${ev.code}).`, true);
     };
     try {
       await this.signal.connect();
@@ -627,6 +629,7 @@ export class Session extends EventTarget {
   /** `stage_settings`: follow the stage's video setting; our camera stops when it is hidden. */
   _onStageSettings(msg) {
     this.stageVideo = Boolean(msg.video);
+    this.listenerSharing = Boolean(msg.listener_sharing);
     if (!this.stageVideo && this.local.video && this.kind === 'podcast') {
       this.stopCamera().catch((err) => this._error(err, 'camera'));
     }
