@@ -1,9 +1,11 @@
-// The lobby (split from accounts.js): my rooms, create a room, invite links, join by code.
+// The lobby (split from accounts.js): my rooms (each one a RoomItem, lobby-room.js: live state,
+// invite links, history, delete, reopen), create a room, join by code.
 //
 // Every string that comes from the server (names, error details, URLs) is set with
 // textContent or an input's value, never parsed as markup.
 
 import { ApiError, inviteCodeFrom } from './api.js';
+import { RoomItem } from './lobby-room.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -30,13 +32,15 @@ async function busy(form, work) {
   }
 }
 
-const KIND_LABELS = { conference: 'Conference', podcast: 'Podcast' };
+const REFRESH_MS = 5000; // how often the lobby refreshes the rooms' live state
 
 export class LobbyView {
   constructor({ api, status, onJoin }) {
     this.api = api;
     this.status = status;
     this.onJoin = onJoin;
+    this.items = new Map(); // room id -> RoomItem
+    this.refreshTimer = null;
     this.els = {
       lobbyTitle: $('lobby-title'),
       who: $('who'),
@@ -64,6 +68,7 @@ export class LobbyView {
 
   /** Signed out: forget the rooms shown. */
   clear() {
+    this.items = new Map();
     this.els.roomList.replaceChildren();
   }
 
@@ -77,6 +82,7 @@ export class LobbyView {
     this.status(user ? `Signed in as ${user.display_name}.` : 'Signed in.');
     e.lobbyTitle.focus();
     await this.loadRooms();
+    this._startRefresh();
   }
 
   async loadRooms() {
@@ -89,112 +95,39 @@ export class LobbyView {
       showError(e.lobbyError, `Could not load your rooms: ${describe(err)}`);
       return;
     }
-    e.roomList.replaceChildren(...rooms.map((room) => this._roomItem(room)));
+    // Update the rooms in place (an open panel, a typed link or the focus survive a refresh).
+    const old = this.items;
+    this.items = new Map();
+    for (const room of rooms) {
+      let item = old.get(room.id);
+      if (item) item.update(room);
+      else {
+        item = new RoomItem({
+          api: this.api,
+          room,
+          onJoin: this.onJoin,
+          status: this.status,
+          onDeleted: () => this.loadRooms(),
+        });
+      }
+      this.items.set(room.id, item);
+    }
+    e.roomList.replaceChildren(...[...this.items.values()].map((item) => item.el));
     e.noRooms.hidden = rooms.length > 0;
   }
 
-  _roomItem(room) {
-    const li = document.createElement('li');
-    li.className = 'room-item';
-    li.dataset.roomId = room.id;
-
-    const info = document.createElement('div');
-    info.className = 'room-info';
-    const nameEl = document.createElement('span');
-    nameEl.className = 'room-name';
-    nameEl.textContent = room.name;
-    const kind = document.createElement('span');
-    kind.className = 'room-kind';
-    kind.textContent = KIND_LABELS[room.kind] || room.kind;
-    info.append(nameEl, kind);
-
-    const actions = document.createElement('div');
-    actions.className = 'room-actions';
-    const join = document.createElement('button');
-    join.type = 'button';
-    join.className = 'btn btn-primary';
-    join.textContent = 'Join';
-    join.setAttribute('aria-label', `Join ${room.name}`);
-    const invite = document.createElement('button');
-    invite.type = 'button';
-    invite.className = 'btn';
-    invite.textContent = 'Invite link';
-    invite.setAttribute('aria-label', `Invite link for ${room.name}`);
-    actions.append(join, invite);
-
-    const error = document.createElement('p');
-    error.className = 'form-error';
-    error.setAttribute('role', 'alert');
-    error.hidden = true;
-
-    const box = document.createElement('div');
-    box.className = 'invite';
-    box.hidden = true;
-    const inputId = `invite-url-${room.id}`;
-    const label = document.createElement('label');
-    label.htmlFor = inputId;
-    label.textContent = `Invite link for ${room.name}`;
-    const row = document.createElement('div');
-    row.className = 'invite-row';
-    const url = document.createElement('input');
-    url.id = inputId;
-    url.className = 'invite-url';
-    url.readOnly = true;
-    url.spellcheck = false;
-    const copy = document.createElement('button');
-    copy.type = 'button';
-    copy.className = 'btn';
-    copy.textContent = 'Copy';
-    copy.setAttribute('aria-label', `Copy the invite link for ${room.name}`);
-    row.append(url, copy);
-    const note = document.createElement('p');
-    note.className = 'copy-note';
-    note.setAttribute('role', 'status');
-    box.append(label, row, note);
-
-    li.append(info, actions, error, box);
-
-    join.addEventListener('click', async () => {
-      showError(error, '');
-      join.disabled = true;
-      try {
-        const grant = await this.api.roomToken(room.id);
-        const user = this.api.user;
-        this.onJoin(grant, user ? user.display_name : '');
-      } catch (err) {
-        showError(error, `Could not join: ${describe(err)}`);
-      } finally {
-        join.disabled = false;
+  /** While the lobby is shown, refresh the rooms' live state every REFRESH_MS. */
+  _startRefresh() {
+    if (this.refreshTimer) return;
+    this.refreshTimer = setInterval(() => {
+      const section = $('lobby-section');
+      if (!this.api.signedIn) {
+        clearInterval(this.refreshTimer);
+        this.refreshTimer = null;
+      } else if (section && !section.hidden && document.visibilityState === 'visible') {
+        this.loadRooms();
       }
-    });
-    invite.addEventListener('click', async () => {
-      showError(error, '');
-      invite.disabled = true;
-      try {
-        const answer = await this.api.createInvite(room.id);
-        url.value = new URL(answer.url, window.location.origin).href;
-        note.textContent = answer.expires_at
-          ? `Anyone with this link can join until ${new Date(answer.expires_at).toLocaleString()}.`
-          : '';
-        box.hidden = false;
-        url.focus();
-        url.select();
-      } catch (err) {
-        showError(error, `Could not create an invite: ${describe(err)}`);
-      } finally {
-        invite.disabled = false;
-      }
-    });
-    copy.addEventListener('click', async () => {
-      if (await copyText(url)) {
-        note.textContent = 'Copied to the clipboard.';
-      } else {
-        url.focus();
-        url.select();
-        note.textContent = 'Select the link and copy it (Ctrl+C).';
-      }
-    });
-    return li;
+    }, REFRESH_MS);
   }
 
   async _createRoom() {
@@ -242,21 +175,5 @@ export class LobbyView {
         e.code.focus();
       }
     });
-  }
-}
-
-/** Copy an input's text: the async Clipboard API, else the selection and execCommand. */
-async function copyText(input) {
-  try {
-    await navigator.clipboard.writeText(input.value);
-    return true;
-  } catch {
-    input.focus();
-    input.select();
-    try {
-      return document.execCommand('copy');
-    } catch {
-      return false;
-    }
   }
 }

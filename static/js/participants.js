@@ -115,6 +115,7 @@ export class ParticipantsView {
     const avatar = el('span', 'person-avatar', shown.trim().charAt(0).toUpperCase() || '?');
     avatar.setAttribute('aria-hidden', 'true');
     const who = el('span', 'person-name', shown);
+    who.title = shown; // a long name is cut with an ellipsis here: the tooltip has it whole
     const text = el('span', 'person-text');
     text.appendChild(who);
     if (isMe) text.appendChild(el('span', 'person-you', '(you)'));
