@@ -219,7 +219,7 @@ async def test_podcast_declined_invite_equal_counts_and_long_host_name(
     card = host.locator(".pod-card.me")
     await card.wait_for(timeout=5000)
     shown = await card.locator(".pod-name").evaluate(
-        "(el) => ({ text: el.querySelector('.pod-name-text').textContent,"
+        "(el) => ({ text: (el.querySelector('.pod-name-text') || el).textContent,"
         " title: el.title, clipped: el.scrollWidth > el.clientWidth + 1"
         " || el.scrollHeight > el.clientHeight + 1,"
         " inside: el.getBoundingClientRect().right <= el.closest('.pod-card')"
