@@ -173,16 +173,14 @@ export class RoomItem {
     this.el.dataset.live = String(live);
     this.el.dataset.ended = String(ended);
     this.el.dataset.participants = String(n);
-    if (ended) {
-      this.liveEl.textContent = 'Ended';
-      this.liveEl.dataset.state = 'ended';
-    } else if (live) {
-      this.liveEl.textContent = `Live · ${plural(n, 'person', 'people')} in the room`;
-      this.liveEl.dataset.state = 'live';
-    } else {
-      this.liveEl.textContent = 'Nobody in it';
-      this.liveEl.dataset.state = 'idle';
-    }
+    const [state, text] = ended
+      ? ['ended', 'Ended']
+      : live
+        ? ['live', `Live · ${plural(n, 'person', 'people')} in the room`]
+        : ['idle', 'Nobody in it'];
+    // Only a change is written (the badge is a status region: a refresh alone says nothing).
+    if (this.liveEl.textContent !== text) this.liveEl.textContent = text;
+    this.liveEl.dataset.state = state;
     // Join stays: an ended room answers it with a sentence that points at Reopen.
     this.reopenBtn.hidden = !ended;
     this.joinBtn.classList.toggle('btn-primary', !ended);
