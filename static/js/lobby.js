@@ -112,7 +112,12 @@ export class LobbyView {
       }
       this.items.set(room.id, item);
     }
-    e.roomList.replaceChildren(...[...this.items.values()].map((item) => item.el));
+    // Re-insert only when the list changed: moving an element would drop the keyboard focus.
+    const wanted = [...this.items.values()].map((item) => item.el);
+    const current = [...e.roomList.children];
+    if (wanted.length !== current.length || wanted.some((el, i) => el !== current[i])) {
+      e.roomList.replaceChildren(...wanted);
+    }
     e.noRooms.hidden = rooms.length > 0;
   }
 

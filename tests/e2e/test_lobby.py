@@ -107,7 +107,7 @@ async def test_lobby_invites_by_role_live_count_revoke_history_and_delete(
     # The room's links: the three made so far; revoking the speaker link kills it.
     await item.get_by_role("button", name=f"Invite links of {name}").click()
     links = item.locator(".room-link")
-    await links.first.wait_for(timeout=5000)
+    await links.first.wait_for(timeout=15000)
     roles = sorted(await links.evaluate_all("(els) => els.map((e) => e.dataset.role)"))
     assert roles == ["listener", "moderator", "speaker"]
     await item.get_by_role("button", name=f"Revoke the speaker link {speaker_code}").click()
@@ -129,16 +129,28 @@ async def test_lobby_invites_by_role_live_count_revoke_history_and_delete(
     # The meeting history: who joined.
     await item.get_by_role("button", name=f"Meeting history of {name}").click()
     history = item.locator(".room-history")
-    await history.locator(".room-event").first.wait_for(timeout=5000)
+    await history.locator(".room-event").first.wait_for(timeout=15000)
     text = await history.inner_text()
     for who in ("Sam joined", "Mo joined", "Lee joined"):
         assert who in text, text
     await _shot(owner, screenshot_dir, "l05-lobby-history.png")
 
+    # The lobby's periodic refresh keeps the keyboard focus where it was.
+    history_button = item.get_by_role("button", name=f"Meeting history of {name}")
+    await history_button.focus()
+    async with owner.expect_response(
+        lambda r: r.url.endswith("/api/rooms") and r.request.method == "GET", timeout=15000
+    ):
+        pass
+    await owner.wait_for_timeout(300)  # let the refreshed list render
+    assert await owner.evaluate("() => document.activeElement.getAttribute('aria-label')") == (
+        f"Meeting history of {name}"
+    )
+
     # Delete the live room: everyone in it sees it end; it leaves the lobby.
     await item.get_by_role("button", name=f"Delete {name}").click()
     confirm = item.get_by_role("group", name=f"Delete {name}?")
-    await confirm.wait_for(timeout=5000)
+    await confirm.wait_for(timeout=15000)
     assert "ends for everyone" in await confirm.inner_text()
     await _shot(owner, screenshot_dir, "l06-lobby-delete-confirm.png")
     await confirm.get_by_role("button", name=f"Yes, delete {name}").click()
@@ -177,7 +189,7 @@ async def test_an_ended_room_needs_reopen_from_the_lobby(
     sentence = await error.inner_text()
     assert "This room has ended" in sentence and "Reopen room" in sentence, sentence
     reopen = item.get_by_role("button", name=f"Reopen {name}")
-    await reopen.wait_for(timeout=5000)
+    await reopen.wait_for(timeout=15000)
     assert await item.locator(".room-live").inner_text() == "Ended"
     await _shot(lobby, screenshot_dir, "l08-lobby-ended-room-needs-reopen.png")
     assert await lobby.evaluate("() => window.sfu.state") != "joined"
@@ -217,7 +229,7 @@ async def test_podcast_declined_invite_equal_counts_and_long_host_name(
 
     # The host's long name is shown whole on the host's own card (wrapped, not cut off).
     card = host.locator(".pod-card.me")
-    await card.wait_for(timeout=5000)
+    await card.wait_for(timeout=15000)
     shown = await card.locator(".pod-name").evaluate(
         "(el) => ({ text: (el.querySelector('.pod-name-text') || el).textContent,"
         " title: el.title, clipped: el.scrollWidth > el.clientWidth + 1"
