@@ -58,11 +58,12 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.cleanup_ctx.append(_media_ctx)
     app.cleanup_ctx.append(metrics.metrics_ctx)
     # --- accounts (issue 3): contexts and routes are added between these markers ---
-    from signaling import accounts, join
+    from signaling import accounts, join, rooms
     from signaling.problems import problem_middleware
 
     app.cleanup_ctx.append(accounts.accounts_ctx)
     app.router.add_routes(accounts.routes)
+    app.router.add_routes(rooms.routes)
     app.router.add_routes(join.routes)
     app.middlewares.extend([cors.cors_middleware, problem_middleware])
     app.on_response_prepare.append(accounts.security_headers)

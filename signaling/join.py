@@ -23,14 +23,13 @@ from signaling.accounts import (
     STORE,
     DisplayName,
     _Body,
-    _grants_for,
-    _room_token,
     _slug,
     bearer_token,
     read_body,
     require_account,
 )
 from signaling.problems import ProblemError
+from signaling.rooms import _grants_for, _room_token
 from signaling.stage import STAGES
 from signaling.store.mongo import User
 

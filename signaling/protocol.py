@@ -675,6 +675,16 @@ class StageInviteEvent(_Msg):
     name: str
 
 
+class InviteDeclinedEvent(_Msg):
+    """To the host and moderators: listener ``participant`` (sid, display ``name``) declined
+    the invitation to speak sent by ``by`` (a sid; None when the inviter left)."""
+
+    type: Literal["invite_declined"] = "invite_declined"
+    participant: str
+    name: str
+    by: str | None = None
+
+
 class StageSettingsEvent(_Msg):
     """The stage's settings changed: ``video`` true when the audience receives video,
     ``listener_sharing`` true when podcast listeners may draw and upload files."""
@@ -804,6 +814,7 @@ Response = Annotated[
     | AudienceEvent
     | AudiencePageResponse
     | StageInviteEvent
+    | InviteDeclinedEvent
     | RoomEndedEvent
     | StageSettingsEvent
     | OkResponse

@@ -15,7 +15,8 @@ Every request is checked here against the caller's live role (never the client's
 request             who may send it
 ==================  ==========================================================
 raise_hand          a listener
-respond_invite      a listener with a pending invitation
+respond_invite      a listener with a pending invitation (declining tells the host and
+                    moderators: ``invite_declined``)
 set_role            host (any role but host), moderator (listener <-> speaker),
                     anyone stepping down (to a lower role)
 invite_to_stage     host, moderator (the target must be a listener)
@@ -58,7 +59,6 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from aiohttp import web
 from pydantic import BaseModel
 
-from sfu.tasks import spawn
 from signaling import keys
 from signaling import protocol as p
 from signaling.auth.tokens import AccessClaims, VideoGrant
@@ -77,6 +77,10 @@ HANDS_INTERVAL_S = 0.25
 HANDS_SHOWN = 100
 """The ``hands`` event lists at most this many hands (``total`` counts them all)."""
 RANK: dict[p.Role, int] = {"listener": 0, "speaker": 1, "moderator": 2, "host": 3}
+ENDED_FOR_ADMIN = (
+    "This room has ended. To meet here again, reopen it from your lobby (Reopen room)."
+)
+"""The refusal a ``roomAdmin`` token gets for an ended room: reopening is explicit."""
 
 
 class StageSession(Protocol):
@@ -453,6 +457,8 @@ class Stage:
             if request.accept:
                 await self.set_role(actor, "speaker", inviter)
                 await _history(app, self.room, actor, "role_changed")
+            else:
+                self._declined(actor, inviter)
         elif isinstance(request, p.MuteParticipantRequest):
             target = self._target(request.participant, ref)
             if not self._may_moderate(actor, target):
@@ -521,6 +527,23 @@ class Stage:
             return
         session.send(p.OkResponse(ref=ref))
 
+    def _declined(self, actor: Member, inviter: Member | None) -> None:
+        """``respond_invite`` with ``accept: false``: the host and moderators (the inviter
+        among them) get ``invite_declined`` naming the listener and who invited them."""
+        participant = actor.participant
+        self._broadcast(
+            p.InviteDeclinedEvent(
+                participant=participant.sid,
+                name=participant.name,
+                by=inviter.participant.sid if inviter is not None else None,
+            ),
+            admins_only=True,
+        )
+
+    def counts(self) -> tuple[int, int]:
+        """(everyone in the room, of whom listeners): stage members plus the audience."""
+        return len(self.members), self.audience_count()
+
     async def remove_member(
         self, app: web.Application, target: Member, *, revoke_invite: bool = False
     ) -> None:
@@ -544,13 +567,15 @@ class Stage:
         participant.listener.on_closed("removed")
         await participant.room.remove(participant, reason="removed")
 
-    async def end(self, app: web.Application, by: Member) -> None:
-        """End the room: ``room_ended`` to everyone, then every participant is closed."""
+    async def end(self, app: web.Application, by: Member | None) -> None:
+        """End the room: ``room_ended`` to everyone, then every participant is closed.
+        ``by`` None: the owner ended it from outside (deleting the room)."""
         self.ended = True
         if self.registry is not None:
             await self.registry.end(self.room)
-        self._broadcast(p.RoomEndedEvent(by=by.participant.sid))
-        await _history(app, self.room, by, "room_ended")
+        self._broadcast(p.RoomEndedEvent(by=by.participant.sid if by is not None else None))
+        if by is not None:
+            await _history(app, self.room, by, "room_ended")
         self._cancel_timers()
         await app[keys.MEDIA].close_room(self.room, reason="room_ended")
 
@@ -648,8 +673,8 @@ class Stages:
             await self._write(self.store.forget_role(room, identity))
 
     async def end(self, room: str) -> None:
-        """The host ended ``room``: it stays ended (until a ``roomAdmin`` opens it again) and
-        its roles are forgotten."""
+        """The host ended ``room``: it stays ended (until its owner reopens it: :meth:`reopen`)
+        and its roles are forgotten."""
         self.ended.add(room)
         self.state.roles.pop(room, None)
         if self.store is not None:
@@ -665,20 +690,44 @@ class Stages:
         except Exception:
             logger.warning("could not persist the stage state", exc_info=True)
 
+    async def reopen(self, room: str) -> bool:
+        """Open an ended ``room`` again (the owner's explicit ``POST /api/rooms/{room}/reopen``);
+        False when it was not ended."""
+        if room not in self.ended:
+            return False
+        self.ended.discard(room)
+        if self.store is not None:
+            await self._write(self.store.reopen(room))
+        return True
+
+    def counts(self, room: str) -> tuple[int, int]:
+        """(participants, listeners) live in ``room`` now; (0, 0) when nobody is in it."""
+        stage = self.rooms.get(room)
+        if stage is None or stage.ended:
+            return 0, 0
+        return stage.counts()
+
+    async def end_room(self, app: web.Application, room: str) -> None:
+        """End ``room`` from outside (its owner deletes it): a live room's participants get
+        ``room_ended`` and are disconnected; either way it stays ended."""
+        stage = self.rooms.get(room)
+        if stage is not None and not stage.ended:
+            await stage.end(app, None)
+        else:
+            await self.end(room)
+
     def enter(self, room: str, grants: VideoGrant) -> Stage:
         """The stage of ``room`` (created with the token's kind), counting a pending join
         until :meth:`joined` or :meth:`abandon`.
 
         Raises:
-            ProtocolError: ``forbidden`` when the host ended the room (only a ``roomAdmin``
-                token opens it again).
+            ProtocolError: ``forbidden`` when the host ended the room: nobody enters, not even
+                a ``roomAdmin`` token, until its owner reopens it (:meth:`reopen`).
         """
         if room in self.ended:
-            if not grants.roomAdmin:
-                raise p.ProtocolError(p.ErrorCode.FORBIDDEN, "the host ended this room")
-            self.ended.discard(room)
-            if self.store is not None:
-                spawn(self._write(self.store.reopen(room)))
+            if grants.roomAdmin:
+                raise p.ProtocolError(p.ErrorCode.FORBIDDEN, ENDED_FOR_ADMIN)
+            raise p.ProtocolError(p.ErrorCode.FORBIDDEN, "the host ended this room")
         stage = self.rooms.get(room)
         if stage is None or stage.ended:
             stage = Stage(room, grants.roomKind or "conference", on_empty=self._drop, registry=self)

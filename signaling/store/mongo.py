@@ -480,6 +480,36 @@ class Store:
         result = await self.db.invites.update_one({"_id": code}, {"$set": {"remaining": 0}})
         return result.matched_count == 1
 
+    async def list_invites(self, room_id: str, limit: int = 200) -> list[Invite]:
+        """The live invites of ``room_id`` (unexpired, uses left), newest first."""
+        cursor = (
+            self.db.invites.find(
+                {"room_id": room_id, "expires_at": {"$gt": utcnow()}, "remaining": {"$gt": 0}}
+            )
+            .sort("expires_at", DESCENDING)
+            .limit(limit)
+        )
+        return [Invite.from_doc(doc) async for doc in cursor]
+
+    async def revoke_room_invite(self, room_id: str, code: str) -> bool:
+        """Revoke invite ``code`` of ``room_id`` (see :meth:`revoke_invite`); False when the
+        room has no such live invite."""
+        result = await self.db.invites.update_one(
+            {"_id": code, "room_id": room_id, "remaining": {"$gt": 0}}, {"$set": {"remaining": 0}}
+        )
+        return result.matched_count == 1
+
+    async def delete_room(self, room_id: str) -> bool:
+        """Delete a room with its invites, meeting history and chat; False when unknown."""
+        result = await self.db.rooms.delete_one({"_id": room_id})
+        for name in ("invites", "history", "chat"):
+            await self.db[name].delete_many({"room_id": room_id})
+        return result.deleted_count == 1
+
+    async def count_history(self, room_id: str) -> int:
+        """How many presence events ``room_id`` has."""
+        return await self.db.history.count_documents({"room_id": room_id})
+
     async def record_presence(
         self, room_id: str, identity: str, event: PresenceEvent, name: str | None = None
     ) -> None:
@@ -544,9 +574,17 @@ class Store:
         records.reverse()
         return records
 
-    async def list_history(self, room_id: str, limit: int = 1000) -> list[HistoryEvent]:
-        """Presence events of ``room_id``, oldest first (at most ``limit``)."""
-        cursor = self.db.history.find({"room_id": room_id}).sort("at", ASCENDING).limit(limit)
+    async def list_history(
+        self, room_id: str, limit: int = 1000, offset: int = 0
+    ) -> list[HistoryEvent]:
+        """Presence events of ``room_id``, oldest first: at most ``limit`` after skipping
+        ``offset``."""
+        cursor = (
+            self.db.history.find({"room_id": room_id})
+            .sort([("at", ASCENDING), ("_id", ASCENDING)])
+            .skip(offset)
+            .limit(limit)
+        )
         return [
             HistoryEvent(
                 room_id=doc["room_id"],

@@ -238,12 +238,43 @@ export class Api {
     return data.room;
   }
 
-  createInvite(roomId) {
+  /** A new invite link; `role`: 'listener' | 'speaker' | 'moderator' (default: by room kind). */
+  createInvite(roomId, role) {
     return this.request(`/api/rooms/${encodeURIComponent(roomId)}/invites`, {
+      method: 'POST',
+      body: role ? { role } : {},
+      auth: true,
+    });
+  }
+
+  /** The room's live invite links (owner only). */
+  async invites(roomId) {
+    const data = await this.request(`/api/rooms/${encodeURIComponent(roomId)}/invites`, { auth: true });
+    return Array.isArray(data.invites) ? data.invites : [];
+  }
+
+  revokeInvite(roomId, code) {
+    const path = `/api/rooms/${encodeURIComponent(roomId)}/invites/${encodeURIComponent(code)}`;
+    return this.request(path, { method: 'DELETE', auth: true });
+  }
+
+  deleteRoom(roomId) {
+    return this.request(`/api/rooms/${encodeURIComponent(roomId)}`, { method: 'DELETE', auth: true });
+  }
+
+  /** Open a room its host ended, on purpose: {room}. */
+  reopenRoom(roomId) {
+    return this.request(`/api/rooms/${encodeURIComponent(roomId)}/reopen`, {
       method: 'POST',
       body: {},
       auth: true,
     });
+  }
+
+  /** One page of the meeting history, oldest first: {events, total, offset, limit}. */
+  history(roomId, offset = 0, limit = 50) {
+    const query = `offset=${Number(offset)}&limit=${Number(limit)}`;
+    return this.request(`/api/rooms/${encodeURIComponent(roomId)}/history?${query}`, { auth: true });
   }
 
   roomToken(roomId) {

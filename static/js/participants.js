@@ -1,5 +1,9 @@
 // The participants panel: everyone in the room (us first), with microphone, camera and screen
 // state and who is speaking, and the count on the panel's toggle.
+//
+// A podcast room's listeners are hidden (only their number is sent: `joined.audience`, then
+// `audience`), so there the count is the stage plus the audience, and the list ends with the
+// audience's size: the host and every listener see the same number.
 
 import { setButton, el, icon } from './ui.js';
 import { isScreenSource } from './session.js';
@@ -43,20 +47,31 @@ export class ParticipantsView {
     this.button = button;
     this.session = null;
     this.count = 0;
+    this.audience = 0; // podcast listeners in the room (we among them when we listen)
     this.onChange = () => this.render();
+    this.onRoomEvent = (ev) => {
+      const msg = ev.detail.msg;
+      if (msg.type === 'joined' || msg.type === 'audience') {
+        this.audience = (msg.type === 'joined' ? msg.audience : msg.count) ?? 0;
+        this.render();
+      }
+    };
     this.render();
   }
 
   bind(session) {
     this.unbind();
     this.session = session;
+    this.audience = 0;
     for (const type of ['participants', 'local', 'screens']) session.addEventListener(type, this.onChange);
+    session.addEventListener('roomevent', this.onRoomEvent);
     this.render();
   }
 
   unbind() {
     if (this.session) {
       for (const type of ['participants', 'local', 'screens']) this.session.removeEventListener(type, this.onChange);
+      this.session.removeEventListener('roomevent', this.onRoomEvent);
     }
     this.session = null;
     this.render();
@@ -65,6 +80,7 @@ export class ParticipantsView {
   render() {
     const s = this.session;
     const rows = [];
+    let count = 0;
     if (s && s.me && s.state === 'joined') {
       const speaking = new Set(s.activeSpeakers.map((x) => x.participant));
       rows.push(this._row(s.me.sid, s.me.name || s.name, true, localState(s), speaking.has(s.me.sid)));
@@ -74,9 +90,18 @@ export class ParticipantsView {
       for (const p of others) {
         rows.push(this._row(p.sid, p.name || p.identity, false, remoteState(p), speaking.has(p.sid)));
       }
+      count = rows.length;
+      if (s.kind === 'podcast') {
+        // The stage (us when on it) plus the audience, which counts us when we listen.
+        count = others.length + (s.role === 'listener' ? 0 : 1) + this.audience;
+        const audience = el('li', 'person person-audience');
+        audience.textContent = `Audience: ${this.audience} ${this.audience === 1 ? 'listener' : 'listeners'}`;
+        audience.dataset.count = String(this.audience);
+        rows.push(audience);
+      }
     }
     this.list.replaceChildren(...rows);
-    this.count = rows.length;
+    this.count = count;
     setButton(this.button, 'people', 'Participants', null, this.count || null);
     this.button.dataset.count = String(this.count);
     this.button.setAttribute('aria-label', `Participants (${this.count})`);
@@ -90,6 +115,7 @@ export class ParticipantsView {
     const avatar = el('span', 'person-avatar', shown.trim().charAt(0).toUpperCase() || '?');
     avatar.setAttribute('aria-hidden', 'true');
     const who = el('span', 'person-name', shown);
+    who.title = shown; // a long name is cut with an ellipsis here: the tooltip has it whole
     const text = el('span', 'person-text');
     text.appendChild(who);
     if (isMe) text.appendChild(el('span', 'person-you', '(you)'));

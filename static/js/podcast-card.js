@@ -16,7 +16,9 @@ export class StageCard {
     this.video.muted = true; // the grid's tile plays the member's audio
     this.video.autoplay = true;
     this.video.playsInline = true;
-    this.nameEl = h('span', { class: 'pod-name' });
+    this.nameText = h('span', { class: 'pod-name-text' });
+    this.youEl = h('span', { class: 'pod-you', text: '(you)', hidden: true });
+    this.nameEl = h('span', { class: 'pod-name' }, [this.nameText, this.youEl]);
     this.badge = h('span', { class: 'pod-role' });
     this.mic = h('span', { class: 'pod-mic', role: 'img' });
     this.muteBtn = h('button', { type: 'button', class: 'btn pod-small', text: 'Mute' });
@@ -78,7 +80,10 @@ export class StageCard {
   update(member, viewer, speaking) {
     this.member = member;
     const name = displayName(member);
-    this.nameEl.textContent = member.me ? `${name} (you)` : name;
+    // A long name wraps (never cut off); the tooltip has it whole too.
+    this.nameText.textContent = name;
+    this.youEl.hidden = !member.me;
+    this.nameEl.title = member.me ? `${name} (you)` : name;
     this.avatar.textContent = name.trim().charAt(0).toUpperCase() || '?';
     this.badge.textContent = ROLE_LABEL[member.role] ?? member.role;
     this.badge.dataset.role = member.role;

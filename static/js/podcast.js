@@ -328,6 +328,12 @@ export class PodcastView {
       case 'stage_invite':
         this._onInvite(msg);
         break;
+      case 'invite_declined': {
+        const who = msg.name || 'A listener';
+        const mine = me && msg.by === me.sid;
+        this._setNotice(`${who} declined ${mine ? 'your' : 'the'} invitation to speak.`);
+        return;
+      }
       case 'stage_settings':
         break; // the Session keeps the setting (stageVideo) and stops our camera
       case 'room_ended':
@@ -352,7 +358,7 @@ export class PodcastView {
       if (st.kind === 'podcast') this._loadAudience(true);
     }
     if (RANK[msg.role] > RANK[was] && was === 'listener') {
-      this._setNotice('You are on stage now: your microphone is live.');
+      this._setNotice('You are on stage, muted. Unmute your microphone when you are ready to speak.');
     } else if (msg.role === 'listener' && was !== 'listener' && byOther) {
       this._setNotice('You were moved to the audience.');
     } else if (msg.role === 'host' && was !== 'host') {
@@ -365,7 +371,7 @@ export class PodcastView {
     this.st.invite = { by: msg.by, name: msg.name };
     this.render();
     const name = msg.name || 'A moderator';
-    const text = `${name} invited you to speak. Your microphone will be on when you join.`;
+    const text = `${name} invited you to speak. You join the stage muted and unmute when you are ready.`;
     if (this.inviteDialog.dialog.open) {
       // A second invitation replaces the first on the server: one answer covers both.
       this.inviteDialog.text.textContent = text;

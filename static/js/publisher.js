@@ -41,8 +41,13 @@ export class Publisher {
     return this.pc;
   }
 
-  /** Capture the microphone and camera (only the microphone in a podcast room) and publish. */
-  async publish() {
+  /**
+   * Capture the microphone and camera (only the microphone in a podcast room) and publish.
+   * `startMuted`: publish the microphone muted (a listener brought on stage unmutes when ready):
+   * the track is disabled and the offer says `muted`, so the server's Producer starts paused
+   * and everyone sees it muted.
+   */
+  async publish({ startMuted = false } = {}) {
     const s = this.s;
     const pc = this.pc ?? this.open();
     const audioOnly = s.kind === 'podcast';
@@ -63,6 +68,11 @@ export class Publisher {
     this.localStream = stream;
     s.localTile.attach(stream);
     for (const track of stream.getTracks()) this._addLocalSender(track);
+    if (startMuted && this.local.audio) {
+      this.local.audio.muted = true;
+      this.local.audio.track.enabled = false;
+      s.localTile.setMuted({ mic: true });
+    }
     s._localChanged();
     try {
       await this.negotiate();

@@ -363,7 +363,8 @@ export class Session extends EventTarget {
     this.permissions = msg.permissions ?? this.permissions;
     if (this.me) this.me = { ...this.me, role: this.role };
     if (!could && this.canPublish) {
-      this.publisher.publish();
+      // A podcast listener brought on stage starts muted and unmutes when ready.
+      this.publisher.publish({ startMuted: this.kind === 'podcast' });
     } else if (could && !this.canPublish) {
       this.publisher.stop();
     }

@@ -4,8 +4,9 @@ The host (the room's owner, joining from the lobby; desktop) and two listeners w
 room's invite link (Lena, desktop; Theo, phone width). Listeners never capture or get a publish
 RTCPeerConnection.
 Lena raises her hand, the host promotes her from the hands queue, and Lena's page publishes its
-fake microphone (a 440 Hz tone) on the same WebSocket session; Theo's page receives and decodes
-it (inbound-rtp energy grows). The host mutes her (a notice, the mic button muted, she unmutes),
+fake microphone (a 440 Hz tone) on the same WebSocket session, muted: everyone sees her muted
+until she unmutes (issue 16); then Theo's page receives and decodes it (inbound-rtp energy
+grows). The host mutes her (a notice, the mic button muted, she unmutes),
 demotes her (her track leaves Theo's page, her capture stops), invites her back (the invitation
 dialog) and she publishes again on a new publish PC. The audience count follows along, and
 ending the room shows everyone the "room ended" screen.
@@ -138,6 +139,30 @@ async def _wait_audio(page: Any, sid: str, who: str) -> dict[str, Any]:
     pytest.fail(f"{who}: no audible audio from {sid} within {AUDIO_TIMEOUT_S:.0f} s: {before}")
 
 
+async def _until_muted_on_stage(speaker: Any, others: list[Any], name: str, mic: str) -> None:
+    """Wait until ``speaker``'s own microphone is ``mic`` ('muted' or 'on': its track
+    disabled or not, its mic button saying so) and every page of ``others`` shows the
+    ``name`` stage card with that microphone state (from the server's mute state)."""
+    muted = "true" if mic == "muted" else "false"
+    await _wait_js(
+        speaker,
+        f"() => window.sfu.local.audio && window.sfu.local.audio.sid"
+        f" && window.sfu.local.audio.muted === {muted}"
+        f" && window.sfu.local.audio.track.enabled === !{muted}",
+        15,
+        f"{name}'s microphone to be {mic}",
+    )
+    button = "Unmute mic" if mic == "muted" else "Mute mic"
+    await speaker.get_by_role("button", name=button).wait_for(timeout=5000)
+    for page in others:
+        await _wait_js(
+            page,
+            f"() => window.sfu.podcast.stage.some((m) => m.name === '{name}' && m.mic === '{mic}')",
+            10,
+            f"the others to see {name}'s microphone {mic}",
+        )
+
+
 async def _shot(page: Any, directory: Path, name: str) -> None:
     await asyncio.sleep(0.3)  # let the last render settle
     await page.screenshot(path=str(directory / name))
@@ -215,6 +240,15 @@ async def test_podcast_raise_hand_promote_hear_demote_end(
         " sid: window.sfu.me.sid, captures: window.__captures, video: window.sfu.local.video })"
     )
     assert same == {"ws": True, "open": True, "sid": lena_sid, "captures": 1, "video": None}
+    # On stage muted (issue 16): her microphone is published muted, and the others see it
+    # muted, until she unmutes when she is ready.
+    await _until_muted_on_stage(lena, [host, theo], "Lena", "muted")
+    notice = await lena.locator(".pod-notice").text_content()
+    assert notice is not None and "muted" in notice and "Unmute" in notice
+    await _shot(lena, screenshot_dir, "p05b-promoted-starts-muted.png")
+    await _shot(theo, screenshot_dir, "p05c-listener-sees-new-speaker-muted.png")
+    await lena.get_by_role("button", name="Unmute mic").click()
+    await _until_muted_on_stage(lena, [host, theo], "Lena", "on")
     heard = await _wait_audio(theo, lena_sid, "theo hears Lena")
     assert heard["tracks"] == 1
     await _wait_js(
@@ -310,6 +344,8 @@ async def test_podcast_raise_hand_promote_hear_demote_end(
         "Lena to publish again",
     )
     assert await lena.evaluate("() => window.__captures") == 2
+    await _until_muted_on_stage(lena, [host, theo], "Lena", "muted")  # accepted: muted too
+    await lena.get_by_role("button", name="Unmute mic").click()
     await _wait_audio(theo, lena_sid, "theo hears Lena again")
 
     # Lena leaves the stage herself, then the host ends the room (after confirming).
