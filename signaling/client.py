@@ -32,6 +32,7 @@ from aiortc import (
     RTCPeerConnection,
     RTCSessionDescription,
 )
+from aiortc.contrib.media import MediaRelay
 from aiortc.exceptions import InvalidStateError
 
 from sfu import _aiortc_adapter as adapter
@@ -162,7 +163,10 @@ class RoomClient:
         self.connected = asyncio.Event()  # set while the socket is open and the session live
         self._sent: dict[str, dict[str, Any]] = {}  # ref -> request not answered yet
         self._publishing: list[tuple[MediaStreamTrack, str]] = []  # (track, source) to rejoin
+        self._relay = MediaRelay()
+        self._proxies: dict[MediaStreamTrack, MediaStreamTrack] = {}  # track -> what is sent
         self._reconnecting: asyncio.Task[str] | None = None
+        self.removed: str | None = None  # the server's reason when it removed us
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -237,6 +241,12 @@ class RoomClient:
     async def rejoin(self) -> dict[str, Any]:
         """Join again with the same token (the server forgot the session): new peer
         connections, the same tracks published again."""
+        if self.pub is not None:
+            for transceiver in self.pub.getTransceivers():
+                # W3C replaceTrack(null): aiortc stops a sender's track when the sender stops,
+                # and the track is published again on the new connection.
+                transceiver.sender.replaceTrack(None)
+        publishing, self._publishing = self._publishing, []
         for pc in (self.pub, self.sub):
             if pc is not None:
                 await pc.close()
@@ -247,10 +257,10 @@ class RoomClient:
         self._offer_lock = asyncio.Lock()
         if self.ws is None or self.ws.closed:
             await self._open_socket()
+        self.removed = None
         joined = await self._join()
-        if self._publishing:
-            tracks = [t for t, _ in self._publishing]
-            await self.publish(tracks, [src for _, src in self._publishing])
+        if publishing:
+            await self.publish([t for t, _ in publishing], [src for _, src in publishing])
         return joined
 
     async def reconnect(
@@ -294,7 +304,12 @@ class RoomClient:
         if ws is not self.ws:
             return
         self.connected.clear()
-        if self.auto_reconnect and not self._closing and self._reconnecting is None:
+        if (
+            self.auto_reconnect
+            and not self._closing
+            and self.removed is None
+            and self._reconnecting is None
+        ):
             self._reconnecting = asyncio.ensure_future(self._reconnect_once())
 
     async def _reconnect_once(self) -> str:
@@ -356,6 +371,8 @@ class RoomClient:
                 continue
             if data.get("type") == "error":
                 self.errors.append(data)
+                if data.get("reason"):  # the server removed us: not a drop to reconnect from
+                    self.removed = str(data["reason"])
             elif data.get("type") == "offer":
                 spawn(self._answer(data))
             else:
@@ -369,18 +386,26 @@ class RoomClient:
     async def publish(
         self, tracks: list[MediaStreamTrack], sources: list[str] | None = None
     ) -> dict[str, str]:
-        """Publish ``tracks`` (one sendonly m-line each); returns mid -> track sid."""
+        """Publish ``tracks`` (one sendonly m-line each); returns mid -> track sid.
+
+        With ``auto_reconnect`` each track is sent through a ``MediaRelay`` proxy: aiortc
+        stops a sender's track when its connection closes, and a rejoin sends the same
+        source on a new connection."""
         if self.pub is None:
             self.pub = RTCPeerConnection(adapter.make_configuration([]))
         specs = []
         for i, track in enumerate(tracks):
-            transceiver = self.pub.addTransceiver(track, direction="sendonly")
+            sent = track
+            if self.auto_reconnect:
+                sent = self._proxies[track] = self._relay.subscribe(track)
+            transceiver = self.pub.addTransceiver(sent, direction="sendonly")
             source = (
                 (sources or [])[i]
                 if sources and i < len(sources)
                 else ("microphone" if track.kind == "audio" else "camera")
             )
             specs.append((transceiver, track.kind, source))
+            self._publishing.append((track, source))
         await self.pub.setLocalDescription(await self.pub.createOffer())
         reply = await self.request(
             {
@@ -395,7 +420,6 @@ class RoomClient:
             RTCSessionDescription(sdp=await self._remote(reply["sdp"]), type="answer")
         )
         self.published = dict(reply.get("tracks", {}))
-        self._publishing = [(t.sender.track, src) for t, _, src in specs if t.sender.track]
         return self.published
 
     async def _remote(self, sdp: str) -> str:
@@ -410,8 +434,10 @@ class RoomClient:
     async def unpublish(self, track: MediaStreamTrack) -> None:
         """Stop sending ``track`` and renegotiate (the server closes its producer)."""
         assert self.pub is not None
+        self._publishing = [(t, src) for t, src in self._publishing if t is not track]
+        sent = self._proxies.pop(track, track)
         for transceiver in self.pub.getTransceivers():
-            if transceiver.sender.track is track:
+            if transceiver.sender.track is sent:
                 transceiver.direction = "inactive"
         await self.pub.setLocalDescription(await self.pub.createOffer())
         reply = await self.request({"type": "offer", "sdp": self.pub.localDescription.sdp})
@@ -423,6 +449,7 @@ class RoomClient:
     async def _drop_publisher(self) -> None:
         pc, self.pub = self.pub, None
         self.published = {}
+        self._publishing = []
         if pc is not None:
             await pc.close()
 
