@@ -19,6 +19,14 @@ missing=()
 command -v turnserver >/dev/null 2>&1 || missing+=(coturn)  # TURN tests (issue 11)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+# GStreamer webrtcbin as a WHIP publisher we did not write (tests/support/gst_whip_client.py,
+# run by the system python3 through PyGObject).
+gst_plugins="/usr/lib/$(uname -m)-linux-gnu/gstreamer-1.0"
+if ! /usr/bin/python3 -c 'import gi; gi.require_version("GstWebRTC", "1.0")' >/dev/null 2>&1 \
+    || [ ! -e "$gst_plugins/libgstnice.so" ] || [ ! -e "$gst_plugins/libgstvpx.so" ]; then
+    missing+=(python3-gi gir1.2-gst-plugins-bad-1.0 gstreamer1.0-nice gstreamer1.0-plugins-bad
+              gstreamer1.0-plugins-good gstreamer1.0-plugins-base)
+fi
 if [ ! -x .venv/bin/python ] && ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
     missing+=(python3-venv)
 fi

@@ -14,11 +14,14 @@ NACK generator) and :class:`aiortc.RTCRtpSender` (encoder, its RTP/RTCP tasks). 
 * every transceiver's ``receiver.receive()`` / ``sender.send()`` only reports the negotiated
   parameters to the sink (no thread, no task is started);
 * :class:`RawRtpTransport` SRTP-protects and sends datagrams synchronously on the nominated
-  ICE candidate pair.
+  ICE candidate pair;
+* :class:`IceInputGuard` screens every datagram arriving on the transport's UDP sockets
+  before aioice and aiortc see it (hostile network input, issue 10).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -26,6 +29,8 @@ from typing import Any, Protocol
 
 import aioice.ice
 import aiortc
+from aioice.candidate import Candidate as IceCandidate
+from aioice.ice import Connection as IceConnection
 from aioice.ice import StunProtocol
 from aiortc import (
     RTCBundlePolicy,
@@ -220,6 +225,7 @@ class ForwardingPeerConnection(RTCPeerConnection):
         dtls._handle_rtp_data = handle_rtp_data  # type: ignore[method-assign]
         dtls._handle_rtcp_data = handle_rtcp_data  # type: ignore[method-assign]
         dtls._sfu_raw = raw  # type: ignore[attr-defined]
+        IceInputGuard.install(dtls.transport._connection)
         if self._srtp_counter is not None:
             _count_srtp_before_decryption(dtls, self._srtp_counter)
         return dtls
@@ -285,6 +291,39 @@ def _receive_rtp(transceiver: RTCRtpTransceiver, params: RTCRtpReceiveParameters
     )
 
 
+def answer_as_dtls_server(pc: RTCPeerConnection) -> None:
+    """Make our next answer say ``a=setup:passive`` to a remote ``a=setup:actpass`` offer.
+
+    Call after ``setRemoteDescription(offer)`` and before ``createAnswer``. aiortc answers an
+    ``actpass`` offer with ``active`` (it becomes the DTLS client and offers only ECDSA cipher
+    suites, which an RSA-certificate DTLS server such as GStreamer's webrtcbin rejects with
+    "no shared cipher"). As the DTLS server we pick the suite from the client's list instead,
+    as Janus and LiveKit do. RFC 8842 §5.3 lets the answerer choose either role. Transports
+    whose role is already fixed (an earlier negotiation, or an ``active`` offer) are left
+    alone.
+    """
+    for transceiver in pc.getTransceivers():
+        dtls = transceiver.receiver.transport
+        # aiortc: RTCDtlsTransport._role ("auto" until negotiated) and _set_role (private)
+        if dtls is not None and dtls._role == "auto" and dtls.state == "new":
+            dtls._set_role("server")
+
+
+def can_recycle(transceiver: RTCRtpTransceiver) -> bool:
+    """True when a sending transceiver whose consumer closed may carry a new one: never
+    offered yet (no mid), or its ``inactive`` direction has been negotiated (RFC 8829
+    §5.2.2 allows reusing the m-line; the subscriber has seen the old stream end).
+
+    aiortc never frees an m-line slot (a stopped transceiver keeps its m-line forever), so we
+    reuse the transceiver itself: the same mid and SSRC, new codec preferences, direction
+    back to ``sendonly``; aiortc re-derives the m-line's codecs from the preferences at every
+    ``createOffer``.
+    """
+    if transceiver.stopped:
+        return False
+    return transceiver.mid is None or transceiver.currentDirection == "inactive"
+
+
 def raw_transport(transceiver: RTCRtpTransceiver) -> RawRtpTransport:
     """The :class:`RawRtpTransport` that carries this transceiver's media (after BUNDLE)."""
     raw: RawRtpTransport = transceiver.sender.transport._sfu_raw  # type: ignore[attr-defined]
@@ -305,6 +344,21 @@ def _count_srtp_before_decryption(dtls: RTCDtlsTransport, counter: Callable[[byt
         deliver(data, component)
 
     connection.data_received = data_received  # type: ignore[method-assign]
+
+
+def local_media_addresses(pc: RTCPeerConnection) -> list[tuple[str, int]]:
+    """The (host, port) of every local ICE candidate of ``pc``'s transports: the UDP ports on
+    which this peer connection receives media. Empty before ``setLocalDescription``."""
+    out: list[tuple[str, int]] = []
+    seen: set[int] = set()
+    for transceiver in pc.getTransceivers():
+        dtls = transceiver.sender.transport
+        if dtls is None or id(dtls) in seen:
+            continue
+        seen.add(id(dtls))
+        for candidate in dtls.transport.iceGatherer.getLocalCandidates():
+            out.append((candidate.ip, candidate.port))
+    return out
 
 
 def sender_ssrcs(transceiver: RTCRtpTransceiver) -> tuple[int, int]:
@@ -407,3 +461,312 @@ class RawRtpTransport:
             self.dropped += 1
             return
         self._send(protected)
+
+
+# -- hostile network input (issue 10) ----------------------------------------------------------
+#
+# Upstream bugs, aiortc 1.16.0 / aioice 0.13.0 (to report; the guard below works around them):
+#
+# * RTCDtlsTransport._recv_next reads ``data[0]`` of every datagram aioice hands it. An empty
+#   UDP datagram, from any address, raises IndexError there; RTCDtlsTransport.__run lets it
+#   escape, the DTLS transport goes to "closed" and the RTCPeerConnection closes. One zero-byte
+#   datagram to a media port therefore ends a call.
+# * aioice StunProtocol.datagram_received passes every datagram that does not parse as STUN to
+#   Connection.data_received, whatever its source address, and Connection._queue is an
+#   unbounded asyncio.Queue that nobody reads until DTLS starts (forever for a connection that
+#   never completes ICE).
+# * aioice classifies by trying to parse STUN first instead of by the first byte (RFC 7983), so
+#   an SRTP packet whose bytes happen to form a valid STUN header would be taken for STUN; and
+#   a STUN attribute too short for its type raises struct.error (not ValueError) out of
+#   datagram_received.
+# * aioice Connection.add_remote_candidate accepts any number of remote candidates and sends
+#   connectivity checks (STUN requests) to each address.
+
+ICE_QUEUE_MAX_DATAGRAMS = 256
+"""Most datagrams queued between aioice and the DTLS transport of one connection. The DTLS
+task drains the queue as fast as the event loop reads the socket; it only fills while nothing
+reads (ICE not yet complete), so a legitimate peer never comes near this."""
+
+ICE_QUEUE_MAX_BYTES = 256 * 1024
+"""Most bytes queued between aioice and the DTLS transport of one connection."""
+
+MAX_REMOTE_CANDIDATES = 20
+"""Most remote ICE candidates (signalled and peer-reflexive) per connection; the rest are
+dropped, so a client cannot make the server send connectivity checks to many addresses."""
+
+# aioice's own method, even if this module is imported again after patching it.
+_original_datagram_received = getattr(
+    StunProtocol.datagram_received, "__wrapped__", StunProtocol.datagram_received
+)
+
+
+@dataclass(slots=True)
+class IceInputDrops:
+    """Counts of datagrams and candidates an :class:`IceInputGuard` dropped.
+
+    Attributes:
+        empty: zero-byte datagrams.
+        unclassified: first byte outside the STUN (0-3), DTLS (20-63) and RTP/RTCP (128-191)
+            ranges of RFC 7983, or data in the STUN range that is not STUN.
+        malformed_stun: STUN-range datagrams on which aioice raised (e.g. struct.error for an
+            attribute too short for its type); STUN-range data that does not parse as STUN at
+            all counts as ``unclassified``.
+        foreign: DTLS or SRTP/SRTCP from an address that is no candidate pair of the
+            connection (selected or on the check list) and sent no authenticated check.
+        queue_full: datagrams dropped because the receive queue held
+            :data:`ICE_QUEUE_MAX_DATAGRAMS` datagrams or :data:`ICE_QUEUE_MAX_BYTES` bytes.
+        after_close: datagrams that arrived after the connection started closing.
+        candidates: remote candidates beyond :data:`MAX_REMOTE_CANDIDATES`.
+    """
+
+    empty: int = 0
+    unclassified: int = 0
+    malformed_stun: int = 0
+    foreign: int = 0
+    queue_full: int = 0
+    after_close: int = 0
+    candidates: int = 0
+
+    def total_datagrams(self) -> int:
+        """Every dropped datagram (not counting candidates)."""
+        return (
+            self.empty
+            + self.unclassified
+            + self.malformed_stun
+            + self.foreign
+            + self.queue_full
+            + self.after_close
+        )
+
+
+class _DatagramQueue(asyncio.Queue[tuple[bytes, int] | None]):
+    """aioice's receive queue, also counting the datagrams and bytes it holds (aioice's
+    ``None`` end-of-connection marker not included), through the ``_init``/``_put``/``_get``
+    hooks asyncio.Queue offers to subclasses."""
+
+    queued_datagrams: int
+    queued_bytes: int
+
+    def _init(self, maxsize: int) -> None:
+        super()._init(maxsize)
+        self.queued_datagrams = 0
+        self.queued_bytes = 0
+
+    def _put(self, item: tuple[bytes, int] | None) -> None:
+        if item is not None:
+            self.queued_datagrams += 1
+            self.queued_bytes += len(item[0])
+        super()._put(item)
+
+    def _get(self) -> tuple[bytes, int] | None:
+        item = super()._get()
+        if item is not None:
+            self.queued_datagrams -= 1
+            self.queued_bytes -= len(item[0])
+        return item
+
+    def release(self) -> None:
+        """Drop every queued datagram, keeping one end-of-connection marker (aioice's
+        ``recv`` then raises ConnectionError instead of waiting)."""
+        while not self.empty():
+            self.get_nowait()
+        self.put_nowait(None)
+
+
+def _is_dtls_or_rtp(first_byte: int) -> bool:
+    # RFC 7983 §7: 20..63 DTLS, 128..191 RTP/RTCP.
+    return 19 < first_byte < 64 or 127 < first_byte < 192
+
+
+class IceInputGuard:
+    """Screens the datagrams of one aioice ``Connection`` (one WebRtcTransport's UDP sockets).
+
+    No datagram from anywhere may take a transport down (issue 10). Every datagram goes
+    through :meth:`datagram_received` before aioice sees it:
+
+    * empty datagrams are dropped (aiortc's DTLS loop dies on them, see the note above);
+    * the first byte classifies it (RFC 7983 §7): STUN (0-3) goes to aioice, whose parser
+      errors are contained; DTLS (20-63) and SRTP/SRTCP (128-191) are accepted only from a
+      candidate pair of this connection: the selected pair, another pair on the check list
+      (the peer may send on the pair it selected before we select one, or on a different one
+      since aioice nominates aggressively), or an address whose authenticated check awaits
+      connect(); anything else is dropped;
+    * the receive queue in front of the DTLS transport is bounded by
+      :data:`ICE_QUEUE_MAX_DATAGRAMS` and :data:`ICE_QUEUE_MAX_BYTES`;
+    * at most :data:`MAX_REMOTE_CANDIDATES` remote candidates are kept, so the server never
+      sends connectivity checks to more addresses than that.
+
+    Install with :meth:`install`; ``drops`` counts what was dropped.
+    """
+
+    __slots__ = ("_addr", "_connection", "_pair", "_queue", "_request_received", "drops")
+
+    def __init__(self, connection: IceConnection) -> None:
+        self._connection = connection
+        self._pair: Any = None
+        self._addr: tuple[str, int] | None = None
+        self.drops = IceInputDrops()
+        self._queue = _DatagramQueue()
+        self._request_received = connection.request_received
+
+    @classmethod
+    def install(cls, connection: IceConnection) -> IceInputGuard:
+        """Guard ``connection`` (before it gathers candidates). Idempotent.
+
+        Raises:
+            RuntimeError: when datagrams were already queued (too late to replace the queue).
+        """
+        existing: IceInputGuard | None = getattr(connection, "_sfu_guard", None)
+        if existing is not None:
+            return existing
+        if not connection._queue.empty():
+            raise RuntimeError("IceInputGuard must be installed before any datagram arrives")
+        guard = cls(connection)
+        connection._queue = guard._queue
+        connection.data_received = guard.data_received  # type: ignore[method-assign]
+        connection.request_received = guard.request_received  # type: ignore[method-assign]
+        add_remote_candidate = connection.add_remote_candidate
+
+        async def add_remote_candidate_capped(candidate: IceCandidate | None) -> None:
+            if candidate is not None and guard._candidates_full():
+                guard.drops.candidates += 1
+                if guard.drops.candidates == 1:  # once per connection: a client may send many
+                    logger.info(
+                        "more than %d remote ICE candidates: dropping %s:%s and any later ones",
+                        MAX_REMOTE_CANDIDATES,
+                        candidate.host,
+                        candidate.port,
+                    )
+                return
+            await add_remote_candidate(candidate)
+
+        connection.add_remote_candidate = add_remote_candidate_capped  # type: ignore[method-assign,assignment]
+        close = connection.close
+
+        async def close_and_release() -> None:
+            await close()
+            guard._queue.release()
+
+        connection.close = close_and_release  # type: ignore[method-assign]
+        connection._sfu_guard = guard  # type: ignore[attr-defined]
+        _install_datagram_hook()
+        return guard
+
+    def queued(self) -> tuple[int, int]:
+        """(datagrams, bytes) waiting between aioice and the DTLS transport."""
+        return self._queue.queued_datagrams, self._queue.queued_bytes
+
+    def remote_candidate_count(self) -> int:
+        """Remote candidates the connection holds (signalled and peer-reflexive)."""
+        return len(self._connection._remote_candidates)
+
+    def _candidates_full(self) -> bool:
+        connection = self._connection
+        held = len(connection._remote_candidates) + connection._remote_candidates_resolving
+        return held >= MAX_REMOTE_CANDIDATES
+
+    def _from_peer(self, protocol: StunProtocol, addr: tuple[str, int]) -> bool:
+        connection = self._connection
+        pair = connection._nominated.get(protocol.local_candidate.component)
+        if pair is not None:  # the selected pair: the fast path
+            if pair is not self._pair:
+                self._pair = pair
+                self._addr = pair.remote_addr
+            if pair.protocol is protocol and addr == self._addr:
+                return True
+        # Any other pair on the check list: its remote address was signalled by the peer or
+        # proved by an authenticated check. aioice nominates aggressively when controlling
+        # (USE-CANDIDATE on every check), so the two agents can select different pairs and the
+        # peer may send on one that is not our selected pair.
+        for pair in connection._check_list:
+            if pair.protocol is protocol and pair.remote_addr == addr:
+                return True
+        # Authenticated checks that arrived before connect() (the offerer has not yet got the
+        # answer with the peer's password): a browser answering our offer starts DTLS then.
+        for _message, early_addr, early_protocol in connection._early_checks:
+            if early_protocol is protocol and early_addr == addr:
+                return True
+        return False
+
+    def datagram_received(self, protocol: StunProtocol, data: bytes, addr: tuple[Any, ...]) -> None:
+        """Screen one datagram that arrived on ``protocol``'s socket from ``addr``."""
+        if not data:
+            self.drops.empty += 1
+            return
+        first = data[0]
+        if first < 4:  # STUN (RFC 7983 §7)
+            try:
+                _original_datagram_received(protocol, data, addr)
+            except Exception:  # struct.error and friends from aioice's STUN parser
+                self.drops.malformed_stun += 1
+            return
+        if not _is_dtls_or_rtp(first):
+            self.drops.unclassified += 1
+            return
+        if not self._from_peer(protocol, (addr[0], addr[1])):
+            self.drops.foreign += 1
+            return
+        # Through the connection's attribute: a load-test counter may wrap data_received.
+        self._connection.data_received(data, protocol.local_candidate.component)
+
+    def data_received(self, data: bytes, component: int) -> None:
+        """Replaces ``Connection.data_received``: queue DTLS/SRTP for the DTLS transport,
+        within the bounds; drop anything else (aioice hands over STUN-range data that failed
+        to parse as STUN)."""
+        if not data or not _is_dtls_or_rtp(data[0]):
+            self.drops.unclassified += 1
+            return
+        if self._connection._closing:
+            self.drops.after_close += 1
+            return
+        queue = self._queue
+        if (
+            queue.queued_datagrams >= ICE_QUEUE_MAX_DATAGRAMS
+            or queue.queued_bytes + len(data) > ICE_QUEUE_MAX_BYTES
+        ):
+            self.drops.queue_full += 1
+            return
+        queue.put_nowait((data, component))
+
+    def request_received(self, message: Any, addr: tuple[str, int], protocol: StunProtocol) -> None:
+        """Replaces ``Connection.request_received``: a STUN request from an address that is
+        no remote candidate yet would become a peer-reflexive one (RFC 8445 §7.3.1.3); once
+        :data:`MAX_REMOTE_CANDIDATES` are held it is dropped unanswered."""
+        if self._candidates_full() and not any(
+            c._network_host == addr[0] and c.port == addr[1]
+            for c in self._connection._remote_candidates
+        ):
+            self.drops.candidates += 1
+            return
+        self._request_received(message, addr, protocol)
+
+
+def _guarded_datagram_received(
+    self: StunProtocol, data: bytes | str, addr: tuple[Any, ...]
+) -> None:
+    guard: IceInputGuard | None = getattr(self.receiver, "_sfu_guard", None)
+    if guard is None:  # a connection we do not guard (e.g. an aiortc client in a test)
+        _original_datagram_received(self, data, addr)
+        return
+    guard.datagram_received(self, data, addr)  # type: ignore[arg-type]
+
+
+_guarded_datagram_received.__wrapped__ = _original_datagram_received  # type: ignore[attr-defined]
+
+
+def _install_datagram_hook() -> None:
+    """Route every aioice StunProtocol's datagrams through its connection's guard (a
+    process-wide patch of ``StunProtocol.datagram_received``; unguarded connections keep
+    aioice's behaviour). Every socket is covered from its creation, host and relayed alike."""
+    if StunProtocol.datagram_received is not _guarded_datagram_received:
+        StunProtocol.datagram_received = _guarded_datagram_received  # type: ignore[method-assign]
+
+
+def ice_input_guard(pc: RTCPeerConnection) -> IceInputGuard | None:
+    """The :class:`IceInputGuard` of ``pc``'s (bundled) transport, or None before one exists."""
+    for transceiver in pc.getTransceivers():
+        dtls = transceiver.sender.transport
+        if dtls is not None:
+            guard: IceInputGuard | None = getattr(dtls.transport._connection, "_sfu_guard", None)
+            return guard
+    return None

@@ -20,5 +20,10 @@ class NotFoundError(SfuError):
     """An unknown room, participant, producer or consumer."""
 
 
+class LimitExceededError(SfuError):
+    """A request that would exceed a per-participant limit (e.g. more producers than
+    ``max_producers_per_participant``); nothing changed."""
+
+
 class UnsupportedCodecError(SfuError):
     """No codec common to the producer and the consumer's transport."""

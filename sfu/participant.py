@@ -20,14 +20,17 @@ from typing import TYPE_CHECKING, Protocol
 from aiortc import sdp as aiortc_sdp
 
 from sfu import _aiortc_adapter as adapter
+from sfu.codecs import is_rtx, match_codec
 from sfu.consumer import Consumer
-from sfu.errors import InvalidSdpError, InvalidStateError, NotFoundError
+from sfu.errors import InvalidSdpError, InvalidStateError, LimitExceededError, NotFoundError
 from sfu.events import ParticipantInfo, RoomEvent, SubscribedTrack
 from sfu.producer import Producer
 from sfu.tasks import spawn
 from sfu.transport import WebRtcTransport
 
 if TYPE_CHECKING:
+    from aiortc import RTCRtpTransceiver
+
     from sfu.room import Room
 
 logger = logging.getLogger(__name__)
@@ -71,8 +74,25 @@ class TrackSpec:
     muted: bool = False
 
 
+def _bundle_only_flags(sdp: str) -> list[bool]:
+    """For each m-section of ``sdp`` in order: does it carry ``a=bundle-only``?"""
+    flags: list[bool] = []
+    for line in sdp.splitlines():
+        line = line.strip()
+        if line.startswith("m="):
+            flags.append(False)
+        elif line == "a=bundle-only" and flags:
+            flags[-1] = True
+    return flags
+
+
 def parse_offer_media(sdp: str) -> list[tuple[str, str, bool]]:
     """(mid, kind, sending) for every audio/video m-line of an offer (RFC 8866).
+
+    An m-line is sending when its direction is ``sendonly``/``sendrecv`` and it is not
+    disabled: port 0 disables an m-line unless it also carries ``a=bundle-only`` and its mid
+    is in the offer's BUNDLE group, which makes it bundled (RFC 8843 §6, §7.5; GStreamer's
+    webrtcbin offers every m-line but the first this way with ``max-bundle``).
 
     Raises:
         InvalidSdpError: when the SDP cannot be parsed or an m-line has no mid.
@@ -83,14 +103,21 @@ def parse_offer_media(sdp: str) -> list[tuple[str, str, bool]]:
         description = aiortc_sdp.SessionDescription.parse(sdp)
     except Exception as exc:
         raise InvalidSdpError(f"cannot parse SDP: {exc}") from exc
+    bundle_only = _bundle_only_flags(sdp)
+    bundled = {
+        mid for group in description.group if group.semantic == "BUNDLE" for mid in group.items
+    }
     out = []
-    for media in description.media:
+    for index, media in enumerate(description.media):
         if media.kind not in ("audio", "video"):
             continue
         mid = media.rtp.muxId
         if not mid:
             raise InvalidSdpError("every m-line needs a mid (RFC 8843 BUNDLE)")
-        sending = media.port != 0 and media.direction in ("sendonly", "sendrecv")
+        enabled = media.port != 0 or (
+            index < len(bundle_only) and bundle_only[index] and mid in bundled
+        )
+        sending = enabled and media.direction in ("sendonly", "sendrecv")
         out.append((mid, media.kind, sending))
     return out
 
@@ -174,6 +201,8 @@ class Participant:
         Raises:
             InvalidSdpError: unparseable or non-negotiable SDP (nothing changes).
             InvalidStateError: the participant is closed or may not publish.
+            LimitExceededError: more sending m-lines than the router's
+                ``max_producers_per_participant`` (nothing changes).
         """
         if self.closed:
             raise InvalidStateError("participant is closed")
@@ -182,6 +211,7 @@ class Participant:
         media = parse_offer_media(sdp)
         if not media:
             raise InvalidSdpError("the offer has no audio or video m-line")
+        self._check_producer_limit(media)
         specs = {t.mid: t for t in tracks}
         async with self._publish_lock:
             transport = self.publish_transport
@@ -226,6 +256,17 @@ class Participant:
             self.room.on_published(self, producer)
         mids = {p.mid: p.id for p in self.producers.values()}
         return answer, mids
+
+    def _check_producer_limit(self, media: list[tuple[str, str, bool]]) -> None:
+        """Refuse a publish offer whose sending m-lines (the producers it leaves) exceed the
+        router's ``max_producers_per_participant``: each producer adds an m-line to every
+        subscriber's SDP, so one publisher must not be able to push theirs past a limit."""
+        limit = self.room.router.max_producers_per_participant
+        sending = sum(1 for _mid, _kind, is_sending in media if is_sending)
+        if sending > limit:
+            raise LimitExceededError(
+                f"the offer sends {sending} tracks; a participant may publish at most {limit}"
+            )
 
     def _forget_producer(self, producer: Producer) -> None:
         if self.producers.pop(producer.id, None) is not None:
@@ -390,7 +431,11 @@ class Participant:
 
 async def negotiate_viewer(participant: Participant, sdp: str, producers: list[Producer]) -> str:
     """WHEP playback: apply a viewer's offer of recvonly m-lines and answer with one consumer
-    per m-line, matched to ``producers`` by kind in order. Returns the answer SDP.
+    per m-line, matched to ``producers`` by kind (and codec) in order. Returns the answer SDP.
+
+    An m-line for which no producer of its kind has a codec the viewer offered is answered
+    ``a=inactive`` (we never transcode), with a log line saying why, instead of promising
+    media that would never come.
 
     Raises:
         InvalidSdpError: unparseable offer, or an offer with no audio/video m-line.
@@ -402,7 +447,7 @@ async def negotiate_viewer(participant: Participant, sdp: str, producers: list[P
     await transport.set_remote_offer(sdp)
     available = list(producers)
     for transceiver in transport.pc.getTransceivers():
-        producer = next((p for p in available if p.kind == transceiver.kind), None)
+        producer = _viewer_producer(participant, transport, transceiver, available)
         if producer is None:
             transceiver.direction = "inactive"
             continue
@@ -411,3 +456,31 @@ async def negotiate_viewer(participant: Participant, sdp: str, producers: list[P
         consumer = transport.attach_consumer(producer, transceiver)
         participant.subscriptions[producer.id] = consumer
     return await transport.create_answer()
+
+
+def _viewer_producer(
+    participant: Participant,
+    transport: WebRtcTransport,
+    transceiver: RTCRtpTransceiver,
+    available: list[Producer],
+) -> Producer | None:
+    """The first of ``available`` producers of the viewer m-line's kind whose codec the viewer
+    offered on that m-line, or None (logged when a producer of that kind exists)."""
+    candidates = [p for p in available if p.kind == transceiver.kind and p.codec is not None]
+    if not candidates:
+        return None
+    offered = adapter.remote_receive_parameters(transport.pc, transceiver).codecs
+    for producer in candidates:
+        assert producer.codec is not None
+        if match_codec(offered, producer.codec) is not None:
+            return producer
+    logger.info(
+        "viewer %s: m-line %s answered inactive: the viewer offers %s but the %s producers "
+        "send %s (no codec in common; the SFU does not transcode)",
+        participant.sid,
+        transceiver.mid,
+        ", ".join(sorted({c.mimeType for c in offered if not is_rtx(c)})) or "no codec",
+        transceiver.kind,
+        ", ".join(sorted({p.codec.mime_type for p in candidates if p.codec is not None})),
+    )
+    return None

@@ -25,6 +25,10 @@ class Router:
         keyframe_min_interval_ms: per-producer keyframe request throttle (ms).
         nack_buffer_packets: per video consumer retransmission buffer (packets).
         max_publish_bitrate_bps: cap of the REMB sent to each video publisher (bits/s).
+        ice_connect_timeout_s: a transport not connected this many seconds after its creation
+            fails (s); None never times out.
+        max_producers_per_participant: most producers one participant may have at once; it
+            bounds the m-lines one publisher adds to every subscriber's SDP.
         totals: where closed objects' counters accumulate (shared by the whole server).
     """
 
@@ -35,13 +39,17 @@ class Router:
         keyframe_min_interval_ms: int = 500,
         nack_buffer_packets: int = 512,
         max_publish_bitrate_bps: int = 3_000_000,
+        ice_connect_timeout_s: float | None = 30.0,
+        max_producers_per_participant: int = 8,
         totals: Totals | None = None,
     ) -> None:
         self.ice_servers = list(ice_servers)
+        self.max_producers_per_participant = max_producers_per_participant
         self.max_publish_bitrate_bps = max_publish_bitrate_bps
         self.totals = totals if totals is not None else Totals()
         self.keyframe_min_interval_ms = keyframe_min_interval_ms
         self.nack_buffer_packets = nack_buffer_packets
+        self.ice_connect_timeout_s = ice_connect_timeout_s
         self.transports: set[WebRtcTransport] = set()
         self.producers: dict[str, Producer] = {}
         self.closed = False
@@ -61,6 +69,7 @@ class Router:
             nack_buffer_packets=self.nack_buffer_packets,
             on_failed=on_failed,
             totals=self.totals,
+            connect_timeout_s=self.ice_connect_timeout_s,
         )
         self.transports.add(transport)
         return transport

@@ -23,6 +23,10 @@ class MediaSettings:
         keyframe_min_interval_ms: per-producer keyframe request throttle (ms).
         nack_buffer_packets: per video consumer retransmission buffer (packets).
         max_publish_bitrate_bps: cap of the REMB sent to each video publisher (bits/s).
+        ice_connect_timeout_s: a transport not connected this many seconds after its creation
+            fails (s); None never times out.
+        max_producers_per_participant: most producers (sending m-lines) one participant may
+            publish at once; more get :class:`sfu.errors.LimitExceededError`.
     """
 
     ice_hosts: list[str] = field(default_factory=list)
@@ -30,6 +34,8 @@ class MediaSettings:
     keyframe_min_interval_ms: int = 500
     nack_buffer_packets: int = 512
     max_publish_bitrate_bps: int = 3_000_000
+    ice_connect_timeout_s: float | None = 30.0
+    max_producers_per_participant: int = 8
 
 
 class MediaServer:
@@ -56,6 +62,8 @@ class MediaServer:
                 keyframe_min_interval_ms=self.settings.keyframe_min_interval_ms,
                 nack_buffer_packets=self.settings.nack_buffer_packets,
                 max_publish_bitrate_bps=self.settings.max_publish_bitrate_bps,
+                ice_connect_timeout_s=self.settings.ice_connect_timeout_s,
+                max_producers_per_participant=self.settings.max_producers_per_participant,
                 totals=self.totals,
             )
             room = Room(name, router, on_empty=self._on_room_empty)

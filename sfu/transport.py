@@ -46,6 +46,7 @@ from sfu.consumer import Consumer
 from sfu.errors import InvalidSdpError, InvalidStateError
 from sfu.rtp.header import find_extension, parse_rtp
 from sfu.stats import Totals
+from sfu.tasks import spawn
 
 if TYPE_CHECKING:
     from sfu.producer import Producer
@@ -58,18 +59,56 @@ RTCP_INTERVAL_S = 1.0
 RTCP_PSFB_FIR = 4  # RFC 5104 §4.3.1
 
 
+class _IdleLine:
+    """A sending m-line whose consumer closed, kept for the next consumer of its kind.
+
+    It remembers the closed consumer's RTP munger and RTX sequence number, so the next
+    consumer on this m-line (same SSRC) continues the outgoing sequence numbers, and its
+    timestamps advance by the wall-clock time the line was idle (RFC 3550 §5.1; what
+    :meth:`sfu.rtp.munger.RtpMunger.resync` is for). This is required, not cosmetic: the
+    sender's SRTP context (libsrtp) refuses to protect an index it has already used on that
+    SSRC (it would reuse key stream, RFC 3711 §9.1), so a fresh random sequence number base
+    behind the old one would silence the reused m-line.
+    """
+
+    __slots__ = ("clock_rate", "closed_at", "kind", "mime_type", "munger", "rtx_seq", "transceiver")
+
+    def __init__(self, consumer: Consumer) -> None:
+        self.transceiver = consumer.transceiver
+        self.kind = consumer.kind
+        codec = consumer.codec
+        self.mime_type = codec.mime_type.lower() if codec is not None else ""
+        self.clock_rate = codec.clock_rate if codec is not None else 0
+        self.munger = consumer.munger
+        self.rtx_seq = consumer.rtx_seq
+        self.closed_at = time.monotonic()
+
+    def hand_over(self, consumer: Consumer) -> None:
+        """Make ``consumer`` (new on this m-line) continue the closed consumer's stream."""
+        if not self.munger.started:
+            return
+        rate = self.clock_rate or 90000
+        self.munger.resync(ts_gap=max(1, int((time.monotonic() - self.closed_at) * rate)))
+        consumer.munger = self.munger
+        consumer.rtx_seq = self.rtx_seq
+
+
 class WebRtcTransport:
     """One RTCPeerConnection carrying producers (publish) or consumers (subscribe).
 
     Args:
         ice_servers: STUN/TURN URLs (explicit, possibly empty).
         nack_buffer_packets: per video consumer retransmission buffer size (packets).
-        on_failed: called once when ICE/DTLS fails or closes unexpectedly.
+        on_failed: called once when ICE/DTLS fails or closes unexpectedly, or when the
+            transport is not connected ``connect_timeout_s`` after its creation.
+        connect_timeout_s: seconds to reach ``connected`` before the peer connection is closed
+            as failed (frees its UDP port and queue; issue 10); None waits forever.
 
     Attributes:
         pc: the :class:`ForwardingPeerConnection`.
         producers: mid -> Producer; consumers: consumer id -> Consumer.
         closed: True after :meth:`close`.
+        connect_timed_out: True when the transport was closed for not connecting in time.
     """
 
     def __init__(
@@ -79,6 +118,7 @@ class WebRtcTransport:
         nack_buffer_packets: int = 512,
         on_failed: Callable[[WebRtcTransport], None] | None = None,
         totals: Totals | None = None,
+        connect_timeout_s: float | None = None,
     ) -> None:
         self.pc = adapter.ForwardingPeerConnection(self, adapter.make_configuration(ice_servers))
         self.nack_buffer_packets = nack_buffer_packets
@@ -87,6 +127,7 @@ class WebRtcTransport:
         self.consumers: dict[str, Consumer] = {}
         self._consumers_by_transceiver: dict[int, Consumer] = {}
         self._consumers_by_ssrc: dict[int, Consumer] = {}
+        self._idle_lines: dict[int, _IdleLine] = {}
         self._raw: adapter.RawRtpTransport | None = None
         self._rtcp_task: asyncio.Task[None] | None = None
         self._on_failed = on_failed
@@ -96,10 +137,18 @@ class WebRtcTransport:
         self.rtcp_received = 0
         self.nacks_received = 0
         self.plis_received = 0
+        self.connect_timed_out = False
+        self._connect_timer: asyncio.TimerHandle | None = None
+        if connect_timeout_s is not None:
+            self._connect_timer = asyncio.get_running_loop().call_later(
+                connect_timeout_s, self._on_connect_timeout
+            )
 
         @self.pc.on("connectionstatechange")
         def _on_state() -> None:
             state = self.pc.connectionState
+            if state != "new" and state != "connecting":
+                self._cancel_connect_timer()
             if state == "connected" and self._rtcp_task is None and not self.closed:
                 self._rtcp_task = asyncio.ensure_future(self._run_rtcp())
             elif state in ("failed", "closed") and not self.closed and self._on_failed:
@@ -114,7 +163,8 @@ class WebRtcTransport:
         return state
 
     async def set_remote_offer(self, sdp: str) -> None:
-        """Apply a remote offer (publish side, or a WHEP viewer's offer).
+        """Apply a remote offer (publish side, or a WHEP viewer's offer). Our answer to an
+        ``a=setup:actpass`` offer will be ``a=setup:passive`` (we are the DTLS server).
 
         Raises:
             InvalidSdpError: when aiortc cannot parse or negotiate the SDP.
@@ -125,6 +175,7 @@ class WebRtcTransport:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         except Exception as exc:  # aiortc raises ValueError, OperationError, InvalidStateError
             raise InvalidSdpError(f"cannot apply offer: {exc}") from exc
+        adapter.answer_as_dtls_server(self.pc)
 
     async def create_answer(self) -> str:
         """Create and apply our answer; returns its SDP (with all our ICE candidates)."""
@@ -187,6 +238,23 @@ class WebRtcTransport:
         if self.closed:
             raise InvalidStateError("transport is closed")
 
+    # -- connect timeout -----------------------------------------------------------------------
+
+    def _cancel_connect_timer(self) -> None:
+        if self._connect_timer is not None:
+            self._connect_timer.cancel()
+            self._connect_timer = None
+
+    def _on_connect_timeout(self) -> None:
+        # Not connected in time: close the peer connection. Its "closed" state reaches
+        # _on_state above, and so on_failed, exactly as a failed ICE/DTLS transport does.
+        self._connect_timer = None
+        if self.closed or self.pc.connectionState == "connected":
+            return
+        self.connect_timed_out = True
+        logger.info("transport not connected in time (%s): closing", self.pc.connectionState)
+        spawn(self.pc.close())
+
     # -- producers -----------------------------------------------------------------------------
 
     def add_producer(self, producer: Producer) -> None:
@@ -207,17 +275,32 @@ class WebRtcTransport:
         """Add a sendonly m-line for ``producer`` and a :class:`Consumer` feeding it. The caller
         renegotiates (subscribe side).
 
+        The m-line of a closed consumer of the same kind is reused once its ``inactive``
+        direction has been negotiated (same codec preferred), so the subscribe SDP holds at
+        most about as many m-lines as the subscriber ever had consumers at once, however many
+        producers came and went (RFC 8829 §5.2.2). The reused m-line keeps its SSRC and its
+        outgoing sequence numbers and timestamps continue (:class:`_IdleLine`).
+
         Raises:
             UnsupportedCodecError / ValueError: when the producer's codec cannot be offered.
         """
         self._check_open()
         if producer.codec is None:
             raise InvalidStateError("producer is not negotiated yet")
-        transceiver = self.pc.addTransceiver(producer.kind, direction="sendonly")
-        transceiver.setCodecPreferences(
-            preferences_for(RTCRtpSender.getCapabilities(producer.kind).codecs, producer.codec)
+        preferences = preferences_for(
+            RTCRtpSender.getCapabilities(producer.kind).codecs, producer.codec
         )
-        return self.attach_consumer(producer, transceiver)
+        idle = self._take_idle_line(producer)
+        if idle is None:
+            transceiver = self.pc.addTransceiver(producer.kind, direction="sendonly")
+        else:
+            transceiver = idle.transceiver
+            transceiver.direction = "sendonly"
+        transceiver.setCodecPreferences(preferences)
+        consumer = self.attach_consumer(producer, transceiver)
+        if idle is not None:
+            idle.hand_over(consumer)
+        return consumer
 
     def attach_consumer(self, producer: Producer, transceiver: RTCRtpTransceiver) -> Consumer:
         """Create a :class:`Consumer` of ``producer`` on an existing sending ``transceiver``."""
@@ -238,6 +321,26 @@ class WebRtcTransport:
         self._consumers_by_ssrc.pop(consumer.ssrc, None)
         if not self.closed and self.pc.connectionState != "closed":
             consumer.transceiver.direction = "inactive"
+            self._idle_lines[id(consumer.transceiver)] = _IdleLine(consumer)
+
+    def _take_idle_line(self, producer: Producer) -> _IdleLine | None:
+        """An idle m-line of ``producer``'s kind that may carry it now (same codec first)."""
+        ready = [
+            line
+            for line in self._idle_lines.values()
+            if line.kind == producer.kind and adapter.can_recycle(line.transceiver)
+        ]
+        if not ready:
+            return None
+        wanted = producer.codec.mime_type.lower() if producer.codec is not None else ""
+        line = next((x for x in ready if x.mime_type == wanted), ready[0])
+        del self._idle_lines[id(line.transceiver)]
+        return line
+
+    @property
+    def idle_lines(self) -> int:
+        """How many m-lines wait for a new consumer (monitoring and tests)."""
+        return len(self._idle_lines)
 
     # -- RtpSink (called by the adapter) -------------------------------------------------------
 
@@ -467,10 +570,12 @@ class WebRtcTransport:
         if self.closed:
             return
         self.closed = True
+        self._cancel_connect_timer()
         for producer in list(self.producers.values()):
             producer.close()
         for consumer in list(self.consumers.values()):
             consumer.close()
+        self._idle_lines.clear()
         if self._rtcp_task is not None:
             self._rtcp_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -8,7 +8,8 @@ there is no auth cookie, so there is no CSRF surface.
 method   path                            body -> answer
 =======  ==============================  =====================================================
 POST     /api/register                   {email, password, display_name} -> 201 session
-POST     /api/login                      {email, password} -> 200 session | 401
+POST     /api/login                      {email, password} -> 200 session | 401 | 429
+                                         (back-off: ``signaling.auth.limits``)
 POST     /api/otp/request                {email} | {phone} -> 200 {hash, expires}
 POST     /api/otp/verify                 {email|phone, code, hash, expires, display_name?}
                                          -> 200 session (first login creates the user)
@@ -20,7 +21,9 @@ GET      /api/rooms                      [Bearer] -> {rooms: [room]}
 POST     /api/rooms/{room}/invites       [Bearer, owner] {role?, max_uses?, ttl_s?} -> 201 invite
 POST     /api/rooms/{room}/token         [Bearer, owner] -> 200 room token (admin)
 GET      /api/rooms/{room}/history       [Bearer, owner] -> {events: [event]}
-POST     /api/join/{code}                [Bearer optional] {display_name?} -> 200 room token
+POST     /api/join/{code}                [Bearer optional] {display_name?, device?} -> 200
+                                         room token + device | 403 removed_from_room
+                                         (``signaling.join``)
 GET      /join/{code}                    the browser client page (invite link)
 =======  ==============================  =====================================================
 
@@ -38,13 +41,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import re
 import secrets
 import time
 import unicodedata
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -64,13 +65,21 @@ from pymongo.errors import PyMongoError
 
 from signaling import keys
 from signaling.auth import otp
+from signaling.auth.limits import (
+    LIMITERS,
+    Limiters,
+    check_login,
+    client_address,
+    login_failed,
+    login_succeeded,
+    rate_limit,
+)
 from signaling.auth.passwords import (
     PasswordRuleError,
     check_password_rules,
     hash_password,
     verify_password,
 )
-from signaling.auth.ratelimit import SlidingWindowLimiter
 from signaling.auth.secrets import derive_key, resolve_jwt_secret
 from signaling.auth.sender import Channel, CodeSender, sender_from_settings
 from signaling.auth.tokens import (
@@ -82,8 +91,8 @@ from signaling.auth.tokens import (
     verify_access_token,
 )
 from signaling.problems import ProblemError
-from signaling.settings import Settings
 from signaling.store.embedded import EmbeddedMongo, StoreStartError
+from signaling.store.limits import LimitStore
 from signaling.store.mongo import DuplicateError, PresenceEvent, Room, Store, User, utcnow
 
 log = logging.getLogger(__name__)
@@ -91,32 +100,10 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
 
-@dataclass(slots=True)
-class Limiters:
-    """The in-memory rate limiters of one app (see ``signaling.auth.ratelimit``)."""
-
-    otp_identity: SlidingWindowLimiter
-    otp_address: SlidingWindowLimiter
-    login_identity: SlidingWindowLimiter
-    login_address: SlidingWindowLimiter
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Limiters:
-        """Limits and window from ``settings`` (``otp_rate_*``, ``login_rate_*``)."""
-        window = settings.rate_window_s
-        return cls(
-            otp_identity=SlidingWindowLimiter(settings.otp_rate_per_identity, window),
-            otp_address=SlidingWindowLimiter(settings.otp_rate_per_address, window),
-            login_identity=SlidingWindowLimiter(settings.login_rate_per_identity, window),
-            login_address=SlidingWindowLimiter(settings.login_rate_per_address, window),
-        )
-
-
 STORE: web.AppKey[Store] = web.AppKey("accounts_store", Store)
 JWT_SECRET: web.AppKey[str] = web.AppKey("accounts_jwt_secret", str)
 OTP_KEY: web.AppKey[bytes] = web.AppKey("accounts_otp_key", bytes)
 CODE_SENDER: web.AppKey[CodeSender] = web.AppKey("accounts_code_sender", object)  # type: ignore[arg-type]
-LIMITERS: web.AppKey[Limiters] = web.AppKey("accounts_limiters", Limiters)
 EMBEDDED: web.AppKey[EmbeddedMongo | None] = web.AppKey("accounts_embedded", object)  # type: ignore[arg-type]
 
 # --------------------------------------------------------------------------------------------
@@ -154,7 +141,9 @@ async def accounts_ctx(app: web.Application) -> AsyncIterator[None]:
     app[STORE] = store
     app[JWT_SECRET] = secret
     app[OTP_KEY] = derive_key(secret, "otp")
-    app[LIMITERS] = Limiters.from_settings(settings)
+    limit_store = LimitStore(store.db)
+    await limit_store.ensure_indexes()
+    app[LIMITERS] = Limiters.from_settings(settings, limit_store)
     app[EMBEDDED] = embedded
     if CODE_SENDER not in app:
         app[CODE_SENDER] = sender_from_settings(settings)
@@ -321,12 +310,6 @@ class InviteBody(_Body):
     ttl_s: Annotated[StrictInt, Field(ge=60, le=90 * 24 * 3600)] | None = None
 
 
-class JoinBody(_Body):
-    """``POST /api/join/{code}`` (body optional; a guest's display name)."""
-
-    display_name: DisplayName | None = None
-
-
 class EmptyBody(_Body):
     """Endpoints that take no fields (body optional)."""
 
@@ -407,27 +390,6 @@ async def require_account(request: web.Request) -> tuple[AccessClaims, User]:
     if user is None:
         raise ProblemError(401, "token_invalid", "the account no longer exists")
     return claims, user
-
-
-def _rate_limit(pairs: list[tuple[SlidingWindowLimiter, str]]) -> None:
-    wait = max(limiter.retry_after(key) for limiter, key in pairs)
-    if wait > 0:
-        seconds = max(1, math.ceil(wait))
-        raise ProblemError(
-            429,
-            "rate_limited",
-            "too many requests; try again later",
-            headers={"Retry-After": str(seconds)},
-            retry_after=seconds,
-        )
-    for limiter, key in pairs:
-        limiter.hit(key)
-
-
-def _client_address(request: web.Request) -> str:
-    # The peer address. Behind a reverse proxy this is the proxy: configure the proxy to
-    # rate-limit too (X-Forwarded-For is not trusted here).
-    return request.remote or "unknown"
 
 
 # --------------------------------------------------------------------------------------------
@@ -520,7 +482,8 @@ async def register(request: web.Request) -> web.Response:
     """Create a password account; 201 session, 409 ``email_taken``, 422 ``weak_password``."""
     app = request.app
     body = await read_body(request, RegisterBody)
-    _rate_limit([(app[LIMITERS].login_address, "register:" + _client_address(request))])
+    limiters = app[LIMITERS]
+    await rate_limit(limiters, [(limiters.register_address, client_address(request))])
     try:
         check_password_rules(body.password, email=body.email)
     except PasswordRuleError as exc:
@@ -541,12 +504,8 @@ async def login(request: web.Request) -> web.Response:
     app = request.app
     body = await read_body(request, LoginBody)
     limiters = app[LIMITERS]
-    _rate_limit(
-        [
-            (limiters.login_identity, "login:" + body.email),
-            (limiters.login_address, "login:" + _client_address(request)),
-        ]
-    )
+    address = client_address(request)
+    await check_login(limiters, body.email, address)
     user = await app[STORE].find_user(email=body.email)
     ok = await verify_password(
         body.password,
@@ -554,7 +513,9 @@ async def login(request: web.Request) -> web.Response:
         dummy_cost=app[keys.SETTINGS].bcrypt_cost,
     )
     if user is None or not ok:
+        await login_failed(limiters, body.email, address)
         raise ProblemError(401, "invalid_credentials", "wrong email or password")
+    await login_succeeded(limiters, body.email, address)
     return web.json_response(await _session(app, user))
 
 
@@ -566,11 +527,9 @@ async def otp_request(request: web.Request) -> web.Response:
     channel, address = body.identity()
     identity = f"{channel}:{address}"
     limiters = app[LIMITERS]
-    _rate_limit(
-        [
-            (limiters.otp_identity, "otp:" + identity),
-            (limiters.otp_address, "otp:" + _client_address(request)),
-        ]
+    await rate_limit(
+        limiters,
+        [(limiters.otp_identity, identity), (limiters.otp_address, client_address(request))],
     )
     code = otp.generate_code()
     expires = int(time.time()) + app[keys.SETTINGS].otp_ttl_s
@@ -729,33 +688,6 @@ async def history(request: web.Request) -> web.Response:
     room = await _owned_room(request, user)
     events = await request.app[STORE].list_history(room.id)
     return web.json_response({"events": [event.public() for event in events]})
-
-
-@routes.post("/api/join/{code}")
-async def join_by_code(request: web.Request) -> web.Response:
-    """Redeem an invite code: a room token for the caller (account) or a new guest identity.
-
-    404 ``invite_not_found`` (unknown, expired or used up); 401 for a bad Bearer token.
-    """
-    app = request.app
-    code = _slug(request, "code", "invite_not_found", "invite")
-    user: User | None = None
-    if bearer_token(request) is not None:
-        _claims, user = await require_account(request)
-    body = await read_body(request, JoinBody, optional=True)
-    store = app[STORE]
-    invite = await store.use_invite(code)
-    room = await store.get_room(invite.room_id) if invite else None
-    if invite is None or room is None:
-        raise ProblemError(404, "invite_not_found", "invite not found, expired or used up")
-    role: Literal["owner", "moderator", "speaker", "listener"] = invite.role
-    if user is not None and user.id == room.owner:
-        role = "owner"
-    if user is not None:
-        identity, name = user.id, body.display_name or user.display_name
-    else:
-        identity, name = "guest-" + secrets.token_urlsafe(9), body.display_name or "Guest"
-    return web.json_response(_room_token(app, room, identity, name, _grants_for(room, role)))
 
 
 @routes.get("/join/{code}")

@@ -29,6 +29,8 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
             keyframe_min_interval_ms=settings.keyframe_min_interval_ms,
             nack_buffer_packets=settings.nack_buffer_packets,
             max_publish_bitrate_bps=settings.max_publish_bitrate_bps,
+            ice_connect_timeout_s=settings.ice_connect_timeout_s,
+            max_producers_per_participant=settings.max_producers_per_participant,
         )
     )
     app[keys.MEDIA] = media
@@ -56,11 +58,12 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.cleanup_ctx.append(_media_ctx)
     app.cleanup_ctx.append(metrics.metrics_ctx)
     # --- accounts (issue 3): contexts and routes are added between these markers ---
-    from signaling import accounts
+    from signaling import accounts, join
     from signaling.problems import problem_middleware
 
     app.cleanup_ctx.append(accounts.accounts_ctx)
     app.router.add_routes(accounts.routes)
+    app.router.add_routes(join.routes)
     app.middlewares.extend([cors.cors_middleware, problem_middleware])
     app.on_response_prepare.append(accounts.security_headers)
     # --- end accounts ---
@@ -68,6 +71,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.cleanup_ctx.append(files.files_ctx)  # after the accounts store (and its JWT secret)
     app.router.add_routes(files.routes)
     app.cleanup_ctx.append(whiteboard.board_ctx)  # after the accounts store
+    app.cleanup_ctx.append(stage.stage_ctx)  # after the accounts store
     ws.install(app)
     stage.install(app)
     whip.install(app)

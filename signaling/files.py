@@ -1,4 +1,5 @@
-"""Encrypted file sharing in rooms: HTTP handlers, encryption at rest and file names.
+"""Encrypted file sharing in rooms: HTTP handlers and file names (encryption at rest is in
+:mod:`signaling.files_crypto`).
 
 =======  ============================  =======================================================
 method   path                          request -> answer
@@ -39,51 +40,43 @@ written are deleted.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hashlib
+import contextlib
 import logging
-import os
 import re
 import unicodedata
 import urllib.parse
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 from aiohttp import HttpVersion11, web
 from aiohttp.http_exceptions import HttpProcessingError
 from bson import ObjectId
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pymongo.errors import PyMongoError
 
 from signaling import keys
 from signaling import protocol as p
 from signaling.accounts import JWT_SECRET, STORE, authorize_join, bearer_token
-from signaling.auth.secrets import SecretError
 from signaling.auth.tokens import AccessClaims, TokenError
+from signaling.file_quota import FileQuota
+from signaling.files_crypto import (
+    CHUNK_SIZE,
+    FILE_ALG,
+    KEY_ALG,
+    KEY_BYTES,
+    TAG_BYTES,
+    FileCipher,
+    FileCryptoError,
+    key_id,
+    resolve_master_key,
+    unwrap_room_key,
+    wrap_room_key,
+)
 from signaling.problems import ProblemError, problem
-from signaling.settings import Settings
+from signaling.stage import STAGES
 from signaling.store.files import FileStore, StoredFile, WrappedKey
 
 log = logging.getLogger(__name__)
 
-CHUNK_SIZE = 1 << 20
-"""Plaintext bytes per sealed chunk (1 MiB); the last chunk of a file may be shorter."""
-TAG_BYTES = 16
-"""GCM authentication tag appended to every sealed chunk (bytes)."""
-KEY_BYTES = 32
-"""AES-256 key size (bytes), for the master key and the room data keys."""
-NONCE_PREFIX_BYTES = 8
-"""Random per-file part of each chunk nonce; the other 4 bytes are the chunk index."""
-MAX_CHUNKS = 1 << 32
-FILE_ALG = "A256GCM-chunked-v1"
-"""Name of the chunk format in each files document (:class:`FileCipher`)."""
-KEY_ALG = "A256GCM"
-"""Name of the room-key wrapping in ``room_keys`` (:func:`wrap_room_key`)."""
-HKDF_INFO = b"sfu file master key"
 MAX_RAW_NAME_CHARS = 4096
 MAX_NAME_BYTES = 255
 FALLBACK_NAME = "file"
@@ -92,178 +85,6 @@ DOWNLOAD_CONTENT_TYPE = "application/octet-stream"
 _FILE_ID = re.compile(r"^f_[0-9a-f]{24}$")
 _ROOM = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")  # as JoinRequest.room
 _MEDIA_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}$")
-_HEX_KEY = re.compile(r"^[0-9A-Fa-f]{64}$")
-
-
-class FileCryptoError(Exception):
-    """Decryption failed: wrong key, or a chunk that was altered, moved, dropped or added."""
-
-
-# --------------------------------------------------------------------------------------------
-# Keys
-# --------------------------------------------------------------------------------------------
-
-
-def parse_master_key(text: str) -> bytes:
-    """Decode ``SFU_FILE_MASTER_KEY``: 64 hex digits, or standard/URL-safe base64 (padding
-    optional) of exactly 32 bytes.
-
-    Raises :class:`SecretError` otherwise (the message never echoes the value).
-    """
-    value = text.strip()
-    if _HEX_KEY.match(value):
-        return bytes.fromhex(value)
-    padded = (value + "=" * (-len(value) % 4)).replace("-", "+").replace("_", "/")
-    try:
-        raw = base64.b64decode(padded.encode("ascii"), validate=True)
-    except (binascii.Error, ValueError, UnicodeEncodeError):
-        raw = b""
-    if len(raw) == KEY_BYTES:
-        return raw
-    raise SecretError(
-        f"SFU_FILE_MASTER_KEY must be {KEY_BYTES} bytes, written as 64 hex digits or base64"
-    )
-
-
-def resolve_master_key(settings: Settings, jwt_secret: str) -> bytes:
-    """The 32-byte key that wraps the room data keys.
-
-    ``SFU_FILE_MASTER_KEY`` when set (see :func:`parse_master_key`). Unset: production mode
-    raises :class:`SecretError` (the server refuses to start, as for ``SFU_JWT_SECRET``);
-    development derives it from ``jwt_secret`` with HKDF-SHA256 (RFC 5869, no salt,
-    ``info=b"sfu file master key"``), so changing the JWT secret makes stored files unreadable.
-    """
-    if settings.file_master_key is not None:
-        return parse_master_key(settings.file_master_key.get_secret_value())
-    if settings.env == "production":
-        raise SecretError("SFU_FILE_MASTER_KEY is required in production mode")
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=HKDF_INFO)
-    return hkdf.derive(jwt_secret.encode("utf-8"))
-
-
-def key_id(master_key: bytes) -> str:
-    """A short public identifier of a master key (16 hex digits of SHA-256 over a label and
-    the key), stored next to each wrapped key so a changed master key is reported as such."""
-    return hashlib.sha256(b"sfu file master key id\x00" + master_key).hexdigest()[:16]
-
-
-def _room_key_aad(room: str) -> bytes:
-    return b"sfu-room-key\x00v1\x00" + room.encode("utf-8")
-
-
-def wrap_room_key(master_key: bytes, room: str, data_key: bytes) -> bytes:
-    """Seal a room's 32-byte ``data_key`` under the 32-byte ``master_key``.
-
-    AES-256-GCM (NIST SP 800-38D) with a random 96-bit nonce and the room name as associated
-    data, so a wrapped key copied to another room does not open. Returns
-    ``nonce (12) || ciphertext (32) || tag (16)``, 60 bytes.
-    """
-    if len(data_key) != KEY_BYTES:
-        raise ValueError("a room data key is 32 bytes")
-    nonce = os.urandom(12)
-    return nonce + AESGCM(master_key).encrypt(nonce, data_key, _room_key_aad(room))
-
-
-def unwrap_room_key(master_key: bytes, room: str, wrapped: bytes) -> bytes:
-    """Open a key sealed by :func:`wrap_room_key`; returns the 32-byte data key.
-
-    Raises :class:`FileCryptoError` for another master key, another room or altered bytes.
-    """
-    if len(wrapped) != 12 + KEY_BYTES + TAG_BYTES:
-        raise FileCryptoError("wrapped room key has the wrong length")
-    try:
-        return AESGCM(master_key).decrypt(wrapped[:12], wrapped[12:], _room_key_aad(room))
-    except InvalidTag as exc:
-        raise FileCryptoError("room key does not open with this master key") from exc
-
-
-# --------------------------------------------------------------------------------------------
-# Chunked file encryption
-# --------------------------------------------------------------------------------------------
-
-
-def _part(value: str) -> bytes:
-    raw = value.encode("utf-8")
-    return len(raw).to_bytes(2, "big") + raw
-
-
-@dataclass(frozen=True, slots=True)
-class FileCipher:
-    """AES-256-GCM over one file's chunks (NIST SP 800-38D; the STREAM construction of
-    Hoang, Reyhanitabar, Rogaway and Vizár, "Online Authenticated-Encryption and its
-    Nonce-Reuse Misuse-Resistance", CRYPTO 2015).
-
-    ``key``: the room's 32-byte data key; ``room`` and ``file_id`` are bound into every chunk;
-    ``nonce_prefix``: 8 random bytes chosen per file. Chunk ``i`` (0 <= i < 2**32) uses the
-    96-bit nonce ``nonce_prefix || i`` (big-endian) and the associated data
-    ``"sfu-file\\0v1" || len||room || len||file_id || i (4 bytes) || final (1 byte)``. A sealed
-    chunk is the plaintext length plus :data:`TAG_BYTES`. With random prefixes, nonces of one
-    room key collide with probability about ``files**2 / 2**65``.
-    """
-
-    key: bytes
-    room: str
-    file_id: str
-    nonce_prefix: bytes
-
-    def __post_init__(self) -> None:
-        if len(self.key) != KEY_BYTES or len(self.nonce_prefix) != NONCE_PREFIX_BYTES:
-            raise ValueError("FileCipher needs a 32-byte key and an 8-byte nonce prefix")
-
-    @classmethod
-    def new(cls, key: bytes, room: str, file_id: str) -> FileCipher:
-        """A cipher for a new file, with a fresh random nonce prefix."""
-        return cls(key, room, file_id, os.urandom(NONCE_PREFIX_BYTES))
-
-    def _nonce_aad(self, index: int, final: bool) -> tuple[bytes, bytes]:
-        if not 0 <= index < MAX_CHUNKS:
-            raise ValueError("chunk index out of range")
-        counter = index.to_bytes(4, "big")
-        aad = (
-            b"sfu-file\x00v1"
-            + _part(self.room)
-            + _part(self.file_id)
-            + counter
-            + (b"\x01" if final else b"\x00")
-        )
-        return self.nonce_prefix + counter, aad
-
-    def seal(self, index: int, plaintext: bytes, *, final: bool) -> bytes:
-        """Encrypt chunk ``index``; ``final`` marks the file's last chunk."""
-        nonce, aad = self._nonce_aad(index, final)
-        return AESGCM(self.key).encrypt(nonce, plaintext, aad)
-
-    def open(self, index: int, sealed: bytes, *, final: bool) -> bytes:
-        """Decrypt chunk ``index``, expected to be the last one when ``final``.
-
-        Raises :class:`FileCryptoError` when the tag does not verify: wrong key, altered bytes,
-        a chunk of another file or position, or a final flag that does not match (truncation
-        or extension).
-        """
-        nonce, aad = self._nonce_aad(index, final)
-        try:
-            return AESGCM(self.key).decrypt(nonce, sealed, aad)
-        except InvalidTag as exc:
-            raise FileCryptoError(f"chunk {index} does not verify") from exc
-
-    def encrypt(self, data: bytes, chunk_size: int = CHUNK_SIZE) -> list[bytes]:
-        """Seal a whole (non-empty) byte string into chunks (for tests and small payloads)."""
-        if not data:
-            raise ValueError("empty files are not stored")
-        pieces = [data[i : i + chunk_size] for i in range(0, len(data), chunk_size)]
-        return [self.seal(i, piece, final=i == len(pieces) - 1) for i, piece in enumerate(pieces)]
-
-    def decrypt(self, sealed_chunks: list[bytes]) -> bytes:
-        """Open chunks sealed by :meth:`encrypt`/:meth:`seal` in order; the last must be final.
-
-        Raises :class:`FileCryptoError` (see :meth:`open`); an empty list is truncation.
-        """
-        if not sealed_chunks:
-            raise FileCryptoError("no chunks")
-        last = len(sealed_chunks) - 1
-        return b"".join(
-            self.open(i, chunk, final=i == last) for i, chunk in enumerate(sealed_chunks)
-        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -354,14 +175,22 @@ def _declared_type(request: web.Request) -> str:
 class FileService:
     """The app's encrypted file storage: the :class:`FileStore`, the master key and limits.
 
-    ``max_upload_bytes``: largest accepted file (plaintext bytes).
+    ``max_upload_bytes``: largest accepted file (plaintext bytes); ``quota``: the storage
+    quotas (:mod:`signaling.file_quota`; None: none).
     """
 
-    def __init__(self, store: FileStore, master_key: bytes, max_upload_bytes: int) -> None:
+    def __init__(
+        self,
+        store: FileStore,
+        master_key: bytes,
+        max_upload_bytes: int,
+        quota: FileQuota | None = None,
+    ) -> None:
         if len(master_key) != KEY_BYTES:
             raise ValueError("the master key is 32 bytes")
         self.store = store
         self.max_upload_bytes = max_upload_bytes
+        self.quota = quota
         self._master_key = master_key
         self._kid = key_id(master_key)
 
@@ -402,7 +231,10 @@ async def files_ctx(app: web.Application) -> AsyncIterator[None]:
     master_key = resolve_master_key(settings, app[JWT_SECRET])
     store = FileStore(app[STORE].db)
     await store.ensure_indexes()
-    app[FILES] = FileService(store, master_key, settings.max_upload_bytes)
+    quota = FileQuota(
+        store, settings.file_quota_per_identity_bytes, settings.file_quota_per_room_bytes
+    )
+    app[FILES] = FileService(store, master_key, settings.max_upload_bytes, quota)
     yield
 
 
@@ -462,20 +294,30 @@ cancels the handler instead in some setups: the upload's ``except BaseException`
 async def upload_file(request: web.Request) -> web.Response:
     """Store the request body as an encrypted file of the room; 201 file, then announce it.
 
-    401/403 token problems, 403 ``cannot_publish_data``, 400 ``invalid_filename`` /
+    401/403 token problems, 403 ``cannot_publish_data``, 403 ``listeners_cannot_share`` (a
+    podcast listener while the host does not allow it), 400 ``invalid_filename`` /
     ``empty_file`` / ``upload_interrupted``, 413 ``file_too_large`` (from ``Content-Length``
-    before reading, or when the streamed body passes the limit).
+    before reading, or when the streamed body passes the limit), 413 ``quota_exceeded`` (the
+    uploader's or the room's storage quota, :mod:`signaling.file_quota`).
     """
     room = _room(request)
     claims = await _authorize(request, room)
     if not claims.video.canPublishData:
         raise ProblemError(403, "cannot_publish_data", "this token may not share files")
+    if not request.app[STAGES].may_share(room, claims.sub, claims.video):
+        raise ProblemError(
+            403, "listeners_cannot_share", "listeners share files only when the host allows it"
+        )
     service = request.app[FILES]
     limit = service.max_upload_bytes
     name = _requested_name(request)
     declared = request.content_length
     if declared is not None and declared > limit:
         raise _too_large(limit)
+    quota = service.quota
+    if quota is not None:
+        await quota.check(room, claims.sub, declared or 1)
+        limit = min(limit, await quota.remaining(room, claims.sub))
     if declared == 0:
         raise ProblemError(400, "empty_file", "the file is empty")
     content_type = _declared_type(request)
@@ -498,6 +340,8 @@ async def upload_file(request: web.Request) -> web.Response:
                     break
                 total += len(piece)
                 if total > limit:
+                    if quota is not None and limit < service.max_upload_bytes:
+                        await quota.check(room, claims.sub, total)  # raises quota_exceeded
                     raise _too_large(limit)
                 buffer += piece
                 while len(buffer) > CHUNK_SIZE:  # more than a chunk: this one is not the last
@@ -517,21 +361,26 @@ async def upload_file(request: web.Request) -> web.Response:
         await store.put_chunk(file_id, chunks, sealed)
         stored += len(sealed)
         chunks += 1
-        record = await store.add_file(
-            file_id=file_id,
-            room=room,
-            name=name,
-            size=total,
-            content_type=content_type,
-            uploaded_by=claims.sub,
-            uploader_name=claims.name or claims.sub,
-            stored_bytes=stored,
-            stored_chunk_size=CHUNK_SIZE + TAG_BYTES,
-            chunks=chunks,
-            plain_chunk_size=CHUNK_SIZE,
-            nonce_prefix=cipher.nonce_prefix,
-            alg=FILE_ALG,
-        )
+        async with (
+            quota.reserve(room, claims.sub, total)
+            if quota is not None
+            else contextlib.nullcontext()
+        ):
+            record = await store.add_file(
+                file_id=file_id,
+                room=room,
+                name=name,
+                size=total,
+                content_type=content_type,
+                uploaded_by=claims.sub,
+                uploader_name=claims.name or claims.sub,
+                stored_bytes=stored,
+                stored_chunk_size=CHUNK_SIZE + TAG_BYTES,
+                chunks=chunks,
+                plain_chunk_size=CHUNK_SIZE,
+                nonce_prefix=cipher.nonce_prefix,
+                alg=FILE_ALG,
+            )
     except BaseException:
         if chunks:
             # Shielded: a handler cancelled mid-upload still removes what it wrote.

@@ -379,11 +379,14 @@ class MuteParticipantRequest(_Msg):
 
 class RemoveParticipantRequest(_Msg):
     """A moderator removes a participant; its room token is revoked (it cannot rejoin
-    with it) and its identity is barred from the room while the room lives."""
+    with it) and it is barred from the room for the room's life (its identity or account,
+    and the browser that redeemed its invite). ``revoke_invite``: also revoke the invite
+    code that admitted it."""
 
     type: Literal["remove_participant"]
     id: RequestId | None = None
     participant: Sid
+    revoke_invite: bool = False
 
 
 class TransferHostRequest(_Msg):
@@ -407,6 +410,15 @@ class SetStageVideoRequest(_Msg):
     goes back to audio only (the default): listeners' video subscriptions follow at once."""
 
     type: Literal["set_stage_video"]
+    id: RequestId | None = None
+    enabled: bool
+
+
+class SetListenerSharingRequest(_Msg):
+    """The host or a moderator lets podcast listeners draw on the whiteboard and upload files
+    (``enabled``), or not (the default)."""
+
+    type: Literal["set_listener_sharing"]
     id: RequestId | None = None
     enabled: bool
 
@@ -470,6 +482,7 @@ Request = Annotated[
     | EndRoomRequest
     | ListAudienceRequest
     | SetStageVideoRequest
+    | SetListenerSharingRequest
     | BoardStrokeRequest
     | BoardStrokePartRequest
     | BoardUndoRequest
@@ -488,6 +501,7 @@ STAGE_REQUEST_TYPES = frozenset(
         "end_room",
         "list_audience",
         "set_stage_video",
+        "set_listener_sharing",
     }
 )
 REQUEST_TYPES = (
@@ -696,10 +710,12 @@ class StageInviteEvent(_Msg):
 
 
 class StageSettingsEvent(_Msg):
-    """The stage's settings changed: ``video`` true when the audience receives video."""
+    """The stage's settings changed: ``video`` true when the audience receives video,
+    ``listener_sharing`` true when podcast listeners may draw and upload files."""
 
     type: Literal["stage_settings"] = "stage_settings"
     video: bool
+    listener_sharing: bool = False
 
 
 class RoomEndedEvent(_Msg):

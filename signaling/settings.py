@@ -53,6 +53,11 @@ class Settings(BaseSettings):
         nack_buffer_packets: size of each video consumer's retransmission buffer (packets,
             power of two).
         max_publish_bitrate_bps: the most a video publisher is told to send (REMB cap, bits/s).
+        ice_connect_timeout_s: a WebRTC transport not connected (ICE and DTLS) this many
+            seconds after it was created is closed as failed, releasing its UDP port.
+        max_producers_per_participant: most tracks (sending m-lines) one participant may
+            publish at once; a publish offer with more gets ``too_large`` (WHIP: 400). It bounds
+            what one publisher adds to every subscriber's SDP.
         env: ``development`` or ``production`` (production refuses weak secrets).
         metrics_token: when set (``SFU_METRICS_TOKEN``), ``GET /metrics`` requires
             ``Authorization: Bearer <metrics_token>`` and answers 401 otherwise. Unset: open.
@@ -71,11 +76,24 @@ class Settings(BaseSettings):
         rate_window_s: sliding window for the rate limits below (seconds).
         otp_rate_per_identity, otp_rate_per_address: one-time code requests allowed per
             window per email/phone and per client address.
-        login_rate_per_identity, login_rate_per_address: password logins allowed per window.
+        login_rate_per_address: failed password logins (and registrations) allowed per window
+            per client address.
+        login_free_failures: failed logins of one account from one client address before
+            backing off; then each attempt waits ``login_backoff_base_s * 2**(failures -
+            login_free_failures)`` seconds after the last failure, at most
+            ``login_backoff_max_s``. A success resets the count.
         invite_ttl_s: default lifetime of a room invite code (seconds).
+        stage_state_ttl_s: longest a remembered stage role, a removal (ban) or an ended room
+            is kept in MongoDB (seconds, default 30 days).
         smtp_host, smtp_port, smtp_username, smtp_password, smtp_from, smtp_starttls: when
             ``smtp_host`` is set, one-time codes for email identities are mailed (``SFU_SMTP_*``);
             otherwise they are written to the server log.
+
+    Quotas (shared room content):
+        board_max_points: points one whiteboard holds (all strokes, all authors).
+        board_points_per_identity: points one identity may have on one whiteboard.
+        file_quota_per_identity_bytes: file bytes one identity may keep in one room.
+        file_quota_per_room_bytes: file bytes one room may keep (all uploaders).
 
     Files (encrypted file sharing, ``signaling/files.py``):
         max_upload_bytes: largest file accepted by ``POST /api/rooms/{room}/files`` (bytes,
@@ -124,6 +142,8 @@ class Settings(BaseSettings):
     keyframe_min_interval_ms: int = 500
     nack_buffer_packets: int = 512
     max_publish_bitrate_bps: int = Field(default=3_000_000, ge=100_000)
+    ice_connect_timeout_s: float = Field(default=30.0, gt=0)
+    max_producers_per_participant: int = Field(default=8, ge=1, le=32)
     env: Literal["development", "production"] = "development"
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
@@ -137,15 +157,23 @@ class Settings(BaseSettings):
     rate_window_s: float = Field(default=600.0, gt=0)
     otp_rate_per_identity: int = Field(default=3, gt=0)
     otp_rate_per_address: int = Field(default=20, gt=0)
-    login_rate_per_identity: int = Field(default=10, gt=0)
     login_rate_per_address: int = Field(default=100, gt=0)
+    login_free_failures: int = Field(default=5, ge=0)
+    login_backoff_base_s: float = Field(default=1.0, gt=0)
+    login_backoff_max_s: float = Field(default=900.0, gt=0)
     invite_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
+    stage_state_ttl_s: int = Field(default=30 * 24 * 3600, gt=0)
     smtp_host: str | None = None
     smtp_port: int = 587
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_from: str = "sfu@localhost"
     smtp_starttls: bool = True
+
+    board_max_points: int = Field(default=100_000, gt=0)
+    board_points_per_identity: int = Field(default=20_000, gt=0)
+    file_quota_per_identity_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
+    file_quota_per_room_bytes: int = Field(default=1024 * 1024 * 1024, gt=0)
 
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
     file_master_key: SecretStr | None = None

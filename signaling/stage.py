@@ -20,17 +20,30 @@ set_role            host (any role but host), moderator (listener <-> speaker),
                     anyone stepping down (to a lower role)
 invite_to_stage     host, moderator (the target must be a listener)
 mute_participant    host (anyone), moderator (speakers); only the speaker unmutes
-remove_participant  host (anyone), moderator (speakers and listeners)
+remove_participant  host (anyone), moderator (speakers and listeners); ``revoke_invite``
+                    also revokes the invite that admitted the target
 transfer_host       host
 end_room            host
-list_audience       anyone
+list_audience       host, moderator
 set_stage_video     host, moderator
+set_listener_sharing host, moderator
 ==================  ==========================================================
+
+A podcast listener neither draws on the whiteboard nor uploads files (:meth:`Stage.may_share`)
+unless the host or a moderator allows it (``set_listener_sharing``).
 
 Role changes apply to the media plane at once: a promotion grants ``canPublish`` (the client
 publishes on the same session, no reconnect) and takes the participant onto the stage; a
 demotion closes its producers and publish transport and hides it again. The live role of an
 identity is remembered while the room lives, so a reconnect keeps a promotion or demotion.
+
+What must outlive a restart is kept in MongoDB (:mod:`signaling.store.stage`, loaded at start-up
+by :func:`stage_ctx`, written through on every change): the roles given by ``set_role``,
+``transfer_host`` and accepted invitations, the bans of ``remove_participant`` and the rooms a
+host ended. A removal bars the person for the room's life (bounded by
+``SFU_STAGE_STATE_TTL_S``): its identity (the account id when signed in) and the
+device key of the browser that redeemed the invite (``video.device``); the redemption itself
+(``POST /api/join/{code}``) refuses them too, and ``revoke_invite`` revokes the invite code.
 """
 
 from __future__ import annotations
@@ -38,17 +51,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from aiohttp import web
 from pydantic import BaseModel
 
+from sfu.tasks import spawn
 from signaling import keys
 from signaling import protocol as p
 from signaling.auth.tokens import AccessClaims, VideoGrant
 from signaling.store.mongo import PresenceEvent
+from signaling.store.stage import StageState, StageStore
 
 if TYPE_CHECKING:
     from sfu.participant import Participant
@@ -141,17 +156,24 @@ class Stage:
     """
 
     def __init__(
-        self, room: str, kind: p.RoomKind, on_empty: Callable[[Stage], None] | None = None
+        self,
+        room: str,
+        kind: p.RoomKind,
+        on_empty: Callable[[Stage], None] | None = None,
+        registry: Stages | None = None,
     ) -> None:
         self.room = room
         self.kind: p.RoomKind = kind
         self.members: dict[str, Member] = {}  # participant sid -> member, in join order
         self.roles: dict[str, p.Role] = {}  # identity -> live role, kept while the room lives
         self.host: str | None = None  # identity of the host
-        self.banned: set[str] = set()
+        self.registry = registry
+        # Ban keys (``id:<identity>``, ``dev:<device>``), shared with the registry: they stay.
+        self.banned: set[str] = registry.bans(room) if registry is not None else set()
         self.pending_joins = 0
         self.ended = False
         self.video = False  # True: listeners also receive the stage's video
+        self.listener_sharing = False  # True: podcast listeners may draw and upload files
         self._on_empty = on_empty
         self._audience_sent = 0
         self._audience_task: asyncio.Task[None] | None = None
@@ -169,11 +191,12 @@ class Stage:
         Raises:
             ProtocolError: ``forbidden`` when the identity was removed from this room.
         """
-        if identity in self.banned:
+        if any(key in self.banned for key in ban_keys(identity, grants)):
             raise p.ProtocolError(p.ErrorCode.FORBIDDEN, "you were removed from this room")
         if viewer:
             return "listener"
-        role = self.roles.get(identity) or token_role(grants)
+        saved = self.registry.saved_role(self.room, identity) if self.registry else None
+        role = self.roles.get(identity) or saved or token_role(grants)
         if role == "host":
             if self.host is None:
                 self.host = identity
@@ -212,9 +235,25 @@ class Stage:
         return member
 
     def welcome(self, member: Member) -> None:
-        """After ``joined``: a host or moderator gets the current hand queue."""
+        """After ``joined``: a host or moderator gets the current hand queue; everyone learns
+        that listeners may share when they may."""
         if RANK[member.role] >= RANK["moderator"]:
             member.session.send(self._hands_event())
+        if self.listener_sharing:
+            member.session.send(self._settings_event())
+
+    def _settings_event(self) -> p.StageSettingsEvent:
+        return p.StageSettingsEvent(video=self.video, listener_sharing=self.listener_sharing)
+
+    def may_share(self, identity: str, grants: VideoGrant) -> bool:
+        """Whether ``identity`` may draw on the whiteboard and upload files, by its live role:
+        a podcast listener only while the host allows it (``canPublishData`` is checked
+        separately)."""
+        if self.kind != "podcast" or self.listener_sharing:
+            return True
+        saved = self.registry.saved_role(self.room, identity) if self.registry else None
+        role = self.roles.get(identity) or saved or token_role(grants)
+        return role != "listener"
 
     def remove(self, session: StageSession, sid: str) -> None:
         """Forget a session that left (its hand and invitation go with it)."""
@@ -321,6 +360,8 @@ class Stage:
         room = participant.room
         member.role = role
         self.roles[participant.identity] = role
+        if self.registry is not None:
+            await self.registry.save_role(self.room, participant.identity, role)
         if role == "host":
             self.host = participant.identity
         elif old == "host" and self.host == participant.identity:
@@ -429,7 +470,7 @@ class Stage:
             target = self._target(request.participant, ref)
             if not self._may_moderate(actor, target):
                 raise self._forbid("you may not remove this participant", ref)
-            await self.remove_member(app, target)
+            await self.remove_member(app, target, revoke_invite=request.revoke_invite)
         elif isinstance(request, p.TransferHostRequest):
             target = self._target(request.participant, ref)
             if actor.role != "host":
@@ -457,8 +498,16 @@ class Stage:
                             participant.room.set_subscribe_kinds(
                                 participant, self._listener_kinds()
                             )
-                self._broadcast(p.StageSettingsEvent(video=self.video))
+                self._broadcast(self._settings_event())
+        elif isinstance(request, p.SetListenerSharingRequest):
+            if RANK[actor.role] < RANK["moderator"]:
+                raise self._forbid("only the host and moderators let listeners share", ref)
+            if request.enabled != self.listener_sharing:
+                self.listener_sharing = request.enabled
+                self._broadcast(self._settings_event())
         elif isinstance(request, p.ListAudienceRequest):
+            if RANK[actor.role] < RANK["moderator"]:
+                raise self._forbid("only the host and moderators list the audience", ref)
             listeners = [m for m in self.members.values() if m.role == "listener"]
             page = listeners[request.offset : request.offset + request.limit]
             session.send(
@@ -472,15 +521,25 @@ class Stage:
             return
         session.send(p.OkResponse(ref=ref))
 
-    async def remove_member(self, app: web.Application, target: Member) -> None:
-        """Disconnect ``target`` (reason ``removed``), revoke its room token and bar its
-        identity from this room while the room lives."""
+    async def remove_member(
+        self, app: web.Application, target: Member, *, revoke_invite: bool = False
+    ) -> None:
+        """Disconnect ``target`` (reason ``removed``), revoke its room token and bar it from
+        this room for the room's life: its identity (an account id when signed in) and its
+        browser device key, persisted. ``revoke_invite``: also revoke the invite code that
+        admitted it (``video.invite``), so nobody redeems that link again."""
         participant = target.participant
-        self.banned.add(participant.identity)
-        self.roles.pop(participant.identity, None)
         claims = target.session.claims
+        grants = claims.video if claims is not None else target.session.grants
+        keys_ = ban_keys(participant.identity, grants)
+        self.banned.update(keys_)
+        self.roles.pop(participant.identity, None)
+        if self.registry is not None:
+            await self.registry.ban(self.room, participant.identity, keys_)
         if claims is not None:
             await _revoke(app, claims)
+        if revoke_invite and grants.invite is not None:
+            await _revoke_invite(app, grants.invite)
         await _history(app, self.room, target, "removed")
         participant.listener.on_closed("removed")
         await participant.room.remove(participant, reason="removed")
@@ -488,10 +547,21 @@ class Stage:
     async def end(self, app: web.Application, by: Member) -> None:
         """End the room: ``room_ended`` to everyone, then every participant is closed."""
         self.ended = True
+        if self.registry is not None:
+            await self.registry.end(self.room)
         self._broadcast(p.RoomEndedEvent(by=by.participant.sid))
         await _history(app, self.room, by, "room_ended")
         self._cancel_timers()
         await app[keys.MEDIA].close_room(self.room, reason="room_ended")
+
+
+def ban_keys(identity: str, grants: VideoGrant) -> list[str]:
+    """What a removal bars: ``id:<identity>`` and, for a token from an invite, the browser's
+    ``dev:<device key>``."""
+    keys_ = [f"id:{identity}"]
+    if grants.device is not None:
+        keys_.append(f"dev:{grants.device}")
+    return keys_
 
 
 def _with_permissions(grants: VideoGrant, perms: p.Permissions) -> VideoGrant:
@@ -517,12 +587,83 @@ async def _revoke(app: web.Application, claims: AccessClaims) -> None:
         logger.warning("could not revoke token %s", claims.jti, exc_info=True)
 
 
+async def _revoke_invite(app: web.Application, code: str) -> None:
+    from signaling.accounts import STORE
+
+    store = app.get(STORE)
+    if store is None:
+        return
+    try:
+        await store.revoke_invite(code)
+    except Exception:
+        logger.warning("could not revoke invite %s", code, exc_info=True)
+
+
 class Stages:
-    """Every live room's :class:`Stage`, by room name, plus the rooms a host ended."""
+    """Every live room's :class:`Stage`, by room name, plus what outlives a room: the rooms a
+    host ended, the roles and the bans (written through to ``store`` when there is one)."""
 
     def __init__(self) -> None:
         self.rooms: dict[str, Stage] = {}
-        self.ended: set[str] = set()
+        self.state = StageState()
+        self.ended: set[str] = self.state.ended
+        self.store: StageStore | None = None
+
+    async def attach(self, store: StageStore) -> None:
+        """Load the persisted state from ``store`` and write every later change to it."""
+        self.state = await store.load()
+        self.ended = self.state.ended
+        self.store = store
+        for stage in self.rooms.values():
+            self.state.bans.setdefault(stage.room, set()).update(stage.banned)
+            stage.banned = self.state.bans[stage.room]
+
+    def may_share(self, room: str, identity: str, grants: VideoGrant) -> bool:
+        """:meth:`Stage.may_share` of the live room, else by the remembered or token role."""
+        stage = self.rooms.get(room)
+        if stage is not None:
+            return stage.may_share(identity, grants)
+        role = self.saved_role(room, identity) or token_role(grants)
+        return grants.roomKind != "podcast" or role != "listener"
+
+    def bans(self, room: str) -> set[str]:
+        """The ban keys of ``room`` (a live set: adding to it bars at once)."""
+        return self.state.bans.setdefault(room, set())
+
+    def saved_role(self, room: str, identity: str) -> p.Role | None:
+        """The remembered role of ``identity`` in ``room``, if any."""
+        return self.state.roles.get(room, {}).get(identity)
+
+    async def save_role(self, room: str, identity: str, role: p.Role) -> None:
+        """Remember a role change (store errors are logged: the change applies anyway)."""
+        self.state.roles.setdefault(room, {})[identity] = role
+        await self._write(self.store.set_role(room, identity, role) if self.store else None)
+
+    async def ban(self, room: str, identity: str, keys_: list[str]) -> None:
+        """Bar ``keys_`` from ``room`` and forget ``identity``'s role there."""
+        self.bans(room).update(keys_)
+        self.state.roles.get(room, {}).pop(identity, None)
+        if self.store is not None:
+            await self._write(self.store.ban(room, keys_))
+            await self._write(self.store.forget_role(room, identity))
+
+    async def end(self, room: str) -> None:
+        """The host ended ``room``: it stays ended (until a ``roomAdmin`` opens it again) and
+        its roles are forgotten."""
+        self.ended.add(room)
+        self.state.roles.pop(room, None)
+        if self.store is not None:
+            await self._write(self.store.end(room))
+            await self._write(self.store.clear_roles(room))
+
+    @staticmethod
+    async def _write(operation: Awaitable[object] | None) -> None:
+        if operation is None:
+            return
+        try:
+            await operation
+        except Exception:
+            logger.warning("could not persist the stage state", exc_info=True)
 
     def enter(self, room: str, grants: VideoGrant) -> Stage:
         """The stage of ``room`` (created with the token's kind), counting a pending join
@@ -536,9 +677,11 @@ class Stages:
             if not grants.roomAdmin:
                 raise p.ProtocolError(p.ErrorCode.FORBIDDEN, "the host ended this room")
             self.ended.discard(room)
+            if self.store is not None:
+                spawn(self._write(self.store.reopen(room)))
         stage = self.rooms.get(room)
         if stage is None or stage.ended:
-            stage = Stage(room, grants.roomKind or "conference", on_empty=self._drop)
+            stage = Stage(room, grants.roomKind or "conference", on_empty=self._drop, registry=self)
             self.rooms[room] = stage
         stage.pending_joins += 1
         return stage
@@ -555,6 +698,8 @@ class Stages:
     def _drop(self, stage: Stage) -> None:
         if stage.ended:
             self.ended.add(stage.room)
+        if not self.state.bans.get(stage.room):
+            self.state.bans.pop(stage.room, None)  # nobody barred: keep no empty set
         if self.rooms.get(stage.room) is stage:
             del self.rooms[stage.room]
 
@@ -565,3 +710,16 @@ STAGES: web.AppKey[Stages] = web.AppKey("stages", Stages)
 def install(app: web.Application) -> None:
     """Create the stage registry of ``app``."""
     app[STAGES] = Stages()
+
+
+async def stage_ctx(app: web.Application) -> AsyncIterator[None]:
+    """``cleanup_ctx`` (after the accounts store): load the persisted roles, bans and ended
+    rooms and write later changes through (:mod:`signaling.store.stage`)."""
+    from signaling.accounts import STORE
+
+    store = app.get(STORE)
+    if store is not None:
+        stage_store = StageStore(store.db, timedelta(seconds=app[keys.SETTINGS].stage_state_ttl_s))
+        await stage_store.ensure_indexes()
+        await app[STAGES].attach(stage_store)
+    yield

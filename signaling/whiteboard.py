@@ -6,9 +6,12 @@ cache of the board (read from MongoDB, collection ``board_strokes``, when the fi
 arrives; dropped when the last one leaves) and the rate limiters:
 
 * ``board_stroke``: a finished stroke, stored and sent to everyone (the author included, so
-  every client sees the same order). Needs ``canPublishData``. At most :data:`STROKE_LIMIT`
+  every client sees the same order). Needs ``canPublishData`` and a role that may share (a
+  podcast listener only when the host allows it: ``forbidden``). At most :data:`STROKE_LIMIT`
   per :data:`STROKE_WINDOW_S` per identity; at most :data:`MAX_BOARD_STROKES` strokes and
-  :data:`MAX_BOARD_POINTS` points per board (``too_large`` beyond: the board is full).
+  ``max_points`` points per board (``SFU_BOARD_MAX_POINTS``) and ``max_points_per_identity``
+  points of one identity on it (``SFU_BOARD_POINTS_PER_IDENTITY``): ``too_large`` beyond
+  (undo frees one's share, a clear frees everything).
 * ``board_stroke_part``: points of a stroke still being drawn, relayed to the others and never
   stored (at most :data:`PART_LIMIT` per :data:`PART_WINDOW_S`).
 * ``board_undo``: removes the caller's own latest stroke (by identity; ``not_found`` when it
@@ -33,6 +36,7 @@ from aiohttp import web
 from pydantic import BaseModel
 from pymongo.errors import PyMongoError
 
+from signaling import keys
 from signaling import protocol as p
 from signaling.auth.ratelimit import SlidingWindowLimiter
 from signaling.auth.tokens import VideoGrant
@@ -50,6 +54,8 @@ MAX_BOARD_STROKES = 5000
 MAX_BOARD_POINTS = 100_000
 """With :data:`MAX_BOARD_STROKES`, keeps one ``board_state`` under 4 MiB of JSON (the default
 frame limit of aiohttp's WebSocket client; browsers take more)."""
+MAX_POINTS_PER_IDENTITY = 20_000
+"""Default share of one identity of a board's points."""
 
 
 class Member(Protocol):
@@ -71,6 +77,7 @@ class _Board:
     entries: list[_Entry] = field(default_factory=list)
     keys: set[tuple[str, str]] = field(default_factory=set)  # (identity, stroke id)
     points: int = 0
+    points_by: dict[str, int] = field(default_factory=dict)  # identity -> its points here
     next_order: int = 0
     loaded: bool = False
     busy: int = 0  # operations holding or waiting for the lock
@@ -80,6 +87,16 @@ class _Board:
         self.entries.append(entry)
         self.keys.add((entry.item.identity, entry.item.stroke.id))
         self.points += len(entry.item.stroke.points)
+        identity = entry.item.identity
+        self.points_by[identity] = self.points_by.get(identity, 0) + len(entry.item.stroke.points)
+
+    def drop_points(self, identity: str, count: int) -> None:
+        self.points -= count
+        left = self.points_by.get(identity, 0) - count
+        if left > 0:
+            self.points_by[identity] = left
+        else:
+            self.points_by.pop(identity, None)
 
     def broadcast(self, event: BaseModel, *, skip: Member | None = None) -> None:
         for member in list(self.members):
@@ -108,6 +125,7 @@ class BoardHub:
     Args:
         store: where boards are kept; None keeps them in memory only (lost at restart).
         max_strokes, max_points: the caps of one board (tests lower them).
+        max_points_per_identity: the most points one identity may have on one board.
     """
 
     def __init__(
@@ -116,10 +134,12 @@ class BoardHub:
         *,
         max_strokes: int = MAX_BOARD_STROKES,
         max_points: int = MAX_BOARD_POINTS,
+        max_points_per_identity: int = MAX_POINTS_PER_IDENTITY,
     ) -> None:
         self.store = store
         self.max_strokes = max_strokes
         self.max_points = max_points
+        self.max_points_per_identity = max_points_per_identity
         self.stroke_limiter = SlidingWindowLimiter(STROKE_LIMIT, STROKE_WINDOW_S)
         self.part_limiter = SlidingWindowLimiter(PART_LIMIT, PART_WINDOW_S)
         self.edit_limiter = SlidingWindowLimiter(EDIT_LIMIT, EDIT_WINDOW_S)
@@ -172,12 +192,15 @@ class BoardHub:
         identity: str,
         grants: VideoGrant,
         request: p.Request,
+        can_share: bool = True,
     ) -> None:
         """Apply one ``board_*`` request of ``member`` (participant sid ``participant``).
+        ``can_share``: the caller's role may draw (False: a podcast listener the host did not
+        allow).
 
         Raises:
             ProtocolError (with ``ref`` = the request id): ``forbidden`` without the grant
-                (``canPublishData`` to draw and undo, ``roomAdmin`` to clear),
+                (``canPublishData`` to draw and undo, ``roomAdmin`` to clear) or the role,
                 ``rate_limited``, ``too_large`` (board full), ``bad_request`` (a stroke id
                 the caller already used on this board), ``not_found`` (nothing to undo).
         """
@@ -190,6 +213,10 @@ class BoardHub:
                 await self.clear(room, participant=participant, identity=identity)
             elif not grants.canPublishData:
                 raise p.ProtocolError(p.ErrorCode.FORBIDDEN, "no canPublishData grant")
+            elif not can_share and not isinstance(request, p.BoardUndoRequest):
+                raise p.ProtocolError(
+                    p.ErrorCode.FORBIDDEN, "listeners draw only when the host allows it"
+                )
             elif isinstance(request, p.BoardStrokeRequest):
                 await self.stroke(
                     room, participant=participant, identity=identity, stroke=request.stroke
@@ -226,6 +253,13 @@ class BoardHub:
                     p.ErrorCode.TOO_LARGE,
                     f"the board is full ({self.max_strokes} strokes or {self.max_points} "
                     "points); undo strokes or ask a room admin to clear it",
+                )
+            mine = board.points_by.get(identity, 0)
+            if mine + len(stroke.points) > self.max_points_per_identity:
+                raise p.ProtocolError(
+                    p.ErrorCode.TOO_LARGE,
+                    f"your share of the board is full ({self.max_points_per_identity} points); "
+                    "undo some of your strokes",
                 )
             order = board.next_order
             doc_id = None
@@ -286,7 +320,7 @@ class BoardHub:
             del board.entries[index]
             stroke = entry.item.stroke
             board.keys.discard((identity, stroke.id))
-            board.points -= len(stroke.points)
+            board.drop_points(identity, len(stroke.points))
             board.broadcast(
                 p.BoardUndoEvent(stroke_id=stroke.id, identity=identity, participant=participant)
             )
@@ -307,6 +341,7 @@ class BoardHub:
             board.entries.clear()
             board.keys.clear()
             board.points = 0
+            board.points_by.clear()
             board.broadcast(p.BoardClearedEvent(by=participant))
             return count
 
@@ -360,5 +395,10 @@ async def board_ctx(app: web.Application) -> AsyncIterator[None]:
     boards = BoardStore(store.db) if store is not None else None
     if boards is not None:
         await boards.ensure_indexes()
-    app[BOARD] = BoardHub(boards)
+    settings = app[keys.SETTINGS]
+    app[BOARD] = BoardHub(
+        boards,
+        max_points=settings.board_max_points,
+        max_points_per_identity=settings.board_points_per_identity,
+    )
     yield

@@ -29,7 +29,13 @@ from aiohttp import WSMsgType, web
 from pydantic import BaseModel
 
 from sfu import events as ev
-from sfu.errors import InvalidSdpError, InvalidStateError, NotFoundError, SfuError
+from sfu.errors import (
+    InvalidSdpError,
+    InvalidStateError,
+    LimitExceededError,
+    NotFoundError,
+    SfuError,
+)
 from sfu.participant import Participant, TrackSpec
 from sfu.tasks import spawn
 from signaling import keys
@@ -246,7 +252,7 @@ class Session:
                 )
             )
         self._outbox.put_nowait(None)
-        spawn(self.ws.close())
+        spawn(self.ws.close(message=reason.encode()))  # the close reason names why
 
     # -- dropping the socket --------------------------------------------------------------------
 
@@ -461,6 +467,8 @@ class Session:
             self.error(p.ErrorCode.OUT_OF_ORDER, str(exc), ref)
         except NotFoundError as exc:
             self.error(p.ErrorCode.NOT_FOUND, str(exc), ref)
+        except LimitExceededError as exc:
+            self.error(p.ErrorCode.TOO_LARGE, str(exc), ref)
         except SfuError as exc:
             self.error(p.ErrorCode.BAD_REQUEST, str(exc), ref)
         except Exception:
@@ -521,6 +529,8 @@ class Session:
                 identity=participant.identity,
                 grants=self.grants,
                 request=request,
+                can_share=self.stage is None
+                or self.stage.may_share(participant.identity, self.grants),
             )
             self.send(p.OkResponse(ref=request.id))
         elif isinstance(request, p.ChatRequest | p.ReactionRequest):
@@ -618,7 +628,10 @@ class Session:
             self.send(p.ChatHistoryEvent(messages=await hub.history(room.name)))
         if (board := self.app.get(BOARD)) is not None:
             await board.join(
-                room.name, self, can_draw=grants.canPublishData, can_clear=grants.roomAdmin
+                room.name,
+                self,
+                can_draw=grants.canPublishData and stage.may_share(identity, grants),
+                can_clear=grants.roomAdmin,
             )
             if self.participant is not participant:  # removed while the board was read
                 board.leave(room.name, self)

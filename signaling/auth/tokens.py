@@ -94,7 +94,9 @@ class VideoGrant(BaseModel):
     kind of the room the token admits to; the first join decides a live room's kind) and
     ``role`` (the stage role to start with: ``host``, ``moderator``, ``speaker`` or
     ``listener``; None: ``host`` with ``roomAdmin``, else ``speaker`` with ``canPublish``,
-    else ``listener``).
+    else ``listener``). Tokens from an invite (``POST /api/join/{code}``) also carry
+    ``invite`` (the code that admitted the holder, so a removal can revoke it) and, for a
+    guest, ``device`` (the key the guest's browser keeps, so a removal bars that browser).
     """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -108,6 +110,8 @@ class VideoGrant(BaseModel):
     canPublishData: bool = False
     roomKind: Literal["conference", "podcast"] | None = None
     role: Literal["host", "moderator", "speaker", "listener"] | None = None
+    invite: str | None = None
+    device: str | None = None
 
 
 class AccessClaims(BaseModel):
@@ -161,11 +165,11 @@ def create_access_token(
         video=video,
     )
     payload: dict[str, Any] = claims.model_dump(exclude_none=True)
-    # LiveKit's grant fields always; our two extensions only when set.
+    # LiveKit's grant fields always; our extensions only when set.
     payload["video"] = {
         k: v
         for k, v in claims.video.model_dump().items()
-        if v is not None or k not in ("roomKind", "role")
+        if v is not None or k not in ("roomKind", "role", "invite", "device")
     }
     token = jwt.encode(payload, secret, algorithm=ALGORITHM)
     return token, claims

@@ -237,6 +237,19 @@ class FileStore:
             return None
         return StoredFile.from_doc(doc)
 
+    async def usage(self, room: str, identity: str) -> tuple[int, int]:
+        """(plaintext bytes of every file of ``room``, of those uploaded by ``identity``)."""
+        room_bytes = identity_bytes = 0
+        # Whole documents: nx-27017 0.8.1 drops dotted fields from a projection.
+        cursor = self.db[FILES].find({"metadata.room": room})
+        async for doc in cursor:
+            metadata = doc.get("metadata", {})
+            size = int(metadata.get("size", 0))
+            room_bytes += size
+            if metadata.get("uploaded_by") == identity:
+                identity_bytes += size
+        return room_bytes, identity_bytes
+
     async def list_files(self, room: str, limit: int = 500) -> list[StoredFile]:
         """The files of ``room``, newest first (ties: the later id first), at most ``limit``."""
         cursor = (

@@ -462,6 +462,24 @@ class Store:
         )
         return Invite.from_doc(doc) if doc else None
 
+    async def get_invite(self, code: str) -> Invite | None:
+        """A live invite (unexpired, uses left) without using it; None otherwise."""
+        doc = await self.db.invites.find_one(
+            {"_id": code, "expires_at": {"$gt": utcnow()}, "remaining": {"$gt": 0}}
+        )
+        return Invite.from_doc(doc) if doc else None
+
+    async def invite_room(self, code: str) -> str | None:
+        """The room of an invite code, live, used up or revoked (until it expires); or None."""
+        doc = await self.db.invites.find_one({"_id": code, "expires_at": {"$gt": utcnow()}})
+        return str(doc["room_id"]) if doc else None
+
+    async def revoke_invite(self, code: str) -> bool:
+        """Revoke an invite code: no uses left (the document stays until it expires, so a
+        redemption can still tell which room it was for). False when it was unknown."""
+        result = await self.db.invites.update_one({"_id": code}, {"$set": {"remaining": 0}})
+        return result.matched_count == 1
+
     async def record_presence(
         self, room_id: str, identity: str, event: PresenceEvent, name: str | None = None
     ) -> None:

@@ -257,11 +257,35 @@ export class Api {
   /** Redeem an invite code; as the signed-in user when there is a session, else as a guest. */
   redeemInvite(code, displayName) {
     const body = displayName ? { display_name: displayName } : {};
+    // The browser keeps the device key the server made (a removal bars the browser).
+    const device = storedDevice();
+    if (device) body.device = device;
     return this.request(`/api/join/${encodeURIComponent(code)}`, {
       method: 'POST',
       body,
       auth: this.signedIn,
+    }).then((answer) => {
+      if (answer && answer.device) storeDevice(answer.device);
+      return answer;
     });
+  }
+}
+
+const DEVICE_KEY = 'sfu.device';
+
+function storedDevice() {
+  try {
+    return localStorage.getItem(DEVICE_KEY);
+  } catch {
+    return null;
+  }
+}
+
+function storeDevice(device) {
+  try {
+    localStorage.setItem(DEVICE_KEY, device);
+  } catch {
+    // storage disabled: every redemption is a new device
   }
 }
 

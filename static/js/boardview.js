@@ -53,7 +53,8 @@ export class BoardView {
 
     this.onEvent = (ev) => this._onEvent(ev.detail.msg);
     this.onRole = () => {
-      if (this.board && this.session) this.board.setPermissions({ canClear: this.session.roomAdmin });
+      const s = this.session;
+      if (this.board && s) this.board.setPermissions({ canDraw: this._canDraw(s), canClear: s.roomAdmin });
     };
     this._renderButton();
   }
@@ -134,6 +135,12 @@ export class BoardView {
     this.button.setAttribute('aria-label', `Whiteboard${news}`);
   }
 
+  /** A podcast listener draws only while the host lets listeners share (`stage_settings`). */
+  _canDraw(s) {
+    const listener = s.kind === 'podcast' && s.role === 'listener';
+    return Boolean(s.canPublishData) && (!listener || s.listenerSharing);
+  }
+
   _onEvent(msg) {
     const s = this.session;
     if (!s) return;
@@ -148,6 +155,7 @@ export class BoardView {
       return;
     }
     if (!this.board) return;
+    if (msg.type === 'stage_settings') this.board.setPermissions({ canDraw: this._canDraw(s) });
     this.board.handle(msg);
     if (msg.type === 'board_stroke' && !this.open && !(s.me && msg.participant === s.me.sid)) {
       this.unseen += 1;

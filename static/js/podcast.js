@@ -12,15 +12,32 @@
 //
 // Media stays in Session (session.js): it publishes when `role_changed` grants canPublish and
 // stops when it is withdrawn; the grid's hidden tiles still play the stage's audio. This
-// module only keeps the stage model from the Session's 'roomevent' events (every server event
-// and the `joined` reply, after the Session handled them) and sends stage requests. Text from others (names) is only ever set with textContent.
+// module only applies the Session's 'roomevent' events (every server event and the `joined`
+// reply, after the Session handled them) to the stage model and sends stage requests. Text
+// from others (names) is only ever set with textContent.
+//
+// One file, one job: this is the view (PodcastView and its DOM); the stage state and its
+// updates are podcast-model.js, a stage member's card podcast-card.js, the DOM helpers dom.js.
 
-import { icon, setButton } from './ui.js';
+import { setButton } from './ui.js';
+import { h, syncList } from './dom.js';
+import { StageCard } from './podcast-card.js';
+import {
+  addAudiencePage,
+  allowed,
+  applyEvent,
+  displayName,
+  freshState,
+  isAdminRole,
+  RANK,
+  snapshot,
+  stageMembers,
+  videoTrack,
+} from './podcast-model.js';
 
-const RANK = { listener: 0, speaker: 1, moderator: 2, host: 3 };
-const ROLE_LABEL = { host: 'Host', moderator: 'Moderator', speaker: 'Speaker', listener: 'Listener' };
 const AUDIENCE_PAGE = 50;
 const MAX_AUDIENCE_PAGE = 100; // the server's list_audience limit
+const REVOKE_LABEL = 'Also revoke the invite link they joined with';
 const NOTICE_MS = 8000;
 
 const SVG_NS = 'http://www.w3.org/2000/svg';
@@ -49,200 +66,8 @@ function handIcon() {
   return svg;
 }
 
-/** A small element builder: `class`, `text`, `hidden`, `on<event>` and plain attributes. */
-function h(tag, attrs = {}, children = []) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === undefined || v === null) continue;
-    if (k === 'class') node.className = v;
-    else if (k === 'text') node.textContent = v;
-    else if (k === 'hidden') node.hidden = Boolean(v);
-    else if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
-    else node.setAttribute(k, String(v));
-  }
-  node.append(...children);
-  return node;
-}
-
-function displayName(member) {
-  return (member && (member.name || member.identity)) || 'Guest';
-}
-
 function plural(n, one, many) {
   return `${n} ${n === 1 ? one : many}`;
-}
-
-/**
- * Make `list`'s children one element per item, in order, reusing elements by key so that
- * keyboard focus survives updates. `make(item)` builds a new element, `update(el, item)`
- * refreshes one. When the focused element is removed, `fallback` gets the focus.
- */
-function syncList(list, items, key, make, update, fallback) {
-  const old = new Map([...list.children].map((child) => [child.dataset.key, child]));
-  const focused = document.activeElement;
-  let lostFocus = false;
-  const keep = new Set();
-  let cursor = list.firstElementChild;
-  for (const item of items) {
-    const k = key(item);
-    keep.add(k);
-    let child = old.get(k);
-    if (!child) {
-      child = make(item);
-      child.dataset.key = k;
-    }
-    update(child, item);
-    if (child !== cursor) list.insertBefore(child, cursor);
-    else cursor = cursor.nextElementSibling;
-  }
-  for (const [k, child] of old) {
-    if (keep.has(k)) continue;
-    if (focused && child.contains(focused)) lostFocus = true;
-    child.remove();
-  }
-  if (lostFocus && fallback) fallback.focus();
-}
-
-/** One stage member's card: avatar, name, role badge, mic state, moderation controls. */
-class StageCard {
-  constructor(view, sid) {
-    this.view = view;
-    this.sid = sid;
-    this.member = null;
-    this.avatar = h('div', { class: 'pod-avatar', 'aria-hidden': 'true' });
-    this.video = h('video', { class: 'pod-video', hidden: true, 'aria-hidden': 'true' });
-    this.video.muted = true; // the grid's tile plays the member's audio
-    this.video.autoplay = true;
-    this.video.playsInline = true;
-    this.nameEl = h('span', { class: 'pod-name' });
-    this.badge = h('span', { class: 'pod-role' });
-    this.mic = h('span', { class: 'pod-mic', role: 'img' });
-    this.muteBtn = h('button', { type: 'button', class: 'btn pod-small', text: 'Mute' });
-    this.muteBtn.addEventListener('click', () => this.view.muteMember(this.member));
-    const menuId = `pod-menu-${sid}`;
-    this.manageBtn = h('button', {
-      type: 'button',
-      class: 'btn pod-small',
-      text: 'Manage',
-      'aria-expanded': 'false',
-      'aria-controls': menuId,
-    });
-    this.manageBtn.addEventListener('click', () => this.toggleMenu());
-    this.menu = h('div', { class: 'pod-menu', id: menuId, role: 'group', hidden: true });
-    this.menu.addEventListener('keydown', (ev) => {
-      if (ev.key === 'Escape') {
-        ev.preventDefault();
-        this.toggleMenu(false);
-        this.manageBtn.focus();
-      }
-    });
-    const item = (action, text) => {
-      const button = h('button', { type: 'button', class: 'btn pod-small', text });
-      button.dataset.action = action;
-      button.addEventListener('click', () => {
-        this.toggleMenu(false);
-        this.view.moderate(action, this.member, this.manageBtn);
-      });
-      this.menu.appendChild(button);
-      return button;
-    };
-    this.actions = {
-      listener: item('listener', 'Make listener'),
-      speaker: item('speaker', 'Make speaker'),
-      moderator: item('moderator', 'Make moderator'),
-      host: item('host', 'Make host'),
-      remove: item('remove', 'Remove'),
-    };
-    this.actions.remove.classList.add('pod-danger');
-    this.controls = h('div', { class: 'pod-card-actions' }, [this.muteBtn, this.manageBtn]);
-    const who = h('div', { class: 'pod-who' }, [
-      this.nameEl,
-      h('span', { class: 'pod-meta' }, [this.badge, this.mic]),
-    ]);
-    this.el = h('li', { class: 'pod-card' }, [this.avatar, this.video, who, this.controls, this.menu]);
-    this.el.dataset.sid = sid;
-  }
-
-  toggleMenu(open = this.menu.hidden) {
-    this.menu.hidden = !open;
-    this.manageBtn.setAttribute('aria-expanded', String(open));
-    if (open) {
-      const first = [...this.menu.children].find((b) => !b.hidden);
-      if (first) first.focus();
-    }
-  }
-
-  /** `member`: {sid, identity, name, role, me, mic: 'on'|'muted'|'off'}; `viewer`: my role. */
-  update(member, viewer, speaking) {
-    this.member = member;
-    const name = displayName(member);
-    this.nameEl.textContent = member.me ? `${name} (you)` : name;
-    this.avatar.textContent = name.trim().charAt(0).toUpperCase() || '?';
-    this.badge.textContent = ROLE_LABEL[member.role] ?? member.role;
-    this.badge.dataset.role = member.role;
-    this.mic.replaceChildren(icon(member.mic === 'on' ? 'mic' : 'micOff'));
-    const micText = { on: 'microphone on', muted: 'microphone muted', off: 'no microphone' };
-    this.mic.setAttribute('aria-label', micText[member.mic]);
-    this.mic.title = micText[member.mic];
-    this.el.dataset.role = member.role;
-    this.el.dataset.mic = member.mic;
-    this.el.classList.toggle('me', Boolean(member.me));
-    this.setSpeaking(speaking);
-
-    const can = this.view.allowed(viewer, member);
-    this.muteBtn.hidden = !(can.mute && member.mic === 'on');
-    this.muteBtn.setAttribute('aria-label', `Mute ${name}`);
-    this.manageBtn.setAttribute('aria-label', `Manage ${name}`);
-    this.menu.setAttribute('aria-label', `Actions for ${name}`);
-    let any = false;
-    for (const [action, button] of Object.entries(this.actions)) {
-      button.hidden = !can[action];
-      any = any || can[action];
-    }
-    this.actions.listener.setAttribute('aria-label', `Make ${name} a listener`);
-    this.actions.speaker.setAttribute('aria-label', `Make ${name} a speaker`);
-    this.actions.moderator.setAttribute('aria-label', `Make ${name} a moderator`);
-    this.actions.host.setAttribute('aria-label', `Make ${name} the host`);
-    this.actions.remove.setAttribute('aria-label', `Remove ${name} from the room`);
-    this.manageBtn.hidden = !any;
-    if (!any) this.toggleMenu(false);
-    this.controls.hidden = this.muteBtn.hidden && this.manageBtn.hidden;
-  }
-
-  /** Show `track` (a live camera) instead of the avatar, or the avatar when null. */
-  setVideo(track) {
-    const current = this.video.srcObject ? this.video.srcObject.getVideoTracks()[0] : null;
-    if (track !== current) {
-      this.video.srcObject = track ? new MediaStream([track]) : null;
-      if (track) this.video.play().catch(() => {});
-    }
-    this.video.hidden = !track;
-    this.avatar.hidden = Boolean(track);
-    this.el.classList.toggle('has-video', Boolean(track));
-    this.el.dataset.video = String(Boolean(track));
-  }
-
-  setSpeaking(speaking) {
-    this.el.classList.toggle('speaking', speaking);
-    this.el.dataset.speaking = String(speaking);
-  }
-}
-
-function freshState() {
-  return {
-    kind: null,
-    role: null,
-    audience: 0,
-    hands: { queue: [], total: 0 },
-    handRaised: false,
-    stage: new Map(), // sid -> {sid, identity, name, role, tracks: Map, order}
-    speaking: new Set(),
-    invite: null, // {by, name} while the invitation dialog is open
-    audienceList: [], // AudienceMember[] loaded so far (host/moderators)
-    audienceTotal: 0,
-    ended: null, // {by} once the room ended
-    notice: '',
-  };
 }
 
 export class PodcastView {
@@ -349,6 +174,8 @@ export class PodcastView {
     this.camBtn.addEventListener('click', () => this._toggleCamera());
     this.videoBtn = h('button', { type: 'button', class: 'btn pod-video-btn', 'aria-pressed': 'false' });
     this.videoBtn.addEventListener('click', () => this._toggleStageVideo());
+    this.shareBtn = h('button', { type: 'button', class: 'btn pod-share-btn', 'aria-pressed': 'false' });
+    this.shareBtn.addEventListener('click', () => this._toggleListenerSharing());
     this.leaveStageBtn = h('button', { type: 'button', class: 'btn', text: 'Leave stage' });
     this.leaveStageBtn.addEventListener('click', () => this._leaveStage());
     this.endBtn = h('button', { type: 'button', class: 'btn pod-end', text: 'End room' });
@@ -358,6 +185,7 @@ export class PodcastView {
       this.camBtn,
       this.handBtn,
       this.videoBtn,
+      this.shareBtn,
       this.leaveStageBtn,
       this.endBtn,
     ]);
@@ -386,9 +214,13 @@ export class PodcastView {
     const text = h('p', { class: 'pod-dialog-text' });
     const no = h('button', { type: 'submit', class: 'btn', value: 'no' });
     const yes = h('button', { type: 'submit', class: 'btn btn-primary', value: 'yes' });
+    const check = h('input', { type: 'checkbox' });
+    const checkText = h('span');
+    const checkLabel = h('label', { class: 'row pod-dialog-check', hidden: true }, [check, checkText]);
     const form = h('form', { method: 'dialog', class: 'stack' }, [
       title,
       text,
+      checkLabel,
       h('div', { class: 'row pod-dialog-buttons' }, [no, yes]),
     ]);
     const dialog = h('dialog', { class: 'pod-dialog' }, [form]);
@@ -398,15 +230,19 @@ export class PodcastView {
     dialog.setAttribute('aria-labelledby', title.id);
     dialog.setAttribute('aria-describedby', text.id);
     document.body.appendChild(dialog);
-    return { dialog, title, text, yes, no, resolve: null };
+    return { dialog, title, text, yes, no, check, checkText, checkLabel, resolve: null };
   }
 
-  /** Show a dialog; resolves true for the 'yes' button, false otherwise (Escape too). */
-  _ask(d, { title, text, yes, no, danger = false, focus = 'no' }) {
+  /** Show a dialog; resolves true for the 'yes' button, false otherwise (Escape too).
+   * `checkbox`: the label of an unticked checkbox to show (read `d.check.checked` after). */
+  _ask(d, { title, text, yes, no, danger = false, focus = 'no', checkbox = null }) {
     if (d.dialog.open) d.dialog.close('no');
     const returnTo = document.activeElement;
     d.title.textContent = title;
     d.text.textContent = text;
+    d.checkLabel.hidden = !checkbox;
+    d.checkText.textContent = checkbox || '';
+    d.check.checked = false;
     d.yes.textContent = yes;
     d.no.textContent = no;
     d.yes.className = danger ? 'btn btn-danger' : 'btn btn-primary';
@@ -455,64 +291,38 @@ export class PodcastView {
   }
 
   get isAdmin() {
-    return RANK[this.st.role] >= RANK.moderator;
+    return isAdminRole(this.st.role);
   }
 
   _onEvent(msg) {
     const st = this.st;
+    const me = this.session.me;
+    const was = st.role;
+    applyEvent(st, msg, me ? me.sid : null, () => (this.order += 1));
     switch (msg.type) {
       case 'joined':
-        st.kind = msg.kind ?? 'conference';
-        st.role = msg.role ?? null;
-        st.audience = msg.audience ?? 0;
-        for (const info of msg.participants ?? []) this._upsert(info);
         if (this.isAdmin && st.kind === 'podcast') this._loadAudience(true);
         break;
       case 'participant_joined':
       case 'participant_updated':
-        this._upsert(msg.participant);
-        break;
       case 'participant_left':
-        st.stage.delete(msg.participant);
+      case 'track_published':
+      case 'track_unpublished':
+      case 'hands':
+      case 'hand':
         break;
-      case 'track_published': {
-        const m = st.stage.get(msg.participant);
-        if (m) m.tracks.set(msg.track.sid, msg.track);
-        break;
-      }
-      case 'track_unpublished': {
-        const m = st.stage.get(msg.participant);
-        if (m) m.tracks.delete(msg.track);
-        break;
-      }
-      case 'track_muted': {
-        const me = this.session.me;
-        if (me && msg.participant === me.sid) {
-          if (msg.remote && msg.muted) {
-            this._setNotice('A moderator muted you. Unmute when you are ready to speak.');
-          }
-          break;
+      case 'track_muted':
+        if (me && msg.participant === me.sid && msg.remote && msg.muted) {
+          this._setNotice('A moderator muted you. Unmute when you are ready to speak.');
         }
-        const m = st.stage.get(msg.participant);
-        const track = m ? m.tracks.get(msg.track) : null;
-        if (track) m.tracks.set(msg.track, { ...track, muted: msg.muted });
         break;
-      }
       case 'active_speakers':
-        st.speaking = new Set(msg.speakers.map((s) => s.participant));
         for (const [sid, card] of this.cards) card.setSpeaking(st.speaking.has(sid));
         return;
       case 'role_changed':
-        this._onRoleChanged(msg);
-        break;
-      case 'hands':
-        st.hands = { queue: msg.queue, total: msg.total };
-        break;
-      case 'hand':
-        st.handRaised = msg.raised;
+        this._onRoleChanged(msg, was);
         break;
       case 'audience':
-        st.audience = msg.count;
         if (this.isAdmin && st.kind === 'podcast') this._scheduleAudienceRefresh();
         break;
       case 'stage_invite':
@@ -521,7 +331,6 @@ export class PodcastView {
       case 'stage_settings':
         break; // the Session keeps the setting (stageVideo) and stops our camera
       case 'room_ended':
-        st.ended = { by: msg.by ?? null };
         this._closeDialogs();
         clearTimeout(this.audienceTimer);
         break;
@@ -531,40 +340,16 @@ export class PodcastView {
     this.render();
   }
 
-  _upsert(info) {
-    const me = this.session.me;
-    if (me && info.sid === me.sid) return;
-    if (info.role === 'listener') {
-      this.st.stage.delete(info.sid);
-      return;
-    }
-    const old = this.st.stage.get(info.sid);
-    this.st.stage.set(info.sid, {
-      sid: info.sid,
-      identity: info.identity,
-      name: info.name,
-      role: info.role ?? 'speaker',
-      tracks: new Map((info.tracks ?? []).map((t) => [t.sid, t])),
-      order: old ? old.order : (this.order += 1),
-    });
-  }
-
-  _onRoleChanged(msg) {
+  /** `role_changed` (the model has applied it; `was` is our role before): dialogs, notices. */
+  _onRoleChanged(msg, was) {
     const st = this.st;
-    const was = st.role;
-    st.role = msg.role;
     const me = this.session.me;
     const byOther = msg.by && !(me && msg.by === me.sid);
     if (msg.role !== 'listener') {
-      st.handRaised = false;
       if (this.inviteDialog.dialog.open) this.inviteDialog.dialog.close('no');
     }
     if (RANK[msg.role] >= RANK.moderator && RANK[was] < RANK.moderator) {
       if (st.kind === 'podcast') this._loadAudience(true);
-    } else if (RANK[msg.role] < RANK.moderator) {
-      st.hands = { queue: [], total: 0 };
-      st.audienceList = [];
-      st.audienceTotal = 0;
     }
     if (RANK[msg.role] > RANK[was] && was === 'listener') {
       this._setNotice('You are on stage now: your microphone is live.');
@@ -627,8 +412,7 @@ export class PodcastView {
       : AUDIENCE_PAGE;
     const page = await this._request({ type: 'list_audience', offset, limit }, 'list the audience');
     if (!page || seq !== this.audienceSeq || this.st !== st) return;
-    st.audienceList = reset ? page.listeners : [...st.audienceList, ...page.listeners];
-    st.audienceTotal = page.total;
+    addAudiencePage(st, page, reset);
     this.render();
   }
 
@@ -642,21 +426,9 @@ export class PodcastView {
 
   // --- actions ------------------------------------------------------------------------------
 
-  /** What `viewer` may do to stage member `m` (the module docstring of signaling/stage.py). */
+  /** What `viewer` may do to stage member `m` (podcast-model.js `allowed`). */
   allowed(viewer, m) {
-    if (!m || m.me) {
-      return { mute: false, listener: false, speaker: false, moderator: false, host: false, remove: false };
-    }
-    const host = viewer === 'host';
-    const moderate = host || (viewer === 'moderator' && RANK[m.role] <= RANK.speaker);
-    return {
-      mute: moderate,
-      remove: moderate,
-      listener: moderate && m.role !== 'host',
-      speaker: host && m.role === 'moderator',
-      moderator: host && m.role === 'speaker',
-      host,
-    };
+    return allowed(viewer, m);
   }
 
   muteMember(m) {
@@ -673,8 +445,9 @@ export class PodcastView {
         yes: 'Remove',
         no: 'Cancel',
         danger: true,
+        checkbox: REVOKE_LABEL,
       });
-      if (ok) this._request({ type: 'remove_participant', participant: m.sid }, `remove ${name}`);
+      if (ok) this._remove(m, name);
     } else if (action === 'host') {
       const ok = await this._ask(this.confirmDialog, {
         title: `Make ${name} the host?`,
@@ -709,8 +482,15 @@ export class PodcastView {
       yes: 'Remove',
       no: 'Cancel',
       danger: true,
+      checkbox: REVOKE_LABEL,
     });
-    if (ok) this._request({ type: 'remove_participant', participant: m.sid }, `remove ${name}`);
+    if (ok) this._remove(m, name);
+  }
+
+  /** `remove_participant`, revoking the invite link too when the dialog's box is ticked. */
+  _remove(m, name) {
+    const revoke = this.confirmDialog.check.checked;
+    this._request({ type: 'remove_participant', participant: m.sid, revoke_invite: revoke }, `remove ${name}`);
   }
 
   _toggleMic() {
@@ -725,6 +505,13 @@ export class PodcastView {
     if (!s) return;
     const enabled = !s.stageVideo;
     this._request({ type: 'set_stage_video', enabled }, enabled ? 'show video' : 'hide video');
+  }
+
+  _toggleListenerSharing() {
+    const s = this.session;
+    if (!s) return;
+    const enabled = !s.listenerSharing;
+    this._request({ type: 'set_listener_sharing', enabled }, enabled ? 'let listeners share' : 'stop listeners sharing');
   }
 
   async _toggleCamera() {
@@ -773,77 +560,18 @@ export class PodcastView {
 
   // --- rendering ----------------------------------------------------------------------------
 
-  /** The stage as shown: me first when I am on it, then by role, then by arrival. */
+  /** The stage as shown (podcast-model.js `stageMembers`). */
   _stageMembers() {
-    const s = this.session;
-    const st = this.st;
-    const members = [];
-    if (s && s.me && st.role && st.role !== 'listener') {
-      const audio = s.local.audio;
-      members.push({
-        sid: s.me.sid,
-        identity: s.me.identity,
-        name: s.me.name || s.name,
-        role: st.role,
-        me: true,
-        mic: !audio ? 'off' : audio.muted ? 'muted' : 'on',
-        video: Boolean(this._videoTrack(s.me.sid, true)),
-        order: 0,
-      });
-    }
-    const others = [...st.stage.values()].map((m) => {
-      const audio = [...m.tracks.values()].filter((t) => t.kind === 'audio');
-      const mic = audio.length === 0 ? 'off' : audio.every((t) => t.muted) ? 'muted' : 'on';
-      const { sid, identity, name, role, order } = m;
-      return { sid, identity, name, role, me: false, mic, video: Boolean(this._videoTrack(sid, false)), order };
-    });
-    others.sort((a, b) => RANK[b.role] - RANK[a.role] || a.order - b.order);
-    return [...members, ...others];
+    return stageMembers(this.st, this.session);
   }
 
-  /**
-   * The camera track a stage card shows: ours while we publish one; another member's while we
-   * receive it (the subscribe PC) and they publish an unmuted camera. Else null.
-   */
+  /** The camera track a stage card shows, or null (podcast-model.js `videoTrack`). */
   _videoTrack(sid, me) {
-    const s = this.session;
-    if (!s || !s.stageVideo) return null;
-    if (me) {
-      const cam = s.local.video;
-      return cam && !cam.muted && cam.track.readyState === 'live' ? cam.track : null;
-    }
-    const m = this.st.stage.get(sid);
-    const p = s.participants.get(sid);
-    if (!m || !p) return null;
-    const published = [...m.tracks.values()].some(
-      (t) => t.kind === 'video' && t.source !== 'screen' && !t.muted,
-    );
-    if (!published) return null;
-    return p.stream.getVideoTracks().find((t) => t.readyState === 'live') ?? null;
+    return videoTrack(this.st, this.session, sid, me);
   }
 
   snapshot() {
-    const st = this.st;
-    const s = this.session;
-    return {
-      kind: st.kind,
-      role: st.role,
-      stageVideo: Boolean(s && s.stageVideo),
-      camera: Boolean(s && s.local.video),
-      audience: st.audience,
-      handRaised: st.handRaised,
-      hands: st.hands.queue.map((m) => ({ ...m })),
-      handsTotal: st.hands.total,
-      stage: this._stageMembers().map(({ order, ...m }) => ({
-        ...m,
-        speaking: st.speaking.has(m.sid),
-      })),
-      audienceList: st.audienceList.map((m) => ({ ...m })),
-      audienceTotal: st.audienceTotal,
-      invite: st.invite ? { ...st.invite } : null,
-      ended: st.ended ? { ...st.ended } : null,
-      notice: st.notice,
-    };
+    return snapshot(this.st, this.session);
   }
 
   /** Show or hide the podcast view for the Session's state (called on every app render). */
@@ -983,6 +711,8 @@ export class PodcastView {
     setButton(this.camBtn, cam ? 'cam' : 'camOff', cam ? 'Stop camera' : 'Start camera');
     this.videoBtn.hidden = !this.isAdmin;
     setButton(this.videoBtn, 'eye', 'Show video to audience', Boolean(s.stageVideo));
+    this.shareBtn.hidden = !this.isAdmin;
+    setButton(this.shareBtn, 'board', 'Let listeners draw and share files', Boolean(s.listenerSharing));
     this.handBtn.hidden = role !== 'listener';
     this.handBtn.replaceChildren(
       handIcon(),

@@ -329,3 +329,42 @@ async def test_podcast_raise_hand_promote_hear_demote_end(
     assert await theo.locator("#call-section").is_hidden()
     await _shot(theo, screenshot_dir, "p11-room-ended-phone.png")
     await _shot(host, screenshot_dir, "p12-room-ended-host.png")
+
+
+async def test_removed_listener_is_told_and_cannot_come_back(
+    browser: Any, server: ServerProcess
+) -> None:
+    account, code = await _podcast_room(server.base_url, "e2e-removal")
+    host = await _open(
+        browser, server, "host", "/", DESKTOP, account=account, join_button="Join e2e-removal"
+    )
+    troll = await _open(browser, server, "troll", f"/join/{code}?name=Troll", DESKTOP)
+    await _wait_js(host, "() => window.sfu.podcast.audience === 1", 10, "host: 1 listener")
+    # A listener draws only once the host lets listeners share (the stage bar's toggle).
+    stroke_js = (
+        "(id) => window.sfu.session.request({ type: 'board_stroke',"
+        " stroke: { id, points: [[1, 1], [2, 2]] } }).then(() => 'ok', (e) => e.code)"
+    )
+    assert await troll.evaluate(stroke_js, "s1") == "forbidden"
+    await host.get_by_role("button", name="Let listeners draw and share files").click()
+    await _wait_js(troll, "() => window.sfu.session.listenerSharing", 10, "troll: sharing on")
+    assert await troll.evaluate(stroke_js, "s2") == "ok"
+    # The host removes Troll from the audience list and revokes the link in the same step.
+    await _wait_js(host, "() => window.sfu.podcast.audienceList.length === 1", 10, "audience")
+    await host.get_by_role("button", name="Remove Troll from the room").click()
+    await host.get_by_label("Also revoke the invite link they joined with").check()
+    await host.get_by_role("button", name="Remove", exact=True).click()
+    # The removed page says so (not "Disconnected from the server (code 1000)").
+    await troll.get_by_text("You were removed from this room").first.wait_for(timeout=10000)
+    assert "code 1000" not in (await troll.locator("body").inner_text())
+    # Opening the invite link again in the same browser is refused with the same words.
+    await troll.goto(f"{server.base_url}/join/{code}?name=Troll")
+    await troll.get_by_text("You were removed from this room").first.wait_for(timeout=10000)
+    assert await troll.evaluate("() => window.sfu.state") != "joined"
+    # The link was revoked: a fresh browser profile cannot use it either.
+    fresh = await (await browser.new_context(viewport=DESKTOP)).new_page()
+    await fresh.goto(f"{server.base_url}/join/{code}?name=Other")
+    await fresh.get_by_text("invite not found").first.wait_for(timeout=10000)
+    await fresh.context.close()
+    await troll.context.close()
+    await host.context.close()

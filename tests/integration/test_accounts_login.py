@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
 
 from signaling import keys
 from signaling.accounts import OTP_KEY
+from signaling.app import create_app
 from signaling.auth import otp
+from signaling.settings import Settings
 from tests.conftest import Api
 
 PASSWORD = "correct horse battery"
@@ -79,19 +85,61 @@ async def test_password_rules(api: Api, password: str) -> None:
     assert await api.store.db.users.count_documents({}) == 0
 
 
-async def test_login_rate_limited(api: Api) -> None:
-    limit = api.app[keys.SETTINGS].login_rate_per_identity
-    for _ in range(limit):
-        resp = await api.client.post(
-            "/api/login", json={"email": "carol@example.com", "password": "whatever-password"}
-        )
-        assert resp.status == 401
-    resp = await api.client.post(
-        "/api/login", json={"email": "carol@example.com", "password": "whatever-password"}
+async def _login(client: Any, base: str, password: str, email: str = "alice@example.com") -> Any:
+    resp = await client.post(f"{base}/api/login", json={"email": email, "password": password})
+    await resp.read()
+    return resp
+
+
+@pytest.fixture
+async def backoff_app(
+    aiohttp_client: Callable[..., Awaitable[TestClient[web.Request, web.Application]]],
+    accounts_settings: Settings,
+) -> Callable[[], Awaitable[TestClient[web.Request, web.Application]]]:
+    """``await backoff_app()``: a fresh app (a "restarted server") on the same database, with
+    3 free failed logins and a long first back-off."""
+    settings = accounts_settings.model_copy(
+        update={"login_free_failures": 3, "login_backoff_base_s": 600.0}
     )
-    body = await _problem(resp, 429, "rate_limited")
-    assert int(resp.headers["Retry-After"]) >= 1
-    assert body["retry_after"] >= 1
+
+    async def make() -> TestClient[web.Request, web.Application]:
+        return await aiohttp_client(create_app(settings))
+
+    return make
+
+
+async def test_failed_logins_back_off_per_account_and_address_and_survive_restart(
+    backoff_app: Callable[[], Awaitable[TestClient[web.Request, web.Application]]],
+) -> None:
+    first = await backoff_app()
+    base = str(first.make_url("")).rstrip("/")
+    resp = await first.post(
+        "/api/register",
+        json={"email": "alice@example.com", "password": PASSWORD, "display_name": "alice"},
+    )
+    assert resp.status == 201
+    # An attacker on another address (127.0.0.2) guesses: 3 free failures, then back-off.
+    attacker = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.2", 0)))
+    owner = aiohttp.ClientSession()
+    try:
+        statuses = [(await _login(attacker, base, "wrong guess!")).status for _ in range(12)]
+        assert statuses == [401] * 3 + [429] * 9
+        limited = await _login(attacker, base, PASSWORD)  # even the right password waits
+        assert limited.status == 429 and int(limited.headers["Retry-After"]) >= 1
+        # The owner, from her own address, is not locked out.
+        assert (await _login(owner, base, PASSWORD)).status == 200
+        # Her own typos count, but a success resets them: 2 + 2 failures never back off.
+        for password in ("typo-1", "typo-2", PASSWORD, "typo-3", "typo-4", PASSWORD):
+            expected = 200 if password == PASSWORD else 401
+            assert (await _login(owner, base, password)).status == expected
+        # A restarted server (a new app on the same store) keeps the attacker backing off.
+        second = await backoff_app()
+        base = str(second.make_url("")).rstrip("/")
+        assert (await _login(attacker, base, PASSWORD)).status == 429
+        assert (await _login(owner, base, PASSWORD)).status == 200
+    finally:
+        await attacker.close()
+        await owner.close()
 
 
 # -- one-time codes ------------------------------------------------------------------------
@@ -229,6 +277,21 @@ async def test_otp_request_rate_limited_per_identity_and_address(api: Api) -> No
         resp = await api.client.post("/api/otp/request", json={"email": f"u{i}@example.com"})
         statuses.append(resp.status)
     assert statuses[-1] == 429
+
+
+async def test_otp_request_limits_survive_a_restart(
+    api: Api,
+    aiohttp_client: Callable[..., Awaitable[TestClient[web.Request, web.Application]]],
+) -> None:
+    settings = api.app[keys.SETTINGS]
+    for _ in range(settings.otp_rate_per_identity):
+        await _otp_request(api)
+    # A restarted server (a new app on the same store) still counts them.
+    restarted = await aiohttp_client(create_app(settings))
+    resp = await restarted.post("/api/otp/request", json={"email": "dora@example.com"})
+    await _problem(resp, 429, "rate_limited")
+    other = await restarted.post("/api/otp/request", json={"email": "erin@example.com"})
+    assert other.status == 200
 
 
 # -- refresh and logout ----------------------------------------------------------------------

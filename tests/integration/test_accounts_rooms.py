@@ -10,6 +10,7 @@ import pytest
 
 from signaling.accounts import JWT_SECRET, authorize_join, record_presence
 from signaling.auth.tokens import TokenError, VideoGrant, create_access_token
+from signaling.client import RoomClient
 from tests.conftest import Api
 
 
@@ -160,3 +161,69 @@ async def test_authorize_join_errors(api: Api) -> None:
     with pytest.raises(TokenError) as info:
         await authorize_join(api.app, token, "r1")
     assert info.value.code == "token_revoked"
+
+
+async def test_removal_bars_the_redemption_the_account_and_the_guest_browser(api: Api) -> None:
+    alice = await api.register("alice@example.com")
+    bob = await api.register("bob@example.com")
+    room = await _room(api, alice, "podcast")
+    invite = await _invite(api, alice, room["id"], max_uses=50)
+    spare = await _invite(api, alice, room["id"], max_uses=50)
+    url = str(api.client.make_url("")).rstrip("/")
+    owner_token = await api.client.post(f"/api/rooms/{room['id']}/token", headers=api.auth(alice))
+    host = RoomClient(url, room["id"], token=(await owner_token.json())["token"])
+
+    async def redeem(code: str, session: dict[str, Any] | None = None, **body: Any) -> Any:
+        headers = api.auth(session) if session is not None else {}
+        return await api.client.post(f"/api/join/{code}", headers=headers, json=body)
+
+    first = await redeem(invite["code"], display_name="Troll")
+    guest_answer = await first.json()
+    device = guest_answer["device"]
+    assert isinstance(device, str) and len(device) >= 16
+    guest = RoomClient(url, room["id"], token=guest_answer["token"])
+    member_answer = await (await redeem(invite["code"], bob)).json()
+    member = RoomClient(url, room["id"], token=member_answer["token"])
+    try:
+        await host.connect()
+        await guest.connect()
+        await member.connect()
+        sid = {c: str(c.joined["participant"]["sid"]) for c in (guest, member)}
+        await host.request({"type": "remove_participant", "participant": sid[guest]})
+        await guest.wait_for(lambda: guest.ws is not None and guest.ws.closed)
+        # The same browser (its device key) redeeming the link again is refused, and no use
+        # of the invite is spent on it.
+        left = await api.store.get_invite(invite["code"])
+        assert left is not None
+        again = await redeem(invite["code"], device=device)
+        assert again.status == 403
+        problem = await again.json()
+        assert problem["code"] == "removed_from_room"
+        assert problem["detail"] == "You were removed from this room"
+        after = await api.store.get_invite(invite["code"])
+        assert after is not None and after.remaining == left.remaining
+        # The owner is never barred, even from a browser that a removed guest used.
+        owner_answer = await redeem(spare["code"], alice, device=device)
+        assert owner_answer.status == 200
+        assert (await owner_answer.json())["grants"]["device"] is None
+        # A fresh browser profile gets in until the host revokes the link (below).
+        assert (await redeem(invite["code"])).status == 200
+
+        # A signed-in member removed with revoke_invite: the account is barred on every link
+        # of the room, and the link that admitted them is dead for everybody.
+        await host.request(
+            {"type": "remove_participant", "participant": sid[member], "revoke_invite": True}
+        )
+        await member.wait_for(lambda: member.ws is not None and member.ws.closed)
+        barred = await redeem(spare["code"], bob)
+        assert barred.status == 403 and (await barred.json())["code"] == "removed_from_room"
+        signed_out = await redeem(spare["code"], device=member_answer["device"])  # same browser
+        assert signed_out.status == 403
+        gone = await redeem(invite["code"])
+        assert gone.status == 404 and (await gone.json())["code"] == "invite_not_found"
+        told = await redeem(invite["code"], bob)  # the removed member is told why
+        assert told.status == 403 and (await told.json())["code"] == "removed_from_room"
+        assert (await redeem(spare["code"])).status == 200  # other guests still welcome
+    finally:
+        for client in (member, guest, host):
+            await client.close()

@@ -19,7 +19,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from signaling.app import create_app
 from signaling.client import RoomClient
-from signaling.files import CHUNK_SIZE, FILES, FileCipher, resolve_master_key, unwrap_room_key
+from signaling.files import FILES
+from signaling.files_crypto import CHUNK_SIZE, FileCipher, resolve_master_key, unwrap_room_key
 from signaling.settings import Settings
 from signaling.store import files as stored
 from signaling.store.files import FileStore
@@ -434,3 +435,39 @@ async def test_upload_is_announced_in_chat_and_history(
         for client in (alice, bob, late):
             await client.close()
         await server.close()
+
+
+async def test_storage_quotas_per_identity_and_per_room(
+    make_client: MakeClient, make_token: MakeToken
+) -> None:
+    client = await make_client(file_quota_per_identity_bytes=3000, file_quota_per_room_bytes=5000)
+    alice = make_token("quota", "alice")
+    bob = make_token("quota", "bob")
+    carol = make_token("quota", "carol")
+
+    async def problem(resp: aiohttp.ClientResponse) -> dict[str, Any]:
+        assert resp.status == 413, await resp.text()
+        body: dict[str, Any] = await resp.json()
+        assert body["code"] == "quota_exceeded"
+        return body
+
+    assert (await upload(client, "quota", alice, os.urandom(2000))).status == 201
+    body = await problem(await upload(client, "quota", alice, os.urandom(1500)))
+    assert body["quota_bytes"] == 3000 and body["used_bytes"] == 2000
+    assert (await upload(client, "quota", alice, os.urandom(1000))).status == 201  # exactly 3000
+
+    async def chunks(total: int) -> AsyncIterator[bytes]:
+        for _ in range(total // 500):
+            yield os.urandom(500)
+
+    before = await counts(client)
+    # A streamed body (no Content-Length) that passes the room's quota is cut off and
+    # leaves nothing behind.
+    await problem(await upload(client, "quota", bob, chunks(2500)))
+    assert await counts(client) == before
+    assert (await upload(client, "quota", bob, os.urandom(2000))).status == 201  # room: 5000
+    await problem(await upload(client, "quota", carol, b"x"))
+    listed = await client.get("/api/rooms/quota/files", headers=auth(carol))
+    assert sum(f["size"] for f in (await listed.json())["files"]) == 5000
+    # Other rooms have their own quota.
+    assert (await upload(client, "other", make_token("other", "carol"), b"x")).status == 201

@@ -96,8 +96,7 @@ def test_cli_writes_a_parseable_json_report(server: tuple[str, str], tmp_path: P
         "2",
         "--duration",
         "2s",
-        "--token-secret",
-        secret,
+        f"--token-secret={secret}",  # a secret may begin with "-": never a separate argv word
         "--quiet",
         "--json",
         str(out),

@@ -5,12 +5,22 @@ Real aiortc peers on loopback; every permission check is driven by crafted messa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp.test_utils import TestServer
 
+from signaling.app import create_app
+from signaling.auth.tokens import VideoGrant, create_access_token
 from signaling.client import RoomClient, SignalingError
+from signaling.serverproc import start_server, stop_server, wait_healthy
+from signaling.settings import Settings
+from tests.integration.conftest import MakeToken
 from tests.support.media import (
     ColorTrack,
     ToneTrack,
@@ -121,6 +131,8 @@ async def test_listener_crafted_messages_are_refused(podcast: Callable[..., Room
             {"type": "invite_to_stage", "participant": _sid(listener)},
             {"type": "transfer_host", "participant": _sid(listener)},
             {"type": "end_room"},
+            {"type": "list_audience"},
+            {"type": "set_listener_sharing", "enabled": True},
         ):
             await _refused(listener, message)
         # Publishing without the grant: refused before any SDP is looked at.
@@ -134,6 +146,7 @@ async def test_listener_crafted_messages_are_refused(podcast: Callable[..., Room
             speaker, {"type": "set_role", "participant": _sid(listener), "role": "speaker"}
         )
         await _refused(speaker, {"type": "end_room"})
+        await _refused(speaker, {"type": "list_audience", "offset": 0, "limit": 10})
         assert not [e for e in speaker.events if e["type"] == "track_muted"]
         assert not _events(listener, "role_changed")
     finally:
@@ -352,3 +365,176 @@ async def test_listeners_get_video_only_when_the_stage_shows_it(
     finally:
         for client in (listener, speaker, host):
             await client.close()
+
+
+@contextlib.asynccontextmanager
+async def _server(settings: Settings) -> AsyncIterator[str]:
+    """A server on ``settings`` (its MongoDB database); leaving the block stops it."""
+    server = TestServer(create_app(settings), host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url("")).rstrip("/")
+    finally:
+        await server.close()
+
+
+async def test_roles_bans_and_ended_rooms_survive_a_restart(
+    sfu_settings: Settings, make_token: MakeToken
+) -> None:
+    def client(url: str, room: str, identity: str, role: str) -> RoomClient:
+        token = make_token(
+            room,
+            identity,
+            kind="podcast",
+            role=role,
+            admin=role == "host",
+            publish=role != "listener",
+        )
+        return RoomClient(url, room, identity=identity, token=token)
+
+    async with _server(sfu_settings) as url:
+        host = client(url, "show", "host", "host")
+        guest = client(url, "show", "guest", "listener")
+        troll = client(url, "show", "troll", "listener")
+        closer = client(url, "closed-show", "closer", "host")
+        try:
+            for each in (host, guest, troll, closer):
+                await each.connect()
+            await host.request({"type": "set_role", "participant": _sid(guest), "role": "speaker"})
+            await host.request({"type": "remove_participant", "participant": _sid(troll)})
+            await closer.request({"type": "end_room"})
+            await closer.wait_for(lambda: closer.ws is not None and closer.ws.closed)
+        finally:
+            for each in (closer, troll, guest, host):
+                await each.close()
+
+    # A new server process on the same store: nothing was forgotten.
+    async with _server(sfu_settings) as url:
+        guest = client(url, "show", "guest", "listener")  # a fresh listener token
+        troll = client(url, "show", "troll", "listener")
+        late = client(url, "closed-show", "late", "listener")
+        try:
+            joined = await guest.connect()
+            assert joined["role"] == "speaker" and joined["permissions"]["canPublish"] is True
+            with pytest.raises(SignalingError) as info:
+                await troll.connect()
+            assert info.value.code == "forbidden" and "removed" in info.value.message
+            with pytest.raises(SignalingError) as info:
+                await late.connect()
+            assert info.value.code == "forbidden" and "ended" in info.value.message
+        finally:
+            for each in (late, troll, guest):
+                await each.close()
+
+
+async def test_listeners_draw_and_upload_only_when_the_host_allows(
+    podcast: Callable[..., RoomClient], sfu_url: str
+) -> None:
+    host = podcast("host", "host")
+    listener = podcast("listener", "listener")
+    stroke = {"type": "board_stroke", "stroke": {"id": "l1", "points": [[1, 1], [2, 2]]}}
+
+    async def upload(client: RoomClient) -> aiohttp.ClientResponse:
+        async with aiohttp.ClientSession() as http:
+            resp = await http.post(
+                f"{sfu_url}/api/rooms/{ROOM}/files",
+                data=b"hello",
+                headers={"Authorization": f"Bearer {client.token}", "X-Filename": "a.txt"},
+            )
+            await resp.read()
+            return resp
+
+    try:
+        await host.connect()
+        await listener.connect()
+        await listener.wait_for(lambda: bool(_events(listener, "board_state")))
+        assert _events(listener, "board_state")[0]["can_draw"] is False
+        await _refused(listener, stroke)
+        refused = await upload(listener)
+        assert refused.status == 403
+        assert (await upload(host)).status == 201  # the stage shares as before
+        await host.request({"type": "set_listener_sharing", "enabled": True})
+        await listener.wait_for(
+            lambda: any(e.get("listener_sharing") for e in _events(listener, "stage_settings"))
+        )
+        await listener.request(stroke)
+        assert (await upload(listener)).status == 201
+        await host.request({"type": "set_listener_sharing", "enabled": False})
+        await listener.wait_for(
+            lambda: not _events(listener, "stage_settings")[-1]["listener_sharing"]
+        )
+        await _refused(listener, {**stroke, "stroke": {"id": "l2", "points": [[3, 3]]}})
+        assert (await upload(listener)).status == 403
+    finally:
+        for client in (listener, host):
+            await client.close()
+
+
+async def test_a_restarted_server_process_keeps_bans_roles_and_ended_rooms(
+    mongo_url: str, tmp_path: Path
+) -> None:
+    secret = "restart-secret-" + "r" * 40
+    env = {
+        "SFU_JWT_SECRET": secret,
+        "MONGO_URL": mongo_url,
+        "SFU_MONGO_DB": f"restart_{uuid.uuid4().hex[:12]}",
+    }
+
+    def client(url: str, room: str, identity: str, role: str) -> RoomClient:
+        token, _claims = create_access_token(
+            secret,
+            identity=identity,
+            ttl_s=600,
+            video=VideoGrant(
+                room=room,
+                roomJoin=True,
+                roomAdmin=role == "host",
+                canPublish=role != "listener",
+                canSubscribe=True,
+                canPublishData=True,
+                roomKind="podcast",
+                role=role,  # type: ignore[arg-type]
+            ),
+        )
+        return RoomClient(url, room, identity=identity, token=token)
+
+    proc, url = start_server(tmp_path, env=env)
+    try:
+        wait_healthy(url, proc, timeout_s=30)
+        host, guest, troll = (
+            client(url, "show", "host", "host"),
+            client(url, "show", "guest", "listener"),
+            client(url, "show", "troll", "listener"),
+        )
+        closer = client(url, "ended", "closer", "host")
+        try:
+            for each in (host, guest, troll, closer):
+                await each.connect()
+            await host.request({"type": "set_role", "participant": _sid(guest), "role": "speaker"})
+            await host.request({"type": "remove_participant", "participant": _sid(troll)})
+            await closer.request({"type": "end_room"})
+        finally:
+            for each in (closer, troll, guest, host):
+                await each.close()
+    finally:
+        stop_server(proc)
+
+    proc, url = start_server(tmp_path, env=env)
+    try:
+        wait_healthy(url, proc, timeout_s=30)
+        guest = client(url, "show", "guest", "listener")
+        troll = client(url, "show", "troll", "listener")
+        late = client(url, "ended", "late", "listener")
+        try:
+            assert (await guest.connect())["role"] == "speaker"
+            with pytest.raises(SignalingError) as info:
+                await troll.connect()
+            assert info.value.code == "forbidden" and "removed" in info.value.message
+            with pytest.raises(SignalingError) as info:
+                await late.connect()
+            assert info.value.code == "forbidden" and "ended" in info.value.message
+        finally:
+            for each in (late, troll, guest):
+                await each.close()
+    finally:
+        stop_server(proc)

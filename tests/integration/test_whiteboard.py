@@ -296,3 +296,37 @@ async def test_strokes_are_rate_limited_per_participant(board: Board) -> None:
     await calm.wait_for(lambda: len(events(calm, "board_stroke")) == STROKE_LIMIT + 1, timeout=10)
     ids = [e["stroke"]["id"] for e in events(calm, "board_stroke")]
     assert ids == [f"s{i}" for i in range(STROKE_LIMIT)] + ["calm"]
+
+
+async def test_board_points_quota_per_identity_and_per_room(
+    sfu_settings: Settings, make_token: MakeToken
+) -> None:
+    settings = sfu_settings.model_copy(
+        update={"board_points_per_identity": 6, "board_max_points": 10}
+    )
+    running = await serve(settings, make_token)
+    try:
+        alice = await running.client("quota", "alice")
+        bob = await running.client("quota", "bob")
+        carol = await running.client("quota", "carol")
+        four = [[1, 1], [2, 2], [3, 3], [4, 4]]
+        await alice.request(stroke("a1", four))
+        with pytest.raises(SignalingError) as excinfo:  # 4 + 4 > alice's 6 points
+            await alice.request(stroke("a2", four))
+        assert excinfo.value.code == "too_large" and "your share" in excinfo.value.message
+        await alice.request(stroke("a2", [[5, 5], [6, 6]]))  # exactly her 6
+        await bob.request(stroke("b1", four))  # others draw on: the room has 10 points
+        with pytest.raises(SignalingError) as excinfo:  # the room is full for everyone
+            await carol.request(stroke("c1", [[7, 7]]))
+        assert excinfo.value.code == "too_large" and "board is full" in excinfo.value.message
+        await alice.request({"type": "board_undo"})  # undo frees her share and the room's
+        await carol.request(stroke("c1", [[7, 7]]))
+        await carol.wait_for(lambda: len(events(carol, "board_stroke")) == 4, timeout=5)
+        assert [e["stroke"]["id"] for e in events(carol, "board_stroke")] == [
+            "a1",
+            "a2",
+            "b1",
+            "c1",
+        ]
+    finally:
+        await running.close()

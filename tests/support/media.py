@@ -67,6 +67,12 @@ class ColorTrack(MediaStreamTrack):
         image[:, :] = rgb
         self._image = image
 
+    def set_color(self, rgb: tuple[int, int, int]) -> None:
+        """Show ``rgb`` from the next frame on (the stream, its timestamps and its encoder go
+        on; ``replaceTrack`` with a new track would restart the timestamps)."""
+        self.rgb = rgb
+        self._image[:, :] = rgb
+
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":
             raise MediaStreamError

@@ -84,3 +84,150 @@ def test_configuration_is_explicit_and_max_bundle() -> None:
     config = adapter.make_configuration(["stun:127.0.0.1:3478", "turn:u:p@127.0.0.1:3478"])
     assert [s.urls for s in config.iceServers] == ["stun:127.0.0.1:3478", "turn:127.0.0.1:3478"]
     assert config.iceServers[1].username == "u" and config.iceServers[1].credential == "p"
+
+
+def test_aioice_receive_path_the_guard_relies_on() -> None:
+    """IceInputGuard (issue 10) replaces aioice's receive path: the names it touches must still
+    exist and be used the way it assumes, or the guard would silently stop guarding."""
+    import asyncio
+
+    import aioice
+    from aioice import ice
+
+    assert aioice.__version__ == "0.13.0", (
+        f"aioice {aioice.__version__} installed: re-check IceInputGuard in sfu/_aiortc_adapter.py"
+    )
+    # StunProtocol.datagram_received (patched process-wide) dispatches to its receiver.
+    source = inspect.getsource(adapter._original_datagram_received)
+    assert "self.receiver.data_received(data, self.local_candidate.component)" in source
+    assert "self.receiver.request_received(message, addr, self)" in source
+    # Connection.data_received feeds the queue that recv() (RTCIceTransport._recv) reads.
+    assert "self._queue.put_nowait((data, component))" in inspect.getsource(
+        ice.Connection.data_received
+    )
+    assert "self._queue.get()" in inspect.getsource(ice.Connection.recvfrom)
+    init = inspect.getsource(ice.Connection.__init__)
+    for name in (
+        "self._queue: asyncio.Queue",
+        "self._nominated",
+        "self._check_list",
+        "self._remote_candidates",
+        "self._remote_candidates_resolving",
+        "self._closing",
+        "self._early_checks: deque",
+    ):
+        assert name in init, f"aioice Connection lost {name}"
+    assert issubclass(adapter._DatagramQueue, asyncio.Queue)
+    for hook in ("_init", "_put", "_get"):
+        assert hook in vars(asyncio.Queue), f"asyncio.Queue lost the {hook} subclass hook"
+    # Signalled candidates (SDP and trickle) go through Connection.add_remote_candidate.
+    from aiortc.rtcicetransport import RTCIceTransport
+
+    assert "self._connection.add_remote_candidate(" in inspect.getsource(
+        RTCIceTransport.addRemoteCandidate
+    )
+    assert "self._recv = self._connection.recv" in inspect.getsource(RTCIceTransport.__init__)
+    # Authenticated checks that arrive before connect() wait in _early_checks (bounded).
+    assert "self._early_checks.append((message, addr, protocol))" in inspect.getsource(
+        ice.Connection.request_received
+    )
+    # Peer-reflexive candidates come from authenticated requests (check_incoming).
+    assert "self._remote_candidates.append(remote_candidate)" in inspect.getsource(
+        ice.Connection.check_incoming
+    )
+    for name in ("protocol", "remote_addr"):
+        assert hasattr(ice.CandidatePair, name) or name in inspect.getsource(
+            ice.CandidatePair.__init__
+        )
+    assert "_network_host" in inspect.getsource(ice.CandidatePair)
+    # The aiortc bug the guard works around: _recv_next indexes data[0] unguarded. When this
+    # assertion fails, aiortc changed the DTLS receive loop: re-check the guard's comments.
+    assert "first_byte = data[0]" in inspect.getsource(RTCDtlsTransport._recv_next)
+
+
+async def test_guard_is_installed_on_every_forwarding_transport() -> None:
+    from aioice import ice
+
+    pc = adapter.ForwardingPeerConnection(adapter.NullRtpSink(), adapter.make_configuration([]))
+    pc.addTransceiver("audio", direction="sendonly")
+    guard = adapter.ice_input_guard(pc)
+    assert guard is not None
+    connection = pc.getTransceivers()[0].sender.transport.transport._connection
+    assert connection._queue is guard._queue
+    assert connection.data_received == guard.data_received
+    assert ice.StunProtocol.datagram_received is adapter._guarded_datagram_received
+    assert adapter.IceInputGuard.install(connection) is guard  # idempotent
+    await pc.close()
+
+
+def test_dtls_role_internals_exist() -> None:
+    """answer_as_dtls_server reads RTCDtlsTransport._role and calls _set_role; createAnswer
+    must still copy that role into a=setup."""
+    transport_source = inspect.getsource(RTCDtlsTransport)
+    assert 'self._role = "auto"' in transport_source
+    assert hasattr(RTCDtlsTransport, "_set_role")
+    assert "dtlsTransport._role" in inspect.getsource(RTCPeerConnection.createAnswer)
+
+
+async def test_actpass_offer_is_answered_passive() -> None:
+    """An a=setup:actpass offer gets a=setup:passive (we are the DTLS server), and the role
+    stays fixed when the same peer renegotiates."""
+    offerer = RTCPeerConnection(adapter.make_configuration([]))
+    answerer = adapter.ForwardingPeerConnection(
+        adapter.NullRtpSink(), adapter.make_configuration([])
+    )
+    try:
+        offerer.addTransceiver("audio", direction="sendonly")
+        await offerer.setLocalDescription(await offerer.createOffer())
+        assert "a=setup:actpass" in offerer.localDescription.sdp
+        await answerer.setRemoteDescription(offerer.localDescription)
+        adapter.answer_as_dtls_server(answerer)
+        await answerer.setLocalDescription(await answerer.createAnswer())
+        assert "a=setup:passive" in answerer.localDescription.sdp
+        assert "a=setup:active" not in answerer.localDescription.sdp
+    finally:
+        await offerer.close()
+        await answerer.close()
+
+
+async def test_recycled_transceiver_reoffers_its_mline_with_new_codecs() -> None:
+    """can_recycle: a sending m-line is reusable once its inactive direction is negotiated;
+    aiortc then re-offers the same mid (no new m-line) with the new codec preferences."""
+    server = adapter.ForwardingPeerConnection(adapter.NullRtpSink(), adapter.make_configuration([]))
+    client = RTCPeerConnection(adapter.make_configuration([]))
+
+    async def negotiate() -> str:
+        await server.setLocalDescription(await server.createOffer())
+        await client.setRemoteDescription(server.localDescription)
+        await client.setLocalDescription(await client.createAnswer())
+        await server.setRemoteDescription(client.localDescription)
+        return str(server.localDescription.sdp)
+
+    def only(mime: str) -> list[object]:
+        codecs = RTCRtpSender.getCapabilities("video").codecs
+        return [c for c in codecs if c.mimeType in (mime, "video/rtx")][:2]
+
+    try:
+        transceiver = server.addTransceiver("video", direction="sendonly")
+        assert adapter.can_recycle(transceiver)  # never offered yet
+        transceiver.setCodecPreferences(only("video/VP8"))
+        sdp = await negotiate()
+        assert "VP8/90000" in sdp and "H264/90000" not in sdp
+        assert not adapter.can_recycle(transceiver)  # still sending
+        transceiver.direction = "inactive"
+        assert not adapter.can_recycle(transceiver)  # inactive not negotiated yet
+        await negotiate()
+        assert transceiver.currentDirection == "inactive"
+        assert adapter.can_recycle(transceiver)
+        mid = transceiver.mid
+        transceiver.direction = "sendonly"
+        transceiver.setCodecPreferences(only("video/H264"))
+        sdp = await negotiate()
+        assert sdp.count("m=video") == 1 and f"a=mid:{mid}" in sdp
+        assert "H264/90000" in sdp and "VP8/90000" not in sdp
+        assert transceiver.currentDirection == "sendonly"
+        await transceiver.stop()
+        assert not adapter.can_recycle(transceiver)
+    finally:
+        await server.close()
+        await client.close()

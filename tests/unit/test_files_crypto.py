@@ -10,15 +10,14 @@ from pathlib import Path
 import pytest
 
 from signaling.auth.secrets import SecretError
-from signaling.files import (
+from signaling.files import content_disposition, sanitize_filename
+from signaling.files_crypto import (
     CHUNK_SIZE,
     TAG_BYTES,
     FileCipher,
     FileCryptoError,
-    content_disposition,
     parse_master_key,
     resolve_master_key,
-    sanitize_filename,
     unwrap_room_key,
     wrap_room_key,
 )

@@ -1,0 +1,398 @@
+// The publish side of a Session (session.js): the publish RTCPeerConnection, our local senders
+// (microphone, camera, screen share), the publish offers, mutes, and stopping on a demotion.
+//
+// Negotiation (docs/protocol.md): we offer (sendonly camera + microphone), the server answers.
+// Publish offers are processed strictly one at a time, in order (the camera and microphone,
+// then a screen share or a device with no sender yet, each renegotiate the publish PC). The
+// publish PC is made when we publish: a listener (no `canPublish`) never gets one.
+//
+// The Publisher holds the publish state; the Session exposes it read-only (`pub`, `local`,
+// `screen`, `localStream`, `localScreenTile`, `mediaNote`) and emits the events.
+
+import { Trickler, waitForGathering } from './rtc.js';
+import { Tile } from './ui.js';
+import { getCamera, getLocalMedia } from './devices.js';
+
+const GATHER_CAP_MS = 3000;
+
+export class Publisher {
+  /** @param {import('./session.js').Session} session  the Session this publishes for */
+  constructor(session) {
+    this.s = session;
+    this.pc = null; // the publish RTCPeerConnection, null until we publish
+    this.trickle = null;
+    this.chain = Promise.resolve();
+    // kind -> {kind, track, transceiver, mid, sid, muted, source, name}
+    this.local = { audio: null, video: null };
+    this.screen = null; // our screen share while it lasts, an entry as in `local`
+    this.localStream = null;
+    this.localScreenTile = null;
+    this.spareScreenTransceiver = null; // the m-line of an ended screen share, reused next time
+    this.spareCameraTransceiver = null; // the m-line of a stopped podcast camera, likewise
+    this.mediaNote = '';
+  }
+
+  /** The publish PC, made on first use (after `joined`, or when a listener is promoted). */
+  open() {
+    const s = this.s;
+    this.pc = new RTCPeerConnection(s.rtcConfig);
+    this.trickle = new Trickler(this.pc, 'publish', (msg) => s.signal.send(msg));
+    this.pc.addEventListener('connectionstatechange', () => s.renderStatus());
+    return this.pc;
+  }
+
+  /** Capture the microphone and camera (only the microphone in a podcast room) and publish. */
+  async publish() {
+    const s = this.s;
+    const pc = this.pc ?? this.open();
+    const audioOnly = s.kind === 'podcast';
+    let stream;
+    try {
+      stream = await getLocalMedia({ audioOnly });
+    } catch (err) {
+      this.mediaNote = audioOnly ? 'no microphone: listening only' : 'no camera or microphone: receiving only';
+      s._error(err, audioOnly ? 'microphone' : 'camera/microphone');
+      return;
+    }
+    // Left, ended, or demoted (and maybe promoted again: a new PC) while the browser asked.
+    if (s.state !== 'joined' || this.pc !== pc) {
+      for (const track of stream.getTracks()) track.stop();
+      return;
+    }
+    this.mediaNote = '';
+    this.localStream = stream;
+    s.localTile.attach(stream);
+    for (const track of stream.getTracks()) this._addLocalSender(track);
+    s._localChanged();
+    try {
+      await this.negotiate();
+    } catch {
+      // _offer() reported it.
+    }
+  }
+
+  _addLocalSender(track) {
+    const transceiver = this.pc.addTransceiver(track, {
+      direction: 'sendonly',
+      streams: [this.localStream],
+    });
+    const source = track.kind === 'audio' ? 'microphone' : 'camera';
+    this.local[track.kind] = {
+      kind: track.kind,
+      track,
+      transceiver,
+      mid: null,
+      sid: null,
+      muted: !track.enabled,
+      source,
+      name: source,
+    };
+  }
+
+  /** The local entries the publish PC sends: microphone, camera, screen share. */
+  sending() {
+    return [this.local.audio, this.local.video, this.screen].filter((e) => e !== null);
+  }
+
+  /** Queue one publish offer/answer round (at most one is outstanding, see the protocol). */
+  negotiate() {
+    const run = this.chain.then(() => this._offer());
+    this.chain = run.catch(() => {});
+    return run;
+  }
+
+  async _offer() {
+    const s = this.s;
+    const pc = this.pc;
+    if (s.state !== 'joined' || !pc || pc.signalingState === 'closed') return;
+    // A demotion closes the PC (and a promotion makes another) at any await below.
+    const current = () => s.state === 'joined' && this.pc === pc;
+    try {
+      const offer = await pc.createOffer();
+      await pc.setLocalDescription(offer);
+      const entries = this.sending();
+      const sentMuted = new Map();
+      const tracks = [];
+      for (const entry of entries) {
+        entry.mid = entry.transceiver.mid;
+        if (entry.mid === null) continue;
+        sentMuted.set(entry, entry.muted);
+        tracks.push({
+          mid: entry.mid,
+          kind: entry.kind,
+          source: entry.source,
+          name: entry.name,
+          muted: entry.muted,
+        });
+      }
+      await waitForGathering(pc, GATHER_CAP_MS);
+      if (!current()) return;
+      const sdp = pc.localDescription.sdp;
+      const reply = s.signal.request({ type: 'offer', sdp, tracks });
+      this.trickle.release(sdp);
+      const answer = await reply;
+      if (!current()) return;
+      await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
+      const sids = answer.tracks ?? {};
+      for (const entry of entries) {
+        const known = entry.sid;
+        entry.sid = entry.mid !== null && sids[entry.mid] ? sids[entry.mid] : null;
+        // A mute toggled while the offer was in flight: tell the server now.
+        if (entry.sid && !known && sentMuted.has(entry) && sentMuted.get(entry) !== entry.muted) {
+          this._sendMute(entry);
+        }
+      }
+      s._localChanged();
+      s.renderStatus();
+    } catch (err) {
+      if (!current()) return; // a demotion's closed PC, not an error worth a red line
+      s._error(err, 'publish');
+      throw err;
+    }
+  }
+
+  /** Demoted: the server already closed our producers and publish transport; stop capturing
+   * (screen share included) and drop the publish PC (a later promotion makes a new one). */
+  stop() {
+    const s = this.s;
+    if (this.pc) this.pc.close();
+    this.pc = null;
+    this.trickle = null;
+    this.chain = Promise.resolve();
+    if (this.localStream) {
+      for (const track of this.localStream.getTracks()) track.stop();
+    }
+    this.localStream = null;
+    this.local = { audio: null, video: null };
+    if (s.localTile) {
+      s.localTile.attach(null);
+      s.localTile.setMuted({ mic: false, cam: false });
+    }
+    const sharing = this.screen !== null;
+    if (this.screen) this.screen.track.stop();
+    this.screen = null;
+    this.spareScreenTransceiver = null; // it belonged to the closed PC
+    this.spareCameraTransceiver = null;
+    if (this.localScreenTile) this.localScreenTile.remove();
+    this.localScreenTile = null;
+    s._localChanged();
+    if (sharing) s._emit('screens');
+    s._emit('participants');
+    s.renderStatus();
+  }
+
+  /** The session ends: close the publish PC and stop every capture (the PC is not dropped). */
+  closeForTeardown() {
+    if (this.pc) this.pc.close();
+    if (this.localStream) {
+      for (const track of this.localStream.getTracks()) track.stop();
+    }
+    if (this.screen) this.screen.track.stop();
+    this.screen = null;
+  }
+
+  /** The session ends: remove our screen share's tile. */
+  removeScreenTile() {
+    if (this.localScreenTile) this.localScreenTile.remove();
+    this.localScreenTile = null;
+  }
+
+  /** A moderator muted one of our tracks (`remote`): show it muted; only we unmute. */
+  onOwnTrackMuted(msg) {
+    const s = this.s;
+    const entry = this.sending().find((e) => e.sid === msg.track);
+    if (!entry || entry.muted === msg.muted) return;
+    entry.muted = msg.muted;
+    entry.track.enabled = !msg.muted;
+    if (entry !== this.screen) {
+      s.localTile.setMuted(entry.kind === 'audio' ? { mic: msg.muted } : { cam: msg.muted });
+    }
+    s._localChanged();
+    s._emit('participants');
+  }
+
+  /** Mute or unmute one local track kind ('audio' | 'video'); returns the new muted state. */
+  setMuted(kind, muted) {
+    const s = this.s;
+    const entry = this.local[kind];
+    if (!entry) return null;
+    entry.muted = muted;
+    entry.track.enabled = !muted;
+    s.localTile.setMuted(kind === 'audio' ? { mic: muted } : { cam: muted });
+    if (entry.sid) this._sendMute(entry);
+    s._localChanged();
+    s._emit('participants');
+    return muted;
+  }
+
+  _sendMute(entry) {
+    this.s.signal
+      .request({ type: 'mute', track: entry.sid, muted: entry.muted })
+      .catch((err) => this.s._error(err, 'mute'));
+  }
+
+  /** Session.replaceLocalTrack: RTCRtpSender.replaceTrack, or a new sender and renegotiation. */
+  async replaceLocalTrack(track) {
+    const s = this.s;
+    if (s.state !== 'joined' || !this.pc || !s.canPublish) {
+      track.stop();
+      throw new Error(s.state === 'joined' ? 'you may not publish in this room now' : 'not in a room');
+    }
+    if (s.kind === 'podcast' && track.kind === 'video') {
+      track.stop();
+      throw new Error('a podcast room has no video');
+    }
+    const entry = this.local[track.kind];
+    if (!entry) {
+      this.localStream = new MediaStream([...(this.localStream?.getTracks() ?? []), track]);
+      this.mediaNote = '';
+      this._addLocalSender(track);
+      s.localTile.attach(this.localStream);
+      s._localChanged();
+      await this.negotiate();
+      return;
+    }
+    await entry.transceiver.sender.replaceTrack(track);
+    track.enabled = !entry.muted;
+    const old = entry.track;
+    entry.track = track;
+    old.stop();
+    const others = this.localStream ? this.localStream.getTracks().filter((t) => t !== old) : [];
+    this.localStream = new MediaStream([...others, track]);
+    s.localTile.attach(this.localStream);
+    s._localChanged();
+  }
+
+  /** Whether we may turn a camera on now: a podcast stage member while the stage shows video. */
+  get canStartStageCamera() {
+    const s = this.s;
+    return s.state === 'joined' && s.kind === 'podcast' && s.stageVideo && s.canPublish && this.pc !== null;
+  }
+
+  /** Session.startCamera: the podcast camera as a video m-line with source "camera". */
+  async startCamera() {
+    const s = this.s;
+    if (!this.canStartStageCamera) throw new Error('the stage does not show video now');
+    if (this.local.video) return;
+    const pc = this.pc;
+    const track = await getCamera();
+    if (!this.canStartStageCamera || this.pc !== pc || this.local.video) {
+      track.stop(); // left, demoted, the stage hid video, or a second click, while we asked
+      return;
+    }
+    let transceiver = this.spareCameraTransceiver;
+    this.spareCameraTransceiver = null;
+    if (transceiver && !transceiver.stopped) {
+      await transceiver.sender.replaceTrack(track);
+      transceiver.direction = 'sendonly';
+    } else {
+      transceiver = pc.addTransceiver(track, { direction: 'sendonly', streams: [new MediaStream([track])] });
+    }
+    this.local.video = {
+      kind: 'video',
+      track,
+      transceiver,
+      mid: null,
+      sid: null,
+      muted: false,
+      source: 'camera',
+      name: 'camera',
+    };
+    this.localStream = new MediaStream([...(this.localStream?.getTracks() ?? []), track]);
+    s.localTile.attach(this.localStream);
+    s._localChanged();
+    s._emit('participants');
+    await this.negotiate();
+  }
+
+  /** Turn the podcast camera off: the m-line goes inactive (unpublished) and is kept spare. */
+  async stopCamera() {
+    const s = this.s;
+    const entry = this.local.video;
+    if (!entry) return;
+    this.local.video = null;
+    entry.track.stop();
+    if (this.localStream) {
+      this.localStream = new MediaStream(this.localStream.getTracks().filter((t) => t !== entry.track));
+      s.localTile.attach(this.localStream);
+    }
+    s._localChanged();
+    s._emit('participants');
+    if (s.state !== 'joined' || !this.pc || this.pc.signalingState === 'closed') return;
+    await entry.transceiver.sender.replaceTrack(null);
+    entry.transceiver.direction = 'inactive';
+    this.spareCameraTransceiver = entry.transceiver;
+    await this.negotiate();
+  }
+
+  /** Publish a screen capture track as an extra video m-line with source "screen". */
+  async startScreenShare(track) {
+    const s = this.s;
+    if (s.state !== 'joined' || !this.pc || !s.canPublish || s.kind === 'podcast') {
+      track.stop();
+      throw new Error(s.state === 'joined' ? 'you may not share your screen now' : 'not in a room');
+    }
+    if (this.screen) await this.stopScreenShare();
+    if ('contentHint' in track) track.contentHint = 'detail'; // sharp text over smooth motion
+    let transceiver = this.spareScreenTransceiver;
+    this.spareScreenTransceiver = null;
+    if (transceiver && !transceiver.stopped) {
+      await transceiver.sender.replaceTrack(track);
+      if (track.readyState === 'ended' || s.state !== 'joined') {
+        // Stopped while we waited: leave the m-line spare.
+        await transceiver.sender.replaceTrack(null).catch(() => {});
+        this.spareScreenTransceiver = transceiver;
+        return;
+      }
+      transceiver.direction = 'sendonly';
+    } else {
+      transceiver = this.pc.addTransceiver(track, {
+        direction: 'sendonly',
+        streams: [new MediaStream([track])],
+      });
+    }
+    const entry = {
+      kind: 'video',
+      track,
+      transceiver,
+      mid: null,
+      sid: null,
+      muted: false,
+      source: 'screen',
+      name: 'screen',
+    };
+    this.screen = entry;
+    this.localScreenTile = new Tile({ sid: s.me.sid, name: s.me.name || s.name, local: true, screen: true });
+    this.localScreenTile.since = Date.now();
+    this.localScreenTile.attach(new MediaStream([track]));
+    s.localTile.el.after(this.localScreenTile.el);
+    s._localChanged();
+    s._emit('screens');
+    s._emit('participants');
+    try {
+      await this.negotiate();
+    } catch (err) {
+      if (this.screen === entry) await this.stopScreenShare().catch(() => {});
+      throw err;
+    }
+  }
+
+  /** Stop our screen share: the m-line goes inactive and the publish PC renegotiates. */
+  async stopScreenShare() {
+    const s = this.s;
+    const entry = this.screen;
+    if (!entry) return;
+    this.screen = null;
+    entry.track.stop();
+    if (this.localScreenTile) this.localScreenTile.remove();
+    this.localScreenTile = null;
+    s._localChanged();
+    s._emit('screens');
+    s._emit('participants');
+    if (s.state !== 'joined' || !this.pc || this.pc.signalingState === 'closed') return;
+    await entry.transceiver.sender.replaceTrack(null);
+    entry.transceiver.direction = 'inactive';
+    this.spareScreenTransceiver = entry.transceiver;
+    await this.negotiate();
+  }
+}

@@ -1,0 +1,150 @@
+// The subscribe side of a Session (session.js): the subscribe RTCPeerConnection, answering the
+// server's offers, and attaching the received tracks to each participant's tiles.
+//
+// Negotiation (docs/protocol.md): the server offers whenever the set of forwarded tracks
+// changes, we answer. Server offers are processed strictly one at a time, in arrival order.
+//
+// The Subscriber holds the subscribe state; the Session exposes it read-only (`sub`,
+// `subMids`, `subOffers`). The participants themselves are the Roster's (roster.js).
+
+import { Trickler, waitForGathering } from './rtc.js';
+import { Tile } from './ui.js';
+import { isScreenSource } from './roster.js';
+
+const GATHER_CAP_MS = 3000;
+
+export class Subscriber {
+  /** @param {import('./session.js').Session} session  the Session this receives for */
+  constructor(session) {
+    this.s = session;
+    this.pc = null; // the subscribe RTCPeerConnection, made on `joined`
+    this.trickle = null;
+    this.mids = new Map(); // mid -> {participant, track, kind} from the latest offer
+    this.chain = Promise.resolve();
+    this.offers = 0; // server offers answered
+  }
+
+  /** Make the subscribe PC (on `joined`). */
+  open() {
+    const s = this.s;
+    this.pc = new RTCPeerConnection(s.rtcConfig);
+    this.trickle = new Trickler(this.pc, 'subscribe', (msg) => s.signal.send(msg));
+    this.pc.addEventListener('connectionstatechange', () => s.renderStatus());
+    this.pc.addEventListener('track', (ev) => this._onTrack(ev));
+  }
+
+  close() {
+    if (this.pc) this.pc.close();
+  }
+
+  /** A server `offer`: answered after the ones before it. */
+  queueOffer(msg) {
+    this.chain = this.chain.then(() => this._handleOffer(msg)).catch((err) => this.s._error(err, 'subscribe offer'));
+  }
+
+  /** A track's source decides which of the participant's streams it joins: sort the received
+   * tracks again, after any subscribe offer being processed. */
+  queueReconcile() {
+    this.chain = this.chain.then(() => this._reconcile()).catch((err) => this.s._error(err, 'subscribe'));
+  }
+
+  _isScreenTrack(p, trackSid) {
+    const info = p.tracks.get(trackSid);
+    return Boolean(info && isScreenSource(info.source));
+  }
+
+  _onTrack(ev) {
+    const s = this.s;
+    const mid = ev.transceiver ? ev.transceiver.mid : null;
+    const info = mid !== null ? this.mids.get(mid) : undefined;
+    if (!info || (s.me && info.participant === s.me.sid)) return;
+    const p = s.roster.ensure(info.participant);
+    const key = this._isScreenTrack(p, info.track) ? 'screenStream' : 'stream';
+    if (!p[key].getTracks().includes(ev.track)) {
+      const keep = p[key]
+        .getTracks()
+        .filter((t) => t.kind !== ev.track.kind || this._isLive(p, t));
+      p[key] = new MediaStream([...keep, ev.track]);
+      this._attach(p);
+    }
+  }
+
+  _isLive(p, track) {
+    for (const tr of this.pc.getTransceivers()) {
+      if (tr.receiver.track !== track || !tr.mid) continue;
+      const info = this.mids.get(tr.mid);
+      return Boolean(info && info.participant === p.sid);
+    }
+    return false;
+  }
+
+  /** Show a participant's streams: the camera tile, and a screen tile while they share. */
+  _attach(p) {
+    const s = this.s;
+    p.tile.attach(p.stream, s.onblocked);
+    s._emit('media', { sid: p.sid });
+    const sharing = p.screenStream.getTracks().length > 0;
+    if (sharing && !p.screenTile) {
+      p.screenTile = new Tile({ sid: p.sid, name: p.name || p.identity, screen: true });
+      p.screenTile.since = Date.now();
+      p.tile.el.after(p.screenTile.el);
+      p.screenTile.attach(p.screenStream, s.onblocked);
+      s._emit('screens');
+      s._emit('participants');
+    } else if (sharing) {
+      p.screenTile.attach(p.screenStream, s.onblocked);
+    } else if (p.screenTile) {
+      p.screenTile.remove();
+      p.screenTile = null;
+      s._emit('screens');
+      s._emit('participants');
+    }
+  }
+
+  async _handleOffer(msg) {
+    const s = this.s;
+    if (!this.pc || this.pc.signalingState === 'closed') return;
+    this.mids = new Map((msg.tracks ?? []).map((t) => [t.mid, t]));
+    await this.pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
+    const answer = await this.pc.createAnswer();
+    await this.pc.setLocalDescription(answer);
+    await waitForGathering(this.pc, GATHER_CAP_MS);
+    const sdp = this.pc.localDescription.sdp;
+    s.signal.send({ type: 'answer', sdp });
+    this.trickle.release(sdp);
+    this.offers += 1;
+    this._reconcile();
+    s.renderStatus();
+  }
+
+  /**
+   * Make each participant's streams hold exactly the tracks the latest offer maps to them:
+   * `stream` the microphone and camera, `screenStream` the screen share.
+   */
+  _reconcile() {
+    const s = this.s;
+    if (!this.pc || this.pc.signalingState === 'closed') return;
+    const wanted = new Map(); // participant sid -> {stream: [], screenStream: []}
+    for (const tr of this.pc.getTransceivers()) {
+      if (!tr.mid || tr.stopped) continue;
+      const info = this.mids.get(tr.mid);
+      const dir = tr.currentDirection;
+      if (!info || !(dir === 'recvonly' || dir === 'sendrecv')) continue;
+      if (s.me && info.participant === s.me.sid) continue;
+      const p = s.roster.ensure(info.participant);
+      const lists = wanted.get(p.sid) ?? { stream: [], screenStream: [] };
+      lists[this._isScreenTrack(p, info.track) ? 'screenStream' : 'stream'].push(tr.receiver.track);
+      wanted.set(p.sid, lists);
+    }
+    for (const p of s.roster.participants.values()) {
+      const lists = wanted.get(p.sid) ?? { stream: [], screenStream: [] };
+      for (const key of ['stream', 'screenStream']) {
+        const want = lists[key];
+        const have = p[key].getTracks();
+        const same = want.length === have.length && want.every((t) => have.includes(t));
+        if (!same) p[key] = new MediaStream(want);
+      }
+      this._attach(p);
+    }
+  }
+}
