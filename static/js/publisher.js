@@ -62,7 +62,10 @@ export class Publisher {
     this.mediaNote = '';
     this.localStream = stream;
     s.localTile.attach(stream);
-    for (const track of stream.getTracks()) this._addLocalSender(track);
+    for (const track of stream.getTracks()) {
+      if (s.initialMutes[track.kind]) track.enabled = false; // muted before a rejoin
+      this._addLocalSender(track);
+    }
     s._localChanged();
     try {
       await this.negotiate();
