@@ -358,13 +358,17 @@ class RoomClient:
         async for msg in ws:
             if msg.type != aiohttp.WSMsgType.TEXT:
                 break
+            if ws is not self.ws:
+                continue  # a socket replaced by a resume: its messages are replayed there
             self.signal_bytes += len(msg.data.encode("utf-8"))
             data = json.loads(msg.data)
-            self.message_types.append(str(data.get("type")))
             seq = data.pop("seq", None)  # transport metadata: kept in last_seq and seqs
             if isinstance(seq, int):
+                if seq <= self.last_seq:
+                    continue  # already read (never expected: the server replays after last_seq)
                 self.last_seq = seq
                 self.seqs.append(seq)
+            self.message_types.append(str(data.get("type")))
             ref = data.get("ref")
             if ref is not None and ref in self._waiters:
                 self._waiters[ref].set_result(data)

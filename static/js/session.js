@@ -54,6 +54,9 @@ import { Roster, isScreenSource } from './roster.js';
 export { isScreenSource };
 
 const PING_INTERVAL_MS = 10000;
+// A socket that answers no ping within this long is taken for dead (a network change can
+// leave a socket that never closes by itself): the Session reconnects.
+const PING_TIMEOUT_MS = 8000;
 // Reconnection backoff: attempt n waits uniform(0, min(CAP, BASE * 2^n)) ms (full jitter; the
 // first retry goes at once); past GIVE_UP the session ends as disconnected.
 const RECONNECT_BASE_MS = 250;
@@ -352,7 +355,7 @@ export class Session extends EventTarget {
     this.earlyEvents = null;
     for (const msg of early) this._onEvent(msg);
     if (this.state !== 'joined') return; // the room ended (or we left) meanwhile
-    this.pingTimer = setInterval(() => this.signal.send({ type: 'ping' }), PING_INTERVAL_MS);
+    this.pingTimer = setInterval(() => this._ping(), PING_INTERVAL_MS);
     if (this.canPublish) await this.publisher.publish();
   }
 
@@ -371,6 +374,19 @@ export class Session extends EventTarget {
   _showReconnecting() {
     this.status(`Reconnecting to room ${this.roomLabel}…`);
     this._emit('connection');
+  }
+
+  /** Keepalive: a ping without a pong in PING_TIMEOUT_MS means a dead socket. */
+  _ping() {
+    if (this.state !== 'joined' || this.reconnecting || !this.signal.isOpen) return;
+    const ws = this.signal.ws;
+    this.signal.request({ type: 'ping' }, PING_TIMEOUT_MS).catch((err) => {
+      if (err.code !== 'timeout' || this.signal.ws !== ws) return;
+      if (this.state !== 'joined' || this.reconnecting) return;
+      console.warn('signaling: no pong, reconnecting');
+      this.signal.abandon();
+      this._reconnect();
+    });
   }
 
   /** The socket dropped: resume on a new one, retrying with backoff; see the file comment. */

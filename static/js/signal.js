@@ -90,9 +90,31 @@ export class SignalClient {
         reject(new SignalError('timeout', `no reply to ${msg.type} within ${timeoutMs} ms`));
       }, timeoutMs);
       const full = { ...msg, id };
-      this.pending.set(id, { resolve, reject, timer, msg: full, hold: this.holdPending });
+      const hold = this.holdPending && msg.type !== 'ping';
+      this.pending.set(id, { resolve, reject, timer, msg: full, hold });
       this.ws.send(JSON.stringify(full));
     });
+  }
+
+  /** Give up a socket that seems dead (no pong) without waiting for its close event: its
+   * unheld requests fail now, and nothing it delivers later is read. */
+  abandon() {
+    const ws = this.ws;
+    this.ws = null;
+    const err = new SignalError('closed', 'connection lost');
+    for (const [id, p] of this.pending) {
+      if (p.hold) continue;
+      clearTimeout(p.timer);
+      this.pending.delete(id);
+      p.reject(err);
+    }
+    if (ws) {
+      try {
+        ws.close(4000, 'no pong');
+      } catch {
+        // already closing
+      }
+    }
   }
 
   /** After `resumed`: send again the held requests that the replay did not answer. */
@@ -130,7 +152,10 @@ export class SignalClient {
       return;
     }
     if (msg === null || typeof msg !== 'object') return;
-    if (typeof msg.seq === 'number') this.lastSeq = msg.seq;
+    if (typeof msg.seq === 'number') {
+      if (msg.seq <= this.lastSeq) return; // already read
+      this.lastSeq = msg.seq;
+    }
     const ref = typeof msg.ref === 'string' ? msg.ref : null;
     if (ref !== null && this.pending.has(ref)) {
       const p = this.pending.get(ref);

@@ -59,6 +59,24 @@ WATCH_JS = r"""
 """
 
 
+# Before the page loads: sockets that a test can make deaf (nothing goes out or comes in, the
+# TCP connection stays open), as after a network change.
+DEAF_SOCKETS_JS = r"""
+(() => {
+  const Real = window.WebSocket;
+  window.WebSocket = class extends Real {
+    send(data) {
+      if (!this.deaf) super.send(data);
+    }
+    addEventListener(type, listener, options) {
+      if (type !== 'message') return super.addEventListener(type, listener, options);
+      return super.addEventListener(type, (ev) => { if (!this.deaf) listener(ev); }, options);
+    }
+  };
+})();
+"""
+
+
 class Restartable:
     """``sfu serve`` on a fixed port, data dir and secret, that a test can restart."""
 
@@ -288,3 +306,52 @@ async def test_server_restart_rejoins_with_media_and_chat(
     )
     await alice.context.close()
     await bob.context.close()
+
+
+async def test_a_silent_socket_is_detected_by_ping_and_resumed(
+    browser: Any, server: ServerProcess
+) -> None:
+    """After a network change the old socket may stay open and silent: no pong within the
+    ping timeout makes the page resume on a new socket; the server closes the old one."""
+    code = await create_invite(server.base_url, "e2e-silent", "owner-silent@example.com")
+    alice = await _open(browser, server, f"/join/{code}?name=alice", DESKTOP)
+    context = await browser.new_context(viewport=DESKTOP)
+    await context.add_init_script(DEAF_SOCKETS_JS)
+    bob = await context.new_page()
+    bob.on("console", lambda msg: server.page_logs.append(f"[bob] {msg.type}: {msg.text}"))
+    await bob.goto(f"{server.base_url}/join/{code}?name=bob")
+    for page, who in ((alice, "alice"), (bob, "bob")):
+        await _wait_js(page, "() => window.sfu.state === 'joined'", 15, f"{who} to join")
+    await _wait_media_flowing(bob, "bob")
+    bob_sid = await bob.evaluate("() => window.sfu.me.sid")
+    await bob.evaluate(WATCH_JS)
+
+    silent = time.monotonic()
+    await bob.evaluate("() => { window.sfu.ws.deaf = true; }")
+    # One ping interval (10 s) and the ping timeout (8 s) at most, with slack for a slow host.
+    await _wait_js(bob, "() => window.sfu.session.reconnects.length === 1", 40, "the resume")
+    detected = time.monotonic() - silent
+    reconnect = await bob.evaluate("() => window.sfu.session.reconnects[0]")
+    assert reconnect["outcome"] == "resumed"
+    assert await bob.evaluate("() => window.sfu.me.sid") == bob_sid
+    statuses = await bob.evaluate("() => window.__statuses")
+    assert any("Reconnecting" in s for s in statuses), statuses
+    media = await _media_back_s(bob, time.monotonic(), timeout_s=3)
+    # Chat still flows both ways on the new socket.
+    await alice.evaluate("() => window.sfu.session.sendChat('after the switch')")
+    await _wait_js(
+        bob,
+        "() => window.sfu.chat.messages.some((m) => m.text === 'after the switch')",
+        10,
+        "chat on the new socket",
+    )
+    assert "participant_left" not in await alice.evaluate(
+        "(sid) => window.sfu.events.filter((e) => e.participant === sid).map((e) => e.type)",
+        bob_sid,
+    )
+    print(
+        f"\nsilent socket: resumed {detected:.1f} s after it went silent (resume itself "
+        f"{reconnect['ms']} ms); media growing {media:.2f} s later"
+    )
+    await alice.context.close()
+    await context.close()

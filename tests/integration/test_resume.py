@@ -223,3 +223,33 @@ async def test_resume_disabled_leaves_at_once(
         for c in (bob, alice):
             await c.close()
         await server.close()
+
+
+async def test_resume_takes_over_a_socket_the_server_still_holds_open(
+    room_client: Factory,
+) -> None:
+    """A network change: the old socket still looks open to the server when the client
+    resumes on a new one. The server moves the session and closes the old socket (4001)."""
+    alice = room_client("takeover", "alice", subscribe=False)
+    bob = room_client("takeover", "bob", subscribe=False)
+    try:
+        await alice.connect()
+        joined = await bob.connect()
+        old_ws = bob.ws
+        assert old_ws is not None
+        await alice.request({"type": "chat", "text": "before"})
+        await bob.wait_for(lambda: chats(bob) == ["before"])
+        resumed = await bob.resume()  # the old socket is still open
+        assert resumed["participant"]["sid"] == joined["participant"]["sid"]
+        assert resumed["last_seq"] <= bob.last_seq
+        await bob.wait_for(lambda: old_ws.closed, timeout=5)
+        assert old_ws.close_code == 4001
+        await alice.request({"type": "chat", "text": "after"})
+        await bob.request({"type": "chat", "text": "still here"})
+        await alice.wait_for(lambda: chats(alice)[-1:] == ["still here"])
+        await bob.wait_for(lambda: chats(bob)[-2:] == ["after", "still here"])
+        assert bob.seqs == list(range(1, len(bob.seqs) + 1))
+        assert presence(alice, joined["participant"]["sid"]) == ["participant_joined"]
+    finally:
+        for c in (bob, alice):
+            await c.close()
