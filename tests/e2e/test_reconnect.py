@@ -336,7 +336,7 @@ async def test_a_silent_socket_is_detected_by_ping_and_resumed(
     assert await bob.evaluate("() => window.sfu.me.sid") == bob_sid
     statuses = await bob.evaluate("() => window.__statuses")
     assert any("Reconnecting" in s for s in statuses), statuses
-    media = await _media_back_s(bob, time.monotonic(), timeout_s=3)
+    media = await _media_back_s(bob, time.monotonic(), timeout_s=5)
     # Chat still flows both ways on the new socket.
     await alice.evaluate("() => window.sfu.session.sendChat('after the switch')")
     await _wait_js(
