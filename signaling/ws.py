@@ -6,8 +6,8 @@ the room go on. aiohttp's heartbeat pings detect dead sockets; when the socket c
 participant leaves and every transport, producer and consumer of it is closed.
 
 Limits (``signaling/wslimits.py``, docs/protocol.md "Limits"): a token bucket per socket
-(``rate_limited``), only ``join`` and ``ping`` before joining, a join timeout and a bounded
-outbox (both close with 1008), and a cap of sockets per client address (1013).
+(``rate_limited``), only ``join``, ``resume`` and ``ping`` before joining, a join timeout and
+a bounded outbox (both close with 1008), and a cap of sockets per client address (1013).
 
 Resume (``signaling/resume.py``, docs/protocol.md "Resume"): after ``joined`` every message
 carries ``seq``. When the socket drops without ``leave``, the session is held for
