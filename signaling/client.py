@@ -5,6 +5,13 @@ its publish RTCPeerConnection and answers the server's subscribe offers. Receive
 available by producer (track sid). With ``count_only=True`` the subscribe side does not decode:
 it counts RTP packets per SSRC through the SFU's own adapter (used by benchmarks that simulate
 hundreds of listeners).
+
+Staying connected (docs/protocol.md "Resume"): the client keeps the ``resume_token`` of
+``joined`` and the ``seq`` of the last message it read. :meth:`RoomClient.reconnect` opens a
+new socket and sends ``resume`` (the server replays what was missed; media is untouched);
+when the server no longer holds the session (``resume_failed``, e.g. after a restart) it joins
+again with the same token and publishes the same tracks. With ``auto_reconnect=True`` it does
+so by itself when the socket drops, retrying with exponential backoff and full jitter.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -24,6 +32,7 @@ from aiortc import (
     RTCPeerConnection,
     RTCSessionDescription,
 )
+from aiortc.contrib.media import MediaRelay
 from aiortc.exceptions import InvalidStateError
 
 from sfu import _aiortc_adapter as adapter
@@ -102,6 +111,7 @@ class RoomClient:
         subscribe: whether to subscribe at all.
         remote_sdp: rewrites every SDP the server sends (publish answers, subscribe offers)
             before it is applied; tests use it to steer media through an impairing UDP relay.
+        auto_reconnect: when the socket drops without ``leave``, call :meth:`reconnect`.
     """
 
     def __init__(
@@ -115,6 +125,7 @@ class RoomClient:
         count_only: bool = False,
         subscribe: bool = True,
         remote_sdp: Callable[[str], Awaitable[str]] | None = None,
+        auto_reconnect: bool = False,
     ) -> None:
         self.url = url.rstrip("/")
         self.remote_sdp = remote_sdp
@@ -144,6 +155,18 @@ class RoomClient:
         self._offer_lock = asyncio.Lock()
         self._changed = asyncio.Event()
         self._closing = False
+        self.auto_reconnect = auto_reconnect
+        self.resume_token: str | None = None
+        self.last_seq = 0  # seq of the last numbered message read
+        self.seqs: list[int] = []  # every seq read, in arrival order (tests check for gaps)
+        self.reconnects: list[str] = []  # "resumed" or "rejoined", one per reconnect
+        self.connected = asyncio.Event()  # set while the socket is open and the session live
+        self._sent: dict[str, dict[str, Any]] = {}  # ref -> request not answered yet
+        self._publishing: list[tuple[MediaStreamTrack, str]] = []  # (track, source) to rejoin
+        self._relay = MediaRelay()
+        self._proxies: dict[MediaStreamTrack, MediaStreamTrack] = {}  # track -> what is sent
+        self._reconnecting: asyncio.Task[str] | None = None
+        self.removed: str | None = None  # the server's reason when it removed us
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -154,16 +177,146 @@ class RoomClient:
             SignalingError: when the server refuses the join.
         """
         self.session = aiohttp.ClientSession()
+        await self._open_socket()
+        return await self._join()
+
+    async def _open_socket(self) -> None:
+        assert self.session is not None
         self.ws = await self.session.ws_connect(self.url + "/ws", heartbeat=20)
-        self._reader = asyncio.ensure_future(self._read_loop())
+        self._reader = asyncio.ensure_future(self._read_loop(self.ws))
+
+    async def _join(self) -> dict[str, Any]:
         join: dict[str, Any] = {"type": "join", "room": self.room, "name": self.name}
         if self.identity:
             join["identity"] = self.identity
         if self.token:
             join["token"] = self.token
         join["subscribe"] = self.subscribe
+        self.last_seq = 0
         self.joined = await self.request(join)
+        self.resume_token = self.joined.get("resume_token")
+        self.connected.set()
         return self.joined
+
+    # -- staying connected ---------------------------------------------------------------------
+
+    async def drop_socket(self) -> None:
+        """Tear the WebSocket's TCP connection down without a close frame or ``leave`` (what
+        a network loss looks like to the server once it notices); media is left alone."""
+        assert self.ws is not None
+        self.connected.clear()
+        sock = self.ws.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(2)  # SHUT_RDWR: FIN now, no WebSocket close frame
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(reader, 5)
+        with contextlib.suppress(Exception):
+            await self.ws.close()
+
+    async def resume(self, timeout: float = 10) -> dict[str, Any]:
+        """Open a new socket and resume the session: the missed messages are read (and
+        handled) first, then the ``resumed`` reply is returned; requests that were never
+        answered are sent again.
+
+        Raises:
+            SignalingError: ``resume_failed`` when the server no longer holds the session.
+        """
+        if self.resume_token is None:
+            raise SignalingError("resume_failed", "no resume token")
+        unanswered = dict(self._sent)
+        await self._open_socket()
+        reply = await self.request(
+            {"type": "resume", "token": self.resume_token, "last_seq": self.last_seq}, timeout
+        )
+        self.connected.set()
+        assert self.ws is not None
+        for ref, message in unanswered.items():
+            if ref in self._waiters:  # its reply was not among the replayed messages
+                await self.ws.send_str(json.dumps(message))
+        return reply
+
+    async def rejoin(self) -> dict[str, Any]:
+        """Join again with the same token (the server forgot the session): new peer
+        connections, the same tracks published again."""
+        if self.pub is not None:
+            for transceiver in self.pub.getTransceivers():
+                # W3C replaceTrack(null): aiortc stops a sender's track when the sender stops,
+                # and the track is published again on the new connection.
+                transceiver.sender.replaceTrack(None)
+        publishing, self._publishing = self._publishing, []
+        for pc in (self.pub, self.sub):
+            if pc is not None:
+                await pc.close()
+        self.pub = self.sub = None
+        self._mids.clear()
+        self.received = {}
+        self.published = {}
+        self._offer_lock = asyncio.Lock()
+        if self.ws is None or self.ws.closed:
+            await self._open_socket()
+        self.removed = None
+        joined = await self._join()
+        if publishing:
+            await self.publish([t for t, _ in publishing], [src for _, src in publishing])
+        return joined
+
+    async def reconnect(
+        self, *, max_wait_s: float = 60, base_s: float = 0.25, cap_s: float = 2.0
+    ) -> str:
+        """Reconnect after a drop: ``resume``, else (``resume_failed``) :meth:`rejoin`;
+        a server that cannot be reached is retried with exponential backoff and full jitter
+        (delay = uniform(0, min(cap_s, base_s * 2**attempt)) s). Returns ``"resumed"`` or
+        ``"rejoined"``.
+
+        Raises:
+            TimeoutError: still not connected after ``max_wait_s`` s.
+            SignalingError: the server refused the rejoin (e.g. ``unauthorized``).
+        """
+        deadline = time.monotonic() + max_wait_s
+        for attempt in itertools.count():
+            if self._closing:
+                raise ConnectionError("client closed")
+            try:
+                try:
+                    await self.resume()
+                    outcome = "resumed"
+                except SignalingError as exc:
+                    if exc.code != "resume_failed":
+                        raise
+                    outcome = "rejoined"
+                    await self.rejoin()
+                self.reconnects.append(outcome)
+                return outcome
+            except (aiohttp.ClientError, OSError, TimeoutError, ConnectionError):
+                if self.ws is not None:
+                    with contextlib.suppress(Exception):
+                        await self.ws.close()
+                delay = random.uniform(0, min(cap_s, base_s * 2**attempt))
+                if time.monotonic() + delay > deadline:
+                    raise TimeoutError("could not reconnect in time") from None
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _on_socket_lost(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        if ws is not self.ws:
+            return
+        self.connected.clear()
+        if (
+            self.auto_reconnect
+            and not self._closing
+            and self.removed is None
+            and self._reconnecting is None
+        ):
+            self._reconnecting = asyncio.ensure_future(self._reconnect_once())
+
+    async def _reconnect_once(self) -> str:
+        try:
+            return await self.reconnect()
+        finally:
+            self._reconnecting = None
 
     async def request(self, message: dict[str, Any], timeout: float = 20) -> dict[str, Any]:
         """Send a request with a fresh ``id`` and wait for its reply.
@@ -176,11 +329,14 @@ class RoomClient:
         message = dict(message, id=ref)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiters[ref] = future
-        await self.ws.send_str(json.dumps(message))
+        if message.get("type") not in ("join", "resume", "leave"):
+            self._sent[ref] = message
         try:
+            await self.ws.send_str(json.dumps(message))
             reply = await asyncio.wait_for(future, timeout)
         finally:
             self._waiters.pop(ref, None)
+            self._sent.pop(ref, None)
         if reply.get("type") == "error":
             raise SignalingError(reply.get("code", ""), reply.get("message", ""))
         return reply
@@ -190,13 +346,28 @@ class RoomClient:
         assert self.ws is not None
         await self.ws.send_str(text)
 
-    async def _read_loop(self) -> None:
-        assert self.ws is not None
-        async for msg in self.ws:
+    async def _read_loop(self, ws: aiohttp.ClientWebSocketResponse | None = None) -> None:
+        ws = ws or self.ws
+        assert ws is not None
+        try:
+            await self._read_messages(ws)
+        finally:
+            self._on_socket_lost(ws)
+
+    async def _read_messages(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for msg in ws:
             if msg.type != aiohttp.WSMsgType.TEXT:
                 break
+            if ws is not self.ws:
+                continue  # a socket replaced by a resume: its messages are replayed there
             self.signal_bytes += len(msg.data.encode("utf-8"))
             data = json.loads(msg.data)
+            seq = data.pop("seq", None)  # transport metadata: kept in last_seq and seqs
+            if isinstance(seq, int):
+                if seq <= self.last_seq:
+                    continue  # already read (never expected: the server replays after last_seq)
+                self.last_seq = seq
+                self.seqs.append(seq)
             self.message_types.append(str(data.get("type")))
             ref = data.get("ref")
             if ref is not None and ref in self._waiters:
@@ -204,6 +375,8 @@ class RoomClient:
                 continue
             if data.get("type") == "error":
                 self.errors.append(data)
+                if data.get("reason"):  # the server removed us: not a drop to reconnect from
+                    self.removed = str(data["reason"])
             elif data.get("type") == "offer":
                 spawn(self._answer(data))
             else:
@@ -217,18 +390,26 @@ class RoomClient:
     async def publish(
         self, tracks: list[MediaStreamTrack], sources: list[str] | None = None
     ) -> dict[str, str]:
-        """Publish ``tracks`` (one sendonly m-line each); returns mid -> track sid."""
+        """Publish ``tracks`` (one sendonly m-line each); returns mid -> track sid.
+
+        With ``auto_reconnect`` each track is sent through a ``MediaRelay`` proxy: aiortc
+        stops a sender's track when its connection closes, and a rejoin sends the same
+        source on a new connection."""
         if self.pub is None:
             self.pub = RTCPeerConnection(adapter.make_configuration([]))
         specs = []
         for i, track in enumerate(tracks):
-            transceiver = self.pub.addTransceiver(track, direction="sendonly")
+            sent = track
+            if self.auto_reconnect:
+                sent = self._proxies[track] = self._relay.subscribe(track)
+            transceiver = self.pub.addTransceiver(sent, direction="sendonly")
             source = (
                 (sources or [])[i]
                 if sources and i < len(sources)
                 else ("microphone" if track.kind == "audio" else "camera")
             )
             specs.append((transceiver, track.kind, source))
+            self._publishing.append((track, source))
         await self.pub.setLocalDescription(await self.pub.createOffer())
         reply = await self.request(
             {
@@ -257,8 +438,10 @@ class RoomClient:
     async def unpublish(self, track: MediaStreamTrack) -> None:
         """Stop sending ``track`` and renegotiate (the server closes its producer)."""
         assert self.pub is not None
+        self._publishing = [(t, src) for t, src in self._publishing if t is not track]
+        sent = self._proxies.pop(track, track)
         for transceiver in self.pub.getTransceivers():
-            if transceiver.sender.track is track:
+            if transceiver.sender.track is sent:
                 transceiver.direction = "inactive"
         await self.pub.setLocalDescription(await self.pub.createOffer())
         reply = await self.request({"type": "offer", "sdp": self.pub.localDescription.sdp})
@@ -270,6 +453,7 @@ class RoomClient:
     async def _drop_publisher(self) -> None:
         pc, self.pub = self.pub, None
         self.published = {}
+        self._publishing = []
         if pc is not None:
             await pc.close()
 
@@ -357,6 +541,10 @@ class RoomClient:
     async def close(self) -> None:
         """Leave, close both peer connections and the WebSocket."""
         self._closing = True
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reconnecting
         if self.ws is not None and not self.ws.closed:
             with contextlib.suppress(Exception):
                 await self.request({"type": "leave"}, timeout=5)

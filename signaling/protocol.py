@@ -43,6 +43,7 @@ class ErrorCode(StrEnum):
     FORBIDDEN = "forbidden"  # token lacks the grant (e.g. canPublish)
     NOT_FOUND = "not_found"  # unknown track or participant
     RATE_LIMITED = "rate_limited"
+    RESUME_FAILED = "resume_failed"  # unknown or expired resume token, or missed messages gone
     INTERNAL = "internal"
 
 
@@ -441,6 +442,18 @@ class LeaveRequest(_Msg):
     id: RequestId | None = None
 
 
+class ResumeRequest(_Msg):
+    """Resume a session whose socket dropped, on a new socket, instead of ``join``.
+    ``token`` is the ``resume_token`` of ``joined``; ``last_seq`` the ``seq`` of the last
+    message the client read (0: none after ``joined``). Answered by the missed messages
+    (seq > ``last_seq``, in order) and then ``resumed``, or ``error`` ``resume_failed``."""
+
+    type: Literal["resume"]
+    id: RequestId | None = None
+    token: Annotated[str, Field(min_length=1, max_length=128)]
+    last_seq: Annotated[int, Field(ge=0)]
+
+
 class PingRequest(_Msg):
     """Application-level keepalive; answered with :class:`PongResponse`."""
 
@@ -456,6 +469,7 @@ Request = Annotated[
     | MuteRequest
     | LeaveRequest
     | PingRequest
+    | ResumeRequest
     | ChatRequest
     | ReactionRequest
     | RaiseHandRequest
@@ -492,6 +506,7 @@ STAGE_REQUEST_TYPES = frozenset(
 )
 REQUEST_TYPES = (
     frozenset({"join", "offer", "answer", "trickle", "mute", "leave", "ping", "chat", "reaction"})
+    | frozenset({"resume"})
     | STAGE_REQUEST_TYPES
     | BOARD_REQUEST_TYPES
 )
@@ -546,6 +561,25 @@ class JoinedResponse(_Msg):
     permissions: Permissions | None = None
     audience: int = 0
     stage_video: bool = False
+    resume_token: str | None = None
+    """Resumes this session on a new socket (``resume``) while it is held after a drop."""
+    resume_grace_s: float = 0.0
+    """How long (seconds) the session is held after its socket drops (0: never)."""
+
+
+class ResumedResponse(_Msg):
+    """Reply to ``resume``, sent after the replayed messages: the session goes on with the
+    same participant, media, stage role, chat and board. ``last_seq`` is the newest
+    message's ``seq``; ``replayed`` how many were sent again; ``ice_servers`` are fresh (TURN
+    credentials)."""
+
+    type: Literal["resumed"] = "resumed"
+    ref: str | None = None
+    participant: ParticipantInfo
+    last_seq: int
+    replayed: int
+    ice_servers: list[dict[str, Any]]
+    resume_grace_s: float
 
 
 class AnswerResponse(_Msg):
@@ -796,6 +830,7 @@ class ErrorResponse(_Msg):
 
 Response = Annotated[
     JoinedResponse
+    | ResumedResponse
     | AnswerResponse
     | OfferEvent
     | ParticipantJoinedEvent
@@ -868,9 +903,15 @@ def parse_request(raw: str | bytes, allowed: frozenset[str] | None = None) -> Re
 def parse_response(raw: str | bytes) -> Response:
     """Parse a server message (used by the Python client and tests).
 
+    Every message after ``joined`` also carries ``seq`` (docs/protocol.md "Resume"); it is
+    not part of the models and is left out here (read it from the JSON).
+
     Raises: pydantic.ValidationError or ValueError for a malformed message.
     """
-    return _response_adapter.validate_json(raw)
+    obj = json.loads(raw)
+    if isinstance(obj, dict):
+        obj.pop("seq", None)
+    return _response_adapter.validate_python(obj)
 
 
 def dump(message: BaseModel) -> str:

@@ -41,13 +41,15 @@ def start_server(
     output: IO[bytes] | int = subprocess.DEVNULL,
     log_level: str = "warning",
     tls: tuple[Path, Path] | None = None,
+    port: int | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Start ``sfu serve`` on a free port with ICE on 127.0.0.1, no ICE servers and no cap
     of WebSockets per address; returns ``(process, base URL)``. ``env`` adds to (and
     overrides) this process's environment; the server's stdout and stderr go to ``output``.
     ``tls`` = (certificate, key) PEM files serves HTTPS/WSS (``--tls-cert/--tls-key``) and the
-    URL is ``https://``."""
-    port = free_port()
+    URL is ``https://``. ``port``: this port instead of a free one (a restart on the same
+    address)."""
+    port = port or free_port()
     full_env = {
         **os.environ,
         "SFU_ICE_HOSTS": "127.0.0.1",

@@ -42,6 +42,12 @@ class Settings(BaseSettings):
             (1008, seconds).
         ws_max_connections_per_address: open sockets per client address (``request.remote``,
             X-Forwarded-For is not trusted); more are closed with 1013. 0: no cap.
+        resume_grace_s: how long a joined session is kept (participant, media, stage role)
+            after its WebSocket drops without ``leave``, waiting for a ``resume`` (seconds;
+            0: never, the participant leaves at once).
+        resume_buffer_messages, resume_buffer_bytes: the most recent messages / UTF-8 bytes a
+            session keeps for a resume to replay; a held session that would forget a message
+            it sent since the drop is given up.
         keyframe_min_interval_ms: minimum interval between keyframe requests sent to one
             producer (ms).
         nack_buffer_packets: size of each video consumer's retransmission buffer (packets,
@@ -130,6 +136,9 @@ class Settings(BaseSettings):
     ws_request_burst: int = Field(default=200, ge=1)
     ws_join_timeout_s: float = Field(default=10.0, gt=0)
     ws_max_connections_per_address: int = Field(default=256, ge=0)
+    resume_grace_s: float = Field(default=20.0, ge=0)
+    resume_buffer_messages: int = Field(default=512, ge=16)
+    resume_buffer_bytes: int = Field(default=1024 * 1024, ge=64 * 1024)
     keyframe_min_interval_ms: int = 500
     nack_buffer_packets: int = 512
     max_publish_bitrate_bps: int = Field(default=3_000_000, ge=100_000)

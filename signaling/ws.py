@@ -6,8 +6,14 @@ the room go on. aiohttp's heartbeat pings detect dead sockets; when the socket c
 participant leaves and every transport, producer and consumer of it is closed.
 
 Limits (``signaling/wslimits.py``, docs/protocol.md "Limits"): a token bucket per socket
-(``rate_limited``), only ``join`` and ``ping`` before joining, a join timeout and a bounded
-outbox (both close with 1008), and a cap of sockets per client address (1013).
+(``rate_limited``), only ``join``, ``resume`` and ``ping`` before joining, a join timeout and
+a bounded outbox (both close with 1008), and a cap of sockets per client address (1013).
+
+Resume (``signaling/resume.py``, docs/protocol.md "Resume"): after ``joined`` every message
+carries ``seq``. When the socket drops without ``leave``, the session is held for
+``resume_grace_s``: the participant stays (media keeps flowing, nobody sees it leave), messages
+go to its replay buffer, and a ``resume`` on a new socket moves the session there and replays
+what the client missed. After the grace period the participant leaves as before.
 """
 
 from __future__ import annotations
@@ -39,6 +45,14 @@ from signaling.admission import admit
 from signaling.auth.tokens import AccessClaims, TokenError, VideoGrant
 from signaling.chat import CHAT
 from signaling.metrics import observe_join
+from signaling.resume import (
+    CLOSE_RESUMED_ELSEWHERE,
+    REASON_GRACE_EXPIRED,
+    REASON_RESUME_OVERFLOW,
+    REASON_RESUMED_ELSEWHERE,
+    ReplayBuffer,
+    ResumeRegistry,
+)
 from signaling.stage import Stage, permissions
 from signaling.turn import client_ice_servers
 from signaling.whiteboard import BOARD
@@ -60,6 +74,7 @@ _SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey(
     "ws_sockets", weakref.WeakSet
 )
 _SLOTS: web.AppKey[AddressSlots] = web.AppKey("ws_address_slots", AddressSlots)
+_RESUMES: web.AppKey[ResumeRegistry[Session]] = web.AppKey("ws_resumes", ResumeRegistry)
 
 ABORT_AFTER_S = 10.0
 """After the server closes a socket on its own, the TCP connection is aborted this many seconds
@@ -139,7 +154,14 @@ class Session:
         self._join_timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
             settings.ws_join_timeout_s, self._on_join_deadline
         )
-        self._writer = asyncio.ensure_future(self._write_loop())
+        self._writer = asyncio.ensure_future(self._write_loop(ws, self._outbox))
+        self.replay: ReplayBuffer | None = None  # set once joined: numbered messages
+        self.resume_token: str | None = None
+        self.detached = False  # the socket dropped; held for a resume
+        self._detach_seq = 0  # replay.seq when the socket dropped
+        self._grace: asyncio.TimerHandle | None = None
+        self._busy = asyncio.Lock()  # held while a request is handled
+        self.successor: Session | None = None  # the held session this socket resumed
 
     # -- outgoing ------------------------------------------------------------------------------
 
@@ -150,6 +172,15 @@ class Session:
         if self.dropped is not None:
             return
         text = p.dump(message)
+        if self.replay is not None:
+            _, text = self.replay.add(text)
+            if self.detached:
+                if self.replay.evicted > self._detach_seq:
+                    self.drop(CLOSE_POLICY_VIOLATION, REASON_RESUME_OVERFLOW)
+                return
+        self._enqueue(text)
+
+    def _enqueue(self, text: str) -> None:
         size = utf8_length(text)
         queued = self._outbox.qsize()
         if queued and (queued >= self._max_messages or self._outbox_bytes + size > self._max_bytes):
@@ -163,14 +194,17 @@ class Session:
                 max(self._outbox_bytes, self.outbox_peak[1]),
             )
 
-    async def _write_loop(self) -> None:
+    async def _write_loop(
+        self, ws: web.WebSocketResponse, outbox: asyncio.Queue[str | None]
+    ) -> None:
         while True:
-            text = await self._outbox.get()
-            if text is None or self.ws.closed:
+            text = await outbox.get()
+            if text is None or ws.closed:
                 return
-            self._outbox_bytes -= utf8_length(text)
+            if outbox is self._outbox:
+                self._outbox_bytes -= utf8_length(text)
             try:
-                await self.ws.send_str(text)
+                await ws.send_str(text)
             except (ConnectionError, RuntimeError):
                 return
 
@@ -209,6 +243,7 @@ class Session:
             )
         )
         participant, self.participant = self.participant, None
+        self._end_resume()
         if participant is not None:
             self._leave_hubs(participant)
             spawn(
@@ -262,6 +297,152 @@ class Session:
         else:
             self.drop(CLOSE_POLICY_VIOLATION, REASON_JOIN_TIMEOUT)
 
+    # -- resume (signaling/resume.py) -----------------------------------------------------------
+
+    def _start_resume(self) -> str | None:
+        """At join: mint the session's resume token (None when resume is off)."""
+        registry = self.app.get(_RESUMES)
+        if self.app[keys.SETTINGS].resume_grace_s <= 0 or registry is None:
+            return None
+        self.resume_token = registry.mint(self)
+        return self.resume_token
+
+    def _end_resume(self) -> None:
+        """The session ends: its token stops working and a grace timer stops."""
+        registry = self.app.get(_RESUMES)
+        if registry is not None:
+            registry.forget(self.resume_token)
+        self.resume_token = None
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+
+    def _resumable(self) -> bool:
+        registry = self.app.get(_RESUMES)
+        return (
+            self.participant is not None
+            and self.dropped is None
+            and self.replay is not None
+            and self.resume_token is not None
+            and registry is not None
+            and not registry.closing
+        )
+
+    def _detach(self) -> None:
+        """The socket dropped without ``leave``: keep the participant, stop writing, and give
+        up after ``resume_grace_s`` unless a ``resume`` comes."""
+        assert self.replay is not None
+        self.detached = True
+        self._detach_seq = self.replay.seq
+        self._stop_writer()
+        if self._grace is None:
+            self._grace = asyncio.get_running_loop().call_later(
+                self.app[keys.SETTINGS].resume_grace_s, self._on_grace_expired
+            )
+        logger.info(
+            "ws %s: socket dropped, session held for a resume (seq %d)",
+            self.request.remote,
+            self.replay.seq,
+        )
+
+    def _on_grace_expired(self) -> None:
+        self._grace = None
+        if self.detached:
+            self.drop(CLOSE_POLICY_VIOLATION, REASON_GRACE_EXPIRED)
+
+    def _stop_writer(self) -> None:
+        """Stop writing to the current socket (what is queued is in the replay buffer)."""
+        self._outbox.put_nowait(None)
+        self._outbox = asyncio.Queue()
+        self._outbox_bytes = 0
+
+    async def _resume(self, request: p.ResumeRequest) -> None:
+        """This (fresh) socket resumes the held session of ``request.token``."""
+        if self.participant is not None:
+            raise p.ProtocolError(p.ErrorCode.ALREADY_JOINED, "already joined", request.id)
+        registry = self.app.get(_RESUMES)
+        held = registry.get(request.token) if registry is not None else None
+        if held is None or held is self:
+            raise p.ProtocolError(
+                p.ErrorCode.RESUME_FAILED, "unknown or expired session: join again", request.id
+            )
+        await held.adopt(self.ws, self.request, request)
+        self.successor = held
+
+    async def adopt(
+        self, ws: web.WebSocketResponse, request: web.Request, resume: p.ResumeRequest
+    ) -> None:
+        """Move this held (or still attached) session to socket ``ws``: the old socket, if
+        still open, is closed (4001); a request it was handling finishes first; then every
+        message after ``resume.last_seq`` is sent again, in order, and ``resumed``.
+
+        Raises:
+            ProtocolError: ``resume_failed`` when the session ended or the messages after
+                ``last_seq`` are no longer held (then the session is given up).
+        """
+        failed = p.ProtocolError(
+            p.ErrorCode.RESUME_FAILED, "the session can no longer be resumed: join again", resume.id
+        )
+        if self.replay is None or self.participant is None or self.dropped is not None:
+            raise failed
+        if not self.replay.covers(resume.last_seq):
+            self.drop(CLOSE_POLICY_VIOLATION, REASON_RESUME_OVERFLOW)
+            raise failed
+        previous = self.ws
+        if not self.detached:  # the server had not noticed the old socket was gone
+            self.detached = True
+            self._detach_seq = self.replay.seq
+            self._stop_writer()
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+        self.ws, self.request = ws, request  # the old socket's reader stops here
+        if not previous.closed:
+            spawn(self._close_quietly(previous))
+        async with self._busy:  # a request read from the old socket ends first
+            pass
+        if self.participant is None or self.dropped is not None:
+            raise failed
+        if not self.replay.covers(resume.last_seq):
+            self.drop(CLOSE_POLICY_VIOLATION, REASON_RESUME_OVERFLOW)
+            raise failed
+        self._writer = asyncio.ensure_future(self._write_loop(ws, self._outbox))
+        missed = self.replay.after(resume.last_seq)
+        for text in missed:
+            self._enqueue(text)
+        self.detached = False
+        participant = self.participant
+        self._enqueue(
+            p.dump(
+                p.ResumedResponse(
+                    ref=resume.id,
+                    participant=participant_info(participant.info()),
+                    last_seq=self.replay.seq,
+                    replayed=len(missed),
+                    ice_servers=client_ice_servers(
+                        self.app[keys.SETTINGS],
+                        self.app[keys.MEDIA].ice_servers(),
+                        participant.identity,
+                    ),
+                    resume_grace_s=self.app[keys.SETTINGS].resume_grace_s,
+                )
+            )
+        )
+        logger.info(
+            "ws %s: session of %s resumed, %d messages replayed",
+            request.remote,
+            participant.identity,
+            len(missed),
+        )
+
+    @staticmethod
+    async def _close_quietly(ws: web.WebSocketResponse) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                ws.close(code=CLOSE_RESUMED_ELSEWHERE, message=REASON_RESUMED_ELSEWHERE.encode()),
+                2.0,
+            )
+
     # -- incoming ------------------------------------------------------------------------------
 
     async def handle(self, raw: str, *, limited: bool = False) -> None:
@@ -276,7 +457,8 @@ class Session:
                 raise p.ProtocolError(
                     p.ErrorCode.RATE_LIMITED, "too many requests on this socket, slow down", ref
                 )
-            await self._dispatch(request)
+            async with self._busy:
+                await self._dispatch(request)
         except p.ProtocolError as exc:
             self.error(exc.code, exc.message, exc.ref or ref)
         except InvalidSdpError as exc:
@@ -297,13 +479,18 @@ class Session:
         if isinstance(request, p.PingRequest):
             self.send(p.PongResponse(ref=request.id))
             return
-        if isinstance(request, p.JoinRequest):
+        if isinstance(request, p.JoinRequest | p.ResumeRequest):
             self._joining = True
             try:
-                await self._join(request)
+                if isinstance(request, p.JoinRequest):
+                    await self._join(request)
+                else:
+                    await self._resume(request)
             finally:
                 self._joining = False
-                self._ever_joined = self._ever_joined or self.participant is not None
+                self._ever_joined = (
+                    self._ever_joined or self.participant is not None or self.successor is not None
+                )
                 if self._join_expired and not self._ever_joined:
                     self.drop(CLOSE_POLICY_VIOLATION, REASON_JOIN_TIMEOUT)
             return
@@ -406,6 +593,7 @@ class Session:
         room = participant.room
         # Reply before any await: room.join scheduled a subscribe offer (if the room already
         # has producers), and the client must get ``joined`` before that offer.
+        resume_token = self._start_resume()
         self.send(
             p.JoinedResponse(
                 ref=request.id,
@@ -420,8 +608,16 @@ class Session:
                 permissions=permissions(role, grants),
                 audience=stage.audience_count(),
                 stage_video=stage.video,
+                resume_token=resume_token,
+                resume_grace_s=self.app[keys.SETTINGS].resume_grace_s if resume_token else 0.0,
             )
         )
+        if resume_token is not None:  # every message after ``joined`` is numbered
+            settings = self.app[keys.SETTINGS]
+            self.replay = ReplayBuffer(
+                min(settings.resume_buffer_messages, self._max_messages),
+                min(settings.resume_buffer_bytes, self._max_bytes),
+            )
         stage.welcome(member)
         hub = self.app.get(CHAT)
         if hub is not None:
@@ -467,6 +663,7 @@ class Session:
     async def leave(self) -> None:
         """Leave the room (idempotent)."""
         participant, self.participant = self.participant, None
+        self._end_resume()
         if participant is not None:
             self._leave_hubs(participant)
             await participant.room.remove(participant, reason="left")
@@ -484,11 +681,18 @@ class Session:
         if stage is not None:
             stage.remove(self, participant.sid)
 
-    async def close(self) -> None:
-        """Leave and stop the writer."""
+    async def close(self, ws: web.WebSocketResponse | None = None) -> None:
+        """The socket ``ws`` (None: whichever is current) closed: hold a joined session for a
+        resume (unless it left, was dropped or resume is off), else leave; stop the writer.
+        A socket whose session was resumed elsewhere closes nothing."""
+        if ws is not None and ws is not self.ws:
+            return
         if self._join_timer is not None:
             self._join_timer.cancel()
             self._join_timer = None
+        if self._resumable():
+            self._detach()
+            return
         await self.leave()
         self._outbox.put_nowait(None)
         try:
@@ -532,8 +736,8 @@ async def _serve(request: web.Request, ws: web.WebSocketResponse) -> None:
     session = Session(request, ws)
     try:
         async for msg in ws:
-            if session.dropped is not None:
-                break
+            if session.dropped is not None or session.ws is not ws:
+                break  # dropped, or resumed on a newer socket
             limited = not session.requests.take()
             if msg.type == WSMsgType.TEXT:
                 if len(msg.data) > settings.max_message_bytes:
@@ -543,12 +747,15 @@ async def _serve(request: web.Request, ws: web.WebSocketResponse) -> None:
                     )
                     continue
                 await session.handle(msg.data, limited=limited)
+                if session.successor is not None:  # this socket resumed a held session
+                    fresh, session = session, session.successor
+                    await fresh.close()
             elif msg.type == WSMsgType.BINARY:
                 session.error(p.ErrorCode.BAD_REQUEST, "binary frames are not supported")
             elif msg.type == WSMsgType.ERROR:
                 break
     finally:
-        await session.close()
+        await session.close(ws)
 
 
 def install(app: web.Application) -> None:
@@ -556,10 +763,17 @@ def install(app: web.Application) -> None:
     per-address socket counter (``ws_max_connections_per_address``)."""
     app[_SOCKETS] = weakref.WeakSet()
     app[_SLOTS] = AddressSlots(app[keys.SETTINGS].ws_max_connections_per_address)
+    app[_RESUMES] = ResumeRegistry()
 
 
 async def close_all_sockets(app: web.Application) -> None:
     """``on_shutdown``: close every WebSocket so participants leave cleanly."""
+    resumes = app.get(_RESUMES)
+    if resumes is not None:
+        resumes.closing = True  # sessions whose socket closes now leave, none is held
+        for session in resumes.sessions():
+            if session.detached:
+                await session.leave()
     sockets: Any = app.get(_SOCKETS) or ()
     for ws in list(sockets):
         await ws.close(code=1001, message=b"server shutdown")

@@ -22,8 +22,8 @@ REASON_OUTBOX_OVERFLOW = "outbox overflow: the client does not read"
 REASON_JOIN_TIMEOUT = "join timeout"
 REASON_TOO_MANY_CONNECTIONS = "too many connections from this address"
 
-PRE_JOIN_TYPES = frozenset({"join", "ping"})
-"""The only requests a socket may send before it has joined."""
+PRE_JOIN_TYPES = frozenset({"join", "ping", "resume"})
+"""The only requests a socket may send before it has joined (or resumed)."""
 
 
 class TokenBucket:

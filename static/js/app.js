@@ -7,6 +7,12 @@
 //   /join/CODE[?name=N]    an invite link: asks for a display name, redeems the code, joins
 //   /join?token=JWT        a room token in the query: joins that room straight away
 //   /?room=R&name=N#token=JWT  a room token in the fragment (never sent to servers)
+//
+// Staying in the call: what a join needs (room, room token, name) is kept in sessionStorage
+// for this tab (never a cookie) while the call lasts, so a reload of the same address joins
+// the same call again with the same identity (the owner too) instead of the lobby or the join
+// form. When the server forgot the session (a restart), a new Session joins again the same
+// way. Leaving, the room ending, or a removal forget it.
 
 import { signalingUrl } from './signal.js';
 import { Session } from './session.js';
@@ -61,6 +67,7 @@ const statusLine = new StatusLine(els.status);
 const setStatus = (text, isError = false) => statusLine.set(text, isError);
 
 let session = null;
+let unloading = false; // the page is going away (a reload keeps the saved call)
 let accountState = 'unknown'; // 'unknown' (checking the stored session) | 'out' | 'in'
 
 // --- the call view's features --------------------------------------------------------------
@@ -216,7 +223,7 @@ function entryView() {
 
 function render() {
   const s = session;
-  const inCall = s !== null && (s.state === 'joined' || s.state === 'joining');
+  const inCall = s !== null && (s.state === 'joined' || s.state === 'joining' || s.reconnecting);
   const busy = inCall || (s !== null && s.state === 'connecting');
   const ended = s !== null && s.state === 'ended';
   const view = ended ? 'ended' : busy ? 'call' : entryView();
@@ -224,6 +231,8 @@ function render() {
   els.callSection.hidden = !inCall;
   els.quality.hidden = !(s !== null && s.state === 'joined');
   document.body.classList.toggle('in-call', inCall);
+  if (s !== null && s.reconnecting) document.body.dataset.connection = 'reconnecting';
+  else delete document.body.dataset.connection;
   // The room's kind ('conference', 'podcast') when the page knows it, for kind-specific views.
   if (inCall && s.roomKind) document.body.dataset.roomKind = s.roomKind;
   else delete document.body.dataset.roomKind;
@@ -262,16 +271,65 @@ function render() {
   podcast.render();
 }
 
-/** Enter the call view with a room token. */
-async function startCall({ room, roomLabel, token, name, kind = null }) {
+// --- the saved call (sessionStorage) ------------------------------------------------------
+
+const SAVED_CALL_KEY = 'sfu.call';
+
+function here() {
+  return `${location.pathname}${location.search}`;
+}
+
+function saveCall(call) {
+  try {
+    sessionStorage.setItem(SAVED_CALL_KEY, JSON.stringify({ ...call, where: here() }));
+  } catch {
+    // storage disabled: a reload shows the entry view
+  }
+}
+
+function forgetCall() {
+  try {
+    sessionStorage.removeItem(SAVED_CALL_KEY);
+  } catch {
+    // nothing saved
+  }
+}
+
+/** The call saved by this tab at this address, if its room token is still valid. */
+function savedCall() {
+  let call;
+  try {
+    call = JSON.parse(sessionStorage.getItem(SAVED_CALL_KEY) || 'null');
+  } catch {
+    call = null;
+  }
+  if (!call || typeof call.room !== 'string' || call.where !== here()) {
+    if (call) forgetCall(); // another address: another call
+    return null;
+  }
+  const claims = call.token ? jwtPayload(call.token) : null;
+  if (call.token && (!claims || (typeof claims.exp === 'number' && claims.exp * 1000 <= Date.now()))) {
+    forgetCall();
+    return null;
+  }
+  return call;
+}
+
+/** Enter the call view with a room token. `reconnecting`: a rejoin (reload, server restart)
+ * that retries its join with backoff; `mutes` the local kinds to publish muted. */
+async function startCall({ room, roomLabel, token, name, kind = null }, { reconnecting = false, mutes = {} } = {}) {
   if (session && ['joined', 'joining', 'connecting'].includes(session.state)) return;
   for (const feature of features) feature.unbind();
+  const call = { room, roomLabel, token, name, kind };
+  saveCall(call);
   session = new Session({
     room,
     roomLabel,
     token,
     name,
     kind,
+    reconnecting,
+    mutes,
     grid: els.grid,
     status: setStatus,
     onchange: render,
@@ -284,8 +342,21 @@ async function startCall({ room, roomLabel, token, name, kind = null }) {
   for (const feature of features) feature.bind(current);
   current.addEventListener('ended', () => {
     if (session !== current) return;
+    if (current.rejoin && !unloading) {
+      // The server forgot the session (a restart): join again as the same identity.
+      const mutes = {};
+      for (const kind of ['audio', 'video']) mutes[kind] = Boolean(current.local[kind] && current.local[kind].muted);
+      startCall(call, { reconnecting: true, mutes });
+      return;
+    }
+    if (!unloading && (current.state === 'ended' || current.state === 'failed' || current.removedReason)) {
+      forgetCall();
+    }
     for (const feature of features) feature.unbind();
     render();
+  });
+  current.addEventListener('connection', () => {
+    if (session === current) render();
   });
   render();
   try {
@@ -382,6 +453,7 @@ els.cam.addEventListener('click', () => {
 
 els.leave.addEventListener('click', async () => {
   if (!session) return;
+  forgetCall();
   await session.leave();
   render();
   const view = entryView();
@@ -399,7 +471,12 @@ els.unblock.addEventListener('click', () => {
   els.unblock.hidden = true;
 });
 
+window.addEventListener('pageshow', (ev) => {
+  if (ev.persisted) unloading = false; // back from the back/forward cache
+});
+
 window.addEventListener('pagehide', () => {
+  unloading = true; // a reload joins the saved call again
   if (session && session.state === 'joined') session.leave();
 });
 
@@ -419,7 +496,19 @@ if (inviteCode || queryToken) {
 accountState = api.signedIn ? 'unknown' : 'out';
 render();
 
-if (queryToken) {
+const rejoining = savedCall();
+if (rejoining) {
+  // A reload during a call: the same call, the same identity (the lobby and forms stay hidden).
+  const { room: r, roomLabel, token, name: n, kind } = rejoining;
+  startCall({ room: r, roomLabel, token, name: n, kind }, { reconnecting: true });
+  if (accountState === 'unknown') {
+    // The lobby behind the call (after Leave) needs to know who is signed in.
+    accounts.resume().then((ok) => {
+      accountState = ok ? 'in' : 'out';
+      render();
+    });
+  }
+} else if (queryToken) {
   joinFromForm('', name);
 } else if (
   inviteCode ? params.has('name') : room && /^[A-Za-z0-9_.-]{1,128}$/.test(room) && params.has('name')

@@ -67,10 +67,12 @@ export class Publisher {
     this.mediaNote = '';
     this.localStream = stream;
     s.localTile.attach(stream);
-    for (const track of stream.getTracks()) this._addLocalSender(track);
+    for (const track of stream.getTracks()) {
+      // Muted before a rejoin, or a listener brought on stage (unmutes when ready).
+      if (s.initialMutes[track.kind] || (startMuted && track.kind === 'audio')) track.enabled = false;
+      this._addLocalSender(track);
+    }
     if (startMuted && this.local.audio) {
-      this.local.audio.muted = true;
-      this.local.audio.track.enabled = false;
       s.localTile.setMuted({ mic: true });
     }
     s._localChanged();

@@ -23,6 +23,7 @@
 //   'media'         {sid}  a remote participant's received streams changed
 //   'stagevideo'    a podcast stage's video setting changed (`stagevideo` property)
 //   'ended'         the session is over (left, disconnected, failed, or the room 'ended')
+//   'connection'    the signaling socket dropped or came back (`reconnecting` property)
 //
 // Roles (docs/protocol.md, "Podcast stage"): `joined.permissions` and `role_changed` carry our
 // live grants. Without `canPublish` (a podcast listener, a conference token without the grant)
@@ -31,6 +32,14 @@
 // (the server has already closed our producers). Podcast rooms publish audio only, except
 // that stage members may turn their camera on while the stage shows video (`stage_settings`,
 // `joined.stage_video`: startCamera/stopCamera); it stops when the stage hides video again.
+//
+// Staying connected (docs/protocol.md "Resume"): when the WebSocket drops without `leave` (and
+// the server did not remove us), the Session shows "Reconnecting…" and retries with exponential
+// backoff and full jitter. A new socket sends `resume` with `joined.resume_token` and the last
+// `seq` read: the server replays what we missed and the same peer connections go on (media
+// was never interrupted). When the server no longer holds the session (`resume_failed`, e.g.
+// after a restart) the Session ends with `rejoin` set: app.js starts a new Session with the
+// same room token (same identity), which retries its join the same way (`reconnecting`).
 //
 // One file, one job: this Session is the coordinator (signaling, lifecycle, roles, events);
 // the publish side is publisher.js, the subscribe side subscriber.js, the other participants
@@ -45,6 +54,25 @@ import { Roster, isScreenSource } from './roster.js';
 export { isScreenSource };
 
 const PING_INTERVAL_MS = 10000;
+// A socket that answers no ping within this long is taken for dead (a network change can
+// leave a socket that never closes by itself): the Session reconnects.
+const PING_TIMEOUT_MS = 8000;
+// Reconnection backoff: attempt n waits uniform(0, min(CAP, BASE * 2^n)) ms (full jitter; the
+// first retry goes at once); past GIVE_UP the session ends as disconnected.
+const RECONNECT_BASE_MS = 250;
+const RECONNECT_CAP_MS = 4000;
+const RECONNECT_GIVE_UP_MS = 120000;
+const RESUME_TIMEOUT_MS = 5000;
+// Join errors after which retrying cannot help.
+const FINAL_JOIN_ERRORS = new Set(['unauthorized', 'forbidden', 'unsupported_version', 'bad_request']);
+
+/** Milliseconds to wait before reconnection attempt `attempt` (0: none). */
+export function backoffMs(attempt, random = Math.random) {
+  if (attempt <= 0) return 0;
+  return random() * Math.min(RECONNECT_CAP_MS, RECONNECT_BASE_MS * 2 ** attempt);
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function describeError(err) {
   if (err instanceof SignalError) return err.message;
@@ -65,7 +93,7 @@ export class Session extends EventTarget {
    * @param {(session: Session) => void} opts.onchange  called when state or local mutes change
    * @param {() => void} opts.onblocked  called when the browser blocks autoplay
    */
-  constructor({ room, name, token, roomLabel, kind, grid, status, onchange, onblocked }) {
+  constructor({ room, name, token, roomLabel, kind, grid, status, onchange, onblocked, reconnecting, mutes }) {
     super();
     this.room = room;
     this.roomLabel = roomLabel || room;
@@ -95,6 +123,13 @@ export class Session extends EventTarget {
     this.permissions = null;
     this.endedBy = undefined; // set (a sid or null) when the host ended the room
     this.rtcConfig = null;
+    // Staying connected.
+    this.reconnecting = Boolean(reconnecting); // the socket is down and we are retrying
+    this.resumeToken = null; // `joined.resume_token`
+    this.removedReason = null; // the server removed us (`not_joined` with a reason)
+    this.rejoin = false; // ended because the server forgot the session: join again
+    this.reconnects = []; // {outcome: 'resumed'|'rejoined', ms}, for tests and the status
+    this.initialMutes = mutes ?? {}; // kind -> true: publish that kind muted (after a rejoin)
   }
 
   // --- state of the parts, read-only -------------------------------------------------------
@@ -206,6 +241,10 @@ export class Session extends EventTarget {
 
   renderStatus() {
     if (this.state !== 'joined') return;
+    if (this.reconnecting) {
+      this.status(`Reconnecting to room ${this.roomLabel}…`);
+      return;
+    }
     const others = this.participants.size;
     const who = others === 1 ? '1 other participant' : `${others} other participants`;
     const states = [];
@@ -266,48 +305,162 @@ export class Session extends EventTarget {
       else this._onEvent(msg);
     };
     this.signal.onerror = (err) => {
+      if (err.reason) this.removedReason = err.reason;
       if (this.state !== 'ended') this._error(err);
     };
     this.signal.onclose = (ev) => {
       if (['left', 'leaving', 'failed', 'ended'].includes(this.state)) return;
+      if (this.reconnecting) return; // a failed attempt: the retry loop goes on
+      // 4001: our session was resumed on another socket (another tab took it over).
+      if (this.state === 'joined' && !this.removedReason && ev.code !== 4001 && ev.reason !== 'removed') {
+        this._reconnect();
+        return;
+      }
       this._teardown();
       this._setState('disconnected');
       if (ev.reason === 'removed') this.status('You were removed from this room.', true);
       else this.status(`Disconnected from the server (code ${ev.code}).`, true);
     };
-    try {
-      await this.signal.connect();
-    } catch (err) {
-      this._setState('failed');
-      this._error(err, 'connect');
-      throw err;
-    }
-    this._setState('joining');
+    const startedAt = performance.now();
     let joined;
-    try {
-      const join = { type: 'join', v: PROTOCOL_VERSION, room: this.room, name: this.name };
-      if (this.token) join.token = this.token;
-      joined = await this.signal.request(join);
-    } catch (err) {
-      this._setState('failed');
-      this._error(err, 'join');
-      if (err instanceof SignalError && err.code === 'unauthorized') {
-        this.status(`Room ${this.roomLabel} needs an invite link (or a room token).`, true);
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        joined = await this._connectAndJoin();
+        break;
+      } catch (err) {
+        const final = !(err instanceof SignalError) || FINAL_JOIN_ERRORS.has(err.code);
+        const late = performance.now() - startedAt > RECONNECT_GIVE_UP_MS;
+        if (!this.reconnecting || final || late || this.state === 'left') {
+          this.reconnecting = false;
+          this._setState('failed');
+          this._error(err, this.state === 'joining' ? 'join' : 'connect');
+          if (err instanceof SignalError && err.code === 'unauthorized') {
+            this.status(`Room ${this.roomLabel} needs an invite link (or a room token).`, true);
+          }
+          this.signal.close();
+          throw err;
+        }
+        this.signal.close();
+        this._showReconnecting();
+        await sleep(backoffMs(attempt + 1));
       }
-      this.signal.close();
-      throw err;
+    }
+    if (this.reconnecting) {
+      this.reconnecting = false;
+      this.reconnects.push({ outcome: 'rejoined', ms: Math.round(performance.now() - startedAt) });
+      this._emit('connection');
     }
     this._onJoined(joined);
     const early = this.earlyEvents;
     this.earlyEvents = null;
     for (const msg of early) this._onEvent(msg);
     if (this.state !== 'joined') return; // the room ended (or we left) meanwhile
-    this.pingTimer = setInterval(() => this.signal.send({ type: 'ping' }), PING_INTERVAL_MS);
+    this.pingTimer = setInterval(() => this._ping(), PING_INTERVAL_MS);
     if (this.canPublish) await this.publisher.publish();
+  }
+
+  /** Open a socket and send `join`; resolves with `joined` (rejects with a SignalError). */
+  async _connectAndJoin() {
+    this._setState('connecting');
+    if (this.reconnecting) this._showReconnecting();
+    await this.signal.connect();
+    this._setState('joining');
+    const join = { type: 'join', v: PROTOCOL_VERSION, room: this.room, name: this.name };
+    if (this.token) join.token = this.token;
+    this.earlyEvents = [];
+    return this.signal.request(join);
+  }
+
+  _showReconnecting() {
+    this.status(`Reconnecting to room ${this.roomLabel}…`);
+    this._emit('connection');
+  }
+
+  /** Keepalive: a ping without a pong in PING_TIMEOUT_MS means a dead socket. */
+  _ping() {
+    if (this.state !== 'joined' || this.reconnecting || !this.signal.isOpen) return;
+    const ws = this.signal.ws;
+    this.signal.request({ type: 'ping' }, PING_TIMEOUT_MS).catch((err) => {
+      if (err.code !== 'timeout' || this.signal.ws !== ws) return;
+      if (this.state !== 'joined' || this.reconnecting) return;
+      console.warn('signaling: no pong, reconnecting');
+      this.signal.abandon();
+      this._reconnect();
+    });
+  }
+
+  /** The socket dropped: resume on a new one, retrying with backoff; see the file comment. */
+  async _reconnect() {
+    this.reconnecting = true;
+    this.signal.holdPending = false; // the resume request itself is not held
+    this._showReconnecting();
+    this.onchange(this);
+    const startedAt = performance.now();
+    for (let attempt = 0; performance.now() - startedAt < RECONNECT_GIVE_UP_MS; attempt += 1) {
+      await sleep(backoffMs(attempt));
+      if (this.state !== 'joined') return; // left meanwhile
+      try {
+        await this.signal.connect();
+      } catch {
+        continue; // the server is unreachable: try again later
+      }
+      if (this.state !== 'joined') {
+        this.signal.close(); // left while the socket opened
+        return;
+      }
+      let resumed;
+      try {
+        if (!this.resumeToken) throw new SignalError('resume_failed', 'no resume token');
+        resumed = await this.signal.request(
+          { type: 'resume', token: this.resumeToken, last_seq: this.signal.lastSeq },
+          RESUME_TIMEOUT_MS,
+        );
+      } catch (err) {
+        if (err instanceof SignalError && err.code === 'resume_failed') {
+          // The server forgot us (restart, grace period over): app.js joins again.
+          this.rejoin = true;
+          this.reconnecting = false;
+          this.signal.rejectPending(err);
+          this._teardown();
+          this._setState('disconnected');
+          return;
+        }
+        continue; // the socket dropped again, or no reply: try again
+      }
+      this._onResumed(resumed, performance.now() - startedAt);
+      return;
+    }
+    this.reconnecting = false;
+    this._teardown();
+    this._setState('disconnected');
+    this.status('Disconnected from the server: could not reconnect.', true);
+  }
+
+  /** `resumed`: the replayed messages were handled; the same peer connections go on. */
+  _onResumed(resumed, ms) {
+    this.reconnecting = false;
+    this.signal.holdPending = true;
+    this.signal.resendPending();
+    const iceServers = resumed.ice_servers ?? [];
+    this.rtcConfig = { ...this.rtcConfig, iceServers };
+    for (const pc of [this.pub, this.sub]) {
+      if (!pc) continue;
+      try {
+        pc.setConfiguration({ ...pc.getConfiguration(), iceServers }); // fresh TURN credentials
+      } catch (err) {
+        console.warn('setConfiguration', err);
+      }
+    }
+    this.reconnects.push({ outcome: 'resumed', ms: Math.round(ms) });
+    this._emit('connection');
+    this.onchange(this);
+    this.renderStatus();
   }
 
   _onJoined(joined) {
     this.me = joined.participant;
+    this.resumeToken = joined.resume_token ?? null;
+    this.signal.holdPending = Boolean(this.resumeToken);
     this.roomKind = joined.kind ?? this.roomKind ?? 'conference';
     this.role = joined.role ?? null;
     this.permissions = joined.permissions ?? null;
