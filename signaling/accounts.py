@@ -690,16 +690,6 @@ async def history(request: web.Request) -> web.Response:
     return web.json_response({"events": [event.public() for event in events]})
 
 
-@routes.get("/join/{code}")
-async def join_page(request: web.Request) -> web.StreamResponse:
-    """The invite link: serves the browser client, which reads the code from the path."""
-    _slug(request, "code", "invite_not_found", "invite")
-    index = STATIC_DIR / "index.html"
-    if not index.is_file():
-        raise ProblemError(404, "not_found", "client not installed")
-    return web.FileResponse(index)
-
-
 # --------------------------------------------------------------------------------------------
 # Web security: security headers (CORS is in signaling.cors)
 # --------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from aiohttp import web
 from pydantic import Field, StrictStr
 
 from signaling.accounts import (
+    STATIC_DIR,
     STORE,
     DisplayName,
     _Body,
@@ -88,6 +89,16 @@ async def join_by_code(request: web.Request) -> web.Response:
     answer = _room_token(app, room, identity, name, grants)
     answer["device"] = device
     return web.json_response(answer)
+
+
+@routes.get("/join/{code}")
+async def join_page(request: web.Request) -> web.StreamResponse:
+    """The invite link: serves the browser client, which reads the code from the path."""
+    _slug(request, "code", "invite_not_found", "invite")
+    index = STATIC_DIR / "index.html"
+    if not index.is_file():
+        raise ProblemError(404, "not_found", "client not installed")
+    return web.FileResponse(index)
 
 
 async def _barred(app: web.Application, room: str, keys: list[str]) -> bool:
