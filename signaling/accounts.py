@@ -24,7 +24,13 @@ GET      /api/rooms/{room}/history       [Bearer, owner] -> {events: [event]}
 POST     /api/join/{code}                [Bearer optional] {display_name?, device?} -> 200
                                          room token + device | 403 removed_from_room
                                          (``signaling.join``)
-GET      /join/{code}                    the browser client page (invite link)
+GET      /api/join/{code}                -> 200 {room: {id, name, kind}, role, can_publish}
+                                         without using the invite | 404 invite_not_found |
+                                         410 invite_used_up (``signaling.join``)
+GET      /api/rooms/{room}/preview       [Bearer room token] -> {room: {id, name, kind}}
+GET      /join/{code}                    the browser client page (invite link); an HTML page
+                                         in words when it cannot be used: 404 (not valid,
+                                         expired) or 410 (used up, revoked)
 =======  ==============================  =====================================================
 
 A *session* is ``{token_type: "Bearer", access_token, expires_in, refresh_token,
