@@ -5,12 +5,16 @@
 // textContent or an input's value, never parsed as markup.
 
 import { ApiError, inviteCodeFrom } from './api.js';
+import { describeError } from './errors.js';
 
 const $ = (id) => document.getElementById(id);
 
+/** A sentence for an error (errors.js); a problem's own detail when it is written for people. */
 function describe(err) {
-  if (err instanceof ApiError) return err.describe();
-  return err && err.message ? err.message : String(err);
+  if (err instanceof ApiError && err.status >= 400 && err.status < 500 && err.status !== 429) {
+    return err.describe();
+  }
+  return describeError(err);
 }
 
 function showError(el, text) {

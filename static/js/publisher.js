@@ -62,7 +62,16 @@ export class Publisher {
     this.mediaNote = '';
     this.localStream = stream;
     s.localTile.attach(stream);
-    for (const track of stream.getTracks()) this._addLocalSender(track);
+    // The pre-join screen's "join with microphone / camera off" (prejoin.js): the tracks start
+    // disabled, so the first publish offer already says muted.
+    const startMuted = s.startMuted || {};
+    for (const track of stream.getTracks()) {
+      if (startMuted[track.kind]) track.enabled = false;
+      this._addLocalSender(track);
+    }
+    if (startMuted.audio || startMuted.video) {
+      s.localTile.setMuted({ mic: Boolean(startMuted.audio), cam: Boolean(startMuted.video) });
+    }
     s._localChanged();
     try {
       await this.negotiate();

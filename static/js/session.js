@@ -41,6 +41,7 @@ import { Tile } from './ui.js';
 import { Publisher } from './publisher.js';
 import { Subscriber } from './subscriber.js';
 import { Roster, isScreenSource } from './roster.js';
+import { closeSentence, describeError as sentenceOf } from './errors.js';
 
 export { isScreenSource };
 
@@ -201,7 +202,7 @@ export class Session extends EventTarget {
     const text = context ? `${context}: ${describeError(err)}` : describeError(err);
     this.lastError = text;
     console.error(text, err);
-    this.status(`Error — ${text}`, true);
+    this.status(sentenceOf(err), true); // a sentence (errors.js); the console has the code
   }
 
   renderStatus() {
@@ -272,8 +273,7 @@ export class Session extends EventTarget {
       if (['left', 'leaving', 'failed', 'ended'].includes(this.state)) return;
       this._teardown();
       this._setState('disconnected');
-      if (ev.reason === 'removed') this.status('You were removed from this room.', true);
-      else this.status(`Disconnected from the server (code ${ev.code}).`, true);
+      this.status(closeSentence(ev.code, ev.reason), true);
     };
     try {
       await this.signal.connect();
@@ -291,9 +291,6 @@ export class Session extends EventTarget {
     } catch (err) {
       this._setState('failed');
       this._error(err, 'join');
-      if (err instanceof SignalError && err.code === 'unauthorized') {
-        this.status(`Room ${this.roomLabel} needs an invite link (or a room token).`, true);
-      }
       this.signal.close();
       throw err;
     }
