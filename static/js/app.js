@@ -312,10 +312,16 @@ async function startCall({ room, roomLabel, token, name, kind = null, startMuted
     for (const feature of features) feature.unbind();
     render();
     // A link's call that failed or dropped: say why on the page, with a way back in.
+    // (After the Session's own last words: it sets the status right after this event.)
     if (linkMode && ['failed', 'disconnected'].includes(current.state)) {
-      const why = lastStatus.isError && lastStatus.text ? lastStatus.text : describeError(current.state === 'failed' ? 'internal' : 'closed');
-      const removed = current.state === 'disconnected' && why === describeError('removed_from_room');
-      showNotice(current.state === 'failed' ? 'You could not join' : 'You are no longer in the room', why, !removed);
+      setTimeout(() => {
+        if (session !== current) return;
+        const fallback = describeError(current.state === 'failed' ? 'internal' : 'closed');
+        const why = lastStatus.isError && lastStatus.text ? lastStatus.text : fallback;
+        const removed = why === describeError('removed_from_room');
+        const title = current.state === 'failed' ? 'You could not join' : 'You are no longer in the room';
+        showNotice(title, why, !removed);
+      }, 0);
     }
   });
   render();

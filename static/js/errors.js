@@ -81,7 +81,7 @@ export const CLOSE_REASONS = {
 
 /** WebSocket close codes (RFC 6455 §7.4.1) -> a sentence. */
 export const CLOSE_CODES = {
-  1000: 'You left the room.',
+  1000: 'The server closed the connection. Join again.',
   1001: 'The server is restarting. Join again in a moment.',
   1006: 'The connection to the server was lost. Check your network and join again.',
   1008: 'The server closed the connection because of a problem with this page. Join again.',
