@@ -380,6 +380,18 @@ function noticeFor(err) {
   return ['This room cannot be opened right now', describeError(err)];
 }
 
+/** The redemption answers 404 for unknown, expired and used-up invites alike; the preview
+ * tells used up (410) apart, so that the page can say which. */
+async function whyInviteFailed(err) {
+  if (!err || err.code !== 'invite_not_found') return err;
+  try {
+    await api.invitePreview(inviteCode);
+  } catch (previewErr) {
+    if (previewErr && previewErr.code === 'invite_used_up') return previewErr;
+  }
+  return err;
+}
+
 /** Drop the credential from the address bar (kept in memory only), keeping `name`. */
 function cleanAddress(name) {
   const query = new URLSearchParams(name ? { name } : {});
@@ -401,7 +413,7 @@ async function joinFromLink(name, choice = null) {
     try {
       grant = await api.redeemInvite(inviteCode, name);
     } catch (err) {
-      showNotice(...noticeFor(err));
+      showNotice(...noticeFor(await whyInviteFailed(err)));
       return;
     }
     cleanAddress(name);

@@ -171,13 +171,22 @@ async def test_prejoin_picks_devices_and_joins_with_mic_and_camera_off(
     await _wait_js(page, "() => window.sfu.local.audio !== null", 10, "the microphone sender")
     assert await page.evaluate("() => window.sfu.local.audio.muted") is True
     assert await page.evaluate("() => window.sfu.local.video.muted") is True
-    # The room sees it too: the server announced the tracks muted.
+    # The room sees it too: the tracks were published muted.
+    ben = await _page(browser, server, PHONE, "ben")
+    await ben.goto(f"{server.base_url}/join/{invite['code']}?name=Ben")
+    await _wait_js(ben, "() => window.sfu.state === 'joined'", 15, "ben to join")
     await _wait_js(
-        page,
-        "() => { const s = window.sfu.session; return s.local.audio.sid !== null; }",
+        ben,
+        """() => {
+          const q = [...window.sfu.participants.values()].find((p) => p.name === 'Quiet Quinn');
+          if (!q) return false;
+          const tracks = [...q.tracks.values()].filter((t) => t.source !== 'screen');
+          return tracks.length === 2 && tracks.every((t) => t.muted === true);
+        }""",
         10,
-        "the tracks to be published",
+        "ben to see quinn's microphone and camera muted",
     )
+    await ben.context.close()
     assert await page.get_by_role("button", name="Unmute mic").is_visible()
     assert await page.get_by_role("button", name="Start camera").is_visible()
     assert await page.evaluate("() => window.sfu.prejoin.open") is False  # preview stopped
@@ -274,6 +283,27 @@ async def test_unusable_links_and_lost_connections_read_as_sentences(
     assert not CODE_LIKE.search(text), text
     assert await page.get_by_role("button", name="Join again").is_visible()
     await page.screenshot(path=str(screenshot_dir / "16-10-connection-lost-phone.png"))
+    # "Join again" goes back through the pre-join screen.
+    await page.get_by_role("button", name="Join again").click()
+    await page.get_by_role("heading", name="You're joining Drop room").wait_for(timeout=10000)
+    # The invite is used up while the pre-join screen is open: Join says so, in words.
+    _session, last = await create_room(
+        server.base_url, "Last seat", f"owner-{secrets.token_hex(4)}@example.com"
+    )
+    await page.goto(f"{server.base_url}/join/{last['code']}")
+    await page.get_by_role("heading", name="You're joining Last seat").wait_for(timeout=10000)
+    async with aiohttp.ClientSession(server.base_url) as http:
+        for _ in range(10):
+            async with http.post(f"/api/join/{last['code']}", json={}) as r:
+                assert r.status == 200
+    await page.get_by_role("button", name="Join now").click()
+    await page.get_by_role("heading", name="This invite link has been used up").wait_for(
+        timeout=10000
+    )
+    assert await page.evaluate("() => window.sfu.state") == "idle"
+    text = await _visible_text(page)
+    assert not CODE_LIKE.search(text), text
+    await page.screenshot(path=str(screenshot_dir / "16-13-invite-used-meanwhile-phone.png"))
     await page.context.close()
 
 

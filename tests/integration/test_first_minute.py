@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,15 @@ async def test_a_used_up_or_revoked_invite_link_is_a_410_page(api: Api) -> None:
     assert await api.store.revoke_invite(revoked["code"])
     status, _ctype, text = await _page(api, f"/join/{revoked['code']}")
     assert status == 410 and "This invite link has been used up" in text
+
+
+async def test_an_expired_invite_link_is_a_404_page(api: Api) -> None:
+    _owner, _room, invite = await _room_and_invite(api)
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    await api.store.db.invites.update_one({"_id": invite["code"]}, {"$set": {"expires_at": past}})
+    status, ctype, text = await _page(api, f"/join/{invite['code']}")
+    assert status == 404 and ctype == "text/html"
+    assert "This invite link does not work" in text and "expired" in text
 
 
 async def test_invite_preview_names_the_room_without_using_the_invite(api: Api) -> None:
