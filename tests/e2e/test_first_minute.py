@@ -105,7 +105,7 @@ async def test_dev_link_opens_a_working_call_in_one_click(
 async def test_start_page_offers_an_account_or_an_invite_link(
     browser: Any, server: ServerProcess, screenshot_dir: Path
 ) -> None:
-    _session, invite = await create_room(
+    session, invite = await create_room(
         server.base_url, "Weekly sync", f"owner-{secrets.token_hex(4)}@example.com"
     )
     page = await _page(browser, server, PHONE, "start")
@@ -130,6 +130,17 @@ async def test_start_page_offers_an_account_or_an_invite_link(
     await page.get_by_label("Invite link", exact=True).fill(pasted)
     await page.get_by_role("button", name="Open the invite").click()
     await page.get_by_role("heading", name="You're joining Weekly sync").wait_for(timeout=10000)
+    # A room token in the fragment (no name): the same pre-join screen, titled from the server.
+    auth = {"Authorization": f"Bearer {session['access_token']}"}
+    async with aiohttp.ClientSession(server.base_url) as http:
+        async with http.post(f"/api/rooms/{invite['room']}/token", headers=auth) as resp:
+            assert resp.status == 200, await resp.text()
+            token = (await resp.json())["token"]
+    await page.goto(f"{server.base_url}/?room={invite['room']}#token={token}")
+    await page.get_by_role("heading", name="You're joining Weekly sync").wait_for(timeout=10000)
+    await page.get_by_role("button", name="Join now").click()
+    await _wait_js(page, "() => window.sfu.state === 'joined'", 15, "the token link to join")
+    assert await page.locator("#room-label").text_content() == "Room: Weekly sync"
     await page.context.close()
 
 
