@@ -70,6 +70,13 @@ export class PreJoin {
     e.micOn.addEventListener('change', () => this._applyMic());
     e.camOn.addEventListener('change', () => this._applyCam());
     e.mic.addEventListener('change', () => this._switch('audio', e.mic.value));
+    // Browsers start an AudioContext made without a user gesture suspended: the first click or
+    // key press on this screen wakes the level meter.
+    const wake = () => {
+      if (this.audio && this.audio.ctx.state === 'suspended') this.audio.ctx.resume().catch(() => {});
+    };
+    e.section.addEventListener('pointerdown', wake);
+    e.section.addEventListener('keydown', wake);
     e.cam.addEventListener('change', () => this._switch('video', e.cam.value));
   }
 
