@@ -433,6 +433,16 @@ async function joinFromLink(name, choice = null) {
     return;
   }
   cleanAddress(name);
+  if (linkTitle === null) {
+    // Straight from the link (no pre-join): still show the room's name, when the server says.
+    try {
+      const preview = await api.tokenPreview(tokenRoom, linkToken);
+      linkTitle = preview.room.name;
+      linkKind = preview.room.kind || null;
+    } catch {
+      // the join itself reports a bad token, in words
+    }
+  }
   const title = linkTitle || tokenRoom;
   prejoin.close();
   await startCall({ room: tokenRoom, roomLabel: title, token: linkToken, name, kind: linkKind, startMuted });
