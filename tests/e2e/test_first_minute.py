@@ -155,9 +155,8 @@ async def test_prejoin_picks_devices_and_joins_with_mic_and_camera_off(
     await page.get_by_role("heading", name="You're joining Weekly sync").wait_for(timeout=10000)
     await _wait_js(page, "() => window.sfu.prejoin.peak > 20", 10, "the level meter")
     # Device pickers list the fake devices by name.
-    prejoin = page.locator("#prejoin-section")
-    mic = prejoin.get_by_label("Microphone", exact=True)
-    cam = prejoin.get_by_label("Camera", exact=True)
+    mic = page.get_by_label("Microphone to use", exact=True)
+    cam = page.get_by_label("Camera to use", exact=True)
     assert await mic.locator("option").count() >= 1
     assert await cam.locator("option").count() >= 1
     # Choosing a microphone re-captures it; the choice is kept for the call.
@@ -220,11 +219,7 @@ async def test_listener_prejoin_never_captures(
     await page.get_by_role("heading", name="You're joining Friday show").wait_for(timeout=10000)
     assert "listener" in (await page.locator("#prejoin-role").text_content() or "")
     assert not await page.locator("#prejoin-media").is_visible()
-    assert (
-        not await page.locator("#prejoin-section")
-        .get_by_label("Microphone", exact=True)
-        .is_visible()
-    )
+    assert not await page.get_by_label("Microphone to use", exact=True).is_visible()
     await page.screenshot(path=str(screenshot_dir / "16-06-listener-prejoin-phone.png"))
     await page.get_by_label("Display name", exact=True).fill("Lou")
     await page.get_by_role("button", name="Join now").click()
