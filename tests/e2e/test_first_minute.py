@@ -29,6 +29,8 @@ pytestmark = pytest.mark.e2e
 PASSWORD = "e2e-Quiet-Harbour-42"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
+# Page loads fetch ~30 ES modules: allow for a machine shared by many test runs.
+GOTO_TIMEOUT_MS = 60000
 DEMO_LINK = re.compile(r"Demo room \(development\): open (http://\S+/join/[A-Za-z0-9_-]+)")
 
 COUNT_CAPTURE_JS = """
@@ -69,7 +71,7 @@ async def test_dev_link_opens_a_working_call_in_one_click(
     link = found.group(1)
     assert link.startswith(server.base_url)
     ann = await _page(browser, server, DESKTOP, "ann")
-    await ann.goto(link)
+    await ann.goto(link, timeout=GOTO_TIMEOUT_MS)
     await ann.get_by_role("heading", name="You're joining Demo room").wait_for(timeout=10000)
     # The preview: camera frames and a microphone level above silence.
     await _wait_js(ann, "() => window.sfu.prejoin.videoLive", 10, "the camera preview")
@@ -86,7 +88,7 @@ async def test_dev_link_opens_a_working_call_in_one_click(
     await _wait_js(ann, "() => window.sfu.local.video !== null", 10, "ann's camera")
     # A second newcomer with the same link: they see each other.
     ben = await _page(browser, server, PHONE, "ben")
-    await ben.goto(link)
+    await ben.goto(link, timeout=GOTO_TIMEOUT_MS)
     await ben.get_by_label("Display name", exact=True).fill("Ben")
     await ben.get_by_role("button", name="Join now").click()
     await _wait_js(ben, "() => window.sfu.state === 'joined'", 15, "ben to join")
@@ -110,7 +112,7 @@ async def test_start_page_offers_an_account_or_an_invite_link(
     )
     page = await _page(browser, server, PHONE, "start")
     # The README's old first link: a room without a credential says what works instead.
-    await page.goto(f"{server.base_url}/?room=demo&name=you")
+    await page.goto(f"{server.base_url}/?room=demo&name=you", timeout=GOTO_TIMEOUT_MS)
     await page.locator("#auth-section").wait_for(state="visible", timeout=10000)
     note = page.locator("#landing-note")
     await note.wait_for(state="visible")
@@ -136,7 +138,9 @@ async def test_start_page_offers_an_account_or_an_invite_link(
         async with http.post(f"/api/rooms/{invite['room']}/token", headers=auth) as resp:
             assert resp.status == 200, await resp.text()
             token = (await resp.json())["token"]
-    await page.goto(f"{server.base_url}/?room={invite['room']}#token={token}")
+    await page.goto(
+        f"{server.base_url}/?room={invite['room']}#token={token}", timeout=GOTO_TIMEOUT_MS
+    )
     await page.get_by_role("heading", name="You're joining Weekly sync").wait_for(timeout=10000)
     await page.get_by_role("button", name="Join now").click()
     await _wait_js(page, "() => window.sfu.state === 'joined'", 15, "the token link to join")
@@ -151,7 +155,7 @@ async def test_prejoin_picks_devices_and_joins_with_mic_and_camera_off(
         server.base_url, "Weekly sync", f"owner-{secrets.token_hex(4)}@example.com"
     )
     page = await _page(browser, server, DESKTOP, "muted")
-    await page.goto(f"{server.base_url}/join/{invite['code']}")
+    await page.goto(f"{server.base_url}/join/{invite['code']}", timeout=GOTO_TIMEOUT_MS)
     await page.get_by_role("heading", name="You're joining Weekly sync").wait_for(timeout=10000)
     await _wait_js(page, "() => window.sfu.prejoin.peak > 20", 10, "the level meter")
     # Device pickers list the fake devices by name.
@@ -183,7 +187,7 @@ async def test_prejoin_picks_devices_and_joins_with_mic_and_camera_off(
     assert await page.evaluate("() => window.sfu.local.video.muted") is True
     # The room sees it too: the tracks were published muted.
     ben = await _page(browser, server, PHONE, "ben")
-    await ben.goto(f"{server.base_url}/join/{invite['code']}?name=Ben")
+    await ben.goto(f"{server.base_url}/join/{invite['code']}?name=Ben", timeout=GOTO_TIMEOUT_MS)
     await _wait_js(ben, "() => window.sfu.state === 'joined'", 15, "ben to join")
     await _wait_js(
         ben,
@@ -215,7 +219,7 @@ async def test_listener_prejoin_never_captures(
     )
     assert invite["role"] == "listener"
     page = await _page(browser, server, PHONE, "listener")
-    await page.goto(f"{server.base_url}/join/{invite['code']}")
+    await page.goto(f"{server.base_url}/join/{invite['code']}", timeout=GOTO_TIMEOUT_MS)
     await page.get_by_role("heading", name="You're joining Friday show").wait_for(timeout=10000)
     assert "listener" in (await page.locator("#prejoin-role").text_content() or "")
     assert not await page.locator("#prejoin-media").is_visible()
@@ -233,7 +237,7 @@ async def test_unusable_links_and_lost_connections_read_as_sentences(
 ) -> None:
     page = await _page(browser, server, PHONE, "bad")
     # A malformed invite link: the server's page in words, 404.
-    resp = await page.goto(f"{server.base_url}/join/bad$$code")
+    resp = await page.goto(f"{server.base_url}/join/bad$$code", timeout=GOTO_TIMEOUT_MS)
     assert resp.status == 404
     await page.get_by_role("heading", name="This invite link does not work").wait_for()
     text = await _visible_text(page)
@@ -247,13 +251,13 @@ async def test_unusable_links_and_lost_connections_read_as_sentences(
         for _ in range(10):  # create_room's invite has 10 uses
             async with http.post(f"/api/join/{invite['code']}", json={}) as r:
                 assert r.status == 200
-    resp = await page.goto(f"{server.base_url}/join/{invite['code']}")
+    resp = await page.goto(f"{server.base_url}/join/{invite['code']}", timeout=GOTO_TIMEOUT_MS)
     assert resp.status == 410
     await page.get_by_role("heading", name="This invite link has been used up").wait_for()
     assert await page.get_by_role("button", name="Join now").count() == 0
     await page.screenshot(path=str(screenshot_dir / "16-08-used-invite-phone.png"))
     # A room token that is not valid: the client's notice, in words.
-    await page.goto(f"{server.base_url}/?room=abc#token=not.a.token")
+    await page.goto(f"{server.base_url}/?room=abc#token=not.a.token", timeout=GOTO_TIMEOUT_MS)
     await page.get_by_role("heading", name="This link does not work").wait_for(timeout=10000)
     text = await _visible_text(page)
     assert not CODE_LIKE.search(text), text
@@ -281,7 +285,7 @@ async def test_unusable_links_and_lost_connections_read_as_sentences(
     _session, invite = await create_room(
         server.base_url, "Drop room", f"owner-{secrets.token_hex(4)}@example.com"
     )
-    await page.goto(f"{server.base_url}/join/{invite['code']}?name=Dee")
+    await page.goto(f"{server.base_url}/join/{invite['code']}?name=Dee", timeout=GOTO_TIMEOUT_MS)
     await _wait_js(page, "() => window.sfu.state === 'joined'", 15, "dee to join")
     await page.evaluate("() => window.sfu.ws.close(4000)")
     await page.get_by_role("heading", name="You are no longer in the room").wait_for(timeout=10000)
@@ -296,7 +300,7 @@ async def test_unusable_links_and_lost_connections_read_as_sentences(
     _session, last = await create_room(
         server.base_url, "Last seat", f"owner-{secrets.token_hex(4)}@example.com"
     )
-    await page.goto(f"{server.base_url}/join/{last['code']}")
+    await page.goto(f"{server.base_url}/join/{last['code']}", timeout=GOTO_TIMEOUT_MS)
     await page.get_by_role("heading", name="You're joining Last seat").wait_for(timeout=10000)
     async with aiohttp.ClientSession(server.base_url) as http:
         for _ in range(10):
@@ -335,20 +339,20 @@ async def test_stay_signed_in_covers_new_tabs_without_cookies(
 
     # Not ticked: the session ends with the tab; a new tab asks again.
     first = await _page(browser, server, DESKTOP, "tab1")
-    await first.goto(f"{server.base_url}/")
+    await first.goto(f"{server.base_url}/", timeout=GOTO_TIMEOUT_MS)
     await _sign_in(first, email, remember=False)
     other = await first.context.new_page()
-    await other.goto(f"{server.base_url}/")
+    await other.goto(f"{server.base_url}/", timeout=GOTO_TIMEOUT_MS)
     await other.locator("#auth-section").wait_for(state="visible", timeout=10000)
     await first.context.close()
 
     # Ticked: a new tab of the same browser opens in the lobby.
     page = await _page(browser, server, DESKTOP, "tab2")
-    await page.goto(f"{server.base_url}/")
+    await page.goto(f"{server.base_url}/", timeout=GOTO_TIMEOUT_MS)
     await _sign_in(page, email, remember=True)
     await page.screenshot(path=str(screenshot_dir / "16-11-stay-signed-in.png"))
     tab = await page.context.new_page()
-    await tab.goto(f"{server.base_url}/")
+    await tab.goto(f"{server.base_url}/", timeout=GOTO_TIMEOUT_MS)
     await tab.locator("#lobby-section").wait_for(state="visible", timeout=10000)
     assert "Tabby" in (await tab.locator("#who").text_content() or "")
     await tab.screenshot(path=str(screenshot_dir / "16-12-new-tab-signed-in.png"))
