@@ -20,7 +20,13 @@ GET      /api/me                         [Bearer] -> {user}
 POST     /api/join/{code}                [Bearer optional] {display_name?, device?} -> 200
                                          room token + device | 403 removed_from_room
                                          (``signaling.join``)
-GET      /join/{code}                    the browser client page (invite link)
+GET      /api/join/{code}                -> 200 {room: {id, name, kind}, role, can_publish}
+                                         without using the invite | 404 invite_not_found |
+                                         410 invite_used_up (``signaling.join``)
+GET      /api/rooms/{room}/preview       [Bearer room token] -> {room: {id, name, kind}}
+GET      /join/{code}                    the browser client page (invite link); an HTML page
+                                         in words when it cannot be used: 404 (not valid,
+                                         expired) or 410 (used up, revoked)
 =======  ==============================  =====================================================
 
 A *session* is ``{token_type: "Bearer", access_token, expires_in, refresh_token,
@@ -564,14 +570,6 @@ async def me(request: web.Request) -> web.Response:
     return web.json_response({"user": user.public()})
 
 
-@routes.get("/join/{code}")
-async def join_page(request: web.Request) -> web.StreamResponse:
-    """The invite link: serves the browser client, which reads the code from the path."""
-    _slug(request, "code", "invite_not_found", "invite")
-    index = STATIC_DIR / "index.html"
-    if not index.is_file():
-        raise ProblemError(404, "not_found", "client not installed")
-    return web.FileResponse(index)
 
 
 # --------------------------------------------------------------------------------------------

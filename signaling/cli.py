@@ -57,6 +57,10 @@ def _serve(args: argparse.Namespace) -> int:
         if settings.tls_cert is not None and settings.tls_key is not None:
             ssl_context = server_ssl_context(settings.tls_cert, settings.tls_key)
         app = create_app(settings)
+        if settings.env == "development":
+            from signaling.devlink import announce_demo_link
+
+            app.on_startup.append(announce_demo_link)  # after the accounts store is up
         app.on_startup.append(_freeze_startup_objects)
         web.run_app(
             app,

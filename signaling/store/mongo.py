@@ -469,6 +469,25 @@ class Store:
         )
         return Invite.from_doc(doc) if doc else None
 
+    async def find_live_invite(self, room_id: str, created_by: str) -> Invite | None:
+        """A live invite to ``room_id`` made by ``created_by`` (unexpired, uses left), the one
+        that lasts longest; None when there is none."""
+        cursor = (
+            self.db.invites.find(
+                {
+                    "room_id": room_id,
+                    "created_by": created_by,
+                    "expires_at": {"$gt": utcnow()},
+                    "remaining": {"$gt": 0},
+                }
+            )
+            .sort("expires_at", DESCENDING)
+            .limit(1)
+        )
+        async for doc in cursor:
+            return Invite.from_doc(doc)
+        return None
+
     async def invite_room(self, code: str) -> str | None:
         """The room of an invite code, live, used up or revoked (until it expires); or None."""
         doc = await self.db.invites.find_one({"_id": code, "expires_at": {"$gt": utcnow()}})

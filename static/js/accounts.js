@@ -4,20 +4,11 @@
 // Every string that comes from the server (names, error details, URLs) is set with
 // textContent or an input's value, never parsed as markup.
 
-import { ApiError } from './api.js';
+import { showError } from './dom.js';
+import { describeProblem } from './errors.js';
 import { LobbyView } from './lobby.js';
 
 const $ = (id) => document.getElementById(id);
-
-function describe(err) {
-  if (err instanceof ApiError) return err.describe();
-  return err && err.message ? err.message : String(err);
-}
-
-function showError(el, text) {
-  el.textContent = text || '';
-  el.hidden = !text;
-}
 
 /** Disable a form's buttons while `work` runs. */
 async function busy(form, work) {
@@ -161,7 +152,7 @@ export class AccountsView {
       try {
         await this._signedIn(await this.api.login(email, password));
       } catch (err) {
-        showError(e.loginError, `Sign-in failed: ${describe(err)}`);
+        showError(e.loginError, `Sign-in failed: ${describeProblem(err)}`);
         e.loginPassword.select();
         e.loginPassword.focus();
       }
@@ -186,7 +177,7 @@ export class AccountsView {
         e.otpNote.textContent = `We sent a code to ${email}. It is valid until ${until}.`;
         this.setMode('code', { focus: true });
       } catch (err) {
-        showError(e.otpRequestError, `Could not send a code: ${describe(err)}`);
+        showError(e.otpRequestError, `Could not send a code: ${describeProblem(err)}`);
         e.otpEmail.focus();
       }
     });
@@ -207,7 +198,7 @@ export class AccountsView {
       try {
         await this._signedIn(await this.api.verifyCode(challenge.email, code, challenge));
       } catch (err) {
-        showError(e.otpVerifyError, `Sign-in failed: ${describe(err)}`);
+        showError(e.otpVerifyError, `Sign-in failed: ${describeProblem(err)}`);
         e.otpCode.select();
         e.otpCode.focus();
       }
@@ -229,7 +220,7 @@ export class AccountsView {
       try {
         await this._signedIn(await this.api.register(email, password, name));
       } catch (err) {
-        showError(e.registerError, `Could not create the account: ${describe(err)}`);
+        showError(e.registerError, `Could not create the account: ${describeProblem(err)}`);
         e.registerEmail.focus();
       }
     });

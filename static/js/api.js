@@ -1,6 +1,9 @@
 // The accounts HTTP API (see signaling/accounts.py): JSON in, JSON out, errors as RFC 9457
-// problem details. The account session (access token, refresh token, user) lives in
-// sessionStorage only: no cookies, and it ends with the tab.
+// problem details. The account session (access token, refresh token, user) is never in a
+// cookie (a cross-site request cannot carry it): it lives in sessionStorage, and ends with the
+// tab, unless the person ticked "Stay signed in", then in localStorage, shared by the tabs of
+// this browser until they sign out. Refreshes (which rotate the refresh token) are serialised
+// across tabs with the Web Locks API, so that two tabs never spend the same refresh token.
 
 const STORAGE_KEY = 'sfu.account';
 
@@ -58,32 +61,62 @@ export async function problemOf(resp) {
   return problemFrom(resp.status, body);
 }
 
-/** The stored account session: {access_token, refresh_token, user} or null. */
-export function loadSession() {
+function readFrom(storage) {
   try {
-    const raw = sessionStorage.getItem(STORAGE_KEY);
+    const raw = storage.getItem(STORAGE_KEY);
     const data = raw ? JSON.parse(raw) : null;
     if (data && typeof data.access_token === 'string' && typeof data.refresh_token === 'string') {
       return data;
     }
   } catch {
-    // unreadable storage counts as signed out
+    // unreadable or disabled storage counts as signed out
   }
   return null;
 }
 
-function saveSession(session) {
+/** The stored account session: {access_token, refresh_token, user} or null (this tab's
+ * sessionStorage first, then the browser's localStorage of "Stay signed in"). */
+export function loadSession() {
+  return readFrom(sessionStorage) || readFrom(localStorage);
+}
+
+/** Whether the stored session is the browser-wide one ("Stay signed in"). */
+export function sessionRemembered() {
+  return readFrom(sessionStorage) === null && readFrom(localStorage) !== null;
+}
+
+function saveSession(session, remember = sessionRemembered()) {
   const data = {
     access_token: session.access_token,
     refresh_token: session.refresh_token,
     user: session.user ?? null,
   };
-  sessionStorage.setItem(STORAGE_KEY, JSON.stringify(data));
+  const [keep, drop] = remember ? [localStorage, sessionStorage] : [sessionStorage, localStorage];
+  try {
+    drop.removeItem(STORAGE_KEY);
+  } catch {
+    // storage disabled
+  }
+  keep.setItem(STORAGE_KEY, JSON.stringify(data));
   return data;
 }
 
 export function clearSession() {
-  sessionStorage.removeItem(STORAGE_KEY);
+  for (const storage of [sessionStorage, localStorage]) {
+    try {
+      storage.removeItem(STORAGE_KEY);
+    } catch {
+      // storage disabled
+    }
+  }
+}
+
+/** Run `work` holding the browser-wide refresh lock (Web Locks API) when there is one. */
+function withRefreshLock(work) {
+  if (typeof navigator !== 'undefined' && navigator.locks && navigator.locks.request) {
+    return navigator.locks.request('sfu.account.refresh', work);
+  }
+  return work();
 }
 
 /**
@@ -93,6 +126,12 @@ export class Api {
   constructor({ onSignedOut } = {}) {
     this.onSignedOut = onSignedOut ?? (() => {});
     this.refreshing = null; // the in-flight refresh, shared by concurrent 401s
+    this.remember = false; // "Stay signed in": the next sign-in is kept in localStorage
+  }
+
+  /** Whether the current session is kept for every tab of this browser. */
+  get remembered() {
+    return sessionRemembered();
   }
 
   get session() {
@@ -154,10 +193,16 @@ export class Api {
   /** Rotate the refresh token (POST /api/token/refresh); signs out when that fails. */
   refresh(stale) {
     if (!this.refreshing) {
-      this.refreshing = (async () => {
+      this.refreshing = withRefreshLock(async () => {
         const current = this.session;
-        // Another call may have refreshed already: use its tokens.
-        if (current && stale && current.access_token !== stale.access_token) return current;
+        // Another call (or another tab) may have refreshed already: use its tokens.
+        if (
+          current &&
+          stale &&
+          (current.access_token !== stale.access_token || current.refresh_token !== stale.refresh_token)
+        ) {
+          return current;
+        }
         if (!current) throw new ApiError(401, 'signed_out', 'you are not signed in');
         const resp = await this._fetch('/api/token/refresh', {
           method: 'POST',
@@ -169,7 +214,7 @@ export class Api {
           throw err;
         }
         return saveSession(await resp.json());
-      })().finally(() => {
+      }).finally(() => {
         this.refreshing = null;
       });
     }
@@ -185,12 +230,12 @@ export class Api {
 
   async register(email, password, displayName) {
     const body = { email, password, display_name: displayName };
-    return saveSession(await this.request('/api/register', { method: 'POST', body }));
+    return saveSession(await this.request('/api/register', { method: 'POST', body }), this.remember);
   }
 
   async login(email, password) {
     const body = { email, password };
-    return saveSession(await this.request('/api/login', { method: 'POST', body }));
+    return saveSession(await this.request('/api/login', { method: 'POST', body }), this.remember);
   }
 
   /** Ask for a one-time code; resolves with {hash, expires}. */
@@ -200,7 +245,7 @@ export class Api {
 
   async verifyCode(email, code, challenge) {
     const body = { email, code, hash: challenge.hash, expires: challenge.expires };
-    return saveSession(await this.request('/api/otp/verify', { method: 'POST', body }));
+    return saveSession(await this.request('/api/otp/verify', { method: 'POST', body }), this.remember);
   }
 
   async me() {
@@ -283,6 +328,18 @@ export class Api {
       body: {},
       auth: true,
     });
+  }
+
+  /** What an invite opens, without using it: {room: {id, name, kind}, role, can_publish}. */
+  invitePreview(code) {
+    return this.request(`/api/join/${encodeURIComponent(code)}`);
+  }
+
+  /** What a room token opens: {room: {id, name, kind}} (the token is the credential). */
+  async tokenPreview(room, token) {
+    const resp = await this._fetch(`/api/rooms/${encodeURIComponent(room)}/preview`, { token });
+    if (!resp.ok) throw await problemOf(resp);
+    return resp.json();
   }
 
   /** Redeem an invite code; as the signed-in user when there is a session, else as a guest. */

@@ -3,10 +3,15 @@
 //
 // Entry points:
 //   /                      sign-in (password, one-time code, registration), then the lobby;
-//                          the guest join form (room + name) below the sign-in forms
-//   /join/CODE[?name=N]    an invite link: asks for a display name, redeems the code, joins
+//                          beside it "Have an invite link?" (paste a link, join as a guest)
+//   /join/CODE             an invite link: the pre-join screen (prejoin.js: "You're joining
+//                          <room>", preview, devices), then redeems the code and joins
+//   /join/CODE?name=N      the same, joining straight away with the name (scripts, tests)
 //   /join?token=JWT        a room token in the query: joins that room straight away
-//   /?room=R&name=N#token=JWT  a room token in the fragment (never sent to servers)
+//   /?room=R#token=JWT     a room token in the fragment (never sent to servers): pre-join;
+//                          with &name=N it joins straight away
+//   /?room=R               no credential: the start page says the room needs an invite link
+// A link that cannot be used (used up, expired, removed) shows a page in words (#notice).
 //
 // Staying in the call: what a join needs (room, room token, name) is kept in sessionStorage
 // for this tab (never a cookie) while the call lasts, so a reload of the same address joins
@@ -17,7 +22,7 @@
 import { signalingUrl } from './signal.js';
 import { Session } from './session.js';
 import { StatusLine, setButton, icon } from './ui.js';
-import { Api, jwtPayload } from './api.js';
+import { Api, ApiError, inviteCodeFrom, jwtPayload } from './api.js';
 import { AccountsView } from './accounts.js';
 import { Panels } from './panels.js';
 import { ParticipantsView } from './participants.js';
@@ -30,21 +35,28 @@ import { GridLayout } from './layout.js';
 import { PodcastView } from './podcast.js';
 import { RoomFiles } from './roomfiles.js';
 import { BoardView } from './boardview.js';
+import { PreJoin } from './prejoin.js';
+import { describeError } from './errors.js';
 
 const $ = (id) => document.getElementById(id);
 
 const els = {
   status: $('status'),
   roomLabel: $('room-label'),
-  roomField: $('room-field'),
-  inviteNote: $('invite-note'),
   authSection: $('auth-section'),
   lobbySection: $('lobby-section'),
-  joinSection: $('join-section'),
-  joinForm: $('join-form'),
-  joinRoom: $('join-room'),
+  inviteSection: $('invite-section'),
+  inviteForm: $('invite-form'),
+  inviteLink: $('invite-link'),
+  inviteError: $('invite-error'),
+  landingNote: $('landing-note'),
+  remember: $('remember-me'),
+  prejoinSection: $('prejoin-section'),
+  noticeSection: $('notice-section'),
+  noticeTitle: $('notice-title'),
+  noticeText: $('notice-text'),
+  noticeRetry: $('notice-retry'),
   joinName: $('join-name'),
-  joinButton: $('join-button'),
   callSection: $('call-section'),
   callMain: $('call-main'),
   stage: $('stage'),
@@ -64,11 +76,19 @@ const els = {
 };
 
 const statusLine = new StatusLine(els.status);
-const setStatus = (text, isError = false) => statusLine.set(text, isError);
+let lastStatus = { text: '', isError: false };
+const setStatus = (text, isError = false) => {
+  lastStatus = { text, isError };
+  statusLine.set(text, isError);
+};
 
 let session = null;
 let unloading = false; // the page is going away (a reload keeps the saved call)
 let accountState = 'unknown'; // 'unknown' (checking the stored session) | 'out' | 'in'
+// An invite or token link: 'loading' (asking what it opens), 'prejoin', 'notice' (it cannot
+// be used: the page says why in words), or null (no link).
+let linkView = null;
+const prejoin = new PreJoin();
 
 // --- the call view's features --------------------------------------------------------------
 // Each is built once and bound to every new Session (`bind(session)`), unbound when it ends.
@@ -177,6 +197,7 @@ window.sfu = Object.defineProperties(
     panels: { get: () => panels, enumerable: true },
     files: { get: () => roomFiles.files, enumerable: true },
     board: { get: () => boardView, enumerable: true },
+    prejoin: { get: () => prejoin.snapshot(), enumerable: true },
   },
 );
 
@@ -204,8 +225,8 @@ const tokenRoom =
   linkClaims && linkClaims.video && typeof linkClaims.video.room === 'string'
     ? linkClaims.video.room
     : null;
-// A link that names the room (invite, token, ?room=) shows the join form, not the lobby.
-const linkMode = Boolean(inviteCode || linkToken || params.has('room'));
+// A link that holds a credential (invite, room token) opens the pre-join screen, not the lobby.
+const linkMode = Boolean(inviteCode || linkToken);
 
 const api = new Api({
   onSignedOut: () => {
@@ -216,7 +237,7 @@ const api = new Api({
 });
 
 function entryView() {
-  if (linkMode) return 'join';
+  if (linkMode) return linkView || 'loading';
   if (accountState === 'unknown') return 'loading';
   return accountState === 'in' ? 'lobby' : 'auth';
 }
@@ -237,8 +258,11 @@ function render() {
   if (inCall && s.roomKind) document.body.dataset.roomKind = s.roomKind;
   else delete document.body.dataset.roomKind;
   els.authSection.hidden = view !== 'auth';
+  els.inviteSection.hidden = view !== 'auth';
   els.lobbySection.hidden = view !== 'lobby';
-  els.joinSection.hidden = view !== 'join' && view !== 'auth';
+  els.prejoinSection.hidden = view !== 'prejoin';
+  els.noticeSection.hidden = view !== 'notice';
+  if (view !== 'prejoin' && prejoin.isOpen && busy) prejoin.close();
   els.roomLabel.hidden = !inCall;
   if (inCall) els.roomLabel.textContent = `Room: ${s.roomLabel}`;
 
@@ -315,9 +339,13 @@ function savedCall() {
   return call;
 }
 
-/** Enter the call view with a room token. `reconnecting`: a rejoin (reload, server restart)
- * that retries its join with backoff; `mutes` the local kinds to publish muted. */
-async function startCall({ room, roomLabel, token, name, kind = null }, { reconnecting = false, mutes = {} } = {}) {
+/** Enter the call view with a room token. `startMuted` {audio, video}: the pre-join choice;
+ * `reconnecting`: a rejoin (reload, server restart) that retries its join with backoff;
+ * `mutes`: the local kinds to publish muted (the pre-join choice unless given). */
+async function startCall(
+  { room, roomLabel, token, name, kind = null, startMuted = null },
+  { reconnecting = false, mutes = startMuted ?? {} } = {},
+) {
   if (session && ['joined', 'joining', 'connecting'].includes(session.state)) return;
   for (const feature of features) feature.unbind();
   const call = { room, roomLabel, token, name, kind };
@@ -354,6 +382,18 @@ async function startCall({ room, roomLabel, token, name, kind = null }, { reconn
     }
     for (const feature of features) feature.unbind();
     render();
+    // A link's call that failed or dropped: say why on the page, with a way back in.
+    // (After the Session's own last words: it sets the status right after this event.)
+    if (linkMode && ['failed', 'disconnected'].includes(current.state)) {
+      setTimeout(() => {
+        if (session !== current) return;
+        const fallback = describeError(current.state === 'failed' ? 'internal' : 'closed');
+        const why = lastStatus.isError && lastStatus.text ? lastStatus.text : fallback;
+        const removed = why === describeError('removed_from_room');
+        const title = current.state === 'failed' ? 'You could not join' : 'You are no longer in the room';
+        showNotice(title, why, !removed);
+      }, 0);
+    }
   });
   current.addEventListener('connection', () => {
     if (session === current) render();
@@ -389,57 +429,173 @@ const accounts = new AccountsView({
     }),
 });
 
-// --- the join form (invite links, room tokens, guests) -----------------------------------
+// --- links: invite codes and room tokens, the pre-join screen ---------------------------
 
-async function joinFromForm(room, name) {
-  if (session && ['joined', 'joining', 'connecting'].includes(session.state)) return;
-  els.joinButton.disabled = true;
+/** A link that cannot open a room: a page in words (never a code), with the way out. */
+function showNotice(title, text, retry = false) {
+  prejoin.close();
+  linkView = 'notice';
+  els.noticeTitle.textContent = title;
+  els.noticeText.textContent = text;
+  els.noticeRetry.hidden = !retry;
+  setStatus(text, true);
+  render();
+  els.noticeTitle.focus();
+}
+
+function noticeFor(err) {
+  const code = err && err.code;
+  if (code === 'removed_from_room') return ['You cannot join this room', describeError(err)];
+  if (code === 'invite_used_up') return ['This invite link has been used up', describeError(err)];
+  if (code === 'invite_not_found') return ['This invite link does not work', describeError(err)];
+  if (err && typeof code === 'string' && code.startsWith('token_')) {
+    return ['This link does not work', describeError(err)];
+  }
+  return ['This room cannot be opened right now', describeError(err)];
+}
+
+/** The redemption answers 404 for unknown, expired and used-up invites alike; the preview
+ * tells used up (410) apart, so that the page can say which. */
+async function whyInviteFailed(err) {
+  if (!err || err.code !== 'invite_not_found') return err;
   try {
-    let token = linkToken;
-    let roomLabel = room;
-    let kind = null;
-    if (inviteCode) {
-      setStatus('Opening the invite…');
-      let grant;
-      try {
-        grant = await api.redeemInvite(inviteCode, name);
-      } catch (err) {
-        setStatus(`Error — invite: ${err.detail || err.message}`, true);
-        return;
-      }
-      token = grant.token;
-      room = grant.room.id;
-      roomLabel = grant.room.name || grant.room.id;
-      kind = grant.room.kind || null;
-      const query = new URLSearchParams(name ? { name } : {});
-      history.replaceState(null, '', `${location.pathname}${name ? `?${query}` : ''}`);
-    } else if (queryToken) {
-      if (!tokenRoom) {
-        setStatus('Error — the link does not hold a valid room token.', true);
-        return;
-      }
-      room = tokenRoom;
-      roomLabel = tokenRoom;
-      // Keep the token in memory only: take it out of the address bar and the history.
-      const query = new URLSearchParams(name ? { name } : {});
-      history.replaceState(null, '', `${location.pathname}${name ? `?${query}` : ''}`);
-    } else {
-      if (!room && tokenRoom) room = tokenRoom;
-      const query = new URLSearchParams({ room });
-      if (name) query.set('name', name);
-      history.replaceState(null, '', `${location.pathname}?${query}${location.hash}`);
-    }
-    await startCall({ room, roomLabel, token, name, kind });
-  } finally {
-    els.joinButton.disabled = false;
+    await api.invitePreview(inviteCode);
+  } catch (previewErr) {
+    if (previewErr && previewErr.code === 'invite_used_up') return previewErr;
+  }
+  return err;
+}
+
+/** Drop the credential from the address bar (kept in memory only), keeping `name`. */
+function cleanAddress(name) {
+  const query = new URLSearchParams(name ? { name } : {});
+  if (inviteCode || queryToken) {
+    history.replaceState(null, '', `${location.pathname}${name ? `?${query}` : ''}`);
+  } else if (tokenRoom) {
+    query.set('room', tokenRoom);
+    history.replaceState(null, '', `${location.pathname}?${query}${location.hash}`);
   }
 }
 
-els.joinForm.addEventListener('submit', (ev) => {
+/** Redeem the invite (or use the room token) and join; `choice` from the pre-join screen. */
+async function joinFromLink(name, choice = null) {
+  if (session && ['joined', 'joining', 'connecting'].includes(session.state)) return;
+  const startMuted = choice ? { audio: !choice.audio, video: !choice.video } : null;
+  if (inviteCode) {
+    setStatus('Opening the invite…');
+    let grant;
+    try {
+      grant = await api.redeemInvite(inviteCode, name);
+    } catch (err) {
+      showNotice(...noticeFor(await whyInviteFailed(err)));
+      return;
+    }
+    cleanAddress(name);
+    prejoin.close();
+    await startCall({
+      room: grant.room.id,
+      roomLabel: grant.room.name || grant.room.id,
+      token: grant.token,
+      name,
+      kind: grant.room.kind || null,
+      startMuted,
+    });
+    return;
+  }
+  if (!tokenRoom) {
+    showNotice('This link does not work', describeError('token_invalid'));
+    return;
+  }
+  cleanAddress(name);
+  if (linkTitle === null) {
+    // Straight from the link (no pre-join): still show the room's name, when the server says.
+    try {
+      const preview = await api.tokenPreview(tokenRoom, linkToken);
+      linkTitle = preview.room.name;
+      linkKind = preview.room.kind || null;
+    } catch {
+      // the join itself reports a bad token, in words
+    }
+  }
+  const title = linkTitle || tokenRoom;
+  prejoin.close();
+  await startCall({ room: tokenRoom, roomLabel: title, token: linkToken, name, kind: linkKind, startMuted });
+}
+
+let linkTitle = null; // the room's display name, from the preview
+let linkKind = null;
+let linkCanPublish = true;
+
+/** Ask the server what the link opens (without using it), then show the pre-join screen. */
+async function openPreJoin(name) {
+  linkView = 'loading';
+  render();
+  setStatus('Opening the link…');
+  try {
+    if (inviteCode) {
+      const preview = await api.invitePreview(inviteCode);
+      linkTitle = preview.room.name;
+      linkKind = preview.room.kind || null;
+      linkCanPublish = preview.can_publish !== false;
+    } else {
+      if (!tokenRoom) throw new ApiError(401, 'token_invalid', 'malformed token');
+      const preview = await api.tokenPreview(tokenRoom, linkToken);
+      linkTitle = preview.room.name;
+      linkKind = preview.room.kind || null;
+      const video = linkClaims && linkClaims.video;
+      linkCanPublish = !(video && video.canPublish === false);
+    }
+  } catch (err) {
+    showNotice(...noticeFor(err));
+    return;
+  }
+  showPreJoin(name);
+}
+
+function showPreJoin(name) {
+  linkView = 'prejoin';
+  prejoin.open({
+    title: linkTitle,
+    canPublish: linkCanPublish,
+    audioOnly: linkKind === 'podcast',
+    name,
+  });
+  render();
+  setStatus(`Ready to join ${linkTitle}.`);
+  prejoin.focus();
+}
+
+prejoin.onjoin = (choice) => joinFromLink(choice.name, choice);
+
+/** After a link's call: the pre-join screen again (asking the server anew when needed). */
+function backToLink() {
+  const name = els.joinName.value.trim();
+  if (linkTitle !== null && !inviteCode) showPreJoin(name);
+  else openPreJoin(name);
+}
+
+els.noticeRetry.addEventListener('click', () => backToLink());
+
+// --- the start page: "Have an invite link?" -------------------------------------------------
+
+els.inviteForm.addEventListener('submit', (ev) => {
   ev.preventDefault();
-  if (!els.joinForm.reportValidity()) return;
-  joinFromForm(els.joinRoom.value.trim(), els.joinName.value.trim());
+  const code = inviteCodeFrom(els.inviteLink.value);
+  if (!code) {
+    els.inviteError.textContent = 'That is not an invite link. Paste the whole link you were sent.';
+    els.inviteError.hidden = false;
+    els.inviteLink.focus();
+    return;
+  }
+  els.inviteError.hidden = true;
+  location.assign(`/join/${encodeURIComponent(code)}`);
 });
+
+els.remember.checked = api.remembered;
+els.remember.addEventListener('change', () => {
+  api.remember = els.remember.checked;
+});
+api.remember = els.remember.checked;
 
 // --- call controls ------------------------------------------------------------------------
 
@@ -459,10 +615,8 @@ els.leave.addEventListener('click', async () => {
   const view = entryView();
   if (view === 'lobby') {
     accounts.showLobby();
-  } else if (view === 'join') {
-    els.joinName.focus();
-  } else {
-    els.joinRoom.focus();
+  } else if (linkMode) {
+    backToLink();
   }
 });
 
@@ -484,15 +638,7 @@ window.addEventListener('pagehide', () => {
 
 const room = params.get('room') ?? '';
 const name = params.get('name') ?? (linkClaims && typeof linkClaims.name === 'string' ? linkClaims.name : '');
-els.joinRoom.value = room;
 els.joinName.value = name;
-if (inviteCode || queryToken) {
-  // The invite (or the token) names the room: only the display name is asked for.
-  els.roomField.hidden = true;
-  els.joinRoom.required = false;
-  els.inviteNote.hidden = false;
-  if (queryToken) els.inviteNote.textContent = 'This link opens a room.';
-}
 accountState = api.signedIn ? 'unknown' : 'out';
 render();
 
@@ -508,24 +654,29 @@ if (rejoining) {
       render();
     });
   }
-} else if (queryToken) {
-  joinFromForm('', name);
-} else if (
-  inviteCode ? params.has('name') : room && /^[A-Za-z0-9_.-]{1,128}$/.test(room) && params.has('name')
-) {
-  joinFromForm(room, name);
+} else if (queryToken || (linkMode && params.has('name'))) {
+  // Scripts and tests: a link with `name` (and /join?token=) joins straight away, no pre-join.
+  linkView = 'loading';
+  joinFromLink(name);
 } else if (linkMode) {
-  setStatus(inviteCode ? 'Not connected. Enter your name to join.' : 'Not connected. Choose a room to join.');
-  (room || inviteCode ? els.joinName : els.joinRoom).focus();
-} else if (accountState === 'unknown') {
-  setStatus('Loading your account…');
-  accounts.resume().then((ok) => {
-    accountState = ok ? 'in' : 'out';
-    render();
-    if (ok) accounts.showLobby();
-    else accounts.showSignIn();
-  });
+  openPreJoin(name);
 } else {
-  setStatus('Not signed in. Sign in, or join a room with an invite link.');
-  accounts.showSignIn({ focus: true });
+  if (room) {
+    // A room named without a credential: the server would refuse the join. Say what works.
+    els.landingNote.textContent =
+      `To join “${room}” you need its invite link. Paste it below, or sign in if the room is yours.`;
+    els.landingNote.hidden = false;
+  }
+  if (accountState === 'unknown') {
+    setStatus('Loading your account…');
+    accounts.resume().then((ok) => {
+      accountState = ok ? 'in' : 'out';
+      render();
+      if (ok) accounts.showLobby();
+      else accounts.showSignIn();
+    });
+  } else {
+    setStatus('Not signed in. Sign in, create an account, or open an invite link.');
+    accounts.showSignIn({ focus: true });
+  }
 }

@@ -8,7 +8,7 @@ const STORE_KEYS = { audio: 'sfu.device.audioinput', video: 'sfu.device.videoinp
 const DEVICE_KIND = { audio: 'audioinput', video: 'videoinput' };
 const VIDEO_SIZE = { width: 640, height: 480 };
 
-function stored(kind) {
+export function stored(kind) {
   try {
     return localStorage.getItem(STORE_KEYS[kind]) || null;
   } catch {
@@ -16,7 +16,7 @@ function stored(kind) {
   }
 }
 
-function store(kind, deviceId) {
+export function store(kind, deviceId) {
   try {
     if (deviceId) localStorage.setItem(STORE_KEYS[kind], deviceId);
     else localStorage.removeItem(STORE_KEYS[kind]);
@@ -26,7 +26,7 @@ function store(kind, deviceId) {
 }
 
 /** getUserMedia constraints for one kind, preferring (not requiring) `deviceId`. */
-function constraintsFor(kind, deviceId, exact = false) {
+export function constraintsFor(kind, deviceId, exact = false) {
   const base = kind === 'video' ? { ...VIDEO_SIZE } : {};
   if (deviceId) base.deviceId = exact ? { exact: deviceId } : { ideal: deviceId };
   return Object.keys(base).length ? base : true;

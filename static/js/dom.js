@@ -46,3 +46,9 @@ export function syncList(list, items, key, make, update, fallback) {
   }
   if (lostFocus && fallback) fallback.focus();
 }
+
+/** Show `text` in an error element (hidden when empty), always as text, never as markup. */
+export function showError(el, text) {
+  el.textContent = text || '';
+  el.hidden = !text;
+}

@@ -6,7 +6,8 @@
 // textContent or an input's value, never parsed as markup.
 
 import { ApiError } from './api.js';
-import { h } from './dom.js';
+import { h, showError } from './dom.js';
+import { describeProblem } from './errors.js';
 
 const KIND_LABELS = { conference: 'Conference', podcast: 'Podcast' };
 const ROLE_LABELS = { listener: 'Listener', speaker: 'Speaker', moderator: 'Moderator' };
@@ -18,16 +19,6 @@ const EVENT_LABELS = {
   room_ended: 'ended the room',
 };
 const HISTORY_PAGE = 20;
-
-function describe(err) {
-  if (err instanceof ApiError) return err.describe();
-  return err && err.message ? err.message : String(err);
-}
-
-function showError(el, text) {
-  el.textContent = text || '';
-  el.hidden = !text;
-}
 
 function plural(n, one, many) {
   return `${n} ${n === 1 ? one : many}`;
@@ -200,7 +191,7 @@ export class RoomItem {
             this.update({ ...room(), ended: true, live: false, participants: 0 });
             this.reopenBtn.focus();
           }
-          showError(this.error, `Could not join: ${describe(err)}`);
+          showError(this.error, `Could not join: ${describeProblem(err)}`);
         }
       }),
     );
@@ -213,7 +204,7 @@ export class RoomItem {
           this.status(`${room().name} is open again.`);
           this.joinBtn.focus();
         } catch (err) {
-          showError(this.error, `Could not reopen the room: ${describe(err)}`);
+          showError(this.error, `Could not reopen the room: ${describeProblem(err)}`);
         }
       }),
     );
@@ -235,7 +226,7 @@ export class RoomItem {
           this.url.select();
           if (!this.linksBox.hidden) await this._loadLinks();
         } catch (err) {
-          showError(this.error, `Could not create an invite: ${describe(err)}`);
+          showError(this.error, `Could not create an invite: ${describeProblem(err)}`);
         }
       }),
     );
@@ -289,7 +280,7 @@ export class RoomItem {
           this.el.remove();
           this.onDeleted();
         } catch (err) {
-          showError(this.error, `Could not delete the room: ${describe(err)}`);
+          showError(this.error, `Could not delete the room: ${describeProblem(err)}`);
         }
       }),
     );
@@ -302,7 +293,7 @@ export class RoomItem {
     try {
       invites = await this.api.invites(this.room.id);
     } catch (err) {
-      showError(this.error, `Could not list the invite links: ${describe(err)}`);
+      showError(this.error, `Could not list the invite links: ${describeProblem(err)}`);
       return false;
     }
     this.linksList.replaceChildren(...invites.map((invite) => this._linkRow(invite)));
@@ -336,7 +327,7 @@ export class RoomItem {
           await this._loadLinks();
           this.linksBtn.focus();
         } catch (err) {
-          showError(this.error, `Could not revoke the link: ${describe(err)}`);
+          showError(this.error, `Could not revoke the link: ${describeProblem(err)}`);
         }
       }),
     );
@@ -350,7 +341,7 @@ export class RoomItem {
     try {
       page = await this.api.history(this.room.id, this.historyEvents.length, HISTORY_PAGE);
     } catch (err) {
-      showError(this.error, `Could not load the history: ${describe(err)}`);
+      showError(this.error, `Could not load the history: ${describeProblem(err)}`);
       return false;
     }
     const fresh = this.historyEvents.length === 0;

@@ -4,20 +4,12 @@
 // Every string that comes from the server (names, error details, URLs) is set with
 // textContent or an input's value, never parsed as markup.
 
-import { ApiError, inviteCodeFrom } from './api.js';
+import { inviteCodeFrom } from './api.js';
+import { showError } from './dom.js';
+import { describeProblem } from './errors.js';
 import { RoomItem } from './lobby-room.js';
 
 const $ = (id) => document.getElementById(id);
-
-function describe(err) {
-  if (err instanceof ApiError) return err.describe();
-  return err && err.message ? err.message : String(err);
-}
-
-function showError(el, text) {
-  el.textContent = text || '';
-  el.hidden = !text;
-}
 
 /** Disable a form's buttons while `work` runs. */
 async function busy(form, work) {
@@ -92,7 +84,7 @@ export class LobbyView {
       rooms = await this.api.rooms();
     } catch (err) {
       if (!this.api.signedIn) return;
-      showError(e.lobbyError, `Could not load your rooms: ${describe(err)}`);
+      showError(e.lobbyError, `Could not load your rooms: ${describeProblem(err)}`);
       return;
     }
     // Update the rooms in place (an open panel, a typed link or the focus survive a refresh).
@@ -154,7 +146,7 @@ export class LobbyView {
         const join = item ? item.querySelector('button') : null;
         if (join) join.focus();
       } catch (err) {
-        showError(e.createError, `Could not create the room: ${describe(err)}`);
+        showError(e.createError, `Could not create the room: ${describeProblem(err)}`);
         e.roomName.focus();
       }
     });
@@ -176,7 +168,7 @@ export class LobbyView {
         const user = this.api.user;
         this.onJoin(grant, user ? user.display_name : '');
       } catch (err) {
-        showError(e.codeError, `Could not join: ${describe(err)}`);
+        showError(e.codeError, `Could not join: ${describeProblem(err)}`);
         e.code.focus();
       }
     });

@@ -67,13 +67,16 @@ export class Publisher {
     this.mediaNote = '';
     this.localStream = stream;
     s.localTile.attach(stream);
+    // Tracks that start disabled, so the first publish offer already says muted: the Session's
+    // `initialMutes` (the pre-join screen's "join with microphone / camera off", or the mutes
+    // kept across a rejoin) and a listener brought on stage (unmutes when ready).
+    const muted = (kind) => Boolean(s.initialMutes[kind] || (startMuted && kind === 'audio'));
     for (const track of stream.getTracks()) {
-      // Muted before a rejoin, or a listener brought on stage (unmutes when ready).
-      if (s.initialMutes[track.kind] || (startMuted && track.kind === 'audio')) track.enabled = false;
+      if (muted(track.kind)) track.enabled = false;
       this._addLocalSender(track);
     }
-    if (startMuted && this.local.audio) {
-      s.localTile.setMuted({ mic: true });
+    if (muted('audio') || muted('video')) {
+      s.localTile.setMuted({ mic: muted('audio'), cam: muted('video') });
     }
     s._localChanged();
     try {

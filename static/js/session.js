@@ -50,6 +50,7 @@ import { Tile } from './ui.js';
 import { Publisher } from './publisher.js';
 import { Subscriber } from './subscriber.js';
 import { Roster, isScreenSource } from './roster.js';
+import { closeSentence, describeError as sentenceOf } from './errors.js';
 
 export { isScreenSource };
 
@@ -236,7 +237,7 @@ export class Session extends EventTarget {
     const text = context ? `${context}: ${describeError(err)}` : describeError(err);
     this.lastError = text;
     console.error(text, err);
-    this.status(`Error — ${text}`, true);
+    this.status(sentenceOf(err), true); // a sentence (errors.js); the console has the code
   }
 
   renderStatus() {
@@ -318,8 +319,7 @@ export class Session extends EventTarget {
       }
       this._teardown();
       this._setState('disconnected');
-      if (ev.reason === 'removed') this.status('You were removed from this room.', true);
-      else this.status(`Disconnected from the server (code ${ev.code}).`, true);
+      this.status(closeSentence(ev.code, ev.reason), true);
     };
     const startedAt = performance.now();
     let joined;
@@ -334,9 +334,6 @@ export class Session extends EventTarget {
           this.reconnecting = false;
           this._setState('failed');
           this._error(err, this.state === 'joining' ? 'join' : 'connect');
-          if (err instanceof SignalError && err.code === 'unauthorized') {
-            this.status(`Room ${this.roomLabel} needs an invite link (or a room token).`, true);
-          }
           this.signal.close();
           throw err;
         }
