@@ -309,9 +309,13 @@ async def run_soak(
         start = result.samples[0]
         while True:
             values = await scrape(http, url, metrics_token)
+            pool = 0  # the store pool's growth (see SoakResult.store_fds_growth)
+            if pid is not None:
+                unix_start = result.fd_kinds.get("start", {}).get("unix", 0)
+                pool = max(0, fd_kinds(pid).get("unix", 0) - unix_start)
             back = (
                 int(values.get(GAUGES["participants"], 0)) <= steady
-                and values.get(GAUGES["fds"], 0) - start.fds <= margin(start.fds)
+                and values.get(GAUGES["fds"], 0) - pool - start.fds <= margin(start.fds)
                 and values.get(GAUGES["tasks"], 0) - start.tasks <= margin(start.tasks)
             )
             if back or time.monotonic() >= deadline:
