@@ -9,8 +9,10 @@ Metrics (all from prometheus-client, one registry per app so tests can build man
 * histogram ``sfu_join_seconds`` (a WebSocket ``join`` until its ``joined`` reply) and
   ``sfu_event_loop_lag_seconds`` (how late a 100 ms timer fires), gauge
   ``sfu_event_loop_lag_max_seconds`` (the worst lag since the last scrape);
-* ``process_cpu_seconds_total``, ``process_resident_memory_bytes`` and the other standard
-  process metrics (Linux).
+* gauge ``sfu_asyncio_tasks``: the server event loop's unfinished asyncio tasks, counted at
+  scrape time (a leak of per-connection tasks shows as growth; ``bench/soak.py`` reads it);
+* ``process_cpu_seconds_total``, ``process_resident_memory_bytes``, ``process_open_fds`` and
+  the other standard process metrics (Linux).
 
 ``/metrics`` requires ``Authorization: Bearer <SFU_METRICS_TOKEN>`` when that setting is set
 (401 problem details, RFC 9457, with ``WWW-Authenticate: Bearer``, RFC 6750 §3, otherwise).
@@ -92,6 +94,20 @@ class _MediaCollector(Collector):
         lag.add_metric([], self.metrics.lag_max)
         self.metrics.lag_max = 0.0
         yield lag
+        yield GaugeMetricFamily(
+            "sfu_asyncio_tasks",
+            "Unfinished asyncio tasks on the server's event loop",
+            asyncio_task_count(),
+        )
+
+
+def asyncio_task_count() -> int:
+    """Unfinished tasks of the running event loop (``asyncio.all_tasks``); 0 when called
+    outside a running loop. ``/metrics`` is served on the loop, so a scrape sees its tasks."""
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:
+        return 0
 
 
 async def _watch_loop(metrics: Metrics) -> None:

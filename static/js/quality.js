@@ -11,14 +11,22 @@
 //            network; it is used only when there is no audio)
 //   sendKbps / recvKbps  bitrate of all outgoing / incoming RTP streams
 //
-// The level is 'good', 'fair' or 'poor' (see classify), 'unknown' before the first numbers.
-// Each remote tile also gets a level from the loss and jitter of that participant's streams.
+// The level is 'good', 'fair' or 'poor' (see classify), 'unknown' before the first numbers,
+// and 'outage' when a subscribed track that should be flowing (its publisher has not muted
+// it; screen shares may legitimately send nothing while the screen is still) has received no
+// bytes for STALL_MS: loss and jitter say nothing then, since nothing arrives to measure.
+// Each remote tile also gets a level from the loss and jitter of that participant's streams,
+// or 'outage' when one of that participant's tracks stalled.
 
 import { icon } from './ui.js';
 
 export const INTERVAL_MS = 2000;
+/** No inbound bytes on an expected track for this long (ms) is an outage. */
+export const STALL_MS = 2000;
+// Timers fire a little early or late: an interval this much shorter than STALL_MS still counts.
+const STALL_SLACK_MS = 250;
 
-const LEVEL_TEXT = { good: 'Good', fair: 'Fair', poor: 'Poor', unknown: 'Measuring…' };
+const LEVEL_TEXT = { good: 'Good', fair: 'Fair', poor: 'Poor', outage: 'No media', unknown: 'Measuring…' };
 
 /** 'good' | 'fair' | 'poor' from loss (%), rtt (ms) and jitter (ms); null values are ignored. */
 export function classify({ loss = null, rtt = null, jitter = null }) {
@@ -36,7 +44,9 @@ const fmt = (x, unit, digits = 0) => (x === null ? 'n/a' : `${x.toFixed(digits)}
 
 /** A human summary of the numbers (tooltip and accessible name). */
 export function describe(q) {
-  const parts = [`RTT ${fmt(q.rtt, 'ms')}`, `loss ${fmt(q.loss, '%', 1)}`, `jitter ${fmt(q.jitter, 'ms')}`];
+  const parts = [];
+  if (q.stalledMs) parts.push(`nothing received for ${(q.stalledMs / 1000).toFixed(0)} s`);
+  parts.push(`RTT ${fmt(q.rtt, 'ms')}`, `loss ${fmt(q.loss, '%', 1)}`, `jitter ${fmt(q.jitter, 'ms')}`);
   if (q.sendKbps !== null) parts.push(`sending ${fmt(q.sendKbps, 'kbit/s')}`);
   if (q.recvKbps !== null) parts.push(`receiving ${fmt(q.recvKbps, 'kbit/s')}`);
   return parts.join(', ');
@@ -53,6 +63,18 @@ function selectedPairRtt(stats) {
     if (pairId ? r.id === pairId : r.nominated && r.state === 'succeeded') rtt = r.currentRoundTripTime;
   });
   return rtt;
+}
+
+/**
+ * Whether an inbound stream should be carrying media: it maps to a current subscription
+ * whose track the publisher has not muted and that is not a screen share.
+ */
+function expectedToFlow(session, info) {
+  if (!info) return false;
+  const p = session.participants.get(info.participant);
+  const track = p ? p.tracks.get(info.track) : undefined;
+  if (!track || track.muted) return false;
+  return track.source !== 'screen';
 }
 
 /** Non-negative difference of a cumulative counter (0 when the stream is new or restarted). */
@@ -74,6 +96,7 @@ export class QualityMonitor {
     this.latest = null;
     this.history = []; // the last samples, oldest first (for debugging and test reports)
     this.busy = false;
+    this.flow = new Map(); // inbound-rtp id -> {bytes, at}: when its bytes last grew (ms)
     this._render(null);
   }
 
@@ -90,6 +113,7 @@ export class QualityMonitor {
     this.prev = null;
     this.latest = null;
     this.history = [];
+    this.flow = new Map();
     this._render(null);
   }
 
@@ -153,9 +177,24 @@ export class QualityMonitor {
     let lost = 0;
     let expected = 0;
     const perSid = new Map(); // sid -> {lost, expected, audio jitter, video jitter}
+    let stalledMs = 0; // the longest an expected stream has gone without bytes
+    const stalledSids = new Set();
+    const flow = new Map();
     subStats.forEach((r) => {
       if (r.type !== 'inbound-rtp') return;
       counters.in.set(r.id, { bytes: r.bytesReceived, lost: r.packetsLost, recv: r.packetsReceived });
+      const bytes = r.bytesReceived ?? 0;
+      const last = this.flow.get(r.id);
+      const subscribed = r.mid !== undefined ? session.subMids.get(r.mid) : undefined;
+      const shouldFlow = expectedToFlow(session, subscribed);
+      // A stream counts as stalled from the last sample in which its bytes grew while it was
+      // expected to flow (a muted track's silence starts no clock).
+      const at = !last || bytes > last.bytes || !shouldFlow ? now : last.at;
+      flow.set(r.id, { bytes, at });
+      if (shouldFlow && now - at >= STALL_MS - STALL_SLACK_MS) {
+        stalledMs = Math.max(stalledMs, now - at);
+        stalledSids.add(subscribed.participant);
+      }
       addJitter(r.kind, r.jitter);
       const before = prev ? prev.in.get(r.id) : undefined;
       if (!before) return;
@@ -176,6 +215,7 @@ export class QualityMonitor {
       }
     });
     this.prev = counters;
+    this.flow = flow;
 
     const jitter = jitters.audio ?? jitters.video;
     const subLoss = expected > 0 ? (100 * lost) / expected : null;
@@ -187,7 +227,8 @@ export class QualityMonitor {
     for (const [sid, agg] of perSid) {
       const l = agg.expected > 0 ? (100 * agg.lost) / agg.expected : 0;
       const j = agg.audio ?? agg.video ?? 0;
-      remote[sid] = { loss: round1(l), jitter: round1(j), level: classify({ loss: l, jitter: j }) };
+      const level = stalledSids.has(sid) ? 'outage' : classify({ loss: l, jitter: j });
+      remote[sid] = { loss: round1(l), jitter: round1(j), level };
     }
     const q = {
       level: 'unknown',
@@ -198,12 +239,14 @@ export class QualityMonitor {
       recvKbps: dt > 0 ? Math.round((recvBytes * 8) / dt / 1000) : null,
       publishLoss: round1(pubLoss),
       subscribeLoss: round1(subLoss),
+      stalledMs: stalledMs > 0 ? Math.round(stalledMs) : 0,
       remote,
       samples: (this.latest ? this.latest.samples : 0) + 1,
       at: Date.now(),
     };
     // The first sample has no interval to measure: wait for the second before judging.
-    q.level = prev ? classify(q) : 'unknown';
+    if (!prev) q.level = 'unknown';
+    else q.level = stalledMs > 0 ? 'outage' : classify(q);
     return q;
   }
 
@@ -212,8 +255,9 @@ export class QualityMonitor {
     const level = q ? q.level : 'unknown';
     ind.dataset.level = level;
     const text = LEVEL_TEXT[level];
-    const label =
-      q && level !== 'unknown' ? `Connection ${text.toLowerCase()}: ${describe(q)}` : 'Connection quality: measuring';
+    let label = 'Connection quality: measuring';
+    if (q && level === 'outage') label = `Connection outage: ${describe(q)}`;
+    else if (q && level !== 'unknown') label = `Connection ${text.toLowerCase()}: ${describe(q)}`;
     ind.replaceChildren(icon('signal'));
     const span = document.createElement('span');
     span.className = 'quality-label';
@@ -241,7 +285,12 @@ export class QualityMonitor {
         p.tile.setQuality(null);
         continue;
       }
-      p.tile.setQuality(r.level, `${LEVEL_TEXT[r.level]} connection: loss ${r.loss.toFixed(1)} %, jitter ${r.jitter.toFixed(0)} ms`);
+      const numbers = `loss ${r.loss.toFixed(1)} %, jitter ${r.jitter.toFixed(0)} ms`;
+      const label =
+        r.level === 'outage'
+          ? 'No media arriving from this participant'
+          : `${LEVEL_TEXT[r.level]} connection: ${numbers}`;
+      p.tile.setQuality(r.level, label);
     }
   }
 }

@@ -40,6 +40,8 @@ async def test_metrics_follow_real_media(
         assert before["sfu_packets_forwarded_total"] == 0
         assert before["process_cpu_seconds_total"] > 0
         assert before["process_resident_memory_bytes"] > 10_000_000
+        assert before["process_open_fds"] > 0
+        assert before["sfu_asyncio_tasks"] >= 1  # at least the lag watcher and this handler
         await speaker.connect()
         await speaker.publish([ToneTrack(440.0)])
         await listener.connect()
@@ -54,6 +56,8 @@ async def test_metrics_follow_real_media(
         assert during["sfu_packets_sent_total"] >= during["sfu_packets_forwarded_total"] - 5
         assert during["sfu_join_seconds_count"] == 2
         assert during["sfu_event_loop_lag_seconds_count"] > 0
+        # Two participants own tasks (WebSocket handlers, ICE, DTLS, RTCP): more than before.
+        assert during["sfu_asyncio_tasks"] > before["sfu_asyncio_tasks"]
         await listener.close()
         await speaker.close()
         after = await scrape(sfu_url)
