@@ -38,7 +38,8 @@ TILE_BOX_JS = """
   const t = document.querySelector(`.tile[data-sid="${sid}"]:not(.screen)`);
   if (!t) return null;
   const r = t.getBoundingClientRect();
-  return { x: r.x, y: r.y, w: r.width, h: r.height, inSpotlight: t.parentElement.id === 'spotlight' };
+  const inSpotlight = t.parentElement.id === 'spotlight';
+  return { x: r.x, y: r.y, w: r.width, h: r.height, inSpotlight };
 }
 """
 
@@ -168,7 +169,8 @@ async def test_pin_tile_and_speaker_view(
         "the spotlight video to play",
     )
     strip = await alice.evaluate(
-        "() => [...document.querySelectorAll('#grid .tile')].map((t) => t.getBoundingClientRect().width)"
+        "() => [...document.querySelectorAll('#grid .tile')]"
+        ".map((t) => t.getBoundingClientRect().width)"
     )
     featured = await alice.evaluate(
         "() => document.querySelector('#spotlight .tile').getBoundingClientRect().width"
@@ -342,7 +344,8 @@ async def test_keyboard_shortcuts_and_help_dialog(
     await _wait_js(
         alice,
         "() => window.sfu.events.some((e) => e.type === 'hand')"
-        " || window.sfu.notices.some((n) => n.error && n.text.startsWith('Could not raise your hand: ')"
+        " || window.sfu.notices.some((n) => n.error"
+        " && n.text.startsWith('Could not raise your hand: ')"
         " && n.text.length > 'Could not raise your hand: '.length + 5)",
         5,
         "H to raise the hand (or show why not)",
@@ -357,7 +360,7 @@ async def test_keyboard_shortcuts_and_help_dialog(
     await alice.get_by_role("button", name="Keyboard shortcuts").click()
     await dialog.wait_for(state="visible", timeout=3000)
     await alice.get_by_role("checkbox", name="Single-key shortcuts on").uncheck()
-    await alice.get_by_role("button", name="Close").click()
+    await dialog.get_by_role("button", name="Close").click()
     await dialog.wait_for(state="hidden", timeout=3000)
     await alice.locator("body").click(position={"x": 5, "y": 5})
     await alice.keyboard.press("m")
@@ -427,7 +430,8 @@ async def test_active_speaker_highlight_is_visible(
     # Bob's fake microphone plays a tone: the server names him an active speaker.
     await _wait_js(
         alice,
-        f"() => document.querySelector('.tile[data-sid=\"{bob_sid}\"]').classList.contains('speaking')",
+        f"() => document.querySelector('.tile[data-sid=\"{bob_sid}\"]')"
+        ".classList.contains('speaking')",
         15,
         "bob's tile to be marked speaking",
     )
