@@ -199,8 +199,7 @@ async def test_two_participants_call(
     await cam_button.click()
     await _wait_js(
         alice,
-        "() => window.sfu.local.video.muted"
-        " && window.sfu.local.video.track.readyState === 'ended'",
+        "() => window.sfu.local.video.muted && window.sfu.local.video.track.readyState === 'ended'",
         5,
         "alice's camera capture to end",
     )

@@ -87,8 +87,8 @@ async def test_pin_tile_and_speaker_view(
 ) -> None:
     code = await create_invite(server.base_url, "e2e-pin", "owner-pin@example.com")
     alice = await _join(browser, server, code, "alice", DESKTOP)
-    await _join(browser, server, code, "bob", DESKTOP)
-    await _join(browser, server, code, "carol", DESKTOP)
+    bob = await _join(browser, server, code, "bob", DESKTOP)
+    carol = await _join(browser, server, code, "carol", DESKTOP)
     await _wait_sees(alice, ["bob", "carol"], "alice")
     bob_sid = await alice.evaluate(SID_BY_NAME_JS, "bob")
     carol_sid = await alice.evaluate(SID_BY_NAME_JS, "carol")
@@ -177,6 +177,19 @@ async def test_pin_tile_and_speaker_view(
     )
     assert len(strip) == 2 and all(featured > 3 * w for w in strip), (featured, strip)
     await alice.screenshot(path=str(screenshot_dir / "61-speaker-view.png"))
+
+    # The speaker view follows the voice: with carol muted only bob talks (besides alice, who
+    # never sees herself there), so bob is shown; then the other way round.
+    for talker, quiet, talker_sid in ((bob, carol, bob_sid), (carol, bob, carol_sid)):
+        await quiet.get_by_role("button", name="Mute mic").click()
+        if await talker.get_by_role("button", name="Unmute mic").count():
+            await talker.get_by_role("button", name="Unmute mic").click()
+        await _wait_js(
+            alice,
+            f"() => ({TILE_BOX_JS})('{talker_sid}').inSpotlight",
+            15,
+            f"the speaker view to show {talker_sid}, the only one talking",
+        )
     await toggle.click()
     await _wait_js(
         alice,
