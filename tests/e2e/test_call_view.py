@@ -258,7 +258,7 @@ async def test_muted_hint_when_talking_while_muted(
     await _wait_js(
         alice,
         "() => document.getElementById('muted-hint').textContent.includes('You are muted')",
-        5,
+        15,
         "the muted hint",
     )
     state = await alice.evaluate(
@@ -443,23 +443,22 @@ async def test_active_speaker_highlight_is_visible(
     await _join(browser, server, code, "bob", DESKTOP)
     await _wait_sees(alice, ["bob"], "alice")
     bob_sid = await alice.evaluate(SID_BY_NAME_JS, "bob")
-    # Bob's fake microphone plays a tone: the server names him an active speaker.
-    await _wait_js(
-        alice,
-        f"() => document.querySelector('.tile[data-sid=\"{bob_sid}\"]')"
-        ".classList.contains('speaking')",
-        15,
-        "bob's tile to be marked speaking",
-    )
-    style = await alice.evaluate(
-        f"""() => {{
-          const tile = document.querySelector('.tile[data-sid="{bob_sid}"]');
-          const ring = getComputedStyle(tile, '::after');
-          const name = getComputedStyle(tile.querySelector('.name'));
-          return {{ ring: parseFloat(ring.borderTopWidth), color: ring.borderTopColor,
-                   style: ring.borderTopStyle, label: name.backgroundColor }};
-        }}"""
-    )
+    # Bob's fake microphone plays a tone: the server names him an active speaker. The style is
+    # read in the same task that sees the class (speakers change with every level report).
+    style_js = f"""() => {{
+      const tile = document.querySelector('.tile[data-sid="{bob_sid}"]');
+      if (!tile || !tile.classList.contains('speaking')) return null;
+      const ring = getComputedStyle(tile, '::after');
+      const name = getComputedStyle(tile.querySelector('.name'));
+      return {{ ring: parseFloat(ring.borderTopWidth), color: ring.borderTopColor,
+               style: ring.borderTopStyle, label: name.backgroundColor }};
+    }}"""
+    deadline = time.monotonic() + 15
+    style = await alice.evaluate(style_js)
+    while style is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        style = await alice.evaluate(style_js)
+    assert style is not None, "bob's tile was never marked speaking"
     # A ring at least 4 px wide in green over the picture, and a green name label.
     assert style["ring"] >= 4 and style["style"] == "solid", style
     assert style["color"] == "rgb(63, 185, 80)", style
