@@ -130,7 +130,6 @@ export class SpeakerView {
 
   render() {
     const tiles = this._tiles();
-    for (const tile of tiles) this._pinButton(tile);
     const active = this.active;
     const next = active ? this._choose(tiles) : null;
     // Whatever else is in the spotlight goes back into the grid (us first).
