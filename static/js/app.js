@@ -37,6 +37,11 @@ import { RoomFiles } from './roomfiles.js';
 import { BoardView } from './boardview.js';
 import { PreJoin } from './prejoin.js';
 import { describeError } from './errors.js';
+import { Notices } from './notices.js';
+import { MutedHint } from './mutedhint.js';
+import { SpeakerView } from './speakerview.js';
+import { HandToggle } from './hand.js';
+import { Shortcuts } from './shortcuts.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -149,6 +154,34 @@ const boardView = new BoardView(
 );
 const features = [participantsView, chat, reactions, devices, quality, screenShare, roomFiles, boardView];
 const layout = new GridLayout(els.callMain, els.grid);
+// In-call helpers: join/leave notices, the "you are muted" hint, pin and speaker view, the
+// keyboard shortcuts (and the hand toggle they use).
+const notices = new Notices($('notices'));
+const mutedHint = new MutedHint($('muted-hint'));
+const speakerView = new SpeakerView({
+  callMain: els.callMain,
+  grid: els.grid,
+  spotlight: $('spotlight'),
+  button: $('view-button'),
+});
+const hand = new HandToggle((text) => notices.show(text, { error: true }));
+features.push(notices, mutedHint, speakerView, hand);
+const clickIfShown = (selector) => {
+  const button = [...document.querySelectorAll(selector)].find((b) => !b.hidden && !b.disabled && b.offsetParent);
+  if (button) button.click();
+};
+const shortcuts = new Shortcuts(
+  { dialog: $('shortcuts-dialog'), list: $('shortcut-list'), enabled: $('shortcuts-enabled'), opener: $('shortcuts-button') },
+  {
+    mic: () => clickIfShown('#mic-button, .pod-mic-btn'),
+    camera: () => clickIfShown('#cam-button, .pod-cam-btn'),
+    hand: () => hand.toggle(),
+    chat: () => {
+      if (!els.chat.hidden) panels.toggle('chat');
+    },
+  },
+  () => session !== null && session.state === 'joined',
+);
 
 panels.add({ id: 'participants', title: 'Participants', button: els.participants, body: $('panel-participants') });
 panels.add({
@@ -198,6 +231,10 @@ window.sfu = Object.defineProperties(
     files: { get: () => roomFiles.files, enumerable: true },
     board: { get: () => boardView, enumerable: true },
     prejoin: { get: () => prejoin.snapshot(), enumerable: true },
+    notices: { get: () => notices.log, enumerable: true },
+    mutedHint: { get: () => mutedHint, enumerable: true },
+    speakerView: { get: () => speakerView, enumerable: true },
+    shortcuts: { get: () => shortcuts, enumerable: true },
   },
 );
 
@@ -292,6 +329,7 @@ function render() {
   screenShare.renderButton();
   roomFiles.render();
   layout.schedule();
+  speakerView.render();
   podcast.render();
 }
 

@@ -3,7 +3,7 @@
 // the server allows), typed errors inline, and an unread count on the panel's toggle.
 //
 // Everything that comes from other people (names, text, file names) is set with textContent,
-// never as markup.
+// never as markup; http(s) links in the text become <a> nodes (linkify.js).
 //
 // File attachments: a message may carry `file: {id, name, size, content_type}`; it is shown as
 // a download link that calls `onDownloadFile(file)`. The files feature wires that hook with
@@ -11,6 +11,7 @@
 // `#chat-attachments-slot` above the message box (see index.html).
 
 import { setButton, clockTime, el, icon } from './ui.js';
+import { linkifyNodes } from './linkify.js';
 
 export const CHAT_MAX_BYTES = 2048;
 const COUNTER_FROM_BYTES = 1536; // show "n / 2048 bytes" from here on
@@ -238,7 +239,9 @@ export class ChatView {
     time.dateTime = message.at;
     head.appendChild(time);
     li.appendChild(head);
-    li.appendChild(el('p', 'msg-text', message.text));
+    const body = el('p', 'msg-text');
+    body.append(...linkifyNodes(message.text)); // http(s) links clickable; the rest is text
+    li.appendChild(body);
     if (message.file && typeof message.file === 'object') li.appendChild(fileLink(message.file));
     this.log.appendChild(li);
     this.empty.hidden = true;

@@ -119,6 +119,12 @@ export class DeviceSettings {
     return entry ? entry.track : null;
   }
 
+  /** Whether our capture of `kind` was stopped on purpose (the camera's "Stop camera"). */
+  _stopped(kind) {
+    const entry = this.session && this.session.local[kind];
+    return Boolean(entry && entry.stopped);
+  }
+
   _showError(text) {
     this.error.textContent = text;
     this.error.hidden = !text;
@@ -175,6 +181,8 @@ export class DeviceSettings {
     if (!session || session.state !== 'joined') return; // used when the next call starts
     // Not publishing (a listener) or no video in this room: used when we publish.
     if (!session.canPublish || (kind === 'video' && session.kind === 'podcast')) return;
+    // The camera is stopped ("Stop camera"): the stored choice is captured on "Start camera".
+    if (this._stopped(kind)) return;
     if (deviceOf(this._track(kind)) === deviceId) return;
     this.switching[kind] = true;
     this.selects[kind].setAttribute('aria-busy', 'true');
@@ -206,7 +214,7 @@ export class DeviceSettings {
     // A device that went away: move its kind to the first device still there.
     for (const kind of ['audio', 'video']) {
       const track = this._track(kind);
-      if (!track || track.readyState !== 'ended') continue;
+      if (!track || track.readyState !== 'ended' || this._stopped(kind)) continue;
       this._fallback(kind);
     }
   }

@@ -226,18 +226,85 @@ export class Publisher {
     s._emit('participants');
   }
 
-  /** Mute or unmute one local track kind ('audio' | 'video'); returns the new muted state. */
+  /**
+   * Mute or unmute one local track kind ('audio' | 'video'); returns the new muted state.
+   * The microphone is muted with `track.enabled` (it keeps capturing: the "you are muted" hint
+   * listens to it). The conference camera is really stopped (see `_stopCapture`): the
+   * capture ends (the camera light goes off) and unmuting captures again.
+   */
   setMuted(kind, muted) {
     const s = this.s;
     const entry = this.local[kind];
     if (!entry) return null;
     entry.muted = muted;
-    entry.track.enabled = !muted;
+    if (kind === 'video' && entry.source === 'camera' && s.kind !== 'podcast') {
+      this._cameraCapture(entry, muted);
+    } else {
+      entry.track.enabled = !muted;
+    }
     s.localTile.setMuted(kind === 'audio' ? { mic: muted } : { cam: muted });
     if (entry.sid) this._sendMute(entry);
     s._localChanged();
     s._emit('participants');
     return muted;
+  }
+
+  /**
+   * "Stop camera" / "Start camera" in a conference: stop the capture (MediaStreamTrack.stop,
+   * the sender sends nothing: RTCRtpSender.replaceTrack(null), W3C webrtc-pc) or capture the
+   * camera again (getUserMedia, replaceTrack). No renegotiation: the m-line and the server's
+   * Producer stay. Clicks while a capture is pending are queued (the last one wins).
+   */
+  _cameraCapture(entry, muted) {
+    const run = (entry.capture ?? Promise.resolve()).then(() =>
+      muted ? this._stopCapture(entry) : this._restartCapture(entry),
+    );
+    entry.capture = run.catch((err) => this.s._error(err, muted ? 'stop camera' : 'start camera'));
+  }
+
+  async _stopCapture(entry) {
+    if (!entry.muted || entry.stopped || this.local.video !== entry) return;
+    entry.stopped = true;
+    entry.track.stop();
+    this._showLocal();
+    if (this.pc && this.pc.signalingState !== 'closed') await entry.transceiver.sender.replaceTrack(null);
+  }
+
+  async _restartCapture(entry) {
+    const s = this.s;
+    if (entry.muted || !entry.stopped || this.local.video !== entry) return;
+    let track;
+    try {
+      track = await getCamera();
+    } catch (err) {
+      // No camera now (unplugged, refused): it stays off.
+      entry.muted = true;
+      s.localTile.setMuted({ cam: true });
+      if (entry.sid) this._sendMute(entry);
+      s._localChanged();
+      s._emit('participants');
+      throw err;
+    }
+    // Left, demoted, or stopped again while the browser asked.
+    if (s.state !== 'joined' || this.local.video !== entry || entry.muted || !this.pc) {
+      track.stop();
+      return;
+    }
+    await entry.transceiver.sender.replaceTrack(track);
+    entry.track = track;
+    entry.stopped = false;
+    this._showLocal();
+    s._localChanged();
+  }
+
+  /** Rebuild the local stream from the live microphone and camera tracks and show it. */
+  _showLocal() {
+    const s = this.s;
+    const tracks = [this.local.audio, this.local.video]
+      .filter((e) => e !== null && e.track.readyState !== 'ended')
+      .map((e) => e.track);
+    this.localStream = new MediaStream(tracks);
+    if (s.localTile) s.localTile.attach(this.localStream);
   }
 
   _sendMute(entry) {

@@ -59,6 +59,24 @@ const ICONS = {
     ['rect', { x: 3, y: 4, width: 18, height: 13, rx: 2 }],
     ['path', { d: 'M7 13c2-3 3.5-4 5-2s3 1 5-2M8 21l2-4M16 21l-2-4' }],
   ],
+  pin: [['path', { d: 'M9 4h6l-1 5 3 3v2H7v-2l3-3zM12 14v7' }]],
+  grid: [
+    ['rect', { x: 3, y: 4, width: 8, height: 7, rx: 1 }],
+    ['rect', { x: 13, y: 4, width: 8, height: 7, rx: 1 }],
+    ['rect', { x: 3, y: 13, width: 8, height: 7, rx: 1 }],
+    ['rect', { x: 13, y: 13, width: 8, height: 7, rx: 1 }],
+  ],
+  speaker: [
+    ['rect', { x: 3, y: 3, width: 18, height: 12, rx: 1.5 }],
+    ['rect', { x: 3, y: 17, width: 5, height: 4, rx: 1 }],
+    ['rect', { x: 9.5, y: 17, width: 5, height: 4, rx: 1 }],
+    ['rect', { x: 16, y: 17, width: 5, height: 4, rx: 1 }],
+  ],
+  hand: [['path', { d: 'M8 13V5.5a1.5 1.5 0 0 1 3 0V12M11 11V4a1.5 1.5 0 0 1 3 0v7M14 11V5.5a1.5 1.5 0 0 1 3 0V14a7 7 0 0 1-7 7 6 6 0 0 1-5-3l-2.5-4.5a1.5 1.5 0 0 1 2.5-1.5L8 15' }]],
+  keyboard: [
+    ['rect', { x: 2, y: 6, width: 20, height: 12, rx: 2 }],
+    ['path', { d: 'M6 10h.01M10 10h.01M14 10h.01M18 10h.01M7 14h10' }],
+  ],
   signal: [
     ['path', { d: 'M5 20v-3', class: 'bar bar-1' }],
     ['path', { d: 'M10 20v-7', class: 'bar bar-2' }],

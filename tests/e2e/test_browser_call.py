@@ -199,9 +199,9 @@ async def test_two_participants_call(
     await cam_button.click()
     await _wait_js(
         alice,
-        "() => window.sfu.local.video.muted && !window.sfu.local.video.track.enabled",
+        "() => window.sfu.local.video.muted && window.sfu.local.video.track.readyState === 'ended'",
         5,
-        "alice's camera track to be disabled",
+        "alice's camera capture to end",
     )
     start_button = alice.get_by_role("button", name="Start camera")
     assert await start_button.get_attribute("aria-pressed") == "true"
