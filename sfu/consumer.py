@@ -366,6 +366,12 @@ class Consumer:
         self._on_gap(paused)
         self._update_active()
 
+    def on_producer_gap(self, started: bool) -> None:
+        """The producer's publisher lost its media path (``started``) or came back on a new
+        transport with new SSRCs and sequence numbers: this subscriber's stream keeps its
+        SSRC, and its sequence numbers and timestamps continue across the gap (issue 11)."""
+        self._on_gap(started)
+
     def _on_gap(self, pausing: bool) -> None:
         # A discontinuity: keep our sequence numbers contiguous, advance our timestamps by the
         # wall-clock time the gap lasted (so the subscriber's jitter buffer sees real time
