@@ -432,6 +432,7 @@ class Participant:
             logger.info("participant %s: track %s not resumed: %s", self.sid, orphan.id, exc)
             orphan.close()
             return False
+        logger.info("participant %s: track %s resumed on mid %s", self.sid, orphan.id, spec.mid)
         return True
 
     def _check_producer_limit(self, media: list[tuple[str, str, bool]]) -> None:
