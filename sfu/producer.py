@@ -95,6 +95,8 @@ class Producer:
         # Sum and count of levels since the active speaker observer last looked.
         self.level_sum = 0
         self.level_count = 0
+        self.last_arrival_ms = 0  # aiortc clock (ms) of the last packet from the publisher
+        self.keyframe_on_connect = False  # ask for a keyframe once the m-line is connected
         self._nack_timer: asyncio.TimerHandle | None = None
         self._on_close: list[Callable[[Producer], None]] = []
 
@@ -156,6 +158,7 @@ class Producer:
             self.packets_dropped += 1
             return
         self.packets_received += 1
+        self.last_arrival_ms = arrival_ms
         self.bytes_received += len(data)
         extra: bytes | None = None
         if prof and self.audio_level_id:
@@ -266,9 +269,15 @@ class Producer:
         self.ssrc = None
         self.rtx_ssrc = None
         self.last_sr = None
+        # The gap began with the last packet, not now (the failure is found seconds later):
+        # the consumers' timestamps must advance by the whole gap, or the subscribers'
+        # jitter buffers take the first packets after it for late ones.
+        silent_s = 0.0
+        if self.last_arrival_ms:
+            silent_s = max(0.0, (adapter.now_ms() - self.last_arrival_ms) / 1000)
         if not self.paused:  # a muted producer's consumers are in a gap already
             for consumer in self.consumers:
-                consumer.on_producer_gap(True)
+                consumer.on_producer_gap(True, silent_s)
 
     def resume(self, transport: WebRtcTransport, mid: str, rtp: adapter.NegotiatedRtp) -> None:
         """Bind this suspended producer to m-line ``mid`` of ``transport`` (the publisher's new
@@ -292,6 +301,7 @@ class Producer:
         self.on_negotiated(rtp)
         self.keyframes = KeyframeRequestThrottle(self.keyframes.min_interval_ms)
         self.last_bwe_update = None
+        self.keyframe_on_connect = self.kind == "video"  # consumers wait for one
         transport.adopt_producer(self)
         if not self.paused:  # else the gap ends when the producer is unmuted
             for consumer in self.consumers:

@@ -58,7 +58,7 @@ RTCP_INTERVAL_S = 1.0
 
 RTCP_PSFB_FIR = 4  # RFC 5104 §4.3.1
 
-WATCH_INTERVAL_S = 0.5
+WATCH_INTERVAL_S = 0.25
 """How often the liveness watchdog looks at a connected transport (s)."""
 
 QUIET_BEFORE_PROBE_S = 1.0
@@ -440,6 +440,9 @@ class WebRtcTransport:
             self._producers_by_ssrc[producer.rtx_ssrc] = producer
         if self._raw is None:
             self._raw = adapter.raw_transport(transceiver)
+        if producer.keyframe_on_connect:  # resumed after a media restart: consumers wait
+            producer.keyframe_on_connect = False
+            producer.request_keyframe()
 
     def on_send_parameters(
         self, transceiver: RTCRtpTransceiver, rtp: adapter.NegotiatedRtp

@@ -141,7 +141,7 @@ class Settings(BaseSettings):
     max_publish_bitrate_bps: int = Field(default=3_000_000, ge=100_000)
     ice_connect_timeout_s: float = Field(default=30.0, gt=0)
     max_producers_per_participant: int = Field(default=8, ge=1, le=32)
-    media_timeout_s: float = Field(default=3.0, ge=0)
+    media_timeout_s: float = Field(default=2.0, ge=0)
     media_restart_grace_s: float = Field(default=15.0, gt=0)
     env: Literal["development", "production"] = "development"
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
