@@ -780,8 +780,12 @@ def peer_datagrams(pc: RTCPeerConnection) -> int | None:
     return guard.received if guard is not None else None
 
 
-CONSENT_PROBE_TIMEOUT_S = aioice.stun.RETRY_RTO
-"""How long one liveness probe waits for its answer (s): aioice's STUN RTO (0.5 s), sent once."""
+CONSENT_PROBE_RETRANSMISSIONS = 1
+"""A liveness probe is sent once more if unanswered after aioice's STUN RTO (0.5 s), so one
+lost datagram or a peer slow to answer under load does not fail it."""
+
+CONSENT_PROBE_TIMEOUT_S = aioice.stun.RETRY_RTO * (2 ** (CONSENT_PROBE_RETRANSMISSIONS + 1) - 1)
+"""How long one liveness probe waits for its answer (s): 0.5 s, then 1 s after the resend."""
 
 
 async def probe_consent(pc: RTCPeerConnection) -> bool | None:
@@ -790,7 +794,8 @@ async def probe_consent(pc: RTCPeerConnection) -> bool | None:
     schedule). Any live ICE agent answers at once, whether or not it sends media.
 
     Returns:
-        True when answered within :data:`CONSENT_PROBE_TIMEOUT_S`, False when not (or the
+        True when answered within :data:`CONSENT_PROBE_TIMEOUT_S` (1.5 s: sent again after
+        0.5 s), False when not (or the
         pair's socket is gone), None when there is no selected pair (not connected).
     """
     connection: IceConnection | None = None
@@ -810,7 +815,7 @@ async def probe_consent(pc: RTCPeerConnection) -> bool | None:
             request,
             pair.remote_addr,
             integrity_key=connection.remote_password.encode("utf8"),
-            retransmissions=0,
+            retransmissions=CONSENT_PROBE_RETRANSMISSIONS,
         )
     except (aioice.stun.TransactionError, ConnectionError, OSError):
         return False

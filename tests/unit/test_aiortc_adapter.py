@@ -252,7 +252,10 @@ def test_consent_probe_internals_exist() -> None:
         "integrity_key",
         "retransmissions",
     ]
-    assert stun.RETRY_RTO == adapter.CONSENT_PROBE_TIMEOUT_S == 0.5
+    assert stun.RETRY_RTO == 0.5 and adapter.CONSENT_PROBE_TIMEOUT_S == 1.5
+    # The timeout doubles after each try (the probe's 1.5 s = 0.5 + 1.0).
+    source = inspect.getsource(stun.Transaction)
+    assert "self.__timeout_delay = RETRY_RTO" in source and "self.__timeout_delay *= 2" in source
     assert issubclass(stun.TransactionTimeout, stun.TransactionError)
     assert aioice.__version__ == "0.13.0"
 
