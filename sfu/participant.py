@@ -87,6 +87,16 @@ def _bundle_only_flags(sdp: str) -> list[bool]:
     return flags
 
 
+def ice_ufrag(sdp: str) -> str | None:
+    """The first ``a=ice-ufrag`` of an SDP (RFC 8839 §5.4), or None: it names the ICE agent,
+    so one RTCPeerConnection's descriptions all carry the same one until an ICE restart."""
+    for line in sdp.splitlines():
+        line = line.strip()
+        if line.startswith("a=ice-ufrag:"):
+            return line[len("a=ice-ufrag:") :]
+    return None
+
+
 def parse_offer_media(sdp: str) -> list[tuple[str, str, bool]]:
     """(mid, kind, sending) for every audio/video m-line of an offer (RFC 8866).
 
@@ -171,6 +181,7 @@ class Participant:
         self._restart_grace_s = 15.0
         self._restart_timers: dict[str, asyncio.TimerHandle] = {}
         self._orphans: dict[str, Producer] = {}  # track sid -> producer awaiting a new m-line
+        self._stale_ufrags: set[str] = set()  # ICE ufrags of the client's replaced connections
         self.media_restarts = {"publish": 0, "subscribe": 0}
 
     def info(self) -> ParticipantInfo:
@@ -246,6 +257,11 @@ class Participant:
         (subscribe), tell the client when ``reason`` is given, and start the grace timer."""
         self.media_restarts[side] += 1
         consumed: list[Producer] = []
+        replaced = self.publish_transport if side == "publish" else self.subscribe_transport
+        remote = replaced.pc.remoteDescription if replaced is not None else None
+        stale = ice_ufrag(remote.sdp) if remote is not None else None
+        if stale:  # an offer or answer of the client's old connection may still be in flight
+            self._stale_ufrags.add(stale)
         logger.info("participant %s: %s transport replaced (%s)", self.sid, side, reason)
         if side == "publish":
             old = self.publish_transport
@@ -321,6 +337,8 @@ class Participant:
         """The suspended producer a sending m-line of the first publish offer after a media
         restart continues: by the track sid the client names, else the first of the same
         kind and source, else of the same kind."""
+        for sid in [sid for sid, p in self._orphans.items() if p.closed]:
+            del self._orphans[sid]  # unpublished meanwhile
         if not self._orphans:
             return None
         orphan = self._orphans.get(spec.sid) if spec.sid else None
@@ -356,6 +374,8 @@ class Participant:
         media = parse_offer_media(sdp)
         if not media:
             raise InvalidSdpError("the offer has no audio or video m-line")
+        if ice_ufrag(sdp) in self._stale_ufrags:
+            raise InvalidStateError("the offer is from a connection replaced by a media restart")
         self._check_producer_limit(media)
         specs = {t.mid: t for t in tracks}
         async with self._publish_lock:
@@ -481,6 +501,10 @@ class Participant:
         ``canPublish`` grant is withdrawn."""
         for producer in list(self.producers.values()):
             producer.close()
+        self._orphans.clear()  # a media restart of the publish side ends here too
+        timer = self._restart_timers.pop("publish", None)
+        if timer is not None:
+            timer.cancel()
         transport, self.publish_transport = self.publish_transport, None
         if transport is not None:
             async with self._publish_lock:
@@ -547,6 +571,8 @@ class Participant:
             except Exception:
                 logger.exception("participant %s: subscribe offer failed", self.sid)
                 return
+            if transport is not self.subscribe_transport:
+                return  # replaced by a media restart meanwhile: its offer goes nowhere
             tracks = [
                 SubscribedTrack(
                     mid=c.transceiver.mid,
@@ -568,6 +594,8 @@ class Participant:
         transport = self.subscribe_transport
         if transport is None:
             raise InvalidStateError("no subscribe offer is outstanding")
+        if ice_ufrag(sdp) in self._stale_ufrags:
+            return  # the answer of a connection replaced by a media restart: nothing to do
         async with self._subscribe_lock:
             await transport.set_remote_answer(sdp)
         if self._renegotiate:

@@ -20,9 +20,10 @@ import logging
 import time
 from collections.abc import Callable
 
+import pytest
 from aiortc import sdp as aiortc_sdp
 
-from signaling.client import RoomClient
+from signaling.client import RoomClient, SignalingError
 from tests.support.media import ColorTrack, ToneTrack, collect_audio, dominant_frequency
 from tests.support.udprelay import RelaySet
 
@@ -232,10 +233,19 @@ async def test_client_detected_failure_restarts_with_a_request(
         packets = subscriber.counter.packets
         await _until(lambda: sum(packets.values()) > 20, timeout=15)
         old_pub = publisher.pub
+        assert old_pub is not None
+        stale_offer = old_pub.localDescription.sdp
         await publisher.restart_media("publish", tell_server=True)
         assert publisher.pub is not old_pub and set(publisher.published.values()) == set(
             sids.values()
         )
+        count = sum(packets.values())
+        await _until(lambda: sum(packets.values()) > count + 20, timeout=15)
+        # An offer of the replaced connection that was still in flight is refused (typed
+        # error) and changes nothing: the new connection keeps the track.
+        with pytest.raises(SignalingError) as refused:
+            await publisher.request({"type": "offer", "sdp": stale_offer})
+        assert refused.value.code == "out_of_order"
         count = sum(packets.values())
         await _until(lambda: sum(packets.values()) > count + 20, timeout=15)
         assert len(packets) == 1  # the same SSRC towards the subscriber
