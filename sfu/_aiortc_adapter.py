@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import aioice.ice
+import aioice.stun
 import aiortc
 from aioice.candidate import Candidate as IceCandidate
 from aioice.ice import Connection as IceConnection
@@ -599,13 +600,22 @@ class IceInputGuard:
     Install with :meth:`install`; ``drops`` counts what was dropped.
     """
 
-    __slots__ = ("_addr", "_connection", "_pair", "_queue", "_request_received", "drops")
+    __slots__ = (
+        "_addr",
+        "_connection",
+        "_pair",
+        "_queue",
+        "_request_received",
+        "drops",
+        "received",
+    )
 
     def __init__(self, connection: IceConnection) -> None:
         self._connection = connection
         self._pair: Any = None
         self._addr: tuple[str, int] | None = None
         self.drops = IceInputDrops()
+        self.received = 0  # DTLS/SRTP datagrams accepted from the peer (liveness watchdog)
         self._queue = _DatagramQueue()
         self._request_received = connection.request_received
 
@@ -706,6 +716,7 @@ class IceInputGuard:
         if not self._from_peer(protocol, (addr[0], addr[1])):
             self.drops.foreign += 1
             return
+        self.received += 1
         # Through the connection's attribute: a load-test counter may wrap data_received.
         self._connection.data_received(data, protocol.local_candidate.component)
 
@@ -760,6 +771,55 @@ def _install_datagram_hook() -> None:
     aioice's behaviour). Every socket is covered from its creation, host and relayed alike."""
     if StunProtocol.datagram_received is not _guarded_datagram_received:
         StunProtocol.datagram_received = _guarded_datagram_received  # type: ignore[method-assign]
+
+
+def peer_datagrams(pc: RTCPeerConnection) -> int | None:
+    """How many DTLS/SRTP datagrams ``pc``'s transport has accepted from its peer so far, or
+    None before the transport exists (the liveness watchdog of :mod:`sfu.transport`)."""
+    guard = ice_input_guard(pc)
+    return guard.received if guard is not None else None
+
+
+CONSENT_PROBE_RETRANSMISSIONS = 1
+"""A liveness probe is sent once more if unanswered after aioice's STUN RTO (0.5 s), so one
+lost datagram or a peer slow to answer under load does not fail it."""
+
+CONSENT_PROBE_TIMEOUT_S = aioice.stun.RETRY_RTO * (2 ** (CONSENT_PROBE_RETRANSMISSIONS + 1) - 1)
+"""How long one liveness probe waits for its answer (s): 0.5 s, then 1 s after the resend."""
+
+
+async def probe_consent(pc: RTCPeerConnection) -> bool | None:
+    """Send one STUN Binding request on ``pc``'s selected ICE candidate pair and wait for the
+    answer (a consent freshness check, RFC 7675 §5.1, sent now instead of on aioice's 5 s
+    schedule). Any live ICE agent answers at once, whether or not it sends media.
+
+    Returns:
+        True when answered within :data:`CONSENT_PROBE_TIMEOUT_S` (1.5 s: sent again after
+        0.5 s), False when not (or the
+        pair's socket is gone), None when there is no selected pair (not connected).
+    """
+    connection: IceConnection | None = None
+    for transceiver in pc.getTransceivers():
+        dtls = transceiver.sender.transport
+        if dtls is not None:
+            connection = dtls.transport._connection
+            break
+    if connection is None or connection.remote_password is None:
+        return None
+    pair = connection._nominated.get(1)
+    if pair is None:
+        return None
+    request = connection.build_request(pair, nominate=False)
+    try:
+        await pair.protocol.request(
+            request,
+            pair.remote_addr,
+            integrity_key=connection.remote_password.encode("utf8"),
+            retransmissions=CONSENT_PROBE_RETRANSMISSIONS,
+        )
+    except (aioice.stun.TransactionError, ConnectionError, OSError):
+        return False
+    return True
 
 
 def ice_input_guard(pc: RTCPeerConnection) -> IceInputGuard | None:

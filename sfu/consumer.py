@@ -366,6 +366,16 @@ class Consumer:
         self._on_gap(paused)
         self._update_active()
 
+    def on_producer_gap(self, started: bool, since_s: float = 0.0) -> None:
+        """The producer's publisher lost its media path ``since_s`` seconds ago (``started``)
+        or came back on a new transport with new SSRCs and sequence numbers: this
+        subscriber's stream keeps its SSRC, and its sequence numbers and timestamps continue
+        across the gap, timestamps advanced by the whole gap (issue 11)."""
+        began = self._gap_started
+        self._on_gap(started)
+        if started and began is None and self._gap_started is not None:
+            self._gap_started -= since_s
+
     def _on_gap(self, pausing: bool) -> None:
         # A discontinuity: keep our sequence numbers contiguous, advance our timestamps by the
         # wall-clock time the gap lasted (so the subscriber's jitter buffer sees real time

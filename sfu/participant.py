@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -72,6 +72,7 @@ class TrackSpec:
     source: str = "unknown"
     name: str = ""
     muted: bool = False
+    sid: str | None = None  # the track sid this m-line continues after a media restart
 
 
 def _bundle_only_flags(sdp: str) -> list[bool]:
@@ -84,6 +85,16 @@ def _bundle_only_flags(sdp: str) -> list[bool]:
         elif line == "a=bundle-only" and flags:
             flags[-1] = True
     return flags
+
+
+def ice_ufrag(sdp: str) -> str | None:
+    """The first ``a=ice-ufrag`` of an SDP (RFC 8839 §5.4), or None: it names the ICE agent,
+    so one RTCPeerConnection's descriptions all carry the same one until an ICE restart."""
+    for line in sdp.splitlines():
+        line = line.strip()
+        if line.startswith("a=ice-ufrag:"):
+            return line[len("a=ice-ufrag:") :]
+    return None
 
 
 def parse_offer_media(sdp: str) -> list[tuple[str, str, bool]]:
@@ -165,6 +176,13 @@ class Participant:
         self._negotiation_task: asyncio.Task[None] | None = None
         self._renegotiate = False
         self._failed = False  # a transport failed: the participant is being removed
+        # Media restart (issue 11): None = a failed transport removes the participant.
+        self._restart_notify: Callable[[str, str], None] | None = None
+        self._restart_grace_s = 15.0
+        self._restart_timers: dict[str, asyncio.TimerHandle] = {}
+        self._orphans: dict[str, Producer] = {}  # track sid -> producer awaiting a new m-line
+        self._stale_ufrags: set[str] = set()  # ICE ufrags of the client's replaced connections
+        self.media_restarts = {"publish": 0, "subscribe": 0}
 
     def info(self) -> ParticipantInfo:
         """This participant and its tracks as others see them."""
@@ -177,8 +195,17 @@ class Participant:
         )
 
     def _on_transport_failed(self, transport: WebRtcTransport) -> None:
-        """ICE/DTLS of one transport failed or closed: tell the listener (the signaling
-        session leaves its hubs and tells the client) and remove the participant, once."""
+        """ICE/DTLS of one transport failed or closed. With media restart enabled
+        (:meth:`enable_media_restart`) the transport is replaced (:meth:`restart_media`);
+        otherwise, or for a transport that is no longer current, tell the listener (the
+        signaling session leaves its hubs and tells the client) and remove the participant,
+        once."""
+        if self._restart_notify is not None and not self.closed and not self._failed:
+            side = self._side_of(transport)
+            if side is None:
+                return  # a transport already replaced
+            self._replace_transport(side, "transport_failed")
+            return
         if not self.closed and not self._failed:
             self._failed = True
             logger.info("participant %s: transport failed", self.sid)
@@ -187,6 +214,142 @@ class Participant:
             except Exception:
                 logger.exception("listener of %s failed", self.sid)
             spawn(self.room.remove(self, reason="transport_failed"))
+
+    # -- media restart (issue 11) ---------------------------------------------------------------
+
+    def enable_media_restart(self, notify: Callable[[str, str], None], grace_s: float) -> None:
+        """From now on a failed transport does not remove this participant: it is replaced
+        and ``notify(side, reason)`` tells the client (``side`` is ``"publish"`` or
+        ``"subscribe"``, ``reason`` ``"transport_failed"``), which renegotiates on a new
+        RTCPeerConnection. When the replacement is not connected ``grace_s`` seconds later,
+        the participant is removed with ``transport_failed`` as before.
+
+        aiortc has no ICE restart (``RTCIceTransport.start()`` runs once), so a new
+        WebRtcTransport replaces the old one, as LiveKit's full reconnect does.
+        """
+        self._restart_notify = notify
+        self._restart_grace_s = grace_s
+
+    def _side_of(self, transport: WebRtcTransport) -> str | None:
+        if transport is self.publish_transport:
+            return "publish"
+        if transport is self.subscribe_transport:
+            return "subscribe"
+        return None
+
+    async def restart_media(self, side: str) -> None:
+        """The client lost the media path of its ``side`` transport (``"publish"`` or
+        ``"subscribe"``) and made a new RTCPeerConnection for it: replace the server's
+        transport as :meth:`enable_media_restart` does on a failure, without notifying.
+
+        Raises:
+            InvalidStateError: the participant is closed, or restart is not enabled.
+        """
+        if self.closed or self._failed or self._restart_notify is None:
+            raise InvalidStateError("media restart is not available")
+        if side not in ("publish", "subscribe"):
+            raise InvalidStateError(f"no {side} transport")
+        self._replace_transport(side, None)
+
+    def _replace_transport(self, side: str, reason: str | None) -> None:
+        """Replace the ``side`` transport: close the old one, keep this participant's
+        producers (publish) or re-consume every producer it consumed on a new transport
+        (subscribe), tell the client when ``reason`` is given, and start the grace timer."""
+        self.media_restarts[side] += 1
+        consumed: list[Producer] = []
+        replaced = self.publish_transport if side == "publish" else self.subscribe_transport
+        remote = replaced.pc.remoteDescription if replaced is not None else None
+        stale = ice_ufrag(remote.sdp) if remote is not None else None
+        if stale:  # an offer or answer of the client's old connection may still be in flight
+            self._stale_ufrags.add(stale)
+        logger.info("participant %s: %s transport replaced (%s)", self.sid, side, reason)
+        if side == "publish":
+            old = self.publish_transport
+            self.publish_transport = None
+            if old is not None:
+                for producer in old.detach_producers():
+                    if not producer.closed:
+                        producer.suspend()
+                        self._orphans[producer.id] = producer
+                spawn(self.room.router.close_transport(old))
+        else:
+            old = self.subscribe_transport
+            self.subscribe_transport = None
+            self._renegotiate = False
+            consumed = [c.producer for c in self.subscriptions.values() if not c.producer.closed]
+            for consumer in list(self.subscriptions.values()):
+                consumer.close()
+            self.subscriptions.clear()
+            if old is not None:
+                spawn(self.room.router.close_transport(old))
+        if reason is not None and self._restart_notify is not None:
+            try:  # before the new subscribe offer, which follows on the same channel
+                self._restart_notify(side, reason)
+            except Exception:
+                logger.exception("media restart listener of %s failed", self.sid)
+        if side == "subscribe" and consumed:
+            for producer in consumed:
+                self.subscribe(producer)
+            transport = self.subscribe_transport
+            if transport is not None:
+                self._watch_restart(side, transport)
+        elif side == "publish" and self._orphans:
+            self._arm_restart_timer(side)
+
+    def _arm_restart_timer(self, side: str) -> None:
+        if side not in self._restart_timers:
+            self._restart_timers[side] = asyncio.get_running_loop().call_later(
+                self._restart_grace_s, self._on_restart_expired, side
+            )
+
+    def _watch_restart(self, side: str, transport: WebRtcTransport) -> None:
+        """Wait (at most the grace period) for the new ``side`` transport to connect."""
+        self._arm_restart_timer(side)
+
+        def connected(t: WebRtcTransport) -> None:
+            if self._side_of(t) == side:
+                timer = self._restart_timers.pop(side, None)
+                if timer is not None:
+                    timer.cancel()
+                logger.info("participant %s: new %s transport connected", self.sid, side)
+
+        transport.on_connected(connected)
+
+    def _on_restart_expired(self, side: str) -> None:
+        self._restart_timers.pop(side, None)
+        if self.closed or self._failed:
+            return
+        logger.info("participant %s: %s transport not back in time", self.sid, side)
+        self._restart_notify = None
+        self._failed = True
+        try:
+            self.listener.on_closed("transport_failed")
+        except Exception:
+            logger.exception("listener of %s failed", self.sid)
+        spawn(self.room.remove(self, reason="transport_failed"))
+
+    def _cancel_restart_timers(self) -> None:
+        for timer in self._restart_timers.values():
+            timer.cancel()
+        self._restart_timers.clear()
+
+    def _take_orphan(self, spec: TrackSpec, kind: str) -> Producer | None:
+        """The suspended producer a sending m-line of the first publish offer after a media
+        restart continues: by the track sid the client names, else the first of the same
+        kind and source, else of the same kind."""
+        for sid in [sid for sid, p in self._orphans.items() if p.closed]:
+            del self._orphans[sid]  # unpublished meanwhile
+        if not self._orphans:
+            return None
+        orphan = self._orphans.get(spec.sid) if spec.sid else None
+        if orphan is None or orphan.kind != kind:
+            candidates = [p for p in self._orphans.values() if p.kind == kind]
+            same_source = [p for p in candidates if p.source == spec.source]
+            pool = same_source or candidates
+            orphan = pool[0] if pool else None
+        if orphan is not None:
+            del self._orphans[orphan.id]
+        return orphan
 
     # -- publishing ----------------------------------------------------------------------------
 
@@ -211,13 +374,18 @@ class Participant:
         media = parse_offer_media(sdp)
         if not media:
             raise InvalidSdpError("the offer has no audio or video m-line")
+        if ice_ufrag(sdp) in self._stale_ufrags:
+            raise InvalidStateError("the offer is from a connection replaced by a media restart")
         self._check_producer_limit(media)
         specs = {t.mid: t for t in tracks}
         async with self._publish_lock:
             transport = self.publish_transport
+            restarting = transport is None and bool(self._orphans)
             if transport is None:
                 transport = self.room.router.create_webrtc_transport(self._on_transport_failed)
                 self.publish_transport = transport
+                if restarting:
+                    self._watch_restart("publish", transport)
             await transport.set_remote_offer(sdp)
             added: list[Producer] = []
             removed: list[Producer] = []
@@ -226,6 +394,8 @@ class Participant:
                 existing = transport.producers.get(mid)
                 if sending and existing is None:
                     spec = specs.get(mid, TrackSpec(mid=mid, kind=kind))
+                    if restarting and self._resume_orphan(transport, transceivers, spec, kind):
+                        continue
                     producer = self.room.router.create_producer(
                         transport,
                         participant_sid=self.sid,
@@ -250,12 +420,40 @@ class Participant:
                 elif not sending and existing is not None:
                     removed.append(existing)
             answer = await transport.create_answer()
+            if restarting:  # tracks the client did not publish again are gone
+                orphans, self._orphans = list(self._orphans.values()), {}
+                removed.extend(orphans)
         for producer in removed:
             producer.close()
         for producer in added:
             self.room.on_published(self, producer)
         mids = {p.mid: p.id for p in self.producers.values()}
         return answer, mids
+
+    def _resume_orphan(
+        self,
+        transport: WebRtcTransport,
+        transceivers: dict[str | None, RTCRtpTransceiver],
+        spec: TrackSpec,
+        kind: str,
+    ) -> bool:
+        """Bind a suspended producer to the sending m-line ``spec.mid`` of the new publish
+        transport (same track sid: subscribers see no change); False when none fits."""
+        transceiver = transceivers.get(spec.mid)
+        orphan = self._take_orphan(spec, kind)
+        if orphan is None or transceiver is None:
+            if orphan is not None:
+                self._orphans[orphan.id] = orphan
+            return False
+        try:
+            rtp = adapter.remote_receive_parameters(transport.pc, transceiver)
+            orphan.resume(transport, spec.mid, rtp)
+        except ValueError as exc:
+            logger.info("participant %s: track %s not resumed: %s", self.sid, orphan.id, exc)
+            orphan.close()
+            return False
+        logger.info("participant %s: track %s resumed on mid %s", self.sid, orphan.id, spec.mid)
+        return True
 
     def _check_producer_limit(self, media: list[tuple[str, str, bool]]) -> None:
         """Refuse a publish offer whose sending m-lines (the producers it leaves) exceed the
@@ -303,6 +501,10 @@ class Participant:
         ``canPublish`` grant is withdrawn."""
         for producer in list(self.producers.values()):
             producer.close()
+        self._orphans.clear()  # a media restart of the publish side ends here too
+        timer = self._restart_timers.pop("publish", None)
+        if timer is not None:
+            timer.cancel()
         transport, self.publish_transport = self.publish_transport, None
         if transport is not None:
             async with self._publish_lock:
@@ -369,6 +571,8 @@ class Participant:
             except Exception:
                 logger.exception("participant %s: subscribe offer failed", self.sid)
                 return
+            if transport is not self.subscribe_transport:
+                return  # replaced by a media restart meanwhile: its offer goes nowhere
             tracks = [
                 SubscribedTrack(
                     mid=c.transceiver.mid,
@@ -390,6 +594,8 @@ class Participant:
         transport = self.subscribe_transport
         if transport is None:
             raise InvalidStateError("no subscribe offer is outstanding")
+        if ice_ufrag(sdp) in self._stale_ufrags:
+            return  # the answer of a connection replaced by a media restart: nothing to do
         async with self._subscribe_lock:
             await transport.set_remote_answer(sdp)
         if self._renegotiate:
@@ -415,6 +621,8 @@ class Participant:
         if self.closed:
             return
         self.closed = True
+        self._cancel_restart_timers()
+        self._orphans.clear()  # still in self.producers: closed below
         task = self._negotiation_task
         if task is not None and not task.done():
             task.cancel()

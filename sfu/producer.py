@@ -95,6 +95,8 @@ class Producer:
         # Sum and count of levels since the active speaker observer last looked.
         self.level_sum = 0
         self.level_count = 0
+        self.last_arrival_ms = 0  # aiortc clock (ms) of the last packet from the publisher
+        self.keyframe_on_connect = False  # ask for a keyframe once the m-line is connected
         self._nack_timer: asyncio.TimerHandle | None = None
         self._on_close: list[Callable[[Producer], None]] = []
 
@@ -156,6 +158,7 @@ class Producer:
             self.packets_dropped += 1
             return
         self.packets_received += 1
+        self.last_arrival_ms = arrival_ms
         self.bytes_received += len(data)
         extra: bytes | None = None
         if prof and self.audio_level_id:
@@ -249,6 +252,60 @@ class Producer:
     def on_sender_report(self, ntp: int, rtp_ts: int) -> None:
         """Record the publisher's RTCP SR (RFC 3550 §6.4.1): NTP 64-bit and RTP timestamp."""
         self.last_sr = (ntp, rtp_ts, time.monotonic())
+
+    # -- media restart (issue 11) ------------------------------------------------------------
+
+    def suspend(self) -> None:
+        """The publish transport failed: keep this producer (its track sid, its consumers and
+        their outgoing SSRC, sequence numbers and timestamps) until :meth:`resume` binds it to
+        the m-line of a new transport. The publisher's old SSRCs are forgotten; every consumer
+        marks a gap (its next packet continues its sequence numbers, with timestamps advanced
+        by the time the gap lasted, and video waits for a keyframe)."""
+        if self.closed:
+            return
+        if self._nack_timer is not None:
+            self._nack_timer.cancel()
+            self._nack_timer = None
+        self.ssrc = None
+        self.rtx_ssrc = None
+        self.last_sr = None
+        # The gap began with the last packet, not now (the failure is found seconds later):
+        # the consumers' timestamps must advance by the whole gap, or the subscribers'
+        # jitter buffers take the first packets after it for late ones.
+        silent_s = 0.0
+        if self.last_arrival_ms:
+            silent_s = max(0.0, (adapter.now_ms() - self.last_arrival_ms) / 1000)
+        if not self.paused:  # a muted producer's consumers are in a gap already
+            for consumer in self.consumers:
+                consumer.on_producer_gap(True, silent_s)
+
+    def resume(self, transport: WebRtcTransport, mid: str, rtp: adapter.NegotiatedRtp) -> None:
+        """Bind this suspended producer to m-line ``mid`` of ``transport`` (the publisher's new
+        RTCPeerConnection): the new SSRCs, payload types and header extension ids come from
+        ``rtp``; receive statistics, NACK state and bandwidth estimate start afresh; consumers
+        continue their own streams (:meth:`suspend`).
+
+        Raises:
+            ValueError: when the new m-line's codec is not the one consumers were negotiated
+                for (different MIME type or clock rate): the caller publishes a new track.
+        """
+        codec = codec_info(rtp.codecs)
+        old = self.codec
+        if old is not None and (
+            codec.mime_type.lower() != old.mime_type.lower() or codec.clock_rate != old.clock_rate
+        ):
+            raise ValueError(f"codec changed from {old.mime_type} to {codec.mime_type}")
+        self.transport = transport
+        self.mid = mid
+        self.codec = None  # on_negotiated starts statistics, NACK and estimator afresh
+        self.on_negotiated(rtp)
+        self.keyframes = KeyframeRequestThrottle(self.keyframes.min_interval_ms)
+        self.last_bwe_update = None
+        self.keyframe_on_connect = self.kind == "video"  # consumers wait for one
+        transport.adopt_producer(self)
+        if not self.paused:  # else the gap ends when the producer is unmuted
+            for consumer in self.consumers:
+                consumer.on_producer_gap(False)
 
     # -- mute and close ---------------------------------------------------------------------
 

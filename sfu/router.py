@@ -29,6 +29,8 @@ class Router:
             fails (s); None never times out.
         max_producers_per_participant: most producers one participant may have at once; it
             bounds the m-lines one publisher adds to every subscriber's SDP.
+        media_timeout_s: a connected transport whose peer is silent this long (s) fails (the
+            liveness watchdog of :class:`WebRtcTransport`); None disables it.
         totals: where closed objects' counters accumulate (shared by the whole server).
     """
 
@@ -42,6 +44,7 @@ class Router:
         ice_connect_timeout_s: float | None = 30.0,
         max_producers_per_participant: int = 8,
         totals: Totals | None = None,
+        media_timeout_s: float | None = None,
     ) -> None:
         self.ice_servers = list(ice_servers)
         self.max_producers_per_participant = max_producers_per_participant
@@ -50,6 +53,7 @@ class Router:
         self.keyframe_min_interval_ms = keyframe_min_interval_ms
         self.nack_buffer_packets = nack_buffer_packets
         self.ice_connect_timeout_s = ice_connect_timeout_s
+        self.media_timeout_s = media_timeout_s
         self.transports: set[WebRtcTransport] = set()
         self.producers: dict[str, Producer] = {}
         self.closed = False
@@ -70,6 +74,7 @@ class Router:
             on_failed=on_failed,
             totals=self.totals,
             connect_timeout_s=self.ice_connect_timeout_s,
+            media_timeout_s=self.media_timeout_s,
         )
         self.transports.add(transport)
         return transport

@@ -27,6 +27,8 @@ class MediaSettings:
             fails (s); None never times out.
         max_producers_per_participant: most producers (sending m-lines) one participant may
             publish at once; more get :class:`sfu.errors.LimitExceededError`.
+        media_timeout_s: a connected transport whose peer is silent this long fails (s);
+            None disables the liveness watchdog.
     """
 
     ice_hosts: list[str] = field(default_factory=list)
@@ -36,6 +38,7 @@ class MediaSettings:
     max_publish_bitrate_bps: int = 3_000_000
     ice_connect_timeout_s: float | None = 30.0
     max_producers_per_participant: int = 8
+    media_timeout_s: float | None = None
 
 
 class MediaServer:
@@ -65,6 +68,7 @@ class MediaServer:
                 ice_connect_timeout_s=self.settings.ice_connect_timeout_s,
                 max_producers_per_participant=self.settings.max_producers_per_participant,
                 totals=self.totals,
+                media_timeout_s=self.settings.media_timeout_s,
             )
             room = Room(name, router, on_empty=self._on_room_empty)
             self.rooms[name] = room

@@ -58,6 +58,13 @@ RTCP_INTERVAL_S = 1.0
 
 RTCP_PSFB_FIR = 4  # RFC 5104 §4.3.1
 
+WATCH_INTERVAL_S = 0.25
+"""How often the liveness watchdog looks at a connected transport (s)."""
+
+QUIET_BEFORE_PROBE_S = 1.0
+"""A connected transport that has heard nothing from its peer for this long (s) probes it
+with a STUN consent check (:func:`sfu._aiortc_adapter.probe_consent`)."""
+
 
 class _IdleLine:
     """A sending m-line whose consumer closed, kept for the next consumer of its kind.
@@ -103,12 +110,18 @@ class WebRtcTransport:
             transport is not connected ``connect_timeout_s`` after its creation.
         connect_timeout_s: seconds to reach ``connected`` before the peer connection is closed
             as failed (frees its UDP port and queue; issue 10); None waits forever.
+        media_timeout_s: liveness watchdog (issue 11): once connected, a transport that has
+            heard nothing from its peer (no DTLS/SRTP datagram, no answer to a STUN consent
+            check sent after :data:`QUIET_BEFORE_PROBE_S` of quiet) for this many seconds is
+            closed as failed, long before aioice's own 30 s consent expiry (RFC 7675);
+            None disables it.
 
     Attributes:
         pc: the :class:`ForwardingPeerConnection`.
         producers: mid -> Producer; consumers: consumer id -> Consumer.
         closed: True after :meth:`close`.
         connect_timed_out: True when the transport was closed for not connecting in time.
+        media_timed_out: True when the liveness watchdog closed it (the media path died).
     """
 
     def __init__(
@@ -119,6 +132,7 @@ class WebRtcTransport:
         on_failed: Callable[[WebRtcTransport], None] | None = None,
         totals: Totals | None = None,
         connect_timeout_s: float | None = None,
+        media_timeout_s: float | None = None,
     ) -> None:
         self.pc = adapter.ForwardingPeerConnection(self, adapter.make_configuration(ice_servers))
         self.nack_buffer_packets = nack_buffer_packets
@@ -138,6 +152,10 @@ class WebRtcTransport:
         self.nacks_received = 0
         self.plis_received = 0
         self.connect_timed_out = False
+        self.media_timed_out = False
+        self.media_timeout_s = media_timeout_s
+        self._watch_task: asyncio.Task[None] | None = None
+        self._on_connected: list[Callable[[WebRtcTransport], None]] = []
         self._connect_timer: asyncio.TimerHandle | None = None
         if connect_timeout_s is not None:
             self._connect_timer = asyncio.get_running_loop().call_later(
@@ -151,6 +169,11 @@ class WebRtcTransport:
                 self._cancel_connect_timer()
             if state == "connected" and self._rtcp_task is None and not self.closed:
                 self._rtcp_task = asyncio.ensure_future(self._run_rtcp())
+                if self.media_timeout_s is not None:
+                    self._watch_task = asyncio.ensure_future(self._watch(self.media_timeout_s))
+                callbacks, self._on_connected = self._on_connected, []
+                for callback in callbacks:
+                    callback(self)
             elif state in ("failed", "closed") and not self.closed and self._on_failed:
                 self._on_failed(self)
 
@@ -255,6 +278,51 @@ class WebRtcTransport:
         logger.info("transport not connected in time (%s): closing", self.pc.connectionState)
         spawn(self.pc.close())
 
+    # -- liveness watchdog (issue 11) ---------------------------------------------------------
+
+    def on_connected(self, callback: Callable[[WebRtcTransport], None]) -> None:
+        """Run ``callback`` once, when ICE and DTLS first reach ``connected``."""
+        self._on_connected.append(callback)
+
+    async def _watch(self, timeout_s: float) -> None:
+        """Close the transport as failed when its peer has been silent for ``timeout_s``.
+
+        Every :data:`WATCH_INTERVAL_S` it compares the count of DTLS/SRTP datagrams from the
+        peer; after :data:`QUIET_BEFORE_PROBE_S` of quiet it sends a STUN consent check
+        (answered at once by any live ICE agent, even one that sends no media). A path that
+        neither carries media nor answers for ``timeout_s`` is dead: the peer connection is
+        closed, which reaches ``on_failed`` as any failure does.
+        """
+        loop = asyncio.get_running_loop()
+        heard_at = loop.time()
+        seen = adapter.peer_datagrams(self.pc)
+        try:
+            while not self.closed:
+                await asyncio.sleep(WATCH_INTERVAL_S)
+                if self.closed or self.pc.connectionState != "connected":
+                    return
+                count = adapter.peer_datagrams(self.pc)
+                now = loop.time()
+                if count != seen:
+                    seen, heard_at = count, now
+                    continue
+                if now - heard_at < QUIET_BEFORE_PROBE_S:
+                    continue
+                answered = await adapter.probe_consent(self.pc)
+                if self.closed:
+                    return
+                if answered:
+                    heard_at = loop.time()
+                elif loop.time() - heard_at >= timeout_s:
+                    self.media_timed_out = True
+                    logger.info("transport silent for %.1f s: closing as failed", timeout_s)
+                    spawn(self.pc.close())  # its "closed" state reaches on_failed
+                    return
+        except asyncio.CancelledError:
+            pass
+        except Exception:  # never let the watchdog kill the transport silently
+            logger.exception("liveness watchdog failed")
+
     # -- producers -----------------------------------------------------------------------------
 
     def add_producer(self, producer: Producer) -> None:
@@ -262,6 +330,20 @@ class WebRtcTransport:
         self.producers[producer.mid] = producer
         producer.on_close(self._forget_producer)
         producer.on_close(lambda p: self._totals.retire(p.counters()))
+
+    def adopt_producer(self, producer: Producer) -> None:
+        """Route ``producer``'s m-line (``producer.mid``) of this transport to it: a producer
+        that survived the failure of its previous transport (media restart, issue 11)."""
+        self.producers[producer.mid] = producer
+        producer.on_close(self._forget_producer)
+
+    def detach_producers(self) -> list[Producer]:
+        """Stop routing media to every producer of this transport without closing them (they
+        move to a new transport); returns them."""
+        producers = list(self.producers.values())
+        self.producers.clear()
+        self._producers_by_ssrc.clear()
+        return producers
 
     def _forget_producer(self, producer: Producer) -> None:
         if self.producers.get(producer.mid) is producer:
@@ -358,6 +440,9 @@ class WebRtcTransport:
             self._producers_by_ssrc[producer.rtx_ssrc] = producer
         if self._raw is None:
             self._raw = adapter.raw_transport(transceiver)
+        if producer.keyframe_on_connect:  # resumed after a media restart: consumers wait
+            producer.keyframe_on_connect = False
+            producer.request_keyframe()
 
     def on_send_parameters(
         self, transceiver: RTCRtpTransceiver, rtp: adapter.NegotiatedRtp
@@ -576,6 +661,12 @@ class WebRtcTransport:
         for consumer in list(self.consumers.values()):
             consumer.close()
         self._idle_lines.clear()
+        self._on_connected.clear()
+        watch, self._watch_task = self._watch_task, None
+        if watch is not None and watch is not asyncio.current_task():
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
         if self._rtcp_task is not None:
             self._rtcp_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

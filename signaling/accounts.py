@@ -570,8 +570,6 @@ async def me(request: web.Request) -> web.Response:
     return web.json_response({"user": user.public()})
 
 
-
-
 # --------------------------------------------------------------------------------------------
 # Web security: security headers (CORS is in signaling.cors)
 # --------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
             max_publish_bitrate_bps=settings.max_publish_bitrate_bps,
             ice_connect_timeout_s=settings.ice_connect_timeout_s,
             max_producers_per_participant=settings.max_producers_per_participant,
+            media_timeout_s=settings.media_timeout_s or None,
         )
     )
     app[keys.MEDIA] = media

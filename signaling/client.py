@@ -112,6 +112,9 @@ class RoomClient:
         remote_sdp: rewrites every SDP the server sends (publish answers, subscribe offers)
             before it is applied; tests use it to steer media through an impairing UDP relay.
         auto_reconnect: when the socket drops without ``leave``, call :meth:`reconnect`.
+        local_sdp: rewrites every SDP this client sends (publish offers, subscribe answers);
+            tests use it to hide the client's own candidates, so that the server can reach
+            the client only through that relay.
     """
 
     def __init__(
@@ -126,9 +129,11 @@ class RoomClient:
         subscribe: bool = True,
         remote_sdp: Callable[[str], Awaitable[str]] | None = None,
         auto_reconnect: bool = False,
+        local_sdp: Callable[[str], Awaitable[str]] | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.remote_sdp = remote_sdp
+        self.local_sdp = local_sdp
         self.room = room
         self.name = name
         self.identity = identity
@@ -148,6 +153,10 @@ class RoomClient:
         self.pub: RTCPeerConnection | None = None
         self.sub: RTCPeerConnection | None = None
         self.offers_answered = 0
+        self.media_restarts: list[tuple[str, float]] = []  # (side, monotonic s) restarts begun
+        # what we publish: {track, sent (the track or its MediaRelay proxy), kind, source,
+        # transceiver, sid}; a media restart and a rejoin publish it again
+        self._sending: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
         self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._reader: asyncio.Task[None] | None = None
@@ -162,9 +171,7 @@ class RoomClient:
         self.reconnects: list[str] = []  # "resumed" or "rejoined", one per reconnect
         self.connected = asyncio.Event()  # set while the socket is open and the session live
         self._sent: dict[str, dict[str, Any]] = {}  # ref -> request not answered yet
-        self._publishing: list[tuple[MediaStreamTrack, str]] = []  # (track, source) to rejoin
         self._relay = MediaRelay()
-        self._proxies: dict[MediaStreamTrack, MediaStreamTrack] = {}  # track -> what is sent
         self._reconnecting: asyncio.Task[str] | None = None
         self.removed: str | None = None  # the server's reason when it removed us
 
@@ -246,7 +253,7 @@ class RoomClient:
                 # W3C replaceTrack(null): aiortc stops a sender's track when the sender stops,
                 # and the track is published again on the new connection.
                 transceiver.sender.replaceTrack(None)
-        publishing, self._publishing = self._publishing, []
+        sending, self._sending = self._sending, []
         for pc in (self.pub, self.sub):
             if pc is not None:
                 await pc.close()
@@ -259,8 +266,11 @@ class RoomClient:
             await self._open_socket()
         self.removed = None
         joined = await self._join()
-        if publishing:
-            await self.publish([t for t, _ in publishing], [src for _, src in publishing])
+        if sending:
+            for entry in sending:
+                if entry["sent"] is not entry["track"]:
+                    entry["sent"].stop()  # the proxy: publish() makes a new one
+            await self.publish([e["track"] for e in sending], [e["source"] for e in sending])
         return joined
 
     async def reconnect(
@@ -379,6 +389,9 @@ class RoomClient:
                     self.removed = str(data["reason"])
             elif data.get("type") == "offer":
                 spawn(self._answer(data))
+            elif data.get("type") == "media_restart":
+                self.events.append(data)
+                spawn(self.restart_media(str(data.get("side")), tell_server=False))
             else:
                 self.events.append(data)
                 if data.get("type") == "role_changed" and not data["permissions"]["canPublish"]:
@@ -395,39 +408,111 @@ class RoomClient:
         With ``auto_reconnect`` each track is sent through a ``MediaRelay`` proxy: aiortc
         stops a sender's track when its connection closes, and a rejoin sends the same
         source on a new connection."""
-        if self.pub is None:
-            self.pub = RTCPeerConnection(adapter.make_configuration([]))
-        specs = []
+        pc = self._publisher()
         for i, track in enumerate(tracks):
-            sent = track
-            if self.auto_reconnect:
-                sent = self._proxies[track] = self._relay.subscribe(track)
-            transceiver = self.pub.addTransceiver(sent, direction="sendonly")
+            sent = self._relay.subscribe(track) if self.auto_reconnect else track
+            transceiver = pc.addTransceiver(sent, direction="sendonly")
             source = (
                 (sources or [])[i]
                 if sources and i < len(sources)
                 else ("microphone" if track.kind == "audio" else "camera")
             )
-            specs.append((transceiver, track.kind, source))
-            self._publishing.append((track, source))
-        await self.pub.setLocalDescription(await self.pub.createOffer())
+            self._sending.append(
+                {
+                    "track": track,
+                    "sent": sent,
+                    "kind": track.kind,
+                    "source": source,
+                    "transceiver": transceiver,
+                }
+            )
+        return await self._publish_offer(pc)
+
+    def _publisher(self) -> RTCPeerConnection:
+        if self.pub is None:
+            pc = RTCPeerConnection(adapter.make_configuration([]))
+            self.pub = pc
+            self._watch_failure(pc, "publish")
+        return self.pub
+
+    async def _publish_offer(self, pc: RTCPeerConnection) -> dict[str, str]:
+        """Offer every track in ``_sending`` on ``pc``, naming each one's track sid once the
+        server gave it one (the server keeps it across a media restart)."""
+        await pc.setLocalDescription(await pc.createOffer())
+        by_mid = {sid: mid for mid, sid in self.published.items()}
+        descriptions = []
+        for entry in self._sending:
+            mid = entry["transceiver"].mid
+            description = {"mid": mid, "kind": entry["kind"], "source": entry["source"]}
+            if entry.get("sid") and entry["sid"] in by_mid:
+                description["sid"] = entry["sid"]
+            descriptions.append(description)
         reply = await self.request(
             {
                 "type": "offer",
-                "sdp": self.pub.localDescription.sdp,
-                "tracks": [
-                    {"mid": t.mid, "kind": kind, "source": source} for t, kind, source in specs
-                ],
+                "sdp": await self._local(pc.localDescription.sdp),
+                "tracks": descriptions,
             }
         )
-        await self.pub.setRemoteDescription(
+        await pc.setRemoteDescription(
             RTCSessionDescription(sdp=await self._remote(reply["sdp"]), type="answer")
         )
         self.published = dict(reply.get("tracks", {}))
+        for entry in self._sending:
+            entry["sid"] = self.published.get(entry["transceiver"].mid)
         return self.published
+
+    # -- media restart (issue 11) --------------------------------------------------------------
+
+    def _watch_failure(self, pc: RTCPeerConnection, side: str) -> None:
+        """Restart ``side`` on our own when its RTCPeerConnection fails (aioice consent
+        expiry, RFC 7675), telling the server with ``restart_media``."""
+
+        @pc.on("connectionstatechange")
+        def on_state() -> None:
+            current = self.pub if side == "publish" else self.sub
+            if pc.connectionState == "failed" and pc is current and not self._closing:
+                spawn(self.restart_media(side, tell_server=True))
+
+    async def restart_media(self, side: str, *, tell_server: bool = True) -> None:
+        """Replace the ``side`` (``"publish"`` or ``"subscribe"``) RTCPeerConnection: on the
+        server's ``media_restart`` event (``tell_server=False``) or on our own detection of a
+        dead path (then ``restart_media`` is sent first). Publish: the same tracks are offered
+        on a new connection with their track sids; subscribe: the next server offer is
+        answered on a new connection."""
+        if self._closing or side not in ("publish", "subscribe"):
+            return
+        self.media_restarts.append((side, time.monotonic()))
+        if side == "subscribe":
+            async with self._offer_lock:
+                old, self.sub = self.sub, None
+                self._mids = {}
+                if tell_server:
+                    with contextlib.suppress(SignalingError, TimeoutError, ConnectionError):
+                        await self.request({"type": "restart_media", "side": "subscribe"})
+            if old is not None:
+                await old.close()
+            return
+        old = self.pub
+        if old is None:
+            return
+        self.pub = None
+        for entry in self._sending:  # aiortc stops a sender's track when the sender stops
+            with contextlib.suppress(Exception):
+                entry["transceiver"].sender.replaceTrack(None)
+        await old.close()
+        if tell_server:
+            await self.request({"type": "restart_media", "side": "publish"})
+        pc = self._publisher()
+        for entry in self._sending:
+            entry["transceiver"] = pc.addTransceiver(entry["sent"], direction="sendonly")
+        await self._publish_offer(pc)
 
     async def _remote(self, sdp: str) -> str:
         return sdp if self.remote_sdp is None else await self.remote_sdp(sdp)
+
+    async def _local(self, sdp: str) -> str:
+        return sdp if self.local_sdp is None else await self.local_sdp(sdp)
 
     async def publish_sdp(self, sdp: str, tracks: list[dict[str, Any]]) -> dict[str, Any]:
         """Send a publish offer made elsewhere (e.g. a raw-RTP peer); returns the ``answer``."""
@@ -438,11 +523,11 @@ class RoomClient:
     async def unpublish(self, track: MediaStreamTrack) -> None:
         """Stop sending ``track`` and renegotiate (the server closes its producer)."""
         assert self.pub is not None
-        self._publishing = [(t, src) for t, src in self._publishing if t is not track]
-        sent = self._proxies.pop(track, track)
+        sent = next((e["sent"] for e in self._sending if e["track"] is track), track)
         for transceiver in self.pub.getTransceivers():
             if transceiver.sender.track is sent:
                 transceiver.direction = "inactive"
+        self._sending = [e for e in self._sending if e["track"] is not track]
         await self.pub.setLocalDescription(await self.pub.createOffer())
         reply = await self.request({"type": "offer", "sdp": self.pub.localDescription.sdp})
         await self.pub.setRemoteDescription(
@@ -453,7 +538,7 @@ class RoomClient:
     async def _drop_publisher(self) -> None:
         pc, self.pub = self.pub, None
         self.published = {}
-        self._publishing = []
+        self._sending = []
         if pc is not None:
             await pc.close()
 
@@ -470,6 +555,7 @@ class RoomClient:
                 )
             else:
                 self.sub = RTCPeerConnection(adapter.make_configuration([]))
+                self._watch_failure(self.sub, "subscribe")
 
                 @self.sub.on("track")
                 def on_track(track: MediaStreamTrack) -> None:
@@ -517,7 +603,9 @@ class RoomClient:
                 raise
             self.received = {r.track_sid: r for r in self._mids.values()}
             with contextlib.suppress(SignalingError, TimeoutError, ConnectionError):
-                await self.request({"type": "answer", "sdp": pc.localDescription.sdp})
+                await self.request(
+                    {"type": "answer", "sdp": await self._local(pc.localDescription.sdp)}
+                )
             self.offers_answered += 1
             self._changed.set()
 

@@ -93,6 +93,8 @@ class TrackDescription(_Msg):
     source: TrackSource = "unknown"
     name: Annotated[str, Field(max_length=128)] = ""
     muted: bool = False
+    sid: Sid | None = None
+    """After a media restart: the track sid this m-line continues (the server keeps it)."""
 
 
 # --- requests (client -> server) -------------------------------------------------------
@@ -461,6 +463,17 @@ class PingRequest(_Msg):
     id: RequestId | None = None
 
 
+class RestartMediaRequest(_Msg):
+    """The client lost the media path of one of its transports (its RTCPeerConnection went
+    ``failed``, or stayed ``disconnected``) and made a new RTCPeerConnection for it: the server
+    replaces that transport. ``publish``: the client then sends a publish ``offer`` naming its
+    tracks' sids; ``subscribe``: a new ``offer`` event follows. Answered with ``ok``."""
+
+    type: Literal["restart_media"]
+    id: RequestId | None = None
+    side: TransportName
+
+
 Request = Annotated[
     JoinRequest
     | OfferRequest
@@ -470,6 +483,7 @@ Request = Annotated[
     | LeaveRequest
     | PingRequest
     | ResumeRequest
+    | RestartMediaRequest
     | ChatRequest
     | ReactionRequest
     | RaiseHandRequest
@@ -504,9 +518,11 @@ STAGE_REQUEST_TYPES = frozenset(
         "set_listener_sharing",
     }
 )
+MEDIA_REQUEST_TYPES = frozenset({"restart_media"})
 REQUEST_TYPES = (
     frozenset({"join", "offer", "answer", "trickle", "mute", "leave", "ping", "chat", "reaction"})
     | frozenset({"resume"})
+    | MEDIA_REQUEST_TYPES
     | STAGE_REQUEST_TYPES
     | BOARD_REQUEST_TYPES
 )
@@ -606,6 +622,21 @@ class OfferEvent(_Msg):
     type: Literal["offer"] = "offer"
     sdp: str
     tracks: list[SubscribedTrack]
+
+
+class MediaRestartEvent(_Msg):
+    """The media path of one of my transports failed (ICE failed, consent lost, a network
+    change, or nothing heard for ``SFU_MEDIA_TIMEOUT_S``) and the server replaced it; I stay
+    joined. ``publish``: make a new publish RTCPeerConnection, add the same tracks and send a
+    publish ``offer`` with each track's ``sid`` (the server keeps the track sids, so
+    subscribers see no change). ``subscribe``: close the subscribe RTCPeerConnection; the next
+    ``offer`` is for a new one and carries the same tracks. Without a new connection within
+    ``SFU_MEDIA_RESTART_GRACE_S`` the server removes me (``not_joined``, ``transport_failed``).
+    """
+
+    type: Literal["media_restart"] = "media_restart"
+    side: TransportName
+    reason: Literal["transport_failed"] = "transport_failed"
 
 
 class ParticipantJoinedEvent(_Msg):
@@ -833,6 +864,7 @@ Response = Annotated[
     | ResumedResponse
     | AnswerResponse
     | OfferEvent
+    | MediaRestartEvent
     | ParticipantJoinedEvent
     | ParticipantLeftEvent
     | ParticipantUpdatedEvent

@@ -55,6 +55,12 @@ class Settings(BaseSettings):
         max_publish_bitrate_bps: the most a video publisher is told to send (REMB cap, bits/s).
         ice_connect_timeout_s: a WebRTC transport not connected (ICE and DTLS) this many
             seconds after it was created is closed as failed, releasing its UDP port.
+        media_timeout_s: a connected WebRTC transport whose peer has sent nothing and answered
+            no STUN consent check for this many seconds has lost its media path (s); 0 leaves
+            it to aioice's 30 s consent expiry.
+        media_restart_grace_s: after a media path failure the participant stays in the room
+            this long (s) for its client to renegotiate on new transports; then it is removed
+            with ``transport_failed``.
         max_producers_per_participant: most tracks (sending m-lines) one participant may
             publish at once; a publish offer with more gets ``too_large`` (WHIP: 400). It bounds
             what one publisher adds to every subscriber's SDP.
@@ -144,6 +150,8 @@ class Settings(BaseSettings):
     max_publish_bitrate_bps: int = Field(default=3_000_000, ge=100_000)
     ice_connect_timeout_s: float = Field(default=30.0, gt=0)
     max_producers_per_participant: int = Field(default=8, ge=1, le=32)
+    media_timeout_s: float = Field(default=2.0, ge=0)
+    media_restart_grace_s: float = Field(default=15.0, gt=0)
     env: Literal["development", "production"] = "development"
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 

@@ -235,6 +235,11 @@ class Session:
         """Forward a room event to the client."""
         self.send(event_message(event))
 
+    def on_media_restart(self, side: str, reason: str) -> None:
+        """A transport's media path failed and the server replaced it: tell the client, which
+        renegotiates that side on a new RTCPeerConnection (the session stays joined)."""
+        self.send(p.MediaRestartEvent(side=side, reason=reason))  # type: ignore[arg-type]
+
     def on_closed(self, reason: str) -> None:
         """The server closed this participant: tell the client and close the socket."""
         self.send(
@@ -501,7 +506,9 @@ class Session:
             if not participant.can_publish:
                 raise p.ProtocolError(p.ErrorCode.FORBIDDEN, "no canPublish grant", request.id)
             specs = [
-                TrackSpec(mid=t.mid, kind=t.kind, source=t.source, name=t.name, muted=t.muted)
+                TrackSpec(
+                    mid=t.mid, kind=t.kind, source=t.source, name=t.name, muted=t.muted, sid=t.sid
+                )
                 for t in request.tracks
             ]
             answer, mids = await participant.publish_offer(request.sdp, specs)
@@ -517,6 +524,9 @@ class Session:
                 c.sdpMid if c else None,
                 c.sdpMLineIndex if c else None,
             )
+            self.send(p.OkResponse(ref=request.id))
+        elif isinstance(request, p.RestartMediaRequest):
+            await participant.restart_media(request.side)
             self.send(p.OkResponse(ref=request.id))
         elif isinstance(request, p.MuteRequest):
             participant.set_track_muted(request.track, request.muted)
@@ -588,6 +598,9 @@ class Session:
             raise p.ProtocolError(exc.code, exc.message, request.id) from None
         stage, member, role = admission.stage, admission.member, admission.role
         participant = member.participant
+        participant.enable_media_restart(
+            self.on_media_restart, self.app[keys.SETTINGS].media_restart_grace_s
+        )
         self.stage = stage
         media = self.app[keys.MEDIA]
         room = participant.room

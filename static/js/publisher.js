@@ -9,7 +9,7 @@
 // The Publisher holds the publish state; the Session exposes it read-only (`pub`, `local`,
 // `screen`, `localStream`, `localScreenTile`, `mediaNote`) and emits the events.
 
-import { Trickler, waitForGathering } from './rtc.js';
+import { PathWatchdog, Trickler, waitForGathering } from './rtc.js';
 import { Tile } from './ui.js';
 import { getCamera, getLocalMedia } from './devices.js';
 
@@ -30,15 +30,58 @@ export class Publisher {
     this.spareScreenTransceiver = null; // the m-line of an ended screen share, reused next time
     this.spareCameraTransceiver = null; // the m-line of a stopped podcast camera, likewise
     this.mediaNote = '';
+    this.watchdog = null; // PathWatchdog of the publish PC
+    this.restarts = 0; // media restarts of the publish side
   }
 
   /** The publish PC, made on first use (after `joined`, or when a listener is promoted). */
   open() {
     const s = this.s;
-    this.pc = new RTCPeerConnection(s.rtcConfig);
-    this.trickle = new Trickler(this.pc, 'publish', (msg) => s.signal.send(msg));
-    this.pc.addEventListener('connectionstatechange', () => s.renderStatus());
-    return this.pc;
+    const pc = new RTCPeerConnection(s.rtcConfig);
+    this.pc = pc;
+    this.trickle = new Trickler(pc, 'publish', (msg) => s.signal.send(msg));
+    pc.addEventListener('connectionstatechange', () => s.renderStatus());
+    this.watchdog = new PathWatchdog(pc, () => {
+      if (this.pc === pc) this.restart(true);
+    });
+    return pc;
+  }
+
+  /**
+   * Media path failure (docs/protocol.md, "Media restart"): make a new publish PC, add the
+   * same local tracks and offer them with their track sids, which the server keeps (the
+   * other participants see no change). `tellServer`: we found the path dead ourselves, so
+   * `restart_media` goes first; on the server's `media_restart` event it has already acted.
+   */
+  restart(tellServer) {
+    const run = this.chain.then(() => this._restart(tellServer));
+    this.chain = run.catch((err) => this.s._error(err, 'media restart'));
+    return run;
+  }
+
+  async _restart(tellServer) {
+    const s = this.s;
+    const old = this.pc;
+    if (!old || s.state !== 'joined') return;
+    this.restarts += 1;
+    const entries = this.sending();
+    this.pc = null;
+    if (this.watchdog) this.watchdog.stop();
+    old.close();
+    const pc = this.open();
+    for (const entry of entries) {
+      const stream = entry === this.screen ? new MediaStream([entry.track]) : this.localStream;
+      entry.transceiver = pc.addTransceiver(entry.track, {
+        direction: 'sendonly',
+        streams: stream ? [stream] : [],
+      });
+      entry.mid = null;
+    }
+    this.spareScreenTransceiver = null; // they belonged to the closed PC
+    this.spareCameraTransceiver = null;
+    s.renderStatus();
+    if (tellServer) await s.signal.request({ type: 'restart_media', side: 'publish' });
+    if (entries.length) await this._offer();
   }
 
   /**
@@ -132,13 +175,15 @@ export class Publisher {
         entry.mid = entry.transceiver.mid;
         if (entry.mid === null) continue;
         sentMuted.set(entry, entry.muted);
-        tracks.push({
+        const track = {
           mid: entry.mid,
           kind: entry.kind,
           source: entry.source,
           name: entry.name,
           muted: entry.muted,
-        });
+        };
+        if (entry.sid) track.sid = entry.sid; // kept by the server across a media restart
+        tracks.push(track);
       }
       await waitForGathering(pc, GATHER_CAP_MS);
       if (!current()) return;
@@ -170,6 +215,7 @@ export class Publisher {
    * (screen share included) and drop the publish PC (a later promotion makes a new one). */
   stop() {
     const s = this.s;
+    if (this.watchdog) this.watchdog.stop();
     if (this.pc) this.pc.close();
     this.pc = null;
     this.trickle = null;
@@ -198,6 +244,7 @@ export class Publisher {
 
   /** The session ends: close the publish PC and stop every capture (the PC is not dropped). */
   closeForTeardown() {
+    if (this.watchdog) this.watchdog.stop();
     if (this.pc) this.pc.close();
     if (this.localStream) {
       for (const track of this.localStream.getTracks()) track.stop();

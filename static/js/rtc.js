@@ -75,3 +75,53 @@ export function sdpHasCandidate(sdp, candidate) {
   const key = candidate.replace(/^a=/, '').split(/\s+/).slice(0, 6).join(' ');
   return sdp.split(/\r?\n/).some((line) => line.startsWith(`a=${key} `) || line === `a=${key}`);
 }
+
+/** How long a PC may stay 'disconnected' before its media path counts as dead (ms). */
+export const DISCONNECTED_RESTART_MS = 2000;
+
+/**
+ * Calls `onDead` once when `pc`'s media path is dead: its connectionState is 'failed' (ICE
+ * failed or consent expired, RFC 7675), or has been 'disconnected' (nothing heard from the
+ * server) for DISCONNECTED_RESTART_MS. aiortc has no ICE restart, so the caller replaces the
+ * PC (docs/protocol.md, "Media restart").
+ */
+export class PathWatchdog {
+  constructor(pc, onDead) {
+    this.pc = pc;
+    this.onDead = onDead;
+    this.timer = null;
+    this.fired = false;
+    this.listener = () => this._check();
+    pc.addEventListener('connectionstatechange', this.listener);
+  }
+
+  _check() {
+    const state = this.pc.connectionState;
+    if (state === 'failed') {
+      this._fire();
+    } else if (state === 'disconnected') {
+      if (this.timer === null) {
+        this.timer = setTimeout(() => {
+          this.timer = null;
+          if (this.pc.connectionState === 'disconnected') this._fire();
+        }, DISCONNECTED_RESTART_MS);
+      }
+    } else if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+  }
+
+  _fire() {
+    if (this.fired) return;
+    this.fired = true;
+    this.stop();
+    this.onDead();
+  }
+
+  stop() {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    this.pc.removeEventListener('connectionstatechange', this.listener);
+  }
+}

@@ -614,6 +614,10 @@ export class Session extends EventTarget {
       case 'offer':
         this.subscriber.queueOffer(msg);
         break;
+      case 'media_restart': // the server replaced a failed transport (publisher.js, subscriber.js)
+        if (msg.side === 'publish') this.publisher.restart(false);
+        else this.subscriber.restart(false);
+        break;
       case 'participant_joined':
         this.roster.upsert(msg.participant);
         this.renderStatus();

@@ -7,7 +7,7 @@
 // The Subscriber holds the subscribe state; the Session exposes it read-only (`sub`,
 // `subMids`, `subOffers`). The participants themselves are the Roster's (roster.js).
 
-import { Trickler, waitForGathering } from './rtc.js';
+import { PathWatchdog, Trickler, waitForGathering } from './rtc.js';
 import { Tile } from './ui.js';
 import { isScreenSource } from './roster.js';
 
@@ -22,19 +22,50 @@ export class Subscriber {
     this.mids = new Map(); // mid -> {participant, track, kind} from the latest offer
     this.chain = Promise.resolve();
     this.offers = 0; // server offers answered
+    this.watchdog = null; // PathWatchdog of the subscribe PC
+    this.restarts = 0; // media restarts of the subscribe side
   }
 
   /** Make the subscribe PC (on `joined`). */
   open() {
     const s = this.s;
-    this.pc = new RTCPeerConnection(s.rtcConfig);
-    this.trickle = new Trickler(this.pc, 'subscribe', (msg) => s.signal.send(msg));
-    this.pc.addEventListener('connectionstatechange', () => s.renderStatus());
-    this.pc.addEventListener('track', (ev) => this._onTrack(ev));
+    const pc = new RTCPeerConnection(s.rtcConfig);
+    this.pc = pc;
+    this.trickle = new Trickler(pc, 'subscribe', (msg) => s.signal.send(msg));
+    pc.addEventListener('connectionstatechange', () => s.renderStatus());
+    pc.addEventListener('track', (ev) => this._onTrack(ev));
+    this.watchdog = new PathWatchdog(pc, () => {
+      if (this.pc === pc) this.restart(true);
+    });
   }
 
   close() {
+    if (this.watchdog) this.watchdog.stop();
     if (this.pc) this.pc.close();
+  }
+
+  /**
+   * Media path failure (docs/protocol.md, "Media restart"): drop the subscribe PC for a new
+   * one; the server's next offer (same tracks, same track sids) is answered on it, after the
+   * offers queued before. `tellServer`: we found the path dead ourselves (`restart_media`).
+   */
+  restart(tellServer) {
+    this.chain = this.chain
+      .then(() => this._restart(tellServer))
+      .catch((err) => this.s._error(err, 'media restart'));
+    return this.chain;
+  }
+
+  async _restart(tellServer) {
+    const s = this.s;
+    if (!this.pc || s.state !== 'joined') return;
+    this.restarts += 1;
+    if (this.watchdog) this.watchdog.stop();
+    this.pc.close();
+    this.mids = new Map();
+    this.open();
+    s.renderStatus();
+    if (tellServer) await s.signal.request({ type: 'restart_media', side: 'subscribe' });
   }
 
   /** A server `offer`: answered after the ones before it. */

@@ -302,9 +302,13 @@ async def test_transport_that_never_connects_is_closed(
     sfu_settings: Settings, make_token: MakeToken, client_offer: str
 ) -> None:
     """Issue 10 item 2: a transport that never completed ICE used to keep its port and queue
-    forever. After SFU_ICE_CONNECT_TIMEOUT_S it fails like any failed transport: the
-    participant is removed (the room hears ``participant_left``) and the port is closed."""
-    settings = sfu_settings.model_copy(update={"ice_connect_timeout_s": 1.0})
+    forever. After SFU_ICE_CONNECT_TIMEOUT_S it fails like any failed transport: its port is
+    closed, the client is told ``media_restart`` (issue 11) and, as this one never offers
+    again, the participant is removed after SFU_MEDIA_RESTART_GRACE_S (the room hears
+    ``participant_left``)."""
+    settings = sfu_settings.model_copy(
+        update={"ice_connect_timeout_s": 1.0, "media_restart_grace_s": 1.0}
+    )
     (silent,) = udp_sockets(1)  # the publisher's only candidate: it never answers a check
     async with running_server(settings) as (url, media):
         watcher = RoomClient(

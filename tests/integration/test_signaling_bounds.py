@@ -99,12 +99,19 @@ async def _reply_to(ws: aiohttp.ClientWebSocketResponse, message: dict[str, Any]
 
 
 async def test_failed_transport_tells_the_client_and_leaves_every_hub(
-    served: tuple[Application, str], make_token: MakeToken
+    sfu_settings: Settings, make_token: MakeToken
 ) -> None:
-    app, url = served
+    # A failed transport is replaced (issue 11); a client that does not renegotiate within
+    # the grace period is removed as before.
+    app, server, url = await _start(sfu_settings.model_copy(update={"media_restart_grace_s": 1.0}))
     room = "fails"
     alice = RoomClient(url, room, "alice", token=make_token(room, "alice"))
     bob = RoomClient(url, room, "bob", token=make_token(room, "bob"))
+
+    async def never_restarts(side: str, *, tell_server: bool = True) -> None:
+        return None
+
+    alice.restart_media = never_restarts  # type: ignore[method-assign]
     try:
         await alice.connect()
         await alice.publish([ToneTrack(440.0)])
@@ -146,9 +153,11 @@ async def test_failed_transport_tells_the_client_and_leaves_every_hub(
         assert list(media_room.participants) == [bob.joined["participant"]["sid"]]
         assert (await bob.request({"type": "chat", "text": "still here"}))["type"] == "ok"
         assert (await bob.request({"type": "ping"}))["type"] == "pong"
+        assert any(e["type"] == "media_restart" for e in alice.events)  # told first
     finally:
         await bob.close()
         await alice.close()
+        await server.close()
 
 
 # -- item 5: outbox bound, request rate, pre-join rules, join timeout, per-address cap ------

@@ -231,3 +231,68 @@ async def test_recycled_transceiver_reoffers_its_mline_with_new_codecs() -> None
     finally:
         await server.close()
         await client.close()
+
+
+def test_consent_probe_internals_exist() -> None:
+    """probe_consent (media path failure, issue 11) builds aioice's own consent check and sends
+    it as a one-shot STUN transaction on the selected pair: the names it uses must still be
+    used the way it assumes."""
+    import aioice
+    from aioice import ice, stun
+
+    consent = inspect.getsource(ice.Connection.query_consent)
+    assert "self.build_request(pair, nominate=False)" in consent
+    assert "pair.protocol.request(" in consent and "retransmissions=0" in consent
+    assert "integrity_key=self.remote_password.encode" in consent
+    assert "self._nominated.values()" in consent
+    assert list(inspect.signature(ice.StunProtocol.request).parameters)[:5] == [
+        "self",
+        "request",
+        "addr",
+        "integrity_key",
+        "retransmissions",
+    ]
+    assert stun.RETRY_RTO == 0.5 and adapter.CONSENT_PROBE_TIMEOUT_S == 1.5
+    # The timeout doubles after each try (the probe's 1.5 s = 0.5 + 1.0).
+    source = inspect.getsource(stun.Transaction)
+    assert "self.__timeout_delay = RETRY_RTO" in source and "self.__timeout_delay *= 2" in source
+    assert issubclass(stun.TransactionTimeout, stun.TransactionError)
+    assert aioice.__version__ == "0.13.0"
+
+
+async def test_consent_probe_answered_by_a_live_peer_and_not_by_a_dead_one() -> None:
+    """probe_consent: True while the peer's ICE agent is alive, False once it is gone, None
+    before any candidate pair is selected."""
+    from aiortc import RTCSessionDescription
+
+    adapter.set_ice_host_addresses(["127.0.0.1"])
+    try:
+        server = adapter.ForwardingPeerConnection(
+            adapter.NullRtpSink(), adapter.make_configuration([])
+        )
+        client = RTCPeerConnection(adapter.make_configuration([]))
+        client.addTransceiver("audio", direction="recvonly")
+        assert await adapter.probe_consent(server) is None
+        await client.setLocalDescription(await client.createOffer())
+        await server.setRemoteDescription(client.localDescription)
+        await server.setLocalDescription(await server.createAnswer())
+        await client.setRemoteDescription(
+            RTCSessionDescription(sdp=server.localDescription.sdp, type="answer")
+        )
+        for _ in range(100):
+            if server.connectionState == "connected":
+                break
+            await __import__("asyncio").sleep(0.05)
+        assert server.connectionState == "connected"
+        assert await adapter.probe_consent(server) is True
+        received = adapter.peer_datagrams(server)
+        assert received is not None and received > 0  # the DTLS handshake came from the peer
+        # The client's path dies without a DTLS close_notify: its UDP sockets go away.
+        dtls = client.getTransceivers()[0].receiver.transport
+        for protocol in dtls.transport._connection._protocols:
+            protocol.transport.close()
+        assert await adapter.probe_consent(server) is False
+        await server.close()
+        await client.close()
+    finally:
+        adapter.set_ice_host_addresses([])
