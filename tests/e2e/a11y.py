@@ -5,16 +5,20 @@ axe-core (Deque, MPL-2.0) comes from the npm registry, pinned to :data:`AXE_CORE
 version. Nothing is downloaded at test run time: a missing copy fails the test with the command
 that installs it.
 
-A view is checked with one call, after the test has brought it on screen::
+A view is checked with one call each, after the test has brought it on screen::
 
-    from tests.e2e.a11y import assert_accessible
+    from tests.e2e.a11y import assert_accessible, assert_keyboard_reachable
 
     await assert_accessible(page, "pre-join", screenshot_dir=screenshot_dir)
+    await assert_keyboard_reachable(page, "pre-join")
 
 It runs ``axe.run()`` on the whole document with the WCAG 2.0/2.1/2.2 A and AA rules and the
 best-practice rules, and fails on every violation of impact ``serious`` or ``critical``, listing
 the rule id, impact, the target CSS selectors, the failure summary and the help URL of each.
 Moderate and minor findings are returned, not asserted.
+
+:func:`assert_keyboard_reachable` presses Tab from the top of the page and fails unless every
+visible, enabled control gets the focus (no control out of the tab order, no keyboard trap).
 """
 
 from __future__ import annotations
@@ -91,13 +95,11 @@ async def axe_violations(
     https://github.com/dequelabs/axe-core/blob/develop/doc/API.md#results-object).
     """
     if not await page.evaluate("() => typeof window.axe === 'object'"):
-        # The page's CSP (script-src 'self') blocks inline <script> tags, so the script tag
-        # Playwright adds would not run; Playwright's evaluate runs through the DevTools
-        # protocol, which the page's CSP does not govern. Same source, same global `axe`.
-        try:
-            await page.add_script_tag(path=str(axe_script()))
-        except Exception:
-            await page.evaluate(axe_script().read_text())
+        # Not page.add_script_tag(path=...): it adds an inline <script>, which the page's CSP
+        # (script-src 'self', signaling/accounts.py) refuses, and the tests must not weaken the
+        # CSP (bypass_csp would check another page). Playwright's evaluate runs the same file
+        # through the DevTools protocol, which the CSP does not govern: the same global `axe`.
+        await page.evaluate(axe_script().read_text())
     violations: list[dict[str, Any]] = await page.evaluate(
         _RUN_JS, [context, RUN_TAGS, list(disable)]
     )
@@ -143,3 +145,98 @@ async def assert_accessible(
             pytrace=False,
         )
     return [v for v in violations if v["impact"] not in FAILING_IMPACTS]
+
+
+# Mark every control a person could operate (visible, enabled, not inert, inside the open modal
+# dialog if there is one) with data-kbd-index; return a description of each. Elements with
+# tabindex="-1" that are not controls (headings that receive focus on purpose) are left out;
+# a control with tabindex="-1" stays in, and so is reported as unreachable.
+_MARK_CONTROLS_JS = """
+() => {
+  const CONTROL = 'a[href], button, input:not([type="hidden"]), select, textarea, summary,'
+    + ' [contenteditable="true"], [tabindex]:not([tabindex="-1"])';
+  const modal = document.querySelector('dialog:modal');
+  const root = modal || document;
+  const out = [];
+  const radioGroups = new Set();
+  for (const el of document.querySelectorAll('[data-kbd-index]')) {
+    el.removeAttribute('data-kbd-index');
+  }
+  for (const el of root.querySelectorAll(CONTROL)) {
+    if (el.disabled || el.closest('[inert]')) continue;
+    if (!el.checkVisibility({ visibilityProperty: true, opacityProperty: false })) continue;
+    const box = el.getBoundingClientRect();
+    if (box.width === 0 && box.height === 0) continue;
+    if (el.type === 'radio' && el.name) {
+      // One stop per radio group (arrow keys move inside it).
+      if (radioGroups.has(el.name)) continue;
+      radioGroups.add(el.name);
+    }
+    const name = el.getAttribute('aria-label') || el.textContent.trim().slice(0, 40)
+      || el.getAttribute('title') || el.getAttribute('name') || '';
+    const what = `${el.tagName.toLowerCase()}${el.id ? '#' + el.id : ''}`
+      + `${name ? ' "' + name + '"' : ''}`;
+    el.dataset.kbdIndex = String(out.length);
+    out.push(what);
+  }
+  return out;
+}
+"""
+
+# Which marked control has the focus (its index), or -1. A radio counts for its group.
+_FOCUSED_INDEX_JS = """
+() => {
+  const el = document.activeElement;
+  if (!el) return -1;
+  if (el.dataset && el.dataset.kbdIndex !== undefined) return Number(el.dataset.kbdIndex);
+  if (el.type === 'radio' && el.name) {
+    const first = document.querySelector(
+      `input[type="radio"][name="${CSS.escape(el.name)}"][data-kbd-index]`);
+    if (first) return Number(first.dataset.kbdIndex);
+  }
+  return -1;
+}
+"""
+
+
+async def assert_keyboard_reachable(page: Any, name: str) -> list[str]:
+    """Fail unless Tab (from the top of the page) reaches every control on screen.
+
+    Controls are links, buttons, form fields and elements with a non-negative ``tabindex``
+    that are visible, enabled and not ``inert`` (inside the open modal ``<dialog>`` when one
+    is shown); one stop counts for a whole radio group. Tab is pressed at most
+    ``2 * controls + 5`` times. A control that is never reached (``tabindex="-1"``, or behind
+    a keyboard trap that holds the focus) is listed in the failure with its tag, id and name
+    (WCAG 2.1.1 Keyboard, 2.1.2 No Keyboard Trap). Returns the controls in the order Tab
+    reached them.
+    """
+    controls: list[str] = await page.evaluate(_MARK_CONTROLS_JS)
+    if not controls:
+        pytest.fail(f"the {name} view has no control to reach by keyboard")
+    # Start from the top: focus the document, not whatever the view focused.
+    await page.evaluate(
+        "() => { if (document.activeElement) document.activeElement.blur();"
+        " window.getSelection().removeAllRanges(); }"
+    )
+    order: list[int] = []
+    for _ in range(2 * len(controls) + 5):
+        await page.keyboard.press("Tab")
+        index: int = await page.evaluate(_FOCUSED_INDEX_JS)
+        if index >= 0 and index not in order:
+            order.append(index)
+        if len(order) == len(controls):
+            break
+    await page.evaluate(
+        "() => { for (const el of document.querySelectorAll('[data-kbd-index]'))"
+        " el.removeAttribute('data-kbd-index'); }"
+    )
+    missing = [controls[i] for i in range(len(controls)) if i not in order]
+    if missing:
+        reached = [controls[i] for i in order]
+        pytest.fail(
+            f"the {name} view: Tab never reaches {len(missing)} of {len(controls)} controls:\n"
+            + "\n".join(f"    {m}" for m in missing)
+            + f"\n  reached, in order: {reached}",
+            pytrace=False,
+        )
+    return [controls[i] for i in order]

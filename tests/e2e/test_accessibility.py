@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.e2e.a11y import assert_accessible
+from tests.e2e.a11y import assert_accessible, assert_keyboard_reachable
 from tests.e2e.conftest import create_room
 from tests.e2e.test_browser_call import PARTICIPANT_NAMES_JS, _open, _wait_js
 
@@ -84,8 +84,10 @@ async def _settle(page: Any) -> None:
 
 
 async def _check(page: Any, name: str, screenshot_dir: Path) -> None:
+    """axe-core finds nothing serious, and Tab reaches every control of the view."""
     await _settle(page)
     await assert_accessible(page, name, screenshot_dir=screenshot_dir)
+    await assert_keyboard_reachable(page, name)
 
 
 # --- signed out ---------------------------------------------------------------------------
@@ -334,3 +336,43 @@ async def test_keyboard_reaches_every_call_control(
     await page.locator("#leave-button").focus()
     await page.keyboard.press("Enter")
     await _wait_js(page, "() => window.sfu.state !== 'joined'", 10, "leaving")
+
+
+# --- the checks themselves ------------------------------------------------------------------
+
+BREAK_PAGE_JS = """
+() => {
+  const faint = document.createElement('button');
+  faint.id = 'faint';
+  faint.textContent = 'Faint';
+  faint.style.cssText = 'color: #777; background: #888';
+  const unnamed = document.createElement('button');
+  unnamed.id = 'unnamed';
+  const untabbable = document.createElement('button');
+  untabbable.id = 'untabbable';
+  untabbable.textContent = 'Out of the tab order';
+  untabbable.tabIndex = -1;
+  document.getElementById('auth-section').prepend(faint, unnamed, untabbable);
+}
+"""
+
+
+async def test_the_checks_catch_broken_controls(browser: Any, server: ServerProcess) -> None:
+    """The real page (axe is injected under its CSP) with three broken buttons added: both
+    checks fail and name them, so a check that silently ran nothing could not pass."""
+    page = await _open(browser, server, "/", DESKTOP)
+    await page.locator("#auth-section").wait_for(state="visible", timeout=10000)
+    await page.evaluate(BREAK_PAGE_JS)
+
+    with pytest.raises(pytest.fail.Exception) as axe_failure:
+        await assert_accessible(page, "broken")
+    report = str(axe_failure.value)
+    assert "color-contrast (serious)" in report and "#faint" in report, report
+    assert "button-name (critical)" in report and "#unnamed" in report, report
+    assert "#untabbable" not in report, report  # axe has no rule for this: the Tab check does
+
+    with pytest.raises(pytest.fail.Exception) as tab_failure:
+        await assert_keyboard_reachable(page, "broken")
+    report = str(tab_failure.value)
+    assert 'button#untabbable "Out of the tab order"' in report, report
+    assert "Tab never reaches 1 of" in report, report
