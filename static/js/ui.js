@@ -101,9 +101,7 @@ export function setButton(button, iconName, label, pressed = null, badge = null)
     b.className = 'badge';
     b.setAttribute('aria-hidden', 'true');
     b.textContent = String(badge);
-    // A space between the label and the badge: the visible text reads "Chat 3", which the
-    // accessible name ("Chat, 3 unread") contains (WCAG 2.5.3 Label in Name), not "Chat3".
-    button.append(' ', b);
+    button.appendChild(b);
   }
   button.title = label;
   if (pressed !== null) button.setAttribute('aria-pressed', pressed ? 'true' : 'false');
