@@ -6,11 +6,13 @@ person would see it, and no view may have a ``serious`` or ``critical`` violatio
 - signed out: the sign-in page (with a wrong-password error), the one-time-code form, the
   registration form (with a weak-password error), the invite link's join form;
 - the lobby, signed in, with a room and its invite link open;
-- a conference call of two: the call view with an unread chat badge, each side panel open
+- a conference call of two: the call view (desktop, with an unread chat badge, and phone
+  width), each side panel open
   (participants, chat with a message, files with a shared file, settings), the reactions bar,
   the whiteboard (and its armed "clear" button), and the chat as a phone-width overlay;
 - a podcast room: the host's view with the raised-hands queue and the audience list, a
-  listener's view, the listener's stage invitation dialog, the host's "End room" confirmation
+  listener's view (desktop and phone), a listener's stage invitation dialog, a promoted
+  speaker's view, the host's menu on a speaker's card, the host's "End room" confirmation
   dialog and the "room ended" screen.
 
 The keyboard test tabs through the call view and must reach every control (mute, camera,
@@ -145,6 +147,8 @@ async def test_conference_views(browser: Any, server: ServerProcess, screenshot_
     owner = await _signed_in(browser, server, account)
     await _join_from_lobby(owner, "a11y-call")
     bob = await _guest(browser, server, invite["code"], "Bob", PHONE)
+    await _wait_js(bob, "() => window.sfu.participants.size === 1", 15, "Bob to see the owner")
+    await _check(bob, "call-phone", screenshot_dir)
     await _wait_js(
         owner, f"() => ({PARTICIPANT_NAMES_JS})().includes('Bob')", 15, "the owner to see Bob"
     )
@@ -220,12 +224,28 @@ async def test_podcast_views(browser: Any, server: ServerProcess, screenshot_dir
     await _check(lena, "podcast-listener-hand-raised", screenshot_dir)
     await _check(theo, "podcast-listener-phone", screenshot_dir)
 
-    await host.get_by_role("button", name="Invite Lena to speak").click()
-    invitation = lena.get_by_role("dialog", name="Join the stage?")
+    # Theo is invited to the stage: his invitation dialog (phone width); he declines.
+    await host.get_by_role("button", name="Invite Theo to speak").click()
+    invitation = theo.get_by_role("dialog", name="Join the stage?")
     await invitation.wait_for(timeout=10000)
-    await _check(lena, "podcast-invite-dialog", screenshot_dir)
+    await _check(theo, "podcast-invite-dialog", screenshot_dir)
     await invitation.get_by_role("button", name="Decline").click()
     await invitation.wait_for(state="hidden", timeout=5000)
+
+    # Lena is promoted: her speaker view, and the host's menu on her card.
+    await host.get_by_role("button", name="Promote Lena to speaker").click()
+    await _wait_js(
+        lena,
+        "() => window.sfu.podcast.role === 'speaker' && window.sfu.local.audio"
+        " && window.sfu.local.audio.sid",
+        15,
+        "Lena to speak",
+    )
+    await _check(lena, "podcast-speaker", screenshot_dir)
+    await host.get_by_role("button", name="Manage Lena").click()
+    await host.get_by_role("group", name="Actions for Lena").wait_for(timeout=5000)
+    await _check(host, "podcast-host-manage-menu", screenshot_dir)
+    await host.get_by_role("button", name="Manage Lena").click()
 
     await host.get_by_role("button", name="End room").click()
     confirm = host.get_by_role("dialog", name="End the room for everyone?")
