@@ -3,13 +3,14 @@
 axe-core (tests/e2e/a11y.py, pinned, installed by scripts/test.sh) runs on each view as a
 person would see it, and no view may have a ``serious`` or ``critical`` violation:
 
-- signed out: the sign-in page (with a wrong-password error), the one-time-code form, the
+- signed out: the sign-in page (with a wrong-password error), the one-time-code forms, the
   registration form (with a weak-password error), the invite link's join form;
 - the lobby, signed in, with a room and its invite link open;
 - a conference call of two: the call view (desktop, with an unread chat badge, and phone
   width), each side panel open
   (participants, chat with a message, files with a shared file, settings), the reactions bar,
-  the whiteboard (and its armed "clear" button), and the chat as a phone-width overlay;
+  a screen share (on the stage of a phone, and the sharer's view), the whiteboard (and its
+  armed "clear" button), and the chat as a phone-width overlay;
 - a podcast room: the host's view with the raised-hands queue and the audience list, a
   listener's view (desktop and phone), a listener's stage invitation dialog, a promoted
   speaker's view, the host's menu on a speaker's card, the host's "End room" confirmation
@@ -110,6 +111,10 @@ async def test_signed_out_views(browser: Any, server: ServerProcess, screenshot_
     await page.get_by_role("button", name="One-time code").click()
     await page.locator("#otp-request-form").wait_for(state="visible")
     await _check(page, "landing-one-time-code", screenshot_dir)
+    await page.locator("#otp-email").fill("code@example.com")
+    await page.get_by_role("button", name="Send code").click()
+    await page.locator("#otp-verify-form").wait_for(state="visible", timeout=10000)
+    await _check(page, "landing-one-time-code-verify", screenshot_dir)
 
     await page.get_by_role("button", name="Create account", exact=True).click()
     register = page.locator("#register-form")
@@ -142,17 +147,26 @@ async def test_lobby(browser: Any, server: ServerProcess, screenshot_dir: Path) 
 # --- a conference call --------------------------------------------------------------------
 
 
-async def test_conference_views(browser: Any, server: ServerProcess, screenshot_dir: Path) -> None:
-    account, invite = await create_room(server.base_url, "a11y-call", "a11y-call@example.com")
+async def _conference(browser: Any, server: ServerProcess, room: str) -> tuple[Any, Any]:
+    """The room's owner (desktop, joined from the lobby) and Bob (phone, by the invite link),
+    each seeing the other; returns (owner, bob)."""
+    account, invite = await create_room(server.base_url, room, f"{room}@example.com")
     owner = await _signed_in(browser, server, account)
-    await _join_from_lobby(owner, "a11y-call")
+    await _join_from_lobby(owner, room)
     bob = await _guest(browser, server, invite["code"], "Bob", PHONE)
     await _wait_js(bob, "() => window.sfu.participants.size === 1", 15, "Bob to see the owner")
-    await _check(bob, "call-phone", screenshot_dir)
     await _wait_js(
         owner, f"() => ({PARTICIPANT_NAMES_JS})().includes('Bob')", 15, "the owner to see Bob"
     )
     await _wait_js(owner, "() => document.querySelectorAll('#grid video').length >= 2", 15, "tiles")
+    return owner, bob
+
+
+async def test_conference_call_and_panels(
+    browser: Any, server: ServerProcess, screenshot_dir: Path
+) -> None:
+    owner, bob = await _conference(browser, server, "a11y-call")
+    await _check(bob, "call-phone", screenshot_dir)
 
     # Bob writes: the owner's Chat button shows an unread badge.
     await bob.get_by_role("button", name="Chat").click()
@@ -195,6 +209,20 @@ async def test_conference_views(browser: Any, server: ServerProcess, screenshot_
     await owner.locator("#reaction-bar").wait_for(state="visible")
     await _check(owner, "reactions", screenshot_dir)
     await owner.keyboard.press("Escape")
+    await owner.locator("#reaction-bar").wait_for(state="hidden")
+
+
+async def test_conference_screen_share_and_whiteboard(
+    browser: Any, server: ServerProcess, screenshot_dir: Path
+) -> None:
+    owner, bob = await _conference(browser, server, "a11y-share")
+
+    # The owner shares the screen: Bob's phone shows it large on the stage.
+    await owner.get_by_role("button", name="Share screen").click()
+    await bob.locator("#stage .tile.screen video").wait_for(timeout=15000)
+    await _check(bob, "call-phone-screen-share", screenshot_dir)
+    await _check(owner, "call-sharing-screen", screenshot_dir)
+    await owner.get_by_role("button", name="Stop sharing").click()
 
     await owner.get_by_role("button", name="Whiteboard").click()
     await owner.locator("#board-area .wb-overlay").wait_for(state="visible", timeout=5000)
