@@ -26,13 +26,14 @@ Screenshots of every checked view go to artifacts/screenshots/a11y-*.png.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.e2e.a11y import assert_accessible, assert_keyboard_reachable
-from tests.e2e.conftest import create_room
+from tests.e2e.conftest import CHROMIUM_ARGS, create_room, launch_chromium
 from tests.e2e.test_browser_call import PARTICIPANT_NAMES_JS, _open, _wait_js
 
 if TYPE_CHECKING:
@@ -43,6 +44,15 @@ pytestmark = pytest.mark.e2e
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 MAX_TABS = 60  # more than the call view has controls: a bound for the Tab loops
+
+
+@pytest.fixture
+async def browser(chromium: Path) -> AsyncIterator[Any]:
+    """Chromium with its built-in fake camera and microphone (not conftest's noise clip): the
+    views need a picture, not one that is costly to encode, and these tests run many pages."""
+    async with launch_chromium(chromium, CHROMIUM_ARGS) as instance:
+        yield instance
+
 
 # What has the keyboard focus: its id, else its accessible name.
 FOCUSED_JS = """
