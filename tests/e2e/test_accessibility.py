@@ -229,7 +229,7 @@ async def test_conference_screen_share_and_whiteboard(
 
     # The owner shares the screen: Bob's phone shows it large on the stage.
     await owner.get_by_role("button", name="Share screen").click()
-    await bob.locator("#stage .tile.screen video").wait_for(timeout=15000)
+    await bob.locator("#stage .tile.screen video").wait_for(timeout=30000)
     await _check(bob, "call-phone-screen-share", screenshot_dir)
     await _check(owner, "call-sharing-screen", screenshot_dir)
     await owner.get_by_role("button", name="Stop sharing").click()
