@@ -27,6 +27,7 @@ if ! /usr/bin/python3 -c 'import gi; gi.require_version("GstWebRTC", "1.0")' >/d
     missing+=(python3-gi gir1.2-gst-plugins-bad-1.0 gstreamer1.0-nice gstreamer1.0-plugins-bad
               gstreamer1.0-plugins-good gstreamer1.0-plugins-base)
 fi
+command -v npm >/dev/null 2>&1 || missing+=(npm)  # installs axe-core for the a11y tests
 if [ ! -x .venv/bin/python ] && ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
     missing+=(python3-venv)
 fi
@@ -44,6 +45,21 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --disable-pip-version-check -q -e ".[test]"
+
+# --- axe-core (the accessibility tests inject it into the pages; tests/e2e/a11y.py) --------
+# Pinned in tests/e2e/a11y.py; installed from the npm registry into .cache/npm (git-ignored),
+# here and never at test run time.
+AXE_CORE_VERSION="$(sed -n 's/^AXE_CORE_VERSION = "\(.*\)"$/\1/p' tests/e2e/a11y.py)"
+if [ -z "$AXE_CORE_VERSION" ]; then
+    echo "test.sh: no AXE_CORE_VERSION in tests/e2e/a11y.py" >&2
+    exit 1
+fi
+axe_pkg=.cache/npm/node_modules/axe-core/package.json
+if [ ! -f "$axe_pkg" ] || ! grep -q "\"version\": \"$AXE_CORE_VERSION\"" "$axe_pkg"; then
+    echo "test.sh: installing axe-core@$AXE_CORE_VERSION from the npm registry" >&2
+    npm install --no-save --no-audit --no-fund --ignore-scripts --prefix .cache/npm \
+        "axe-core@$AXE_CORE_VERSION"
+fi
 
 # --- static checks -----------------------------------------------------------------------
 echo "test.sh: ruff check" >&2

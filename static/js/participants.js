@@ -104,7 +104,9 @@ export class ParticipantsView {
     this.count = count;
     setButton(this.button, 'people', 'Participants', null, this.count || null);
     this.button.dataset.count = String(this.count);
-    this.button.setAttribute('aria-label', `Participants (${this.count})`);
+    // "Participants, 2 in the room": the name holds the visible text ("Participants 2", WCAG
+    // 2.5.3); a parenthesised count would not count as part of it.
+    this.button.setAttribute('aria-label', `Participants, ${this.count} in the room`);
   }
 
   _row(sid, name, isMe, st, speaking) {

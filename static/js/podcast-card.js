@@ -106,10 +106,12 @@ export class StageCard {
       button.hidden = !can[action];
       any = any || can[action];
     }
-    this.actions.listener.setAttribute('aria-label', `Make ${name} a listener`);
-    this.actions.speaker.setAttribute('aria-label', `Make ${name} a speaker`);
-    this.actions.moderator.setAttribute('aria-label', `Make ${name} a moderator`);
-    this.actions.host.setAttribute('aria-label', `Make ${name} the host`);
+    // Each name starts with the button's visible text (WCAG 2.5.3 Label in Name: a voice
+    // control user says what they see), then whom it is for.
+    this.actions.listener.setAttribute('aria-label', `Make listener: ${name}`);
+    this.actions.speaker.setAttribute('aria-label', `Make speaker: ${name}`);
+    this.actions.moderator.setAttribute('aria-label', `Make moderator: ${name}`);
+    this.actions.host.setAttribute('aria-label', `Make host: ${name}`);
     this.actions.remove.setAttribute('aria-label', `Remove ${name} from the room`);
     this.manageBtn.hidden = !any;
     if (!any) this.toggleMenu(false);

@@ -152,6 +152,7 @@ function button(label, text, extraClass = '') {
   b.className = `wb-btn ${extraClass}`.trim();
   b.textContent = text;
   b.setAttribute('aria-label', label);
+  b.title = label;
   return b;
 }
 
@@ -172,7 +173,7 @@ function describe(err) {
  * @param {(msg: object) => (Promise|void)} send  sends one client request; when it returns a
  *   promise (e.g. SignalClient.request), a rejection is shown and a refused stroke disappears
  * @param {object} [options]
- * @param {boolean} [options.canClear=false]  show "Clear board" (the roomAdmin grant)
+ * @param {boolean} [options.canClear=false]  show "Clear" (the roomAdmin grant)
  * @param {boolean} [options.canDraw=true]  allow drawing (the canPublishData grant)
  * @param {string|null} [options.identity=null]  this participant's identity (from `joined`)
  *
@@ -422,9 +423,9 @@ export class Whiteboard {
     this.undoButton = button('Undo my last stroke', 'Undo');
     this.undoButton.setAttribute('aria-keyshortcuts', 'Control+Z');
     this.undoButton.addEventListener('click', () => this.undo());
-    this.clearButton = button('Clear the whole board', 'Clear board', 'wb-danger');
+    this.clearButton = button('Clear the whole board', 'Clear', 'wb-danger');
     this.clearButton.addEventListener('click', () => this._onClearClick());
-    this.exportButton = button('Export the board as a PNG image', 'Export PNG');
+    this.exportButton = button('Export the board as a PNG image', 'Export');
     this.exportButton.addEventListener('click', () => this._download());
 
     tools.append(
@@ -527,6 +528,7 @@ export class Whiteboard {
       // Two steps: the first press arms the button, a second press within 4 s clears.
       this.clearButton.textContent = 'Confirm clear';
       this.clearButton.setAttribute('aria-label', 'Confirm: clear the whole board for everyone');
+      this.clearButton.title = 'Confirm: clear the whole board for everyone';
       this._say('Press "Confirm clear" to erase the board for everyone.');
       this.clearTimer = setTimeout(() => this._disarmClear(), CLEAR_CONFIRM_MS);
       return;
@@ -538,8 +540,9 @@ export class Whiteboard {
   _disarmClear() {
     clearTimeout(this.clearTimer);
     this.clearTimer = null;
-    this.clearButton.textContent = 'Clear board';
+    this.clearButton.textContent = 'Clear';
     this.clearButton.setAttribute('aria-label', 'Clear the whole board');
+    this.clearButton.title = 'Clear the whole board';
   }
 
   async _download() {

@@ -250,7 +250,7 @@ async def test_chat_participants_and_reactions(
         "count",
     )
     assert await toggle.locator(".badge").text_content() == "2"
-    assert await toggle.get_attribute("aria-label") == "Participants (2)"
+    assert await toggle.get_attribute("aria-label") == "Participants, 2 in the room"
     assert await toggle.get_attribute("aria-expanded") == "false"
     await toggle.click()
     assert await toggle.get_attribute("aria-expanded") == "true"

@@ -295,7 +295,7 @@ async def test_podcast_raise_hand_promote_hear_demote_end(
     manage = host.get_by_role("button", name="Manage Lena")
     await manage.focus()
     await host.keyboard.press("Enter")
-    assert await host.evaluate(focused_label) == "Make Lena a listener"
+    assert await host.evaluate(focused_label) == "Make listener: Lena"
     await host.keyboard.press("Escape")  # closes the menu, back on its button
     assert await manage.get_attribute("aria-expanded") == "false"
     assert await host.evaluate(focused_label) == "Manage Lena"

@@ -257,7 +257,7 @@ async def test_podcast_listener_uses_the_side_panels(
 
     # Participants: the listener sees himself and the stage.
     await theo.keyboard.press("Escape")
-    await theo.get_by_role("button", name="Participants (2)").click()
+    await theo.get_by_role("button", name="Participants, 2 in the room").click()
     names = await theo.locator("#people-list .person-name").all_text_contents()
     assert sorted(names) == ["Hana", "Theo"]
     await theo.keyboard.press("Escape")
