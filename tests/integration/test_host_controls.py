@@ -255,8 +255,8 @@ async def test_host_requests_from_others_are_forbidden(meet: Callable[..., RoomC
             await client.close()
 
 
-async def test_conference_host_mutes_removes_and_ends(
-    meet: Callable[..., RoomClient], room_client: Callable[..., RoomClient]
+async def test_conference_host_mutes_and_only_the_speaker_unmutes(
+    meet: Callable[..., RoomClient],
 ) -> None:
     host = meet("host", host=True)
     alice = meet("alice")
@@ -272,10 +272,26 @@ async def test_conference_host_mutes_removes_and_ends(
             lambda: any(e["remote"] and e["muted"] for e in _events(alice, "track_muted"))
         )
         await bob.wait_for(lambda: any(e["muted"] for e in _events(bob, "track_muted")))
-        # Only Alice unmutes herself.
+        # Bob cannot unmute her (nor mute her again); only Alice unmutes herself.
+        await _refused(bob, {"type": "mute_participant", "participant": _sid(alice)})
+        await _refused(bob, {"type": "mute", "track": track, "muted": False}, "not_found")
         await alice.request({"type": "mute", "track": track, "muted": False})
         await bob.wait_for(lambda: not _events(bob, "track_muted")[-1]["muted"])
+    finally:
+        for client in (bob, alice, host):
+            await client.close()
 
+
+async def test_conference_host_removes_and_ends_for_everyone(
+    meet: Callable[..., RoomClient],
+) -> None:
+    host = meet("host", host=True)
+    alice = meet("alice")
+    bob = meet("bob")
+    carol = meet("carol")
+    try:
+        for client in (host, alice, bob):
+            await client.connect()
         # Remove Bob: he is told, and a fresh token does not bring him back.
         await host.request({"type": "remove_participant", "participant": _sid(bob)})
         await bob.wait_for(lambda: any("removed" in e["message"] for e in bob.errors))
@@ -284,8 +300,15 @@ async def test_conference_host_mutes_removes_and_ends(
         assert refused.code == "forbidden" and "removed" in refused.message
         await again.close()
 
-        # End for everyone: both get room_ended and are disconnected; nobody rejoins.
+        # End for everyone: both get room_ended and are disconnected, and whoever waits in
+        # the waiting room is turned away; nobody rejoins.
+        await host.request({"type": "set_waiting_room", "enabled": True})
+        carol_join = asyncio.ensure_future(carol.connect())
+        await host.wait_for(lambda: bool(_events(host, "knock")))
         await host.request({"type": "end_room"})
+        with pytest.raises(SignalingError) as info:
+            await asyncio.wait_for(carol_join, 20)
+        assert info.value.code == "forbidden" and "ended" in info.value.message
         for client in (host, alice):
             await client.wait_for(lambda c=client: bool(_events(c, "room_ended")))  # type: ignore[misc]
             await client.wait_for(lambda c=client: c.ws is not None and c.ws.closed)  # type: ignore[misc]
@@ -294,7 +317,7 @@ async def test_conference_host_mutes_removes_and_ends(
         assert refused.code == "forbidden" and "ended" in refused.message
         await late.close()
     finally:
-        for client in (bob, alice, host):
+        for client in (carol, bob, alice, host):
             await client.close()
 
 
