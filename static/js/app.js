@@ -24,6 +24,8 @@ import { GridLayout } from './layout.js';
 import { PodcastView } from './podcast.js';
 import { RoomFiles } from './roomfiles.js';
 import { BoardView } from './boardview.js';
+import { HostControls } from './hostcontrols.js';
+import { WaitingRoomView } from './waitingroom.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -120,7 +122,18 @@ const boardView = new BoardView(
   { callMain: els.callMain, controls: els.controls, before: els.react.parentElement },
   screenShare,
 );
-const features = [participantsView, chat, reactions, devices, quality, screenShare, roomFiles, boardView];
+// Conference host controls (hostcontrols.js): Raise hand, host badges, mute/remove per person,
+// lock, waiting room and End for all (in the top bar, apart from the everyday controls).
+const hostControls = new HostControls({
+  controls: els.controls,
+  before: els.participants,
+  topbar: document.querySelector('.topbar'),
+  callMain: els.callMain,
+  peoplePanel: $('panel-participants'),
+  participants: participantsView,
+  status: (text, isError) => setStatus(text, isError),
+});
+const features = [participantsView, chat, reactions, devices, quality, screenShare, roomFiles, boardView, hostControls];
 const layout = new GridLayout(els.callMain, els.grid);
 
 panels.add({ id: 'participants', title: 'Participants', button: els.participants, body: $('panel-participants') });
@@ -170,6 +183,8 @@ window.sfu = Object.defineProperties(
     panels: { get: () => panels, enumerable: true },
     files: { get: () => roomFiles.files, enumerable: true },
     board: { get: () => boardView, enumerable: true },
+    host: { get: () => hostControls, enumerable: true },
+    waiting: { get: () => waitingRoom.state, enumerable: true },
   },
 );
 
@@ -180,6 +195,17 @@ const podcast = new PodcastView({
   callSection: els.callMain,
   main: $('main'),
   controls: els.controls,
+});
+
+// The waiting room and refused joins, from the joiner's side (waitingroom.js): shown instead
+// of the call while the host has not let us in, or when the join was refused.
+const waitingRoom = new WaitingRoomView({
+  main: $('main'),
+  onchange: () => render(),
+  onback: () => {
+    if (entryView() === 'lobby') accounts.showLobby();
+    else els.joinName.focus();
+  },
 });
 
 // --- how the page was opened ------------------------------------------------------------
@@ -216,10 +242,11 @@ function entryView() {
 
 function render() {
   const s = session;
-  const inCall = s !== null && (s.state === 'joined' || s.state === 'joining');
+  const gate = waitingRoom.active; // waiting for the host, or refused: waitingroom.js
+  const inCall = !gate && s !== null && (s.state === 'joined' || s.state === 'joining');
   const busy = inCall || (s !== null && s.state === 'connecting');
   const ended = s !== null && s.state === 'ended';
-  const view = ended ? 'ended' : busy ? 'call' : entryView();
+  const view = gate ? 'gate' : ended ? 'ended' : busy ? 'call' : entryView();
   els.controls.hidden = !inCall;
   els.callSection.hidden = !inCall;
   els.quality.hidden = !(s !== null && s.state === 'joined');
@@ -260,6 +287,7 @@ function render() {
   roomFiles.render();
   layout.schedule();
   podcast.render();
+  hostControls.render();
 }
 
 /** Enter the call view with a room token. */
@@ -281,6 +309,7 @@ async function startCall({ room, roomLabel, token, name, kind = null }) {
   });
   const current = session;
   podcast.attach(current);
+  waitingRoom.attach(current);
   for (const feature of features) feature.bind(current);
   current.addEventListener('ended', () => {
     if (session !== current) return;

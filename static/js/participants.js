@@ -43,6 +43,9 @@ export class ParticipantsView {
     this.button = button;
     this.session = null;
     this.count = 0;
+    // decorate(li, sid, isMe): adds to a row after it is built (hostcontrols.js: role badge,
+    // raised hand, the host's Mute / Lower hand / Remove).
+    this.decorate = null;
     this.onChange = () => this.render();
     this.render();
   }
@@ -110,6 +113,7 @@ export class ParticipantsView {
     li.dataset.cam = st.cam;
     li.dataset.screen = String(st.screen);
     li.append(avatar, text, states);
+    if (this.decorate) this.decorate(li, sid, isMe);
     return li;
   }
 }

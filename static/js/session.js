@@ -262,7 +262,8 @@ export class Session extends EventTarget {
     // room can) wait until the reply is processed, so that none is lost.
     this.earlyEvents = [];
     this.signal.onevent = (msg) => {
-      if (this.earlyEvents !== null) this.earlyEvents.push(msg);
+      // `waiting` (a waiting room) comes before `joined` and is for the page at once.
+      if (this.earlyEvents !== null && msg.type !== 'waiting') this.earlyEvents.push(msg);
       else this._onEvent(msg);
     };
     this.signal.onerror = (err) => {
@@ -289,6 +290,7 @@ export class Session extends EventTarget {
       if (this.token) join.token = this.token;
       joined = await this.signal.request(join);
     } catch (err) {
+      this.joinError = err; // err.reason says why a join was refused (waitingroom.js)
       this._setState('failed');
       this._error(err, 'join');
       if (err instanceof SignalError && err.code === 'unauthorized') {

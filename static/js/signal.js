@@ -8,10 +8,14 @@
 export const PROTOCOL_VERSION = 1;
 
 export class SignalError extends Error {
-  constructor(code, message) {
+  /** `reason`: the server's machine-readable reason, e.g. why a join was refused ('locked',
+   * 'denied': docs/protocol.md, Errors), else null. `detail`: the server's message alone. */
+  constructor(code, message, reason = null) {
     super(`${code}: ${message}`);
     this.name = 'SignalError';
     this.code = code;
+    this.reason = reason;
+    this.detail = message;
   }
 }
 
@@ -81,6 +85,18 @@ export class SignalClient {
     });
   }
 
+  /** Give every request still waiting for its reply `timeoutMs` more (a `join` that waits in
+   * a waiting room: the server says how long it keeps the knock). */
+  extendPending(timeoutMs) {
+    for (const [id, p] of this.pending) {
+      clearTimeout(p.timer);
+      p.timer = setTimeout(() => {
+        this.pending.delete(id);
+        p.reject(new SignalError('timeout', `no reply within ${timeoutMs} ms`));
+      }, timeoutMs);
+    }
+  }
+
   close() {
     if (this.ws && this.ws.readyState <= WebSocket.OPEN) this.ws.close(1000, 'bye');
   }
@@ -105,7 +121,7 @@ export class SignalClient {
       const p = this.pending.get(ref);
       this.pending.delete(ref);
       clearTimeout(p.timer);
-      if (msg.type === 'error') p.reject(new SignalError(msg.code, msg.message));
+      if (msg.type === 'error') p.reject(new SignalError(msg.code, msg.message, msg.reason ?? null));
       else p.resolve(msg);
       return;
     }
