@@ -61,7 +61,7 @@ async def _joined(page: Any, who: str) -> None:
 
 async def _shot(page: Any, directory: Path, name: str) -> None:
     await asyncio.sleep(0.3)
-    await page.screenshot(path=str(directory / name))
+    await page.screenshot(path=str(directory / name), timeout=90_000)
 
 
 async def _visible(page: Any, selector: str) -> bool:
@@ -162,6 +162,7 @@ async def test_host_mutes_lowers_admits_denies_locks_removes_and_ends(
     await carol.get_by_role("heading", name="The host did not let you in").wait_for(timeout=10_000)
     assert await carol.evaluate("() => window.sfu.state") == "failed"
     await _shot(carol, screenshot_dir, "host-denied.png")
+    await carol.context.close()
 
     # Locked: everyone sees it, a newcomer reads why it cannot join.
     await host.locator("#waiting-switch").click()  # waiting room off again
@@ -170,12 +171,14 @@ async def test_host_mutes_lowers_admits_denies_locks_removes_and_ends(
     dave = await _page(browser, server, "dave", f"{link}?name=Dave", DESKTOP)
     await dave.get_by_role("heading", name="This meeting is locked").wait_for(timeout=15_000)
     await _shot(dave, screenshot_dir, "host-locked.png")
+    await dave.context.close()
 
     # Remove Bob (confirmed in a dialog): he is told.
     await host.get_by_role("button", name="Remove Bob").click()
     await host.locator("#host-dialog").get_by_role("button", name="Remove").click()
     await _wait_js(bob, "() => window.sfu.state === 'disconnected'", 10, "Bob removed")
     assert "removed" in (await bob.locator("#status").inner_text()).lower()
+    await bob.context.close()
 
     # End for all: confirmed, then everyone sees the ended screen.
     await host.get_by_role("button", name="End for all").click()
@@ -187,7 +190,7 @@ async def test_host_mutes_lowers_admits_denies_locks_removes_and_ends(
     await _shot(alice, screenshot_dir, "host-ended.png")
     errors = [line for line in server.page_logs if "pageerror" in line]
     assert not errors, errors
-    for page in (dave, carol, bob, alice, host):
+    for page in (alice, host):
         await page.context.close()
 
 
