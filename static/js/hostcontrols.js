@@ -89,7 +89,8 @@ export class HostControls {
     this.dialog = this._dialog();
     participants.decorate = (li, sid, isMe) => this._decorate(li, sid, isMe);
     this.onEvent = (ev) => this._onEvent(ev.detail.msg);
-    this.onRole = () => this.render();
+    this.onRole = () => this._changed();
+    this.shown = null; // what render() last showed (it runs on every page render: stay cheap)
   }
 
   /** True when we may moderate (host or moderator in a conference). */
@@ -114,7 +115,7 @@ export class HostControls {
     this.waitingRoom = false;
     session.addEventListener('roomevent', this.onEvent);
     session.addEventListener('role', this.onRole);
-    this.render();
+    this._changed();
   }
 
   unbind() {
@@ -124,7 +125,7 @@ export class HostControls {
     }
     this.session = null;
     if (this.dialog.dialog.open) this.dialog.dialog.close('no');
-    this.render();
+    this._changed();
   }
 
   _onEvent(msg) {
@@ -165,6 +166,12 @@ export class HostControls {
       default:
         return;
     }
+    this._changed();
+  }
+
+  /** Our state changed: the controls, the knock cards and the participants list follow. */
+  _changed() {
+    this.shown = null;
     this.render();
   }
 
@@ -212,10 +219,15 @@ export class HostControls {
     if (yes) await this._send({ type: 'remove_participant', participant: sid });
   }
 
+  /** Show or hide the controls for the current state; cheap when nothing changed. */
   render() {
     const s = this.session;
     const active = this.active;
     const admin = this.isAdmin;
+    const key = JSON.stringify([active, admin, s && s.role, s && s.state, this.myHand, this.locked, this.waitingRoom]);
+    if (key === this.shown) return;
+    const full = this.shown === null; // from _changed(): knocks and rows too
+    this.shown = key;
     this.handButton.hidden = !active;
     const label = this.myHand ? 'Lower hand' : 'Raise hand';
     this.handButton.replaceChildren(handIcon(), h('span', { class: 'btn-label', text: label }));
@@ -231,9 +243,11 @@ export class HostControls {
     this.lockSwitch.textContent = this.locked ? 'Meeting locked' : 'Lock meeting';
     this.waitSwitch.setAttribute('aria-pressed', String(this.waitingRoom));
     this.waitSwitch.textContent = this.waitingRoom ? 'Waiting room on' : 'Waiting room off';
-    this._renderKnocks(admin);
     if (!active) this.notice.hidden = true;
-    this.participantsView.render();
+    if (full) {
+      this._renderKnocks(admin);
+      this.participantsView.render();
+    }
   }
 
   _renderKnocks(admin) {

@@ -3,6 +3,18 @@
 
 import { setButton, el, icon } from './ui.js';
 import { isScreenSource } from './session.js';
+import { syncList } from './dom.js';
+
+/** Make the kept row `li` look like the freshly built `fresh` (only what differs). */
+function sameRow(li, fresh) {
+  for (const { name, value } of [...fresh.attributes]) {
+    if (li.getAttribute(name) !== value) li.setAttribute(name, value);
+  }
+  for (const { name } of [...li.attributes]) {
+    if (name !== 'data-key' && !fresh.hasAttribute(name)) li.removeAttribute(name);
+  }
+  if (li.innerHTML !== fresh.innerHTML) li.replaceChildren(...fresh.childNodes);
+}
 
 function state(cls, iconName, label) {
   const span = el('span', `pstate ${cls}`);
@@ -78,7 +90,9 @@ export class ParticipantsView {
         rows.push(this._row(p.sid, p.name || p.identity, false, remoteState(p), speaking.has(p.sid)));
       }
     }
-    this.list.replaceChildren(...rows);
+    // Rows are kept (by sid) and only touched when their content changed, so that a focused or
+    // clicked button in a row (the host's Mute, Remove) survives the frequent re-renders.
+    syncList(this.list, rows, (li) => li.dataset.sid, (li) => el('li'), sameRow, null);
     this.count = rows.length;
     setButton(this.button, 'people', 'Participants', null, this.count || null);
     this.button.dataset.count = String(this.count);

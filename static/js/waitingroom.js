@@ -63,6 +63,7 @@ export class WaitingRoomView {
       // The join's reply comes when the host answers: wait as long as the server does.
       const ms = Math.max(1, Number(msg.timeout_s) || 600) * 1000 + 10000;
       if (session.signal) session.signal.extendPending(ms);
+      session.status(`Waiting for the host to let you into ${session.roomLabel}…`);
       this._set('waiting');
     });
     session.addEventListener('roomevent', (ev) => {

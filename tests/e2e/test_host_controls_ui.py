@@ -56,7 +56,7 @@ async def _page(
 
 
 async def _joined(page: Any, who: str) -> None:
-    await _wait_js(page, "() => window.sfu.state === 'joined'", 20, f"{who} to join")
+    await _wait_js(page, "() => window.sfu.state === 'joined'", 45, f"{who} to join")
 
 
 async def _shot(page: Any, directory: Path, name: str) -> None:
@@ -139,7 +139,7 @@ async def test_host_mutes_lowers_admits_denies_locks_removes_and_ends(
     )
     bob = await _page(browser, server, "bob", f"{link}?name=Bob", DESKTOP)
     await bob.get_by_role("heading", name="Waiting for the host to let you in").wait_for(
-        timeout=15_000
+        timeout=45_000
     )
     assert await bob.evaluate("() => [window.sfu.state, window.sfu.pub, window.sfu.sub]") == [
         "joining",
@@ -157,7 +157,7 @@ async def test_host_mutes_lowers_admits_denies_locks_removes_and_ends(
 
     # Carol is turned away, in words.
     carol = await _page(browser, server, "carol", f"{link}?name=Carol", DESKTOP)
-    await host.locator("#knock-list li", has_text="Carol").wait_for(timeout=15_000)
+    await host.locator("#knock-list li", has_text="Carol").wait_for(timeout=45_000)
     await host.get_by_role("button", name="Deny Carol").click()
     await carol.get_by_role("heading", name="The host did not let you in").wait_for(timeout=10_000)
     assert await carol.evaluate("() => window.sfu.state") == "failed"
@@ -169,7 +169,7 @@ async def test_host_mutes_lowers_admits_denies_locks_removes_and_ends(
     await host.locator("#lock-switch").click()
     await alice.locator("#lock-badge").wait_for(timeout=10_000)
     dave = await _page(browser, server, "dave", f"{link}?name=Dave", DESKTOP)
-    await dave.get_by_role("heading", name="This meeting is locked").wait_for(timeout=15_000)
+    await dave.get_by_role("heading", name="This meeting is locked").wait_for(timeout=45_000)
     await _shot(dave, screenshot_dir, "host-locked.png")
     await dave.context.close()
 
