@@ -13,7 +13,17 @@ function sameRow(li, fresh) {
   for (const { name } of [...li.attributes]) {
     if (name !== 'data-key' && !fresh.hasAttribute(name)) li.removeAttribute(name);
   }
-  if (li.innerHTML !== fresh.innerHTML) li.replaceChildren(...fresh.childNodes);
+  if (li.innerHTML === fresh.innerHTML) return;
+  const kept = [...li.children];
+  const next = [...fresh.children];
+  if (kept.length !== next.length) {
+    li.replaceChildren(...next);
+    return;
+  }
+  // Part by part: the name and speaking state change often, the host's buttons rarely.
+  next.forEach((part, i) => {
+    if (kept[i].outerHTML !== part.outerHTML) li.replaceChild(part, kept[i]);
+  });
 }
 
 function state(cls, iconName, label) {

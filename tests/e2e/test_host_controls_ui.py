@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.e2e.conftest import create_room
+from tests.e2e.conftest import CHROMIUM_ARGS, create_room, launch_chromium, write_noise_y4m
 from tests.e2e.test_browser_call import _wait_js
 
 if TYPE_CHECKING:
@@ -29,6 +30,22 @@ pytestmark = pytest.mark.e2e
 
 DESKTOP = {"width": 1280, "height": 720}
 PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture
+async def browser(
+    chromium: Path, fake_audio: Path, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Any]:
+    """Chromium with a small fake camera (160x120: up to five pages share two cores here;
+    the controls, not the video, are under test) and the fake microphone."""
+    video = write_noise_y4m(tmp_path_factory.mktemp("cam") / "small.y4m", 160, 120)
+    args = [
+        *CHROMIUM_ARGS,
+        f"--use-file-for-fake-video-capture={video}",
+        f"--use-file-for-fake-audio-capture={fake_audio}",
+    ]
+    async with launch_chromium(chromium, args) as launched:
+        yield launched
 
 
 async def _page(
@@ -74,17 +91,27 @@ async def _open_people(page: Any) -> None:
     await _wait_js(page, "() => window.sfu.panel === 'participants'", 5, "the people panel")
 
 
-async def test_host_mutes_lowers_admits_denies_locks_removes_and_ends(
+async def _host_and_link(
+    browser: Any, server: ServerProcess, room: str
+) -> tuple[Any, str]:
+    """A room owned by Hana, who joins it from the lobby as its host; and its invite link."""
+    account, invite = await create_room(
+        server.base_url, room, f"owner-{room}@example.com", display_name="Hana"
+    )
+    host = await _page(browser, server, "host", "/", DESKTOP, account=account, join_button=f"Join {room}")
+    await _joined(host, "host")
+    return host, f"/join/{invite['code']}"
+
+
+def _no_page_errors(server: ServerProcess) -> None:
+    errors = [line for line in server.page_logs if "pageerror" in line]
+    assert not errors, errors
+
+
+async def test_host_badge_hands_and_mute(
     browser: Any, server: ServerProcess, screenshot_dir: Path
 ) -> None:
-    account, invite = await create_room(
-        server.base_url, "e2e-host", "owner-host@example.com", display_name="Hana"
-    )
-    link = f"/join/{invite['code']}"
-    host = await _page(
-        browser, server, "host", "/", DESKTOP, account=account, join_button="Join e2e-host"
-    )
-    await _joined(host, "host")
+    host, link = await _host_and_link(browser, server, "e2e-host")
     alice = await _page(browser, server, "alice", f"{link}?name=Alice", DESKTOP)
     await _joined(alice, "alice")
 
@@ -98,43 +125,45 @@ async def test_host_mutes_lowers_admits_denies_locks_removes_and_ends(
     await alice.get_by_role("button", name="Raise hand").click()
     await _open_people(host)
     alice_row = host.locator("#people-list li", has_text="Alice")
-    await alice_row.locator(".person-hand").wait_for(timeout=10_000)
-    await _open_people(alice)
-    await _wait_js(
-        alice,
-        "() => document.querySelector('#people-list li[data-hand=\"true\"]') !== null",
-        5,
-        "Alice to see her own hand",
-    )
+    await alice_row.locator(".person-hand").wait_for(timeout=20_000)
     hana_row = host.locator("#people-list li", has_text="Hana")
     assert await hana_row.locator(".person-role").inner_text() == "Host"
     await _shot(host, screenshot_dir, "host-hand-raised.png")
     await host.get_by_role("button", name="Lower Alice's hand").click()
-    await alice.get_by_role("button", name="Raise hand").wait_for(timeout=10_000)
-    await alice_row.locator(".person-hand").wait_for(state="detached", timeout=10_000)
+    await alice.get_by_role("button", name="Raise hand").wait_for(timeout=20_000)
+    await alice_row.locator(".person-hand").wait_for(state="detached", timeout=20_000)
 
     # The host mutes Alice: she is told, her mic button says so, and she unmutes herself.
     await _wait_js(
         host,
         '() => document.querySelector(\'#people-list li[data-mic="on"] [data-action="mute"]\')'
         " !== null",
-        15,
+        30,
         "Alice's microphone to be on",
     )
     await host.get_by_role("button", name="Mute Alice").click()
-    await alice.locator("#host-notice").wait_for(timeout=10_000)
+    await alice.locator("#host-notice").wait_for(timeout=20_000)
     assert "The host muted your microphone" in await alice.locator("#host-notice").inner_text()
-    await _wait_js(alice, "() => window.sfu.local.audio.muted === true", 5, "Alice muted")
+    await _wait_js(alice, "() => window.sfu.local.audio.muted === true", 10, "Alice muted")
     await _shot(alice, screenshot_dir, "host-muted-notice.png")
     await alice.get_by_role("button", name="Unmute mic").click()
-    await _wait_js(alice, "() => window.sfu.local.audio.muted === false", 5, "Alice unmuted")
+    await _wait_js(alice, "() => window.sfu.local.audio.muted === false", 10, "Alice unmuted")
+    _no_page_errors(server)
+    for page in (alice, host):
+        await page.context.close()
 
+
+async def test_waiting_room_admit_and_deny(
+    browser: Any, server: ServerProcess, screenshot_dir: Path
+) -> None:
+    host, link = await _host_and_link(browser, server, "e2e-host-wait")
     # Waiting room on: Bob waits (no media), the host admits him.
+    await _open_people(host)
     await host.locator("#waiting-switch").click()
     await _wait_js(
         host,
         "() => document.getElementById('waiting-switch').getAttribute('aria-pressed') === 'true'",
-        5,
+        10,
         "the waiting room switch",
     )
     bob = await _page(browser, server, "bob", f"{link}?name=Bob", DESKTOP)
@@ -148,26 +177,39 @@ async def test_host_mutes_lowers_admits_denies_locks_removes_and_ends(
     ]
     await _shot(bob, screenshot_dir, "host-waiting.png")
     knock = host.locator("#knock-list li", has_text="Bob")
-    await knock.wait_for(timeout=10_000)
+    await knock.wait_for(timeout=20_000)
     await _shot(host, screenshot_dir, "host-knock.png")
     await host.get_by_role("button", name="Admit Bob").click()
     await _joined(bob, "bob")
-    await knock.wait_for(state="detached", timeout=10_000)
+    await knock.wait_for(state="detached", timeout=20_000)
     assert not await _visible(bob, "#waiting-section")
+    await bob.context.close()
 
     # Carol is turned away, in words.
     carol = await _page(browser, server, "carol", f"{link}?name=Carol", DESKTOP)
     await host.locator("#knock-list li", has_text="Carol").wait_for(timeout=45_000)
     await host.get_by_role("button", name="Deny Carol").click()
-    await carol.get_by_role("heading", name="The host did not let you in").wait_for(timeout=10_000)
+    await carol.get_by_role("heading", name="The host did not let you in").wait_for(timeout=20_000)
     assert await carol.evaluate("() => window.sfu.state") == "failed"
     await _shot(carol, screenshot_dir, "host-denied.png")
-    await carol.context.close()
+    _no_page_errors(server)
+    for page in (carol, host):
+        await page.context.close()
+
+
+async def test_lock_remove_and_end_for_all(
+    browser: Any, server: ServerProcess, screenshot_dir: Path
+) -> None:
+    host, link = await _host_and_link(browser, server, "e2e-host-end")
+    alice = await _page(browser, server, "alice", f"{link}?name=Alice", DESKTOP)
+    bob = await _page(browser, server, "bob", f"{link}?name=Bob", DESKTOP)
+    await _joined(alice, "alice")
+    await _joined(bob, "bob")
 
     # Locked: everyone sees it, a newcomer reads why it cannot join.
-    await host.locator("#waiting-switch").click()  # waiting room off again
+    await _open_people(host)
     await host.locator("#lock-switch").click()
-    await alice.locator("#lock-badge").wait_for(timeout=10_000)
+    await alice.locator("#lock-badge").wait_for(timeout=20_000)
     dave = await _page(browser, server, "dave", f"{link}?name=Dave", DESKTOP)
     await dave.get_by_role("heading", name="This meeting is locked").wait_for(timeout=45_000)
     await _shot(dave, screenshot_dir, "host-locked.png")
@@ -176,7 +218,7 @@ async def test_host_mutes_lowers_admits_denies_locks_removes_and_ends(
     # Remove Bob (confirmed in a dialog): he is told.
     await host.get_by_role("button", name="Remove Bob").click()
     await host.locator("#host-dialog").get_by_role("button", name="Remove").click()
-    await _wait_js(bob, "() => window.sfu.state === 'disconnected'", 10, "Bob removed")
+    await _wait_js(bob, "() => window.sfu.state === 'disconnected'", 20, "Bob removed")
     assert "removed" in (await bob.locator("#status").inner_text()).lower()
     await bob.context.close()
 
@@ -185,11 +227,10 @@ async def test_host_mutes_lowers_admits_denies_locks_removes_and_ends(
     await _shot(host, screenshot_dir, "host-end-confirm.png")
     await host.locator("#host-dialog").get_by_role("button", name="End for all").click()
     for page, who in ((alice, "alice"), (host, "host")):
-        await _wait_js(page, "() => window.sfu.state === 'ended'", 10, f"{who} to see the end")
-    await alice.get_by_role("heading", name="The host ended the room").wait_for(timeout=5_000)
+        await _wait_js(page, "() => window.sfu.state === 'ended'", 20, f"{who} to see the end")
+    await alice.get_by_role("heading", name="The host ended the room").wait_for(timeout=10_000)
     await _shot(alice, screenshot_dir, "host-ended.png")
-    errors = [line for line in server.page_logs if "pageerror" in line]
-    assert not errors, errors
+    _no_page_errors(server)
     for page in (alice, host):
         await page.context.close()
 
