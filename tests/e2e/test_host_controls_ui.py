@@ -60,13 +60,14 @@ async def _page(
     """A page that opens ``path`` (and, signed in with ``account``, clicks ``join_button`` in
     the lobby); it does not wait for the join (a waiting room may hold it)."""
     context = await browser.new_context(viewport=viewport)
+    context.set_default_timeout(60_000)  # two shared cores: clicks can wait for a frame
     page = await context.new_page()
     if account is not None:
         stored = json.dumps(json.dumps(account))
         await page.add_init_script(f"sessionStorage.setItem('sfu.account', {stored});")
     page.on("console", lambda msg: server.page_logs.append(f"[{who}] {msg.type}: {msg.text}"))
     page.on("pageerror", lambda err: server.page_logs.append(f"[{who}] pageerror: {err}"))
-    await page.goto(f"{server.base_url}{path}")
+    await page.goto(f"{server.base_url}{path}", timeout=90_000)
     if join_button is not None:
         await page.get_by_role("button", name=join_button).click()
     return page
@@ -91,14 +92,14 @@ async def _open_people(page: Any) -> None:
     await _wait_js(page, "() => window.sfu.panel === 'participants'", 5, "the people panel")
 
 
-async def _host_and_link(
-    browser: Any, server: ServerProcess, room: str
-) -> tuple[Any, str]:
+async def _host_and_link(browser: Any, server: ServerProcess, room: str) -> tuple[Any, str]:
     """A room owned by Hana, who joins it from the lobby as its host; and its invite link."""
     account, invite = await create_room(
         server.base_url, room, f"owner-{room}@example.com", display_name="Hana"
     )
-    host = await _page(browser, server, "host", "/", DESKTOP, account=account, join_button=f"Join {room}")
+    host = await _page(
+        browser, server, "host", "/", DESKTOP, account=account, join_button=f"Join {room}"
+    )
     await _joined(host, "host")
     return host, f"/join/{invite['code']}"
 
