@@ -92,10 +92,17 @@ async def _open_people(page: Any) -> None:
     await _wait_js(page, "() => window.sfu.panel === 'participants'", 5, "the people panel")
 
 
-async def _host_and_link(browser: Any, server: ServerProcess, room: str) -> tuple[Any, str]:
-    """A room owned by Hana, who joins it from the lobby as its host; and its invite link."""
+async def _host_and_link(
+    browser: Any, server: ServerProcess, room: str, invite_role: str | None = None
+) -> tuple[Any, str]:
+    """A room owned by Hana, who joins it from the lobby as its host; and its invite link
+    (``invite_role``: the role it gives, default speaker)."""
     account, invite = await create_room(
-        server.base_url, room, f"owner-{room}@example.com", display_name="Hana"
+        server.base_url,
+        room,
+        f"owner-{room}@example.com",
+        display_name="Hana",
+        invite_role=invite_role,
     )
     host = await _page(
         browser, server, "host", "/", DESKTOP, account=account, join_button=f"Join {room}"
@@ -201,7 +208,9 @@ async def test_waiting_room_admit_and_deny(
 async def test_lock_remove_and_end_for_all(
     browser: Any, server: ServerProcess, screenshot_dir: Path
 ) -> None:
-    host, link = await _host_and_link(browser, server, "e2e-host-end")
+    # The guests need no camera here (listeners: no capture, no publish transport), which
+    # keeps the test light on a busy machine; the host still publishes.
+    host, link = await _host_and_link(browser, server, "e2e-host-end", invite_role="listener")
     alice = await _page(browser, server, "alice", f"{link}?name=Alice", DESKTOP)
     bob = await _page(browser, server, "bob", f"{link}?name=Bob", DESKTOP)
     await _joined(alice, "alice")
