@@ -6,9 +6,12 @@ A session holds a verified room token (``signaling.accounts.authorize_join``). A
    opens it again);
 2. the identity must not have been removed from the room, and its role is the *live* one: the
    role it last had in this room, else its token's (``Stage.role_for``);
-3. the media participant is created with that role's options (``Stage.media_options``: a
+3. the host's gates (``Stage.gate``): a locked room refuses a newcomer (``forbidden``, reason
+   ``locked``); with the waiting room on, a newcomer knocks and waits for the host
+   (``Stage.knock``; only a ``/ws`` member can wait: WHIP and WHEP are refused);
+4. the media participant is created with that role's options (``Stage.media_options``: a
    podcast listener is hidden, publishes nothing and takes audio only);
-4. the session becomes a stage :class:`~signaling.stage.Member`, so the host can mute, demote
+5. the session becomes a stage :class:`~signaling.stage.Member`, so the host can mute, demote
    and remove it and ``end_room`` closes it.
 
 The three kinds of session differ only in what they may be:
@@ -25,6 +28,7 @@ viewer      WHEP: always a listener (hidden in podcast rooms); its role is not
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -34,7 +38,7 @@ from sfu.participant import ParticipantListener
 from signaling import keys
 from signaling import protocol as p
 from signaling.auth.tokens import AccessClaims
-from signaling.stage import STAGES, Member, Stage, StageSession
+from signaling.stage import STAGES, Knock, Member, Stage, StageSession
 
 Mode = Literal["member", "publisher", "viewer"]
 
@@ -63,15 +67,20 @@ async def admit(
     can_subscribe: bool,
     mode: Mode = "member",
     auto_subscribe: bool = True,
+    wait: Callable[[Knock], Awaitable[None]] | None = None,
 ) -> Admission:
     """Admit ``session`` (identity ``claims.sub``) to ``room`` (see the module docstring).
 
     On success the session's ``participant``, ``grants`` and ``claims`` are set and it is a
     member of the stage. ``can_subscribe``/``auto_subscribe`` are passed to ``Room.join``.
+    ``wait``: how the session waits in the waiting room (:meth:`Stage.knock`); without it a
+    newcomer to a room with the waiting room on is refused.
 
     Raises:
         ProtocolError: ``forbidden`` for a room its host ended, an identity removed from the
-            room, or a ``publisher`` whose live role is listener (nothing was created).
+            room, or a ``publisher`` whose live role is listener (nothing was created); for a
+            locked room (reason ``locked``) or one whose host did not let it in (``denied``,
+            see :meth:`Stage.knock` for the others).
         InvalidStateError: the media room is closing.
     """
     grants = claims.video
@@ -84,6 +93,14 @@ async def admit(
             raise p.ProtocolError(
                 p.ErrorCode.FORBIDDEN, "a listener does not publish (the host invites speakers)"
             )
+        if stage.gate(identity, role):
+            if wait is None:
+                raise p.ProtocolError(
+                    p.ErrorCode.FORBIDDEN,
+                    "This room has a waiting room: join from the browser.",
+                    reason="waiting_room",
+                )
+            await stage.knock(identity, name, wait)
         options = stage.media_options(role)
         participant = (
             await app[keys.MEDIA]

@@ -51,14 +51,19 @@ class ProtocolError(Exception):
     """A request that cannot be accepted; becomes an :class:`ErrorResponse`.
 
     Attributes: ``code`` (:class:`ErrorCode`), ``message`` (human readable), ``ref`` (the
-    request ``id`` if it could be read).
+    request ``id`` if it could be read), ``reason`` (a stable word for the client to explain a
+    refused ``join``: ``locked``, ``denied``, ``waiting_timeout``, ...; see
+    :attr:`ErrorResponse.reason`).
     """
 
-    def __init__(self, code: ErrorCode, message: str, ref: str | None = None) -> None:
+    def __init__(
+        self, code: ErrorCode, message: str, ref: str | None = None, reason: str | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.ref = ref
+        self.reason = reason
 
 
 class _Msg(BaseModel):
@@ -334,11 +339,14 @@ class ReactionRequest(_Msg):
 
 
 class RaiseHandRequest(_Msg):
-    """A listener raises (``raised`` true) or lowers its hand; moderators see the queue."""
+    """Raise (``raised`` true) or lower one's hand: a podcast listener (moderators see the
+    queue) or anyone in a conference (everyone sees it). With ``participant`` the host or a
+    moderator lowers someone else's hand (``raised`` must be false)."""
 
     type: Literal["raise_hand"]
     id: RequestId | None = None
     raised: bool = True
+    participant: Sid | None = None
 
 
 class SetRoleRequest(_Msg):
@@ -428,6 +436,34 @@ class SetListenerSharingRequest(_Msg):
 MAX_AUDIENCE_PAGE = 100
 
 
+class LockRoomRequest(_Msg):
+    """The host or a moderator locks the room (``locked``: nobody new joins; the host, the
+    moderators and people already in this meeting still do) or unlocks it. Persisted."""
+
+    type: Literal["lock_room"]
+    id: RequestId | None = None
+    locked: bool
+
+
+class SetWaitingRoomRequest(_Msg):
+    """The host or a moderator turns the waiting room on (newcomers knock and wait for
+    ``respond_knock``) or off (everyone waiting is let in). Persisted."""
+
+    type: Literal["set_waiting_room"]
+    id: RequestId | None = None
+    enabled: bool
+
+
+class RespondKnockRequest(_Msg):
+    """The host or a moderator lets in (``admit`` true) or turns away one person waiting
+    (``knock``: the id from the ``knock`` event)."""
+
+    type: Literal["respond_knock"]
+    id: RequestId | None = None
+    knock: Annotated[str, Field(min_length=1, max_length=64)]
+    admit: bool
+
+
 class ListAudienceRequest(_Msg):
     """One page of the audience (listeners), in join order; answered by ``audience_page``."""
 
@@ -497,6 +533,9 @@ Request = Annotated[
     | ListAudienceRequest
     | SetStageVideoRequest
     | SetListenerSharingRequest
+    | LockRoomRequest
+    | SetWaitingRoomRequest
+    | RespondKnockRequest
     | BoardStrokeRequest
     | BoardStrokePartRequest
     | BoardUndoRequest
@@ -516,6 +555,9 @@ STAGE_REQUEST_TYPES = frozenset(
         "list_audience",
         "set_stage_video",
         "set_listener_sharing",
+        "lock_room",
+        "set_waiting_room",
+        "respond_knock",
     }
 )
 MEDIA_REQUEST_TYPES = frozenset({"restart_media"})
@@ -752,11 +794,50 @@ class InviteDeclinedEvent(_Msg):
 
 class StageSettingsEvent(_Msg):
     """The stage's settings changed: ``video`` true when the audience receives video,
-    ``listener_sharing`` true when podcast listeners may draw and upload files."""
+    ``listener_sharing`` true when podcast listeners may draw and upload files, ``locked``
+    when nobody new may join, ``waiting_room`` when newcomers knock first."""
 
     type: Literal["stage_settings"] = "stage_settings"
     video: bool
     listener_sharing: bool = False
+    locked: bool = False
+    waiting_room: bool = False
+
+
+class WaitingEvent(_Msg):
+    """To a joiner: the room has a waiting room and the host was asked to let you in. The
+    ``join`` is answered later (``joined``, or ``error`` ``forbidden`` with reason ``denied``
+    or ``waiting_timeout``); no media is set up meanwhile. ``timeout_s``: how long the server
+    keeps the knock (seconds)."""
+
+    type: Literal["waiting"] = "waiting"
+    room: str
+    timeout_s: float
+
+
+class KnockEvent(_Msg):
+    """To the host and moderators: someone is waiting to join; answer with
+    ``respond_knock``."""
+
+    type: Literal["knock"] = "knock"
+    knock: str
+    identity: str
+    name: str
+
+
+KnockOutcome = Literal["admitted", "denied", "left", "timeout", "ended"]
+RoomFlag = Literal["locked", "waiting_room"]
+"""The host's persisted room settings: ``lock_room`` and ``set_waiting_room``."""
+
+
+class KnockResolvedEvent(_Msg):
+    """To the host and moderators: a knock is over (``by``: the sid who admitted, denied, or
+    ended the room; null when the person left or waited too long)."""
+
+    type: Literal["knock_resolved"] = "knock_resolved"
+    knock: str
+    outcome: KnockOutcome
+    by: str | None = None
 
 
 class RoomEndedEvent(_Msg):
@@ -854,9 +935,10 @@ class ErrorResponse(_Msg):
     code: ErrorCode
     message: str
     reason: str | None = None
-    """Only on the ``not_joined`` error sent when the server removes the participant on its own:
+    """On the ``not_joined`` error sent when the server removes the participant on its own:
     ``transport_failed``, ``duplicate_identity``, ``removed``, ``room_ended`` ... (the socket
-    is then closed)."""
+    is then closed); on a refused ``join``: ``locked`` (the room is locked), ``denied`` (the
+    host did not let you in), ``waiting_timeout``, ``waiting_room_full``, ``room_ended``."""
 
 
 Response = Annotated[
@@ -884,6 +966,9 @@ Response = Annotated[
     | InviteDeclinedEvent
     | RoomEndedEvent
     | StageSettingsEvent
+    | WaitingEvent
+    | KnockEvent
+    | KnockResolvedEvent
     | OkResponse
     | PongResponse
     | ErrorResponse

@@ -14,7 +14,8 @@ Every request is checked here against the caller's live role (never the client's
 ==================  ==========================================================
 request             who may send it
 ==================  ==========================================================
-raise_hand          a listener
+raise_hand          a podcast listener, anyone in a conference; with ``participant``
+                    (lowering someone else's hand): host, moderator
 respond_invite      a listener with a pending invitation (declining tells the host and
                     moderators: ``invite_declined``)
 set_role            host (any role but host), moderator (listener <-> speaker),
@@ -28,7 +29,23 @@ end_room            host
 list_audience       host, moderator
 set_stage_video     host, moderator
 set_listener_sharing host, moderator
+lock_room           host, moderator
+set_waiting_room    host, moderator
+respond_knock       host, moderator
 ==================  ==========================================================
+
+Raised hands: a podcast's hand queue goes to the host and moderators only; in a conference
+everyone sees who raised a hand (the same ``hands`` event), and raising does not need a role.
+
+The host's gates (:meth:`Stage.gate`, called by :func:`signaling.admission.admit`): a *locked*
+room admits nobody new: only the host and moderators, and identities already in this meeting
+(a reconnect), are let in; others get ``forbidden`` with reason ``locked``. With the *waiting
+room* on, such a newcomer knocks instead (:meth:`Stage.knock`): its socket gets ``waiting`` and no
+media, the host and moderators get ``knock`` and answer with ``respond_knock``; admitted, the
+join goes on; denied, the ``join`` fails with reason ``denied``. A knock lasts at most
+:data:`KNOCK_TIMEOUT_S`, a room holds at most :data:`MAX_KNOCKS`; turning the waiting room off
+admits everyone waiting and ending the room turns everyone waiting away. Both flags are
+persisted (``room_flags``) and cleared when the host ends the room.
 
 A podcast listener neither draws on the whiteboard nor uploads files (:meth:`Stage.may_share`)
 unless the host or a moderator allows it (``set_listener_sharing``).
@@ -51,6 +68,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -81,6 +99,11 @@ ENDED_FOR_ADMIN = (
     "This room has ended. To meet here again, reopen it from your lobby (Reopen room)."
 )
 """The refusal a ``roomAdmin`` token gets for an ended room: reopening is explicit."""
+KNOCK_TIMEOUT_S = 600.0
+"""How long a knock on a waiting room waits for an answer (seconds) before the join fails
+with reason ``waiting_timeout``."""
+MAX_KNOCKS = 100
+"""The most people waiting in one room's waiting room; more are refused (``waiting_room_full``)."""
 
 
 class StageSession(Protocol):
@@ -151,6 +174,25 @@ class Member:
         )
 
 
+class Knock:
+    """One person waiting in a room's waiting room: its ``id`` (the ``knock`` of the
+    protocol), identity and display name, and the ``outcome`` future the host settles."""
+
+    __slots__ = ("id", "identity", "name", "outcome")
+
+    def __init__(self, identity: str, name: str) -> None:
+        self.id = secrets.token_urlsafe(9)
+        self.identity = identity
+        self.name = name
+        self.outcome: asyncio.Future[KnockResult] = asyncio.get_running_loop().create_future()
+
+    def event(self) -> p.KnockEvent:
+        return p.KnockEvent(knock=self.id, identity=self.identity, name=self.name)
+
+
+KnockResult = p.KnockOutcome
+
+
 class Stage:
     """Roles, hands and audience of one room (see the module docstring).
 
@@ -178,6 +220,8 @@ class Stage:
         self.ended = False
         self.video = False  # True: listeners also receive the stage's video
         self.listener_sharing = False  # True: podcast listeners may draw and upload files
+        self.knocks: dict[str, Knock] = {}  # knock id -> person waiting, in knock order
+        self._flags: set[p.RoomFlag] = set()  # without a registry (tests): the host's flags
         self._on_empty = on_empty
         self._audience_sent = 0
         self._audience_task: asyncio.Task[None] | None = None
@@ -239,15 +283,129 @@ class Stage:
         return member
 
     def welcome(self, member: Member) -> None:
-        """After ``joined``: a host or moderator gets the current hand queue; everyone learns
-        that listeners may share when they may."""
-        if RANK[member.role] >= RANK["moderator"]:
+        """After ``joined``: a host or moderator gets the current hand queue (everyone does in
+        a conference) and the people waiting; everyone learns the settings that are not the
+        default (listeners may share, locked, waiting room)."""
+        admin = RANK[member.role] >= RANK["moderator"]
+        if admin or self.kind == "conference":
             member.session.send(self._hands_event())
-        if self.listener_sharing:
+        if admin:
+            for knock in list(self.knocks.values()):
+                member.session.send(knock.event())
+        if self.listener_sharing or self.locked or self.waiting_room:
             member.session.send(self._settings_event())
 
     def _settings_event(self) -> p.StageSettingsEvent:
-        return p.StageSettingsEvent(video=self.video, listener_sharing=self.listener_sharing)
+        return p.StageSettingsEvent(
+            video=self.video,
+            listener_sharing=self.listener_sharing,
+            locked=self.locked,
+            waiting_room=self.waiting_room,
+        )
+
+    # -- the host's gates: lock and waiting room -----------------------------------------------
+
+    def _flag(self, flag: p.RoomFlag) -> bool:
+        if self.registry is None:
+            return flag in self._flags
+        return self.room in self.registry.state.flags[flag]
+
+    @property
+    def locked(self) -> bool:
+        """True when the host locked the room (persisted)."""
+        return self._flag("locked")
+
+    @property
+    def waiting_room(self) -> bool:
+        """True when newcomers knock and wait for the host (persisted)."""
+        return self._flag("waiting_room")
+
+    async def _set_flag(self, flag: p.RoomFlag, on: bool) -> None:
+        if self.registry is not None:
+            await self.registry.set_flag(self.room, flag, on)
+        elif on:
+            self._flags.add(flag)
+        else:
+            self._flags.discard(flag)
+
+    def _newcomer(self, identity: str, role: p.Role) -> bool:
+        """Whether the gates apply to ``identity`` joining with ``role``: not the host or a
+        moderator, and not already in this meeting (a reconnect)."""
+        return RANK[role] < RANK["moderator"] and identity not in self.roles
+
+    def gate(self, identity: str, role: p.Role) -> bool:
+        """Check the lock for ``identity`` joining with ``role``; True when it must knock
+        (the waiting room is on and it is a newcomer).
+
+        Raises:
+            ProtocolError: ``forbidden`` (reason ``locked``) when the room is locked.
+        """
+        if not self._newcomer(identity, role):
+            return False
+        if self.locked:
+            raise p.ProtocolError(
+                p.ErrorCode.FORBIDDEN, "This meeting is locked by the host.", reason="locked"
+            )
+        return self.waiting_room
+
+    async def knock(
+        self, identity: str, name: str, wait: Callable[[Knock], Awaitable[None]]
+    ) -> None:
+        """Wait in the waiting room until the host or a moderator lets ``identity`` in.
+
+        ``wait(knock)`` is the session's part: it tells the joiner (``waiting``) and returns
+        when ``knock.outcome`` is settled or when the joiner gave up (its socket closed, it
+        sent ``leave``). The host and moderators get ``knock`` now and ``knock_resolved``
+        when it is over. Returns when admitted.
+
+        Raises:
+            ProtocolError: ``forbidden`` with reason ``denied`` (the host did not let you in),
+                ``waiting_timeout`` (no answer within :data:`KNOCK_TIMEOUT_S`),
+                ``waiting_room_full`` (:data:`MAX_KNOCKS` already wait), ``room_ended``;
+                ``not_joined`` with reason ``left`` when the joiner gave up.
+        """
+        if len(self.knocks) >= MAX_KNOCKS:
+            raise p.ProtocolError(
+                p.ErrorCode.FORBIDDEN,
+                "The waiting room is full. Try again later.",
+                reason="waiting_room_full",
+            )
+        knock = Knock(identity, name)
+        self.knocks[knock.id] = knock
+        self._broadcast(knock.event(), admins_only=True)
+        try:
+            await asyncio.wait_for(wait(knock), KNOCK_TIMEOUT_S)
+        except TimeoutError:
+            self.settle(knock, "timeout", None)
+        finally:
+            self.settle(knock, "left", None)  # no-op once settled
+        outcome = knock.outcome.result()
+        if outcome == "admitted" and not self.ended:
+            return
+        refusals: dict[p.KnockOutcome, tuple[p.ErrorCode, str]] = {
+            "denied": (p.ErrorCode.FORBIDDEN, "The host did not let you in."),
+            "timeout": (p.ErrorCode.FORBIDDEN, "Nobody let you in. Try again later."),
+            "left": (p.ErrorCode.NOT_JOINED, "You left the waiting room."),
+        }
+        code, message = refusals.get(outcome, (p.ErrorCode.FORBIDDEN, "The meeting has ended."))
+        reason = {"denied": "denied", "timeout": "waiting_timeout", "left": "left"}.get(
+            outcome, "room_ended"
+        )
+        raise p.ProtocolError(code, message, reason=reason)
+
+    def settle(self, knock: Knock, outcome: p.KnockOutcome, by: Member | None) -> None:
+        """End ``knock`` with ``outcome`` (once): the waiting joiner goes on or is refused,
+        and the host and moderators get ``knock_resolved``."""
+        if knock.outcome.done():
+            return
+        knock.outcome.set_result(outcome)
+        self.knocks.pop(knock.id, None)
+        self._broadcast(
+            p.KnockResolvedEvent(
+                knock=knock.id, outcome=outcome, by=by.participant.sid if by is not None else None
+            ),
+            admins_only=True,
+        )
 
     def may_share(self, identity: str, grants: VideoGrant) -> bool:
         """Whether ``identity`` may draw on the whiteboard and upload files, by its live role:
@@ -323,7 +481,7 @@ class Stage:
         wait = self._last_hands_at + HANDS_INTERVAL_S - time.monotonic()
         await asyncio.sleep(max(wait, 0.0))
         self._last_hands_at = time.monotonic()
-        self._broadcast(self._hands_event(), admins_only=True)
+        self._broadcast(self._hands_event(), admins_only=self.kind == "podcast")
 
     # -- lookups and checks --------------------------------------------------------------------
 
@@ -386,7 +544,7 @@ class Stage:
             await room.set_can_publish(participant, True)
         if self.kind == "podcast":
             room.set_subscribe_kinds(participant, self._listener_kinds() if hidden else None)
-        if member.hand_raised_at is not None and role != "listener":
+        if member.hand_raised_at is not None and role != "listener" and self.kind == "podcast":
             member.hand_raised_at = None
             member.session.send(p.HandEvent(raised=False))
             self._schedule_hands()
@@ -414,7 +572,17 @@ class Stage:
         ref = request.id
         actor = self._caller(session, ref)
         if isinstance(request, p.RaiseHandRequest):
-            if actor.role != "listener":
+            if request.participant is not None and request.participant != actor.participant.sid:
+                target = self._target(request.participant, ref)
+                if RANK[actor.role] < RANK["moderator"] or request.raised:
+                    raise self._forbid("only the host and moderators lower others' hands", ref)
+                if target.hand_raised_at is not None:
+                    target.hand_raised_at = None
+                    target.session.send(p.HandEvent(raised=False))
+                    self._schedule_hands()
+                session.send(p.OkResponse(ref=ref))
+                return
+            if self.kind == "podcast" and actor.role != "listener":
                 raise p.ProtocolError(
                     p.ErrorCode.OUT_OF_ORDER, "only listeners raise hands; you are on stage", ref
                 )
@@ -511,6 +679,28 @@ class Stage:
             if request.enabled != self.listener_sharing:
                 self.listener_sharing = request.enabled
                 self._broadcast(self._settings_event())
+        elif isinstance(request, p.LockRoomRequest | p.SetWaitingRoomRequest):
+            if RANK[actor.role] < RANK["moderator"]:
+                raise self._forbid("only the host and moderators lock the room", ref)
+            if isinstance(request, p.LockRoomRequest):
+                if request.locked != self.locked:
+                    await self._set_flag("locked", request.locked)
+                    self._broadcast(self._settings_event())
+            elif request.enabled != self.waiting_room:
+                await self._set_flag("waiting_room", request.enabled)
+                if not request.enabled:  # everyone waiting comes in
+                    for knock in list(self.knocks.values()):
+                        self.settle(knock, "admitted", actor)
+                self._broadcast(self._settings_event())
+        elif isinstance(request, p.RespondKnockRequest):
+            if RANK[actor.role] < RANK["moderator"]:
+                raise self._forbid("only the host and moderators let people in", ref)
+            waiting = self.knocks.get(request.knock)
+            if waiting is None:
+                raise p.ProtocolError(
+                    p.ErrorCode.NOT_FOUND, "nobody is waiting with that knock", ref
+                )
+            self.settle(waiting, "admitted" if request.admit else "denied", actor)
         elif isinstance(request, p.ListAudienceRequest):
             if RANK[actor.role] < RANK["moderator"]:
                 raise self._forbid("only the host and moderators list the audience", ref)
@@ -571,6 +761,8 @@ class Stage:
         """End the room: ``room_ended`` to everyone, then every participant is closed.
         ``by`` None: the owner ended it from outside (deleting the room)."""
         self.ended = True
+        for knock in list(self.knocks.values()):
+            self.settle(knock, "ended", by)
         if self.registry is not None:
             await self.registry.end(self.room)
         self._broadcast(p.RoomEndedEvent(by=by.participant.sid if by is not None else None))
@@ -674,12 +866,25 @@ class Stages:
 
     async def end(self, room: str) -> None:
         """The host ended ``room``: it stays ended (until its owner reopens it: :meth:`reopen`)
-        and its roles are forgotten."""
+        and its roles, lock and waiting room are forgotten."""
         self.ended.add(room)
         self.state.roles.pop(room, None)
         if self.store is not None:
             await self._write(self.store.end(room))
             await self._write(self.store.clear_roles(room))
+        flags: tuple[p.RoomFlag, ...] = ("locked", "waiting_room")
+        for flag in flags:
+            if room in self.state.flags[flag]:
+                await self.set_flag(room, flag, False)
+
+    async def set_flag(self, room: str, flag: p.RoomFlag, on: bool) -> None:
+        """Set or clear the host's ``flag`` (``locked``, ``waiting_room``) on ``room``."""
+        rooms = self.state.flags[flag]
+        if on:
+            rooms.add(room)
+        else:
+            rooms.discard(room)
+        await self._write(self.store.set_flag(room, flag, on) if self.store else None)
 
     @staticmethod
     async def _write(operation: Awaitable[object] | None) -> None:

@@ -53,7 +53,7 @@ from signaling.resume import (
     ReplayBuffer,
     ResumeRegistry,
 )
-from signaling.stage import Stage, permissions
+from signaling.stage import KNOCK_TIMEOUT_S, Knock, Stage, permissions
 from signaling.turn import client_ice_servers
 from signaling.whiteboard import BOARD
 from signaling.wslimits import (
@@ -208,9 +208,11 @@ class Session:
             except (ConnectionError, RuntimeError):
                 return
 
-    def error(self, code: p.ErrorCode, message: str, ref: str | None = None) -> None:
-        """Send a typed error."""
-        self.send(p.ErrorResponse(code=code, message=message, ref=ref))
+    def error(
+        self, code: p.ErrorCode, message: str, ref: str | None = None, reason: str | None = None
+    ) -> None:
+        """Send a typed error (``reason``: see :attr:`ErrorResponse.reason`)."""
+        self.send(p.ErrorResponse(code=code, message=message, ref=ref, reason=reason))
 
     # -- ParticipantListener -------------------------------------------------------------------
 
@@ -465,7 +467,7 @@ class Session:
             async with self._busy:
                 await self._dispatch(request)
         except p.ProtocolError as exc:
-            self.error(exc.code, exc.message, exc.ref or ref)
+            self.error(exc.code, exc.message, exc.ref or ref, exc.reason)
         except InvalidSdpError as exc:
             self.error(p.ErrorCode.INVALID_SDP, str(exc), ref)
         except InvalidStateError as exc:
@@ -593,9 +595,10 @@ class Session:
                 room=request.room,
                 name=name,
                 can_subscribe=grants.canSubscribe and request.subscribe,
+                wait=lambda knock: self._wait_in_lobby(knock, request.room),
             )
         except p.ProtocolError as exc:
-            raise p.ProtocolError(exc.code, exc.message, request.id) from None
+            raise p.ProtocolError(exc.code, exc.message, request.id, exc.reason) from None
         stage, member, role = admission.stage, admission.member, admission.role
         participant = member.participant
         participant.enable_media_restart(
@@ -649,6 +652,56 @@ class Session:
             if self.participant is not participant:  # removed while the board was read
                 board.leave(room.name, self)
         # Subscriptions to existing producers were made during join; their offer follows.
+
+    async def _wait_in_lobby(self, knock: Knock, room: str) -> None:
+        """Wait in ``room``'s waiting room (see :meth:`Stage.knock`): tell the client
+        (``waiting``) and read its socket until the host settles ``knock``. Meanwhile only
+        ``ping`` (answered) and ``leave`` (gives up) are accepted; the socket closing gives up
+        too. The join timeout is paused while waiting and restarts after a refusal."""
+        self.send(p.WaitingEvent(room=room, timeout_s=KNOCK_TIMEOUT_S))
+        if self._join_timer is not None:
+            self._join_timer.cancel()
+            self._join_timer = None
+        settings = self.app[keys.SETTINGS]
+        waiting = frozenset({"ping", "leave"})
+        try:
+            while not knock.outcome.done():
+                receive = asyncio.ensure_future(self.ws.receive())
+                either: set[asyncio.Future[Any]] = {receive, knock.outcome}
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                if not receive.done():
+                    receive.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await receive
+                    return
+                msg = receive.result()
+                if msg.type != WSMsgType.TEXT:
+                    if msg.type == WSMsgType.BINARY:
+                        self.error(p.ErrorCode.BAD_REQUEST, "binary frames are not supported")
+                        continue
+                    return  # closing or closed: the joiner gave up
+                ref: str | None = None
+                try:
+                    if len(msg.data) > settings.max_message_bytes:
+                        raise p.ProtocolError(p.ErrorCode.TOO_LARGE, "message too large")
+                    request = p.parse_request(msg.data, waiting)
+                    ref = request.id
+                    if not self.requests.take():
+                        raise p.ProtocolError(p.ErrorCode.RATE_LIMITED, "slow down", ref)
+                except p.ProtocolError as exc:
+                    code = exc.code
+                    text = "waiting for the host to let you in" if code == "not_joined" else ""
+                    self.error(code, text or exc.message, exc.ref or ref)
+                    continue
+                if isinstance(request, p.LeaveRequest):
+                    self.send(p.OkResponse(ref=ref))
+                    return
+                self.send(p.PongResponse(ref=ref))
+        finally:
+            if self._join_timer is None and self.dropped is None:
+                self._join_timer = asyncio.get_running_loop().call_later(
+                    settings.ws_join_timeout_s, self._on_join_deadline
+                )
 
     async def _authorize(self, request: p.JoinRequest) -> tuple[str, str, AccessClaims]:
         """(identity, display name, claims) from the join's room token.

@@ -9,6 +9,8 @@ collection        document                                                      
                   ``key`` is ``id:<identity>`` (an account id or a guest
                   identity) or ``dev:<device>`` (a guest browser's device key)
 ``ended_rooms``   ``_id`` = room, ``expires_at``                                  TTL
+``room_flags``    ``_id`` = ``<flag>|<room>``, ``room_id, flag, expires_at``;      TTL
+                  ``flag`` is ``locked`` or ``waiting_room`` (set by the host)
 ================  ==============================================================  ===========
 
 Every record lives at most ``ttl`` (``SFU_STAGE_STATE_TTL_S``): a ban bars the person for the
@@ -31,16 +33,21 @@ from pymongo.errors import DuplicateKeyError
 from signaling.store.mongo import utcnow
 
 Role = Literal["host", "moderator", "speaker", "listener"]
+Flag = Literal["locked", "waiting_room"]
 
 
 @dataclass(slots=True)
 class StageState:
     """Everything persisted, as loaded at start-up: ``roles[room][identity]``,
-    ``bans[room]`` (ban keys) and the ``ended`` rooms."""
+    ``bans[room]`` (ban keys), the ``ended`` rooms and the host's room ``flags`` (flag ->
+    rooms: ``locked``, ``waiting_room``)."""
 
     roles: dict[str, dict[str, Role]] = field(default_factory=dict)
     bans: dict[str, set[str]] = field(default_factory=dict)
     ended: set[str] = field(default_factory=set)
+    flags: dict[Flag, set[str]] = field(
+        default_factory=lambda: {"locked": set(), "waiting_room": set()}
+    )
 
 
 class StageStore:
@@ -53,11 +60,12 @@ class StageStore:
         self.roles = db["stage_roles"]
         self.bans = db["stage_bans"]
         self.ended = db["ended_rooms"]
+        self.flags = db["room_flags"]
         self.ttl = ttl
 
     async def ensure_indexes(self) -> None:
         """TTL indexes on every collection and a room index on roles and bans (idempotent)."""
-        for collection in (self.roles, self.bans, self.ended):
+        for collection in (self.roles, self.bans, self.ended, self.flags):
             await collection.create_index("expires_at", expireAfterSeconds=0)
         await self.roles.create_index([("room_id", ASCENDING)])
         await self.bans.create_index([("room_id", ASCENDING)])
@@ -73,6 +81,9 @@ class StageStore:
             state.bans.setdefault(doc["room_id"], set()).add(doc["key"])
         async for doc in self.ended.find(live):
             state.ended.add(doc["_id"])
+        async for doc in self.flags.find(live):
+            if doc.get("flag") in state.flags:
+                state.flags[doc["flag"]].add(doc["room_id"])
         return state
 
     # -- roles -------------------------------------------------------------------------------
@@ -135,3 +146,19 @@ class StageStore:
     async def reopen(self, room: str) -> None:
         """``room`` is open again."""
         await self.ended.delete_one({"_id": room})
+
+    # -- room flags (locked, waiting room) ---------------------------------------------------
+
+    async def set_flag(self, room: str, flag: Flag, on: bool) -> None:
+        """Set (``on``) or clear the host's ``flag`` on ``room``."""
+        doc_id = f"{flag}|{room}"
+        if not on:
+            await self.flags.delete_one({"_id": doc_id})
+            return
+        await self.flags.delete_one({"_id": doc_id, "expires_at": {"$lte": utcnow()}})
+        try:
+            await self.flags.insert_one(
+                {"_id": doc_id, "room_id": room, "flag": flag, "expires_at": utcnow() + self.ttl}
+            )
+        except DuplicateKeyError:
+            pass

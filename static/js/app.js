@@ -42,6 +42,8 @@ import { MutedHint } from './mutedhint.js';
 import { SpeakerView } from './speakerview.js';
 import { HandToggle } from './hand.js';
 import { Shortcuts } from './shortcuts.js';
+import { HostControls } from './hostcontrols.js';
+import { WaitingRoomView } from './waitingroom.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -152,7 +154,18 @@ const boardView = new BoardView(
   { callMain: els.callMain, controls: els.controls, before: els.react.parentElement },
   screenShare,
 );
-const features = [participantsView, chat, reactions, devices, quality, screenShare, roomFiles, boardView];
+// Conference host controls (hostcontrols.js): Raise hand, host badges, mute/remove per person,
+// lock, waiting room and End for all (in the top bar, apart from the everyday controls).
+const hostControls = new HostControls({
+  controls: els.controls,
+  before: els.participants,
+  topbar: document.querySelector('.topbar'),
+  callMain: els.callMain,
+  peoplePanel: $('panel-participants'),
+  participants: participantsView,
+  status: (text, isError) => setStatus(text, isError),
+});
+const features = [participantsView, chat, reactions, devices, quality, screenShare, roomFiles, boardView, hostControls];
 const layout = new GridLayout(els.callMain, els.grid);
 // In-call helpers: join/leave notices, the "you are muted" hint, pin and speaker view, the
 // keyboard shortcuts (and the hand toggle they use).
@@ -235,6 +248,8 @@ window.sfu = Object.defineProperties(
     mutedHint: { get: () => mutedHint, enumerable: true },
     speakerView: { get: () => speakerView, enumerable: true },
     shortcuts: { get: () => shortcuts, enumerable: true },
+    host: { get: () => hostControls, enumerable: true },
+    waiting: { get: () => waitingRoom.state, enumerable: true },
   },
 );
 
@@ -245,6 +260,17 @@ const podcast = new PodcastView({
   callSection: els.callMain,
   main: $('main'),
   controls: els.controls,
+});
+
+// The waiting room and refused joins, from the joiner's side (waitingroom.js): shown instead
+// of the call while the host has not let us in, or when the join was refused.
+const waitingRoom = new WaitingRoomView({
+  main: $('main'),
+  onchange: () => render(),
+  onback: () => {
+    if (entryView() === 'lobby') accounts.showLobby();
+    else els.joinName.focus();
+  },
 });
 
 // --- how the page was opened ------------------------------------------------------------
@@ -281,10 +307,11 @@ function entryView() {
 
 function render() {
   const s = session;
-  const inCall = s !== null && (s.state === 'joined' || s.state === 'joining' || s.reconnecting);
+  const gate = waitingRoom.active; // waiting for the host, or refused: waitingroom.js
+  const inCall = !gate && s !== null && (s.state === 'joined' || s.state === 'joining' || s.reconnecting);
   const busy = inCall || (s !== null && s.state === 'connecting');
   const ended = s !== null && s.state === 'ended';
-  const view = ended ? 'ended' : busy ? 'call' : entryView();
+  const view = gate ? 'gate' : ended ? 'ended' : busy ? 'call' : entryView();
   els.controls.hidden = !inCall;
   els.callSection.hidden = !inCall;
   els.quality.hidden = !(s !== null && s.state === 'joined');
@@ -331,6 +358,7 @@ function render() {
   layout.schedule();
   speakerView.render();
   podcast.render();
+  hostControls.render();
 }
 
 // --- the saved call (sessionStorage) ------------------------------------------------------
@@ -405,6 +433,7 @@ async function startCall(
   });
   const current = session;
   podcast.attach(current);
+  waitingRoom.attach(current);
   for (const feature of features) feature.bind(current);
   current.addEventListener('ended', () => {
     if (session !== current) return;

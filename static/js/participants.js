@@ -7,6 +7,32 @@
 
 import { setButton, el, icon } from './ui.js';
 import { isScreenSource } from './session.js';
+import { syncList } from './dom.js';
+
+/** Make the kept row `li` look like the freshly built `fresh` (only what differs). */
+function sameRow(li, fresh) {
+  for (const { name, value } of [...fresh.attributes]) {
+    if (li.getAttribute(name) !== value) li.setAttribute(name, value);
+  }
+  for (const { name } of [...li.attributes]) {
+    if (name !== 'data-key' && !fresh.hasAttribute(name)) li.removeAttribute(name);
+  }
+  if (li.innerHTML === fresh.innerHTML) return;
+  if (!fresh.children.length) {
+    li.textContent = fresh.textContent; // a text-only row (the podcast audience count)
+    return;
+  }
+  const kept = [...li.children];
+  const next = [...fresh.children];
+  if (kept.length !== next.length) {
+    li.replaceChildren(...next);
+    return;
+  }
+  // Part by part: the name and speaking state change often, the host's buttons rarely.
+  next.forEach((part, i) => {
+    if (kept[i].outerHTML !== part.outerHTML) li.replaceChild(part, kept[i]);
+  });
+}
 
 function state(cls, iconName, label) {
   const span = el('span', `pstate ${cls}`);
@@ -48,6 +74,9 @@ export class ParticipantsView {
     this.session = null;
     this.count = 0;
     this.audience = 0; // podcast listeners in the room (we among them when we listen)
+    // decorate(li, sid, isMe): adds to a row after it is built (hostcontrols.js: role badge,
+    // raised hand, the host's Mute / Lower hand / Remove).
+    this.decorate = null;
     this.onChange = () => this.render();
     this.onRoomEvent = (ev) => {
       const msg = ev.detail.msg;
@@ -97,10 +126,13 @@ export class ParticipantsView {
         const audience = el('li', 'person person-audience');
         audience.textContent = `Audience: ${this.audience} ${this.audience === 1 ? 'listener' : 'listeners'}`;
         audience.dataset.count = String(this.audience);
+        audience.dataset.sid = 'audience'; // its key in syncList
         rows.push(audience);
       }
     }
-    this.list.replaceChildren(...rows);
+    // Rows are kept (by sid) and only touched when their content changed, so that a focused or
+    // clicked button in a row (the host's Mute, Remove) survives the frequent re-renders.
+    syncList(this.list, rows, (li) => li.dataset.sid, (li) => el('li'), sameRow, null);
     this.count = count;
     setButton(this.button, 'people', 'Participants', null, this.count || null);
     this.button.dataset.count = String(this.count);
@@ -138,6 +170,7 @@ export class ParticipantsView {
     li.dataset.cam = st.cam;
     li.dataset.screen = String(st.screen);
     li.append(avatar, text, states);
+    if (this.decorate) this.decorate(li, sid, isMe);
     return li;
   }
 }

@@ -302,7 +302,8 @@ export class Session extends EventTarget {
     // room can) wait until the reply is processed, so that none is lost.
     this.earlyEvents = [];
     this.signal.onevent = (msg) => {
-      if (this.earlyEvents !== null) this.earlyEvents.push(msg);
+      // `waiting` (a waiting room) comes before `joined` and is for the page at once.
+      if (this.earlyEvents !== null && msg.type !== 'waiting') this.earlyEvents.push(msg);
       else this._onEvent(msg);
     };
     this.signal.onerror = (err) => {
@@ -332,6 +333,7 @@ export class Session extends EventTarget {
         const late = performance.now() - startedAt > RECONNECT_GIVE_UP_MS;
         if (!this.reconnecting || final || late || this.state === 'left') {
           this.reconnecting = false;
+          this.joinError = err; // err.reason says why a join was refused (waitingroom.js)
           this._setState('failed');
           this._error(err, this.state === 'joining' ? 'join' : 'connect');
           this.signal.close();

@@ -14,11 +14,14 @@
 export const PROTOCOL_VERSION = 1;
 
 export class SignalError extends Error {
+  /** `reason`: the server's machine-readable reason, e.g. why a join was refused ('locked',
+   * 'denied': docs/protocol.md, Errors), else null. `detail`: the server's message alone. */
   constructor(code, message, reason = null) {
     super(`${code}: ${message}`);
     this.name = 'SignalError';
     this.code = code;
-    this.reason = reason; // why the server removed us (`not_joined` errors only)
+    this.reason = reason; // why the server refused or removed us (docs/protocol.md, Errors)
+    this.detail = message;
   }
 }
 
@@ -131,6 +134,18 @@ export class SignalClient {
       p.reject(err);
     }
     this.pending.clear();
+  }
+
+  /** Give every request still waiting for its reply `timeoutMs` more (a `join` that waits in
+   * a waiting room: the server says how long it keeps the knock). */
+  extendPending(timeoutMs) {
+    for (const [id, p] of this.pending) {
+      clearTimeout(p.timer);
+      p.timer = setTimeout(() => {
+        this.pending.delete(id);
+        p.reject(new SignalError('timeout', `no reply within ${timeoutMs} ms`));
+      }, timeoutMs);
+    }
   }
 
   close() {
