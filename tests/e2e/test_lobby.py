@@ -188,7 +188,7 @@ async def test_an_ended_room_needs_reopen_from_the_lobby(
     await error.wait_for(state="visible", timeout=10000)
     sentence = await error.inner_text()
     assert "This room has ended" in sentence and "Reopen room" in sentence, sentence
-    reopen = item.get_by_role("button", name=f"Reopen {name}")
+    reopen = item.get_by_role("button", name=f"Reopen room {name}")
     await reopen.wait_for(timeout=15000)
     assert await item.locator(".room-live").inner_text() == "Ended"
     await _shot(lobby, screenshot_dir, "l08-lobby-ended-room-needs-reopen.png")
