@@ -299,7 +299,7 @@ export class HostControls {
     }
     if (raised) {
       actions.appendChild(
-        h('button', { type: 'button', class: 'btn btn-small', 'data-action': 'lower', 'aria-label': `Lower ${name}'s hand`, onclick: () => this._send({ type: 'raise_hand', raised: false, participant: sid }) }, ['Lower hand']),
+        h('button', { type: 'button', class: 'btn btn-small', 'data-action': 'lower', 'aria-label': `Lower hand of ${name}`, onclick: () => this._send({ type: 'raise_hand', raised: false, participant: sid }) }, ['Lower hand']),
       );
     }
     actions.appendChild(

@@ -69,7 +69,7 @@ export class RoomItem {
     ]);
 
     this.joinBtn = button('Join', `Join ${name}`, 'btn btn-primary');
-    this.reopenBtn = button('Reopen room', `Reopen ${name}`, 'btn btn-primary');
+    this.reopenBtn = button('Reopen room', `Reopen room ${name}`, 'btn btn-primary');
     this.roleSelect = h('select', { class: 'invite-role' });
     this.roleSelect.setAttribute('aria-label', `Role for a new invite link to ${name}`);
     for (const role of ['listener', 'speaker', 'moderator']) {
@@ -133,8 +133,8 @@ export class RoomItem {
 
     // Delete, confirmed in place.
     this.confirmText = h('p', { class: 'room-confirm-text' });
-    this.confirmDelete = button('Delete room', `Yes, delete ${name}`, 'btn room-danger');
-    this.cancelDelete = button('Cancel', 'Keep the room');
+    this.confirmDelete = button('Yes, delete', `Yes, delete ${name}`, 'btn room-danger');
+    this.cancelDelete = button('Keep the room');
     this.confirmBox = h('div', { class: 'room-confirm', role: 'group', hidden: true }, [
       this.confirmText,
       h('div', { class: 'room-actions' }, [this.confirmDelete, this.cancelDelete]),

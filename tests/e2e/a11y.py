@@ -147,8 +147,10 @@ async def assert_accessible(
     return [v for v in violations if v["impact"] not in FAILING_IMPACTS]
 
 
-# Mark every control a person could operate (visible, enabled, not inert, inside the open modal
-# dialog if there is one) with data-kbd-index; return a description of each. Elements with
+# List every control a person could operate (visible, enabled, not inert, inside the open modal
+# dialog if there is one) in window.__kbdControls; return a description of each. No attribute
+# is added to the page: a view that re-renders a part whose HTML changed (the participants list
+# compares rows by their HTML) would replace the very controls under test. Elements with
 # tabindex="-1" that are not controls (headings that receive focus on purpose) are left out;
 # a control with tabindex="-1" stays in, and so is reported as unreachable.
 _MARK_CONTROLS_JS = """
@@ -159,9 +161,7 @@ _MARK_CONTROLS_JS = """
   const root = modal || document;
   const out = [];
   const radioGroups = new Set();
-  for (const el of document.querySelectorAll('[data-kbd-index]')) {
-    el.removeAttribute('data-kbd-index');
-  }
+  const controls = [];
   for (const el of root.querySelectorAll(CONTROL)) {
     if (el.disabled || el.closest('[inert]')) continue;
     if (!el.checkVisibility({ visibilityProperty: true, opacityProperty: false })) continue;
@@ -176,23 +176,24 @@ _MARK_CONTROLS_JS = """
       || el.getAttribute('title') || el.getAttribute('name') || '';
     const what = `${el.tagName.toLowerCase()}${el.id ? '#' + el.id : ''}`
       + `${name ? ' "' + name + '"' : ''}`;
-    el.dataset.kbdIndex = String(out.length);
+    controls.push(el);
     out.push(what);
   }
+  window.__kbdControls = controls;
   return out;
 }
 """
 
-# Which marked control has the focus (its index), or -1. A radio counts for its group.
+# Which listed control has the focus (its index), or -1. A radio counts for its group.
 _FOCUSED_INDEX_JS = """
 () => {
   const el = document.activeElement;
+  const controls = window.__kbdControls || [];
   if (!el) return -1;
-  if (el.dataset && el.dataset.kbdIndex !== undefined) return Number(el.dataset.kbdIndex);
+  const index = controls.indexOf(el);
+  if (index >= 0) return index;
   if (el.type === 'radio' && el.name) {
-    const first = document.querySelector(
-      `input[type="radio"][name="${CSS.escape(el.name)}"][data-kbd-index]`);
-    if (first) return Number(first.dataset.kbdIndex);
+    return controls.findIndex((c) => c.type === 'radio' && c.name === el.name);
   }
   return -1;
 }
@@ -229,8 +230,7 @@ async def assert_keyboard_reachable(page: Any, name: str) -> list[str]:
         if len(order) == len(controls):
             break
     await page.evaluate(
-        "() => { for (const el of document.querySelectorAll('[data-kbd-index]'))"
-        " el.removeAttribute('data-kbd-index');"
+        "() => { delete window.__kbdControls;"
         " const start = document.getElementById('kbd-start'); if (start) start.remove(); }"
     )
     missing = [controls[i] for i in range(len(controls)) if i not in order]

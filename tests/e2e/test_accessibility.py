@@ -137,7 +137,7 @@ async def test_signed_out_views(browser: Any, server: ServerProcess, screenshot_
 
     _account, invite = await create_room(server.base_url, "a11y-invite", "a11y-inv@example.com")
     guest = await _open(browser, server, f"/join/{invite['code']}", PHONE)
-    await guest.locator("#join-section").wait_for(state="visible", timeout=10000)
+    await guest.locator("#prejoin-section").wait_for(state="visible", timeout=10000)
     await _check(guest, "invite-join-form", screenshot_dir)
 
 

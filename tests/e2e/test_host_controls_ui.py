@@ -137,7 +137,7 @@ async def test_host_badge_hands_and_mute(
     hana_row = host.locator("#people-list li", has_text="Hana")
     assert await hana_row.locator(".person-role").inner_text() == "Host"
     await _shot(host, screenshot_dir, "host-hand-raised.png")
-    await host.get_by_role("button", name="Lower Alice's hand").click()
+    await host.get_by_role("button", name="Lower hand of Alice").click()
     await alice.get_by_role("button", name="Raise hand").wait_for(timeout=20_000)
     await alice_row.locator(".person-hand").wait_for(state="detached", timeout=20_000)
 

@@ -120,9 +120,12 @@ async def test_lobby_invites_by_role_live_count_revoke_history_and_delete(
     )
     await _shot(owner, screenshot_dir, "l03-lobby-link-revoked.png")
     fresh = await (await browser.new_context(viewport=DESKTOP)).new_page()
-    await fresh.goto(f"{server.base_url}/join/{speaker_code}?name=Late")
-    await fresh.get_by_text("invite not found").first.wait_for(timeout=10000)
-    assert await fresh.evaluate("() => window.sfu.state") != "joined"
+    response = await fresh.goto(f"{server.base_url}/join/{speaker_code}?name=Late")
+    assert response.status == 410  # the server's page in words: used up or withdrawn
+    await fresh.get_by_role("heading", name="This invite link has been used up").wait_for(
+        timeout=10000
+    )
+    assert await fresh.get_by_role("button", name="Join now").count() == 0  # no client, no join
     await _shot(fresh, screenshot_dir, "l04-revoked-link-error.png")
     await fresh.context.close()
 
@@ -188,7 +191,7 @@ async def test_an_ended_room_needs_reopen_from_the_lobby(
     await error.wait_for(state="visible", timeout=10000)
     sentence = await error.inner_text()
     assert "This room has ended" in sentence and "Reopen room" in sentence, sentence
-    reopen = item.get_by_role("button", name=f"Reopen {name}")
+    reopen = item.get_by_role("button", name=f"Reopen room {name}")
     await reopen.wait_for(timeout=15000)
     assert await item.locator(".room-live").inner_text() == "Ended"
     await _shot(lobby, screenshot_dir, "l08-lobby-ended-room-needs-reopen.png")
