@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import aioice.ice
 import aioice.stun
 import aiortc
+import aiortc.codecs
 from aioice.candidate import Candidate as IceCandidate
 from aioice.ice import Connection as IceConnection
 from aioice.ice import StunProtocol
@@ -125,6 +126,32 @@ def make_configuration(ice_servers: Iterable[str]) -> RTCConfiguration:
     # kind that already has a transport then stays off the BUNDLE transport. MAX_BUNDLE puts
     # every m-line on one transport (RFC 8843), which our RawRtpTransport relies on.
     return RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+
+
+OPUS_FMTP: dict[str, int] = {"minptime": 10, "useinbandfec": 1}
+"""Opus fmtp parameters (RFC 7587 §6.1) in every SDP the server writes: in our answer to a
+publisher ``useinbandfec=1`` lets its encoder add in-band FEC (RFC 6716 LBRR; libwebrtc only
+does when the answer says so), the repair for audio lost on a subscriber's link (see
+:mod:`sfu.rtp.loss_proxy`); ``minptime=10`` is what browsers offer. aiortc 1.16.0's Opus codec
+has no parameters, so its answers and offers would carry no Opus fmtp at all."""
+
+
+def enable_opus_inband_fec() -> None:
+    """Give aiortc's Opus codec entry :data:`OPUS_FMTP` (idempotent, process-wide).
+
+    aiortc writes a transceiver's codecs into both offers (``createOffer`` copies
+    ``aiortc.codecs.CODECS``) and answers (``find_common_codecs`` deep-copies the matching
+    local entry, not the remote one), so setting the parameters on that one entry covers the
+    answer to a publisher and every subscribe offer; ``getCapabilities("audio")`` reports
+    them too, so codec preferences built from it still match (``filter_preferred_codecs``
+    compares parameters). Called when this module is imported.
+    """
+    for codec in aiortc.codecs.CODECS["audio"]:
+        if codec.mimeType.lower() == "audio/opus":
+            codec.parameters.update(OPUS_FMTP)
+
+
+enable_opus_inband_fec()
 
 
 @dataclass(slots=True)

@@ -28,6 +28,7 @@ from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
 from sfu import _aiortc_adapter as adapter
 from sfu.codecs import CodecInfo, match_codec
 from sfu.errors import UnsupportedCodecError
+from sfu.rtp.loss_proxy import DownstreamLoss
 from sfu.rtp.munger import RtpMunger
 from sfu.rtp.rtt import RttEstimator
 from sfu.rtp.rtx_budget import RetransmissionBudget
@@ -78,6 +79,7 @@ class Consumer:
         paused: subscriber-side pause; ``active`` is True only when negotiated, connected and
             neither side is paused.
         packets_sent, bytes_sent (payload bytes), retransmissions, keyframe_requests: counters.
+        downstream_loss: the subscriber's latest reported fraction lost for our SSRC.
     """
 
     __slots__ = (
@@ -94,6 +96,7 @@ class Consumer:
         "bytes_sent",
         "closed",
         "codec",
+        "downstream_loss",
         "id",
         "keyframe_requests",
         "kind",
@@ -139,6 +142,7 @@ class Consumer:
         )
         self.rtx_seq = secrets.randbits(15)
         self.rtt = RttEstimator()
+        self.downstream_loss = DownstreamLoss()
         self.rtx_budget = RetransmissionBudget()
         self.wait_keyframe = self.kind == "video"
         self.packets_sent = 0
@@ -309,11 +313,17 @@ class Consumer:
         self.retransmissions += sent
         return sent
 
-    def on_report_block(self, lsr: int, dlsr: int, now_ms: int | None = None) -> None:
+    def on_report_block(
+        self, lsr: int, dlsr: int, now_ms: int | None = None, fraction_lost: int = 0
+    ) -> None:
         """The subscriber's receiver report block for our SSRC (RFC 3550 §6.4.1): ``lsr`` (the
         middle 32 bits of the NTP timestamp of our last SR it got) and ``dlsr`` (1/65536 s
-        since) update our round-trip time estimate ``self.rtt``."""
-        self.rtt.on_report_block(lsr, dlsr, adapter.now_ms() if now_ms is None else now_ms)
+        since) update our round-trip time estimate ``self.rtt``; ``fraction_lost`` (0..255,
+        1/256 units) is kept in ``self.downstream_loss`` for audio loss proxying
+        (:mod:`sfu.rtp.loss_proxy`)."""
+        now = adapter.now_ms() if now_ms is None else now_ms
+        self.rtt.on_report_block(lsr, dlsr, now)
+        self.downstream_loss.on_report(fraction_lost, now)
 
     def request_keyframe(self) -> None:
         """The subscriber lost a picture (PLI/FIR) or just started: ask the producer."""

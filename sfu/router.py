@@ -31,6 +31,8 @@ class Router:
             bounds the m-lines one publisher adds to every subscriber's SDP.
         media_timeout_s: a connected transport whose peer is silent this long (s) fails (the
             liveness watchdog of :class:`WebRtcTransport`); None disables it.
+        audio_loss_proxying: report subscribers' audio loss to Opus publishers (in-band FEC,
+            :mod:`sfu.rtp.loss_proxy`).
         totals: where closed objects' counters accumulate (shared by the whole server).
     """
 
@@ -45,6 +47,7 @@ class Router:
         max_producers_per_participant: int = 8,
         totals: Totals | None = None,
         media_timeout_s: float | None = None,
+        audio_loss_proxying: bool = True,
     ) -> None:
         self.ice_servers = list(ice_servers)
         self.max_producers_per_participant = max_producers_per_participant
@@ -54,6 +57,7 @@ class Router:
         self.nack_buffer_packets = nack_buffer_packets
         self.ice_connect_timeout_s = ice_connect_timeout_s
         self.media_timeout_s = media_timeout_s
+        self.audio_loss_proxying = audio_loss_proxying
         self.transports: set[WebRtcTransport] = set()
         self.producers: dict[str, Producer] = {}
         self.closed = False
@@ -75,6 +79,7 @@ class Router:
             totals=self.totals,
             connect_timeout_s=self.ice_connect_timeout_s,
             media_timeout_s=self.media_timeout_s,
+            audio_loss_proxying=self.audio_loss_proxying,
         )
         self.transports.add(transport)
         return transport

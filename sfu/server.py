@@ -29,6 +29,8 @@ class MediaSettings:
             publish at once; more get :class:`sfu.errors.LimitExceededError`.
         media_timeout_s: a connected transport whose peer is silent this long fails (s);
             None disables the liveness watchdog.
+        audio_loss_proxying: the receiver reports sent to an Opus publisher carry the worst
+            fraction lost its subscribers report, so its encoder adds in-band FEC.
     """
 
     ice_hosts: list[str] = field(default_factory=list)
@@ -39,6 +41,7 @@ class MediaSettings:
     ice_connect_timeout_s: float | None = 30.0
     max_producers_per_participant: int = 8
     media_timeout_s: float | None = None
+    audio_loss_proxying: bool = True
 
 
 class MediaServer:
@@ -69,6 +72,7 @@ class MediaServer:
                 max_producers_per_participant=self.settings.max_producers_per_participant,
                 totals=self.totals,
                 media_timeout_s=self.settings.media_timeout_s,
+                audio_loss_proxying=self.settings.audio_loss_proxying,
             )
             room = Room(name, router, on_empty=self._on_room_empty)
             self.rooms[name] = room

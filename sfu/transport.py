@@ -45,6 +45,7 @@ from sfu.codecs import preferences_for
 from sfu.consumer import Consumer
 from sfu.errors import InvalidSdpError, InvalidStateError
 from sfu.rtp.header import find_extension, parse_rtp
+from sfu.rtp.loss_proxy import proxied_fraction_lost
 from sfu.stats import Totals
 from sfu.tasks import spawn
 
@@ -115,6 +116,9 @@ class WebRtcTransport:
             check sent after :data:`QUIET_BEFORE_PROBE_S` of quiet) for this many seconds is
             closed as failed, long before aioice's own 30 s consent expiry (RFC 7675);
             None disables it.
+        audio_loss_proxying: the receiver report sent to an Opus publisher carries the worst
+            fraction lost its subscribers report, so its encoder turns on in-band FEC
+            (:mod:`sfu.rtp.loss_proxy`).
 
     Attributes:
         pc: the :class:`ForwardingPeerConnection`.
@@ -133,6 +137,7 @@ class WebRtcTransport:
         totals: Totals | None = None,
         connect_timeout_s: float | None = None,
         media_timeout_s: float | None = None,
+        audio_loss_proxying: bool = True,
     ) -> None:
         self.pc = adapter.ForwardingPeerConnection(self, adapter.make_configuration(ice_servers))
         self.nack_buffer_packets = nack_buffer_packets
@@ -154,6 +159,7 @@ class WebRtcTransport:
         self.connect_timed_out = False
         self.media_timed_out = False
         self.media_timeout_s = media_timeout_s
+        self.audio_loss_proxying = audio_loss_proxying
         self._watch_task: asyncio.Task[None] | None = None
         self._on_connected: list[Callable[[WebRtcTransport], None]] = []
         self._connect_timer: asyncio.TimerHandle | None = None
@@ -548,7 +554,7 @@ class WebRtcTransport:
             if consumer is not None:
                 if now is None:
                     now = adapter.now_ms()
-                consumer.on_report_block(report.lsr, report.dlsr, now)
+                consumer.on_report_block(report.lsr, report.dlsr, now, report.fraction_lost)
 
     # -- RTCP we send --------------------------------------------------------------------------
 
@@ -602,6 +608,7 @@ class WebRtcTransport:
                 elapsed = now - producer.last_bwe_update if producer.last_bwe_update else 0.0
                 producer.last_bwe_update = now
                 self.send_remb(producer, producer.bwe.update(fraction / 256, elapsed, now))
+            fraction = self._proxied_fraction_lost(producer, fraction)
             lsr = dlsr = 0
             if producer.last_sr is not None:
                 ntp, _rtp, at = producer.last_sr
@@ -622,6 +629,14 @@ class WebRtcTransport:
         for i in range(0, len(blocks), 31):  # at most 31 report blocks per RR
             out += bytes(RtcpRrPacket(ssrc=sender_ssrc, reports=blocks[i : i + 31]))
         return out
+
+    def _proxied_fraction_lost(self, producer: Producer, own: int) -> int:
+        # Audio loss proxying (sfu/rtp/loss_proxy.py): only Opus producers, only fraction lost.
+        codec = producer.codec
+        if not self.audio_loss_proxying or codec is None or codec.name != "OPUS":
+            return own
+        downstream = [consumer.downstream_loss for consumer in producer.consumers]
+        return proxied_fraction_lost(own, downstream, adapter.now_ms())
 
     def _sender_reports(self) -> list[bytes]:
         reports: list[bytes] = []

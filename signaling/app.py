@@ -32,6 +32,7 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
             ice_connect_timeout_s=settings.ice_connect_timeout_s,
             max_producers_per_participant=settings.max_producers_per_participant,
             media_timeout_s=settings.media_timeout_s or None,
+            audio_loss_proxying=settings.audio_loss_proxying,
         )
     )
     app[keys.MEDIA] = media

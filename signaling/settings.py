@@ -61,6 +61,9 @@ class Settings(BaseSettings):
         media_restart_grace_s: after a media path failure the participant stays in the room
             this long (s) for its client to renegotiate on new transports; then it is removed
             with ``transport_failed``.
+        audio_loss_proxying: the RTCP receiver reports sent to an Opus publisher carry the
+            worst fraction lost its subscribers report (fresh within 10 s), so its encoder
+            turns on in-band FEC (RFC 6716 LBRR) for them.
         max_producers_per_participant: most tracks (sending m-lines) one participant may
             publish at once; a publish offer with more gets ``too_large`` (WHIP: 400). It bounds
             what one publisher adds to every subscriber's SDP.
@@ -152,6 +155,7 @@ class Settings(BaseSettings):
     max_producers_per_participant: int = Field(default=8, ge=1, le=32)
     media_timeout_s: float = Field(default=2.0, ge=0)
     media_restart_grace_s: float = Field(default=15.0, gt=0)
+    audio_loss_proxying: bool = True
     env: Literal["development", "production"] = "development"
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 

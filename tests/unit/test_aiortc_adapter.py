@@ -5,8 +5,10 @@ from __future__ import annotations
 import inspect
 
 import aiortc
+import aiortc.codecs
+import aiortc.rtcpeerconnection
 import pytest
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCSessionDescription
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 
 from sfu import _aiortc_adapter as adapter
@@ -296,3 +298,59 @@ async def test_consent_probe_answered_by_a_live_peer_and_not_by_a_dead_one() -> 
         await client.close()
     finally:
         adapter.set_ice_host_addresses([])
+
+
+def test_opus_codec_entry_internal_exists() -> None:
+    """enable_opus_inband_fec edits aiortc.codecs.CODECS["audio"]'s Opus entry; answers must
+    still deep-copy the local entry (not the remote one) for its parameters to reach them."""
+    opus = [c for c in aiortc.codecs.CODECS["audio"] if c.mimeType.lower() == "audio/opus"]
+    assert len(opus) == 1 and isinstance(opus[0].parameters, dict)
+    assert opus[0].parameters == adapter.OPUS_FMTP
+    source = inspect.getsource(aiortc.rtcpeerconnection.find_common_codecs)
+    assert "for codec in local_codecs" in source and "copy.deepcopy(codec)" in source
+    assert "CODECS[transceiver.kind]" in inspect.getsource(RTCPeerConnection.createOffer)
+
+
+def _opus_fmtp(sdp: str) -> str:
+    payload_type = next(
+        line.split()[0].split(":")[1] for line in sdp.splitlines() if "opus/48000" in line
+    )
+    return next(
+        line for line in sdp.splitlines() if line.startswith(f"a=fmtp:{payload_type} ")
+    ).split(" ", 1)[1]
+
+
+async def test_answer_and_offer_carry_opus_inband_fec() -> None:
+    """Our answer to a publisher says ``useinbandfec=1`` (else a Chromium publisher never
+    sends Opus FEC), even to an offer without any Opus fmtp; so does a subscribe offer."""
+    publisher = RTCPeerConnection(adapter.make_configuration([]))
+    answerer = adapter.ForwardingPeerConnection(
+        adapter.NullRtpSink(), adapter.make_configuration([])
+    )
+    subscriber = adapter.ForwardingPeerConnection(
+        adapter.NullRtpSink(), adapter.make_configuration([])
+    )
+    try:
+        publisher.addTransceiver("audio", direction="sendonly")
+        await publisher.setLocalDescription(await publisher.createOffer())
+        offer = "\r\n".join(
+            line
+            for line in publisher.localDescription.sdp.splitlines()
+            if not line.startswith("a=fmtp:")
+        )
+        await answerer.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        await answerer.setLocalDescription(await answerer.createAnswer())
+        params = set(_opus_fmtp(answerer.localDescription.sdp).split(";"))
+        assert {"useinbandfec=1", "minptime=10"} <= params
+
+        transceiver = subscriber.addTransceiver("audio", direction="sendonly")
+        opus = [
+            c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == "audio/opus"
+        ]
+        transceiver.setCodecPreferences(opus)  # as sfu.transport does for a consumer
+        await subscriber.setLocalDescription(await subscriber.createOffer())
+        assert "useinbandfec=1" in _opus_fmtp(subscriber.localDescription.sdp).split(";")
+    finally:
+        await publisher.close()
+        await answerer.close()
+        await subscriber.close()
