@@ -96,7 +96,7 @@ export class QualityMonitor {
     this.latest = null;
     this.history = []; // the last samples, oldest first (for debugging and test reports)
     this.busy = false;
-    this.flow = new Map(); // inbound-rtp id -> {bytes, at}: when its bytes last grew (ms)
+    this.flow = new Map(); // "participant/track" -> its stall clock (_stallClocks)
     this._render(null);
   }
 
@@ -179,22 +179,15 @@ export class QualityMonitor {
     const perSid = new Map(); // sid -> {lost, expected, audio jitter, video jitter}
     let stalledMs = 0; // the longest an expected stream has gone without bytes
     const stalledSids = new Set();
-    const flow = new Map();
+    this.flow = this._stallClocks(session, subStats, now);
+    for (const [, clock] of this.flow) {
+      if (!clock.shouldFlow || now - clock.at < STALL_MS - STALL_SLACK_MS) continue;
+      stalledMs = Math.max(stalledMs, now - clock.at);
+      stalledSids.add(clock.participant);
+    }
     subStats.forEach((r) => {
       if (r.type !== 'inbound-rtp') return;
       counters.in.set(r.id, { bytes: r.bytesReceived, lost: r.packetsLost, recv: r.packetsReceived });
-      const bytes = r.bytesReceived ?? 0;
-      const last = this.flow.get(r.id);
-      const subscribed = r.mid !== undefined ? session.subMids.get(r.mid) : undefined;
-      const shouldFlow = expectedToFlow(session, subscribed);
-      // A stream counts as stalled from the last sample in which its bytes grew while it was
-      // expected to flow (a muted track's silence starts no clock).
-      const at = !last || bytes > last.bytes || !shouldFlow ? now : last.at;
-      flow.set(r.id, { bytes, at });
-      if (shouldFlow && now - at >= STALL_MS - STALL_SLACK_MS) {
-        stalledMs = Math.max(stalledMs, now - at);
-        stalledSids.add(subscribed.participant);
-      }
       addJitter(r.kind, r.jitter);
       const before = prev ? prev.in.get(r.id) : undefined;
       if (!before) return;
@@ -215,7 +208,6 @@ export class QualityMonitor {
       }
     });
     this.prev = counters;
-    this.flow = flow;
 
     const jitter = jitters.audio ?? jitters.video;
     const subLoss = expected > 0 ? (100 * lost) / expected : null;
@@ -230,6 +222,8 @@ export class QualityMonitor {
       const level = stalledSids.has(sid) ? 'outage' : classify({ loss: l, jitter: j });
       remote[sid] = { loss: round1(l), jitter: round1(j), level };
     }
+    // A stalled participant whose connection has no stats yet (replaced, not yet carrying media).
+    for (const sid of stalledSids) remote[sid] ??= { loss: 0, jitter: 0, level: 'outage' };
     const q = {
       level: 'unknown',
       loss: round1(loss),
@@ -248,6 +242,32 @@ export class QualityMonitor {
     if (!prev) q.level = 'unknown';
     else q.level = stalledMs > 0 ? 'outage' : classify(q);
     return q;
+  }
+
+  /**
+   * One stall clock per subscribed track (participant and track sid), not per stats entry: a
+   * track counts as stalled from the last sample in which its bytes grew while it was expected
+   * to flow (a muted track's silence starts no clock). A replaced subscribe connection (media
+   * restart) starts new counters, and until it carries media an expected track has no
+   * inbound-rtp at all: that is no media, so the clock goes on instead of starting again.
+   */
+  _stallClocks(session, subStats, now) {
+    const bytesByMid = new Map();
+    subStats.forEach((r) => {
+      if (r.type === 'inbound-rtp' && r.mid !== undefined) bytesByMid.set(r.mid, r.bytesReceived ?? 0);
+    });
+    const clocks = new Map();
+    for (const [mid, info] of session.subMids) {
+      const key = `${info.participant}/${info.track}`;
+      const shouldFlow = expectedToFlow(session, info);
+      const bytes = bytesByMid.get(mid);
+      const last = this.flow.get(key);
+      const sameConnection = last !== undefined && last.pc === session.sub;
+      const grew = bytes !== undefined && bytes > (sameConnection ? last.bytes ?? 0 : 0);
+      const at = !last || grew || !shouldFlow ? now : last.at;
+      clocks.set(key, { bytes: bytes ?? 0, at, pc: session.sub, shouldFlow, participant: info.participant });
+    }
+    return clocks;
   }
 
   _render(q) {

@@ -75,6 +75,10 @@ async def test_badge_shows_outage_when_no_media_arrives(
         )
         alice_sid = await bob.evaluate(SID_BY_NAME_JS, "alice")
         await _wait_media_flowing(bob, "bob")
+        # Bob's media crosses the relay: more than 100 datagrams within 10 s (bounded wait).
+        deadline = time.monotonic() + 10
+        while relays.stats()[1].sent <= 100 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
         _, down = relays.stats()
         assert relays.relays and down.sent > 100, "bob's media does not cross the relay"
         # Measured and flowing (on an idle machine "good"; a loaded one may say "fair" or
