@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import pytest
 
+from signaling.client import RoomClient
 from tests.e2e.conftest import create_room
 from tests.e2e.test_browser_call import _wait_js
 
@@ -281,14 +282,24 @@ async def test_unusable_links_and_lost_connections_read_as_sentences(
     )
     for sentence in sentences:
         assert re.fullmatch(r"[A-Z].*[.!?]", sentence) and not CODE_LIKE.search(sentence), sentence
-    # A call whose connection drops: a sentence and a way back in, never "(code 1006)".
+    # A call the server ends for good (the same person joined from another device; a dropped
+    # socket alone resumes on its own): a sentence and a way back in, never "(code 4001)".
     _session, invite = await create_room(
         server.base_url, "Drop room", f"owner-{secrets.token_hex(4)}@example.com"
     )
     await page.goto(f"{server.base_url}/join/{invite['code']}?name=Dee", timeout=GOTO_TIMEOUT_MS)
     await _wait_js(page, "() => window.sfu.state === 'joined'", 15, "dee to join")
-    await page.evaluate("() => window.sfu.ws.close(4000)")
-    await page.get_by_role("heading", name="You are no longer in the room").wait_for(timeout=10000)
+    call = await page.evaluate("() => JSON.parse(sessionStorage.getItem('sfu.call'))")
+    elsewhere = RoomClient(
+        server.base_url, call["room"], "Dee", token=call["token"], subscribe=False
+    )
+    try:
+        await elsewhere.connect()  # the server closes the page's session: duplicate_identity
+        await page.get_by_role("heading", name="You are no longer in the room").wait_for(
+            timeout=10000
+        )
+    finally:
+        await elsewhere.close()
     text = await _visible_text(page)
     assert not CODE_LIKE.search(text), text
     assert await page.get_by_role("button", name="Join again").is_visible()
