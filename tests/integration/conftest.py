@@ -79,6 +79,30 @@ def make_token() -> MakeToken:
     return make
 
 
+PODCAST_ROOM = "pod"
+"""The podcast room of the ``podcast`` fixture."""
+
+
+@pytest.fixture
+def podcast(room_client: Callable[..., RoomClient]) -> Callable[..., RoomClient]:
+    """``podcast(identity, role, **kwargs)``: a /ws client of the podcast room
+    :data:`PODCAST_ROOM` whose token carries that starting role (the host's with roomAdmin,
+    a listener's without canPublish)."""
+
+    def make(identity: str, role: str, **kwargs: Any) -> RoomClient:
+        return room_client(
+            PODCAST_ROOM,
+            identity,
+            kind="podcast",
+            role=role,
+            admin=role == "host",
+            publish=role != "listener",
+            **kwargs,
+        )
+
+    return make
+
+
 @pytest.fixture
 async def sfu_url(sfu_settings: Settings) -> AsyncIterator[str]:
     """Base URL of a running server (HTTP + WebSocket) on 127.0.0.1."""

@@ -20,7 +20,7 @@ from signaling.auth.tokens import VideoGrant, create_access_token
 from signaling.client import RoomClient, SignalingError
 from signaling.serverproc import start_server, stop_server, wait_healthy
 from signaling.settings import Settings
-from tests.integration.conftest import MakeToken
+from tests.integration.conftest import PODCAST_ROOM, MakeToken
 from tests.support.media import (
     ColorTrack,
     ToneTrack,
@@ -29,7 +29,7 @@ from tests.support.media import (
     mean_color,
 )
 
-ROOM = "pod"
+ROOM = PODCAST_ROOM
 
 
 def _events(client: RoomClient, kind: str) -> list[dict[str, Any]]:
@@ -44,24 +44,6 @@ async def _refused(client: RoomClient, message: dict[str, Any], code: str = "for
     with pytest.raises(SignalingError) as info:
         await client.request(message)
     assert info.value.code == code, info.value
-
-
-@pytest.fixture
-def podcast(room_client: Callable[..., RoomClient]) -> Callable[..., RoomClient]:
-    """``podcast(identity, role)``: a client of the podcast room with that starting role."""
-
-    def make(identity: str, role: str, **kwargs: Any) -> RoomClient:
-        return room_client(
-            ROOM,
-            identity,
-            kind="podcast",
-            role=role,
-            admin=role == "host",
-            publish=role != "listener",
-            **kwargs,
-        )
-
-    return make
 
 
 async def test_listener_joins_hidden_and_subscribe_only(

@@ -15,7 +15,6 @@ import pytest
 
 from signaling.client import RoomClient
 from signaling.settings import Settings
-from tests.integration.test_stage import ROOM
 from tests.support.media import ToneTrack, collect_audio, dominant_frequency
 
 
@@ -28,22 +27,11 @@ async def _never_restarts(side: str, *, tell_server: bool = True) -> None:
     return None
 
 
-def _podcast(room_client: Callable[..., RoomClient], identity: str, role: str) -> RoomClient:
-    return room_client(
-        ROOM,
-        identity,
-        kind="podcast",
-        role=role,
-        admin=role == "host",
-        publish=role != "listener",
-    )
-
-
 async def test_listener_whose_transport_closes_renegotiates_and_keeps_listening(
-    room_client: Callable[..., RoomClient],
+    podcast: Callable[..., RoomClient],
 ) -> None:
-    host = _podcast(room_client, "host", "host")
-    listener = _podcast(room_client, "fan", "listener")
+    host = podcast("host", "host")
+    listener = podcast("fan", "listener")
     try:
         await host.connect()
         sids = await host.publish([ToneTrack(440.0)])
@@ -76,18 +64,8 @@ async def test_listener_whose_transport_closes_renegotiates_and_keeps_listening(
 
 
 async def test_listener_whose_transport_closes_is_told_and_forgotten(
-    room_client: Callable[..., RoomClient],
+    podcast: Callable[..., RoomClient],
 ) -> None:
-    def podcast(identity: str, role: str) -> RoomClient:
-        return room_client(
-            ROOM,
-            identity,
-            kind="podcast",
-            role=role,
-            admin=role == "host",
-            publish=role != "listener",
-        )
-
     host = podcast("host", "host")
     listener = podcast("fan", "listener")
     listener.restart_media = _never_restarts  # type: ignore[method-assign]

@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 import aiohttp
 import numpy as np
-import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
 from sfu import _aiortc_adapter as adapter
@@ -145,23 +144,6 @@ async def test_whip_errors(sfu_url: str, make_token: MakeToken) -> None:
 
 def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": "Bearer " + token}
-
-
-@pytest.fixture
-def podcast(room_client: Callable[..., RoomClient]) -> Callable[..., RoomClient]:
-    """``podcast(identity, role)``: a /ws client of the podcast room ``pod``."""
-
-    def make(identity: str, role: str) -> RoomClient:
-        return room_client(
-            ROOM,
-            identity,
-            kind="podcast",
-            role=role,
-            admin=role == "host",
-            publish=role != "listener",
-        )
-
-    return make
 
 
 async def _whip(
