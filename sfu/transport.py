@@ -62,11 +62,11 @@ RTCP_PSFB_FIR = 4  # RFC 5104 §4.3.1
 WATCH_INTERVAL_S = 0.25
 """How often the liveness watchdog looks at a connected transport (s)."""
 
-QUIET_BEFORE_PROBE_S = 1.0
+QUIET_BEFORE_PROBE_S = 0.5
 """A connected transport that has heard nothing from its peer for this long (s) probes it
 with a STUN consent check (:func:`sfu._aiortc_adapter.probe_consent`)."""
 
-PROBE_INTERVAL_S = 0.5
+PROBE_INTERVAL_S = 0.25
 """While a connected transport stays quiet, a new consent check every this many seconds."""
 
 UNANSWERED_PROBES_BEFORE_FAILURE = 3
