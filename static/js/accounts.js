@@ -4,24 +4,11 @@
 // Every string that comes from the server (names, error details, URLs) is set with
 // textContent or an input's value, never parsed as markup.
 
-import { showError } from './dom.js';
+import { busy, showError } from './dom.js';
 import { describeProblem } from './errors.js';
 import { LobbyView } from './lobby.js';
 
 const $ = (id) => document.getElementById(id);
-
-/** Disable a form's buttons while `work` runs. */
-async function busy(form, work) {
-  const buttons = [...form.querySelectorAll('button')];
-  for (const b of buttons) b.disabled = true;
-  form.setAttribute('aria-busy', 'true');
-  try {
-    return await work();
-  } finally {
-    for (const b of buttons) b.disabled = false;
-    form.removeAttribute('aria-busy');
-  }
-}
 
 export class AccountsView {
   constructor({ api, status, onSignedIn, onSignedOut, onJoin }) {

@@ -52,3 +52,16 @@ export function showError(el, text) {
   el.textContent = text || '';
   el.hidden = !text;
 }
+
+/** Disable a form's buttons (and mark it aria-busy) while `work` runs; returns its result. */
+export async function busy(form, work) {
+  const buttons = [...form.querySelectorAll('button')];
+  for (const b of buttons) b.disabled = true;
+  form.setAttribute('aria-busy', 'true');
+  try {
+    return await work();
+  } finally {
+    for (const b of buttons) b.disabled = false;
+    form.removeAttribute('aria-busy');
+  }
+}

@@ -5,24 +5,11 @@
 // textContent or an input's value, never parsed as markup.
 
 import { inviteCodeFrom } from './api.js';
-import { showError } from './dom.js';
+import { busy, showError } from './dom.js';
 import { describeProblem } from './errors.js';
 import { RoomItem } from './lobby-room.js';
 
 const $ = (id) => document.getElementById(id);
-
-/** Disable a form's buttons while `work` runs. */
-async function busy(form, work) {
-  const buttons = [...form.querySelectorAll('button')];
-  for (const b of buttons) b.disabled = true;
-  form.setAttribute('aria-busy', 'true');
-  try {
-    return await work();
-  } finally {
-    for (const b of buttons) b.disabled = false;
-    form.removeAttribute('aria-busy');
-  }
-}
 
 const REFRESH_MS = 5000; // how often the lobby refreshes the rooms' live state
 
