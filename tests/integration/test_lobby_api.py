@@ -17,6 +17,7 @@ import pytest
 from signaling.accounts import record_presence
 from signaling.client import RoomClient, SignalingError
 from tests.conftest import Api
+from tests.integration.test_accounts_rooms import _invite
 
 
 async def _room(api: Api, owner: dict[str, Any], kind: str = "podcast") -> dict[str, Any]:
@@ -26,15 +27,6 @@ async def _room(api: Api, owner: dict[str, Any], kind: str = "podcast") -> dict[
     assert resp.status == 201, await resp.text()
     room: dict[str, Any] = (await resp.json())["room"]
     return room
-
-
-async def _invite(api: Api, owner: dict[str, Any], room_id: str, **body: Any) -> dict[str, Any]:
-    resp = await api.client.post(
-        f"/api/rooms/{room_id}/invites", headers=api.auth(owner), json=body
-    )
-    assert resp.status == 201, await resp.text()
-    invite: dict[str, Any] = await resp.json()
-    return invite
 
 
 async def _client(api: Api, room_id: str, answer: Any) -> RoomClient:
