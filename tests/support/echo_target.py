@@ -1,0 +1,103 @@
+"""A real target for the worker tests (``factory = "tests.support.echo_target:make"``).
+
+Every method is a coroutine served over the worker channel: echo values, sleep, raise a
+typed :mod:`sfu.errors` error (or an unexpected one), emit notifications, keep a bit of state
+(to check that a restart of another worker leaves it alone) and report ``stats()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from sfu.errors import InvalidStateError, NotFoundError
+from sfu.worker.process import WorkerContext
+
+
+class EchoTarget:
+    """The test target; ``config`` is echoed back by :meth:`config`."""
+
+    def __init__(self, config: dict[str, Any], context: WorkerContext) -> None:
+        self._config = config
+        self._context = context
+        self._state: dict[str, Any] = {}
+        self._calls = 0
+        self.closed = False
+        self._notes: list[Any] = []
+
+    async def echo(self, *values: Any) -> list[Any]:
+        """The arguments, as a list."""
+        self._calls += 1
+        return list(values)
+
+    async def whoami(self) -> dict[str, Any]:
+        """This worker's pid and index."""
+        self._calls += 1
+        return {"pid": os.getpid(), "index": self._context.index}
+
+    async def config(self) -> dict[str, Any]:
+        """The config the factory got."""
+        return self._config
+
+    async def sleep(self, seconds: float) -> float:
+        """Sleep ``seconds``, return them."""
+        await asyncio.sleep(seconds)
+        return seconds
+
+    async def fail(self, kind: str) -> None:
+        """Raise: ``not_found`` / ``invalid_state`` (typed), ``bug`` (a ValueError)."""
+        if kind == "not_found":
+            raise NotFoundError("no such producer: p1")
+        if kind == "invalid_state":
+            raise InvalidStateError("transport closed")
+        raise ValueError("a bug in the worker")
+
+    async def emit(self, event: str, count: int) -> int:
+        """Emit ``count`` notifications ``event`` with data ``{"n": i}``."""
+        for n in range(count):
+            self._context.emit(event, {"n": n, "index": self._context.index})
+        return count
+
+    async def set(self, key: str, value: Any) -> None:
+        """Remember ``value`` under ``key``."""
+        self._state[key] = value
+
+    async def get(self, key: str) -> Any:
+        """The value remembered under ``key`` (None when none)."""
+        return self._state.get(key)
+
+    async def blob(self, size: int) -> bytes:
+        """``size`` zero bytes (a large reply)."""
+        return bytes(size)
+
+    async def bad_result(self) -> Any:
+        """A result msgpack cannot encode."""
+        return object()
+
+    async def notes(self) -> list[Any]:
+        """The notifications received from the control process."""
+        return self._notes
+
+    def on_notification(self, event: str, data: Any) -> None:
+        """Keep a control-process notification."""
+        self._notes.append([event, data])
+
+    def helper(self) -> int:
+        """Not a coroutine: never served."""
+        return 1
+
+    def stats(self) -> dict[str, int]:
+        """Counters: calls served."""
+        return {"calls": self._calls, "pid": os.getpid()}
+
+    async def close(self) -> None:
+        """Close (SIGTERM)."""
+        self.closed = True
+
+
+def make(config: dict[str, Any], context: WorkerContext) -> EchoTarget:
+    """The factory the worker calls."""
+    if config.get("fail_start"):
+        raise RuntimeError("refusing to start")
+    return EchoTarget(config, context)
