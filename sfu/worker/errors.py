@@ -120,7 +120,10 @@ def register_error(code: str, cls: type[SfuError]) -> None:
 
 def code_for(exc: BaseException) -> str:
     """The wire code of ``exc``: the code of the nearest class in its MRO that has one,
-    ``internal`` when none has (an unexpected exception)."""
+    ``internal`` when none has (an unexpected exception); a :class:`RemoteError` keeps its
+    own code (an error relayed from further away)."""
+    if isinstance(exc, RemoteError):
+        return exc.code
     for cls in type(exc).__mro__:
         code = _CODES.get(cls)
         if code is not None:

@@ -394,9 +394,7 @@ class WorkerPool:
             await _run_callback(self.on_worker_died, slot.index, "on_worker_died")
             lived = time.monotonic() - slot.started_at
             slot.young_deaths = slot.young_deaths + 1 if lived < self.stable_after_s else 0
-            delay = 0.0
-            if slot.young_deaths > 1:
-                delay = min(self.restart_max_delay_s, 0.25 * 2 ** (slot.young_deaths - 2))
+            delay = restart_delay(slot.young_deaths, self.restart_max_delay_s)
             if delay:
                 logger.warning("worker %d: restarting in %.2f s", slot.index, delay)
                 await asyncio.sleep(delay)
@@ -433,6 +431,15 @@ class WorkerPool:
             if isinstance(counters, dict) and slot.process is process:
                 slot.stats.counters = counters
         slot.stats.sampled_at = time.monotonic()
+
+
+def restart_delay(young_deaths: int, max_delay_s: float) -> float:
+    """Seconds to wait before restarting a worker that died ``young_deaths`` times in a row
+    soon after its start: 0 for the first, then 0.25, 0.5, 1, 2 ... capped at
+    ``max_delay_s``."""
+    if young_deaths <= 1:
+        return 0.0
+    return float(min(max_delay_s, 0.25 * 2 ** min(young_deaths - 2, 30)))
 
 
 def _signal(process: asyncio.subprocess.Process | None, signum: int) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
+from pathlib import Path
 from typing import Any
 
 from sfu.errors import InvalidStateError, NotFoundError
@@ -91,9 +93,19 @@ class EchoTarget:
         """Counters: calls served."""
         return {"calls": self._calls, "pid": os.getpid()}
 
+    async def block(self, seconds: float) -> None:
+        """Block the worker's event loop for ``seconds`` (a stuck worker)."""
+        time.sleep(seconds)  # noqa: ASYNC251 - blocking on purpose
+
     async def close(self) -> None:
-        """Close (SIGTERM)."""
+        """Close (SIGTERM). Config ``close_marker``: a directory where ``closed-<index>`` is
+        written; ``hang_on_close``: never return (the pool must SIGKILL)."""
         self.closed = True
+        if self._config.get("hang_on_close"):
+            time.sleep(3600)  # noqa: ASYNC251 - a target that never finishes closing
+        marker = self._config.get("close_marker")
+        if marker:
+            (Path(marker) / f"closed-{self._context.index}").write_text(str(os.getpid()))
 
 
 def make(config: dict[str, Any], context: WorkerContext) -> EchoTarget:
