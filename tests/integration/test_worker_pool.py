@@ -257,22 +257,24 @@ async def test_worker_exits_when_its_channel_closes() -> None:
             await process.wait()
 
 
-async def test_kill_9_of_the_control_process_takes_its_workers_down() -> None:
-    control = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.support.pool_control",
-        cwd=REPO,
-        stdout=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+async def test_kill_9_of_the_control_process_takes_its_workers_down(tmp_path: Path) -> None:
+    # The control's stdout is a file, not a pipe: its workers inherit it, and a pipe held
+    # open by a worker would make waiting for the control wait for the workers too.
+    out_path = tmp_path / "control.out"
+    with open(out_path, "wb") as out:  # noqa: ASYNC230 - a local file, once
+        control = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.support.pool_control",
+            cwd=REPO,
+            stdout=out,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
     try:
-        assert control.stdout is not None
-        line = await asyncio.wait_for(control.stdout.readline(), 20)
-        pids = json.loads(line)["pids"]
+        assert await _until(lambda: _read(out_path).endswith("\n"), 20)
+        pids = json.loads(_read(out_path))["pids"]
         assert len(pids) == 2 and all(_alive(pid) for pid in pids)
         control.kill()
-        await control.wait()
         # Worker 0's event loop is blocked (it cannot see its channel's EOF): only the parent
         # death signal stops it. Worker 1 would also stop on EOF.
         assert await _until(lambda: not any(_alive(pid) for pid in pids), 2.0), [
@@ -281,4 +283,4 @@ async def test_kill_9_of_the_control_process_takes_its_workers_down() -> None:
     finally:
         if control.returncode is None:
             control.kill()
-            await control.wait()
+        await control.wait()
