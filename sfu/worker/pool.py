@@ -371,29 +371,32 @@ class WorkerPool:
             self.on_notification(index, event, data)
 
     async def _supervise(self, slot: _Slot) -> None:
-        """Wait for the worker to die, then start it again (bounded backoff) until close."""
+        """Wait for the worker to die, then start it again (bounded backoff) until close.
+        ``on_worker_died`` runs once per death of a worker that was up; a replacement that
+        fails to start is retried, later each time, without calling it again."""
         while not self._closing:
             process = slot.process
             if process is not None:
                 await process.wait()
             if self._closing:
                 return
-            if slot.up or process is not None:
-                logger.warning(
-                    "worker %d (pid %s) died with code %s",
-                    slot.index,
-                    process.pid if process else None,
-                    process.returncode if process else None,
-                )
+            was_up = slot.up
             slot.up = False
             slot.cpu_base += slot.cpu_now
             slot.cpu_now = 0.0
             if slot.channel is not None:
                 await slot.channel.close(WorkerCrashedError(f"worker {slot.index} died"))
             slot.process = None
-            await _run_callback(self.on_worker_died, slot.index, "on_worker_died")
+            if was_up and process is not None:
+                logger.warning(
+                    "worker %d (pid %d) died (exit status %s)",
+                    slot.index,
+                    process.pid,
+                    process.returncode,
+                )
+                await _run_callback(self.on_worker_died, slot.index, "on_worker_died")
             lived = time.monotonic() - slot.started_at
-            slot.young_deaths = slot.young_deaths + 1 if lived < self.stable_after_s else 0
+            slot.young_deaths = slot.young_deaths + 1 if lived < self.stable_after_s else 1
             delay = restart_delay(slot.young_deaths, self.restart_max_delay_s)
             if delay:
                 logger.warning("worker %d: restarting in %.2f s", slot.index, delay)
@@ -405,6 +408,7 @@ class WorkerPool:
                 await self._spawn(slot)
             except WorkerStartError as exc:
                 logger.error("%s", exc)
+                slot.process = None
                 slot.started_at = time.monotonic()
                 continue
             await _run_callback(self.on_worker_restarted, slot.index, "on_worker_restarted")

@@ -191,6 +191,38 @@ async def test_kill_9_worker_is_back_within_2_s_and_the_other_is_untouched(
     assert (stats[0].restarts, stats[1].restarts) == (1, 0)
 
 
+async def _back_within(pool: WorkerPool, index: int, old_pid: int, timeout_s: float) -> bool:
+    """Whether worker ``index`` answers from a process other than ``old_pid`` within
+    ``timeout_s`` seconds (bounded: one try per 20 ms at most)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            answer = await pool.call(index, "whoami", timeout_s=0.5)
+        except WorkerCrashedError:
+            await asyncio.sleep(0.02)
+            continue
+        return bool(answer["pid"] != old_pid)
+    return False
+
+
+async def test_a_worker_killed_again_and_again_keeps_coming_back(
+    pool2: tuple[WorkerPool, Events],
+) -> None:
+    pool, events = pool2
+    # Young deaths in a row: restarted after 0, 0.25 and 0.5 s (restart_delay), each well
+    # within 2 s.
+    for _ in range(3):
+        old = pool.pid(1)
+        assert old is not None
+        os.kill(old, signal.SIGKILL)
+        assert await _back_within(pool, 1, old, 2.0)
+    assert events.died == [1, 1, 1] and events.restarted == [1, 1, 1]
+    assert [worker.restarts for worker in pool.stats()] == [0, 3]
+    registry = CollectorRegistry()
+    registry.register(WorkerCollector(lambda: pool))
+    assert 'sfu_worker_restarts_total{worker="1"} 3.0' in generate_latest(registry).decode()
+
+
 async def test_close_stops_every_worker_cleanly(tmp_path: Path) -> None:
     pool = WorkerPool(FACTORY, {"close_marker": str(tmp_path)}, workers=2)
     await pool.start()
