@@ -262,6 +262,10 @@ class Channel:
                 raise CallTimeoutError(
                     f"{method}: no reply from {self.name} within {timeout} s"
                 ) from None
+        except asyncio.CancelledError:
+            if future.cancelled() or not future.done():  # awaiting it cancelled it
+                self._send_quietly([CANCEL, request_id])  # nobody waits for the reply
+            raise
         finally:
             self._pending.pop(request_id, None)
 
@@ -314,6 +318,9 @@ class Channel:
             reason = exc
         except asyncio.CancelledError:
             reason = ChannelClosedError(f"{self.name}: channel closed")
+        except Exception as exc:  # e.g. a codec bug: never leave pending calls hanging
+            logger.exception("%s: closing after an unexpected error", self.name)
+            reason = ProtocolError(f"{self.name}: {exc.__class__.__name__}: {exc}")
         self._set_closed(reason)
 
     def _dispatch(self, message: list[Any]) -> None:

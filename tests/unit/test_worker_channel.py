@@ -123,6 +123,17 @@ async def test_timeout_cancels_the_request_at_the_peer(
     assert await caller.call("echo", "still") == ["still"]
 
 
+async def test_a_cancelled_call_is_cancelled_at_the_peer(
+    pair: tuple[Channel, Channel, Served],
+) -> None:
+    caller, _server, served = pair
+    call = asyncio.ensure_future(caller.call("hang"))
+    await asyncio.sleep(0.05)
+    call.cancel()
+    await asyncio.wait_for(served.cancelled.wait(), 2)
+    assert caller.pending_calls == 0
+
+
 async def test_notifications_both_ways(pair: tuple[Channel, Channel, Served]) -> None:
     caller, server, served = pair
     got: list[tuple[str, Any]] = []
