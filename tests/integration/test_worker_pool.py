@@ -260,6 +260,24 @@ async def test_a_factory_that_fails_fails_start_and_leaves_no_process() -> None:
     assert _worker_descendants(os.getpid()) == []
 
 
+async def test_a_codec_carries_dataclasses_both_ways() -> None:
+    from tests.support.echo_target import Point
+
+    notes: list[tuple[int, str, Any]] = []
+    pool = WorkerPool(
+        FACTORY,
+        workers=1,
+        codec="tests.support.echo_target:PointCodec",
+        on_notification=lambda i, e, d: notes.append((i, e, d)),
+    )
+    await pool.start()
+    try:
+        assert await pool.call(0, "move", Point(1, 2), 10) == {"to": Point(11, 2)}
+        assert await _until(lambda: notes == [(0, "moved", [Point(1, 2)])], 2)
+    finally:
+        await pool.close()
+
+
 def test_restart_backoff_is_bounded() -> None:
     delays = [restart_delay(n, 5.0) for n in range(1, 10)]
     assert delays == [0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 5.0, 5.0, 5.0]

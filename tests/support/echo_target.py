@@ -10,11 +10,43 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sfu.errors import InvalidStateError, NotFoundError
 from sfu.worker.process import WorkerContext
+
+
+@dataclass(frozen=True)
+class Point:
+    """A dataclass carried over the channel by :class:`PointCodec`."""
+
+    x: int
+    y: int
+
+
+class PointCodec:
+    """A codec as the media-plane API's will be: :class:`Point` <-> ``{"__point__": [x, y]}``,
+    recursively through lists and maps; plain values pass through unchanged."""
+
+    def encode(self, value: Any) -> Any:
+        if isinstance(value, Point):
+            return {"__point__": [value.x, value.y]}
+        if isinstance(value, list | tuple):
+            return [self.encode(item) for item in value]
+        if isinstance(value, dict):
+            return {key: self.encode(item) for key, item in value.items()}
+        return value
+
+    def decode(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            if set(value) == {"__point__"}:
+                return Point(*value["__point__"])
+            return {key: self.decode(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self.decode(item) for item in value]
+        return value
 
 
 class EchoTarget:
@@ -68,6 +100,13 @@ class EchoTarget:
     async def get(self, key: str) -> Any:
         """The value remembered under ``key`` (None when none)."""
         return self._state.get(key)
+
+    async def move(self, point: Point, dx: int) -> dict[str, Point]:
+        """``point`` moved by ``dx`` (needs :class:`PointCodec` on both ends)."""
+        if not isinstance(point, Point):
+            raise TypeError(f"not a Point: {point!r}")
+        self._context.emit("moved", [point])
+        return {"to": Point(point.x + dx, point.y)}
 
     async def blob(self, size: int) -> bytes:
         """``size`` zero bytes (a large reply)."""
