@@ -37,6 +37,8 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["tls_cert"] = Path(args.tls_cert)
     if args.tls_key is not None:
         overrides["tls_key"] = Path(args.tls_key)
+    if args.workers is not None:
+        overrides["workers"] = args.workers
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
@@ -47,6 +49,7 @@ def _serve(args: argparse.Namespace) -> int:
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    log_workers_not_wired(settings)
     from signaling.access_log import RedactingAccessLogger
     from signaling.auth.secrets import SecretError
     from signaling.store.embedded import StoreStartError
@@ -74,6 +77,19 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"sfu serve: cannot start: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def log_workers_not_wired(settings: Settings) -> str | None:
+    """Issue 12, until the worker pool carries the media plane: log (and return) that
+    ``workers`` > 0 is not wired yet and media runs in the control process; None for 0."""
+    if settings.workers == 0:
+        return None
+    message = (
+        f"SFU_WORKERS={settings.workers}: media worker processes are not wired yet; "
+        "media runs in the control process (as with --workers 0)"
+    )
+    logging.getLogger("signaling.cli").info(message)
+    return message
 
 
 def _setting_error(error: Any) -> str:
@@ -140,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--tls-cert", default=None, help="PEM certificate chain: serve HTTPS/WSS (SFU_TLS_CERT)"
     )
     serve.add_argument("--tls-key", default=None, help="PEM private key (SFU_TLS_KEY)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="media worker processes (SFU_WORKERS; default: usable CPUs; 0: in-process)",
+    )
     serve.set_defaults(func=_serve)
 
     token = sub.add_parser("token", help="access tokens (RFC 7519 JWT)")

@@ -6,6 +6,7 @@ Every field is documented in README.md. Environment variables use the ``SFU_`` p
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -17,6 +18,14 @@ def _split_csv(value: object) -> object:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
     return value
+
+
+def default_workers() -> int:
+    """The CPUs this process may run on (``os.sched_getaffinity``), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
 
 
 class Settings(BaseSettings):
@@ -68,6 +77,10 @@ class Settings(BaseSettings):
             publish at once; a publish offer with more gets ``too_large`` (WHIP: 400). It bounds
             what one publisher adds to every subscriber's SDP.
         env: ``development`` or ``production`` (production refuses weak secrets).
+        workers: media worker processes (``SFU_WORKERS``, ``sfu serve --workers``; default:
+            the CPUs this process may use, ``os.sched_getaffinity``); 0 keeps media in the
+            control process. Issue 12: not wired yet, media always runs in the control
+            process (the server logs so at start when > 0).
         metrics_token: when set (``SFU_METRICS_TOKEN``), ``GET /metrics`` requires
             ``Authorization: Bearer <metrics_token>`` and answers 401 otherwise. Unset: open.
         allowed_origins: CORS allow-list of ``/api`` (``SFU_ALLOWED_ORIGINS``, comma separated,
@@ -157,6 +170,7 @@ class Settings(BaseSettings):
     media_restart_grace_s: float = Field(default=15.0, gt=0)
     audio_loss_proxying: bool = True
     env: Literal["development", "production"] = "development"
+    workers: int = Field(default_factory=default_workers, ge=0, le=1024)
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     mongo_db: str = "sfu"
