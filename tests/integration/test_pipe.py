@@ -231,7 +231,9 @@ async def test_pli_on_router_b_reaches_the_publisher(rig: Rig) -> None:
     assert source.plis_sent > plis, "A's producer asked the publisher"
 
 
-async def test_packet_lost_on_the_pipe_is_recovered_by_nack(rig: Rig) -> None:
+async def test_packet_lost_on_the_pipe_is_recovered_by_nack(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
     video = await rig.pipe("video")
     sub = await rig.subscriber("viewer", counting=True)
     sub.participant.subscribe(video)
@@ -261,6 +263,24 @@ async def test_packet_lost_on_the_pipe_is_recovered_by_nack(rig: Rig) -> None:
     top = max(o for o in offsets if o < 0x8000)
     missing = [o for o in range(top) if o not in offsets]
     assert not missing, f"the subscriber never got {len(missing)} packet(s) lost on the pipe"
+    # B's REMB for the piped video reached A and caps what A tells the publisher.
+    source = rig.producers["video"]
+    await _until(lambda: bool(source.remote_estimates), timeout=5)
+    ((reported, _at),) = source.remote_estimates.values()
+    assert 0 < reported <= rig.room_b.router.max_publish_bitrate_bps
+    assert source.capped_estimate(10**9) == reported
+    # A low estimate from B is what the publisher's REMB says.
+    rembs: list[int] = []
+    publish_transport = source.transport
+    send_remb = publish_transport.send_remb  # type: ignore[attr-defined]
+
+    def record(producer: Producer, bitrate: int) -> None:
+        rembs.append(bitrate)
+        send_remb(producer, bitrate)
+
+    monkeypatch.setattr(publish_transport, "send_remb", record)
+    pipe_consumer.on_remb(150_000)
+    await _until(lambda: 150_000 in rembs, timeout=5)
 
 
 async def test_last_consumer_on_b_closes_the_pipe(rig: Rig) -> None:
