@@ -41,6 +41,7 @@ unknown SSRC) is dropped and counted in ``pipe_dropped``.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import random
@@ -150,6 +151,29 @@ class PipeProducerParameters:
     rtx_ssrc: int | None
     audio_level_id: int = 0
     paused: bool = False
+
+    def validate(self) -> None:
+        """Check the values another process or node sent.
+
+        Raises:
+            ValueError: unknown kind, a payload type outside 0..127 (RFC 3550 §5.1), an SSRC
+                outside 1..2^32-1, an RTX payload type without an RTX SSRC, an extension id
+                outside 0..14 (RFC 8285 §4.2) or a clock rate that is not positive.
+        """
+        if self.kind not in ("audio", "video"):
+            raise ValueError(f"unknown kind {self.kind!r}")
+        for pt in (self.payload_type, self.rtx_payload_type):
+            if pt is not None and not 0 <= pt <= 127:
+                raise ValueError(f"payload type {pt} out of range")
+        for ssrc in (self.ssrc, self.rtx_ssrc):
+            if ssrc is not None and not 0 < ssrc <= 0xFFFFFFFF:
+                raise ValueError(f"SSRC {ssrc} out of range")
+        if (self.rtx_payload_type is None) != (self.rtx_ssrc is None):
+            raise ValueError("RTX needs both a payload type and an SSRC")
+        if not 0 <= self.audio_level_id <= 14:
+            raise ValueError(f"header extension id {self.audio_level_id} out of range")
+        if self.clock_rate <= 0 or not self.producer_id or "/" not in self.mime_type:
+            raise ValueError("bad codec or producer id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -535,10 +559,14 @@ class PipeTransport:
 
         Raises:
             InvalidStateError: closed, already connected, or SRTP on one end only.
-            ValueError: an SRTP key that is not 28 bytes.
+            ValueError: an SRTP key that is not 28 bytes, an address that is not an IP
+                address, or a port outside 1..65535.
         """
         if self.closed or self._socket is None:
             raise InvalidStateError("pipe transport is closed or not started")
+        ipaddress.ip_address(remote.ip)  # raises ValueError
+        if not 0 < remote.port <= 0xFFFF:
+            raise ValueError(f"port {remote.port} out of range")
         if self.remote is not None:
             raise InvalidStateError("pipe transport is already connected")
         if self.srtp_enabled != (remote.srtp_key is not None):
@@ -678,10 +706,12 @@ class PipeTransport:
         Raises:
             InvalidStateError: the pipe or the router is closed, or the router has a producer
                 with that id that is not a piped one (or is piped by another live pipe).
-            ValueError: the codec is not the one the existing producer's consumers have.
+            ValueError: invalid parameters (:meth:`PipeProducerParameters.validate`), or the
+                codec is not the one the existing producer's consumers have.
         """
         if self.closed or self.router.closed:
             raise InvalidStateError("pipe transport or router is closed")
+        params.validate()
         rtp = _negotiated(params, self.rtcp_ssrc)
         existing = self.router.producers.get(params.producer_id)
         if existing is not None:

@@ -23,6 +23,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
 
 from sfu import _aiortc_adapter as adapter
+from sfu.errors import InvalidStateError
 from sfu.events import RoomEvent, SubscribedTrack
 from sfu.participant import Participant
 from sfu.pipe import PipeConsumer, PipeTransport, PipeTransportParameters
@@ -374,6 +375,14 @@ async def test_srtp_pipe_with_a_wrong_key_drops_and_counts(rig: Rig) -> None:
     end_b = await rig.room_b.router.create_pipe_transport(enable_srtp=True)
     end_a.connect(end_b.local_parameters())
     wrong = PipeTransportParameters(end_a.listen_ip, end_a.port, os.urandom(28))
+    for bad, error in (
+        (PipeTransportParameters("pipe.example", 5000, wrong.srtp_key), ValueError),
+        (PipeTransportParameters("127.0.0.1", 0, wrong.srtp_key), ValueError),
+        (PipeTransportParameters("127.0.0.1", 5000, b"short"), ValueError),
+        (PipeTransportParameters("127.0.0.1", 5000, None), InvalidStateError),
+    ):
+        with pytest.raises(error):
+            end_b.connect(bad)
     end_b.connect(wrong)
     piped = end_b.produce(end_a.consume(rig.producers["audio"]))
     await _until(lambda: end_b.counters_.drop_reasons.get("srtp", 0) > 20, timeout=5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from aiortc.rtcrtpparameters import (
     RTCRtpCodecParameters,
     RTCRtpHeaderExtensionParameters,
@@ -98,8 +99,8 @@ def test_pipe_consumer_sends_payload_unchanged_with_audio_level() -> None:
     assert pipe.forgotten == [consumer] and not producer.consumers
 
 
-def test_piped_producer_parameters_are_plain_data() -> None:
-    params = PipeProducerParameters(
+def _video_params() -> PipeProducerParameters:
+    return PipeProducerParameters(
         producer_id="TR_x",
         participant_sid="PA_x",
         kind="video",
@@ -114,6 +115,11 @@ def test_piped_producer_parameters_are_plain_data() -> None:
         ssrc=5,
         rtx_ssrc=6,
     )
+
+
+def test_piped_producer_parameters_are_plain_data() -> None:
+    params = _video_params()
+    params.validate()
     assert PipeProducerParameters(**dataclasses.asdict(params)) == params
     rtp = _negotiated(params, rtcp_ssrc=9)
     producer = Producer(transport=FakeTransport(), participant_sid="PA_x", mid="pipe", kind="video")
@@ -121,6 +127,25 @@ def test_piped_producer_parameters_are_plain_data() -> None:
     assert producer.codec is not None
     assert (producer.codec.payload_type, producer.codec.rtx_payload_type) == (96, 97)
     assert (producer.ssrc, producer.rtx_ssrc, producer.rtcp_ssrc) == (5, 6, 9)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"kind": "data"},
+        {"payload_type": 128},
+        {"ssrc": 0},
+        {"ssrc": 1 << 32},
+        {"rtx_ssrc": None},
+        {"audio_level_id": 15},
+        {"clock_rate": 0},
+        {"mime_type": "VP8"},
+    ],
+)
+def test_invalid_piped_producer_parameters_raise(change: dict[str, object]) -> None:
+    params = dataclasses.replace(_video_params(), **change)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        params.validate()
 
 
 def test_remote_estimate_caps_the_remb_while_fresh() -> None:
