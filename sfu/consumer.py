@@ -413,8 +413,7 @@ class Consumer:
         self.closed = True
         self.active = False
         self._send_rtp = None
-        if self in self.producer.consumers:
-            self.producer.consumers.remove(self)
+        self.producer.remove_consumer(self)
         if self.rtx_buffer is not None:
             self.rtx_buffer.clear()
         callbacks, self._on_close = self._on_close, []

@@ -15,7 +15,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from sfu import _aiortc_adapter as adapter
 from sfu.codecs import CodecInfo, codec_info
@@ -28,7 +28,25 @@ from sfu.rtp.stats import ReceiveStats
 
 if TYPE_CHECKING:
     from sfu.consumer import Consumer
-    from sfu.transport import WebRtcTransport
+
+REMOTE_ESTIMATE_MAX_AGE_S = 5.0
+"""A bandwidth estimate reported by another router over a pipe (:mod:`sfu.pipe`) caps this
+producer's REMB for this long (s) after it arrived."""
+
+
+class ProducerTransport(Protocol):
+    """What a Producer needs from the transport its media arrives on: a
+    :class:`sfu.transport.WebRtcTransport` (a publisher) or a :class:`sfu.pipe.PipeTransport`
+    (a producer piped from another router)."""
+
+    def send_pli(self, producer: Producer) -> None:
+        """Send a PLI (RFC 4585 §6.3.1) upstream for ``producer``."""
+
+    def send_nack(self, producer: Producer, lost: list[int]) -> None:
+        """Send a Generic NACK (RFC 4585 §6.2.1) upstream for ``lost`` sequence numbers."""
+
+    def adopt_producer(self, producer: Producer) -> None:
+        """Route the media of the (resumed) ``producer`` to it."""
 
 
 class Producer:
@@ -50,7 +68,7 @@ class Producer:
     def __init__(
         self,
         *,
-        transport: WebRtcTransport,
+        transport: ProducerTransport,
         participant_sid: str,
         mid: str,
         kind: str,
@@ -97,6 +115,10 @@ class Producer:
         self.level_count = 0
         self.last_arrival_ms = 0  # aiortc clock (ms) of the last packet from the publisher
         self.keyframe_on_connect = False  # ask for a keyframe once the m-line is connected
+        # Bandwidth estimates (bits/s, monotonic s) reported by routers this producer is
+        # piped to, keyed by pipe consumer id (sfu.pipe): they cap the REMB we send.
+        self.remote_estimates: dict[str, tuple[int, float]] = {}
+        self._on_unconsumed: list[Callable[[Producer], None]] = []
         self._nack_timer: asyncio.TimerHandle | None = None
         self._on_close: list[Callable[[Producer], None]] = []
 
@@ -279,7 +301,7 @@ class Producer:
             for consumer in self.consumers:
                 consumer.on_producer_gap(True, silent_s)
 
-    def resume(self, transport: WebRtcTransport, mid: str, rtp: adapter.NegotiatedRtp) -> None:
+    def resume(self, transport: ProducerTransport, mid: str, rtp: adapter.NegotiatedRtp) -> None:
         """Bind this suspended producer to m-line ``mid`` of ``transport`` (the publisher's new
         RTCPeerConnection): the new SSRCs, payload types and header extension ids come from
         ``rtp``; receive statistics, NACK state and bandwidth estimate start afresh; consumers
@@ -306,6 +328,34 @@ class Producer:
         if not self.paused:  # else the gap ends when the producer is unmuted
             for consumer in self.consumers:
                 consumer.on_producer_gap(False)
+
+    # -- consumers and remote estimates (sfu.pipe) ------------------------------------------
+
+    def remove_consumer(self, consumer: Consumer) -> None:
+        """Detach ``consumer`` (it closed); when it was the last one, run the callbacks
+        registered with :meth:`on_unconsumed`."""
+        if consumer in self.consumers:
+            self.consumers.remove(consumer)
+            if not self.consumers and not self.closed:
+                for callback in list(self._on_unconsumed):
+                    callback(self)
+
+    def on_unconsumed(self, callback: Callable[[Producer], None]) -> None:
+        """Run ``callback`` each time the last consumer of this producer goes (a piped
+        producer closes its pipe then, :mod:`sfu.pipe`)."""
+        self._on_unconsumed.append(callback)
+
+    def capped_estimate(self, bitrate_bps: int, now_s: float | None = None) -> int:
+        """``bitrate_bps`` (our own estimate, bits/s) capped by every fresh estimate another
+        router reported over a pipe (:data:`REMOTE_ESTIMATE_MAX_AGE_S`): the REMB the publisher
+        gets then reflects subscribers on every router."""
+        if not self.remote_estimates:
+            return bitrate_bps
+        now = time.monotonic() if now_s is None else now_s
+        for bps, at in self.remote_estimates.values():
+            if now - at <= REMOTE_ESTIMATE_MAX_AGE_S and bps < bitrate_bps:
+                bitrate_bps = bps
+        return bitrate_bps
 
     # -- mute and close ---------------------------------------------------------------------
 

@@ -8,13 +8,18 @@ about who subscribes to what; that is the :class:`sfu.room.Room`'s policy.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from sfu.consumer import Consumer
 from sfu.errors import InvalidStateError, NotFoundError
 from sfu.producer import Producer
 from sfu.stats import Totals
 from sfu.transport import WebRtcTransport
+
+if TYPE_CHECKING:
+    from sfu.pipe import PipeTransport
 
 
 class Router:
@@ -58,8 +63,11 @@ class Router:
         self.ice_connect_timeout_s = ice_connect_timeout_s
         self.media_timeout_s = media_timeout_s
         self.audio_loss_proxying = audio_loss_proxying
+        self.id = "RT_" + secrets.token_urlsafe(9)
         self.transports: set[WebRtcTransport] = set()
         self.producers: dict[str, Producer] = {}
+        self.pipe_transports: set[PipeTransport] = set()
+        self._pipe_pairs: dict[str, tuple[PipeTransport, PipeTransport]] = {}
         self.closed = False
 
     def create_webrtc_transport(
@@ -113,7 +121,8 @@ class Router:
         return producer
 
     def _forget_producer(self, producer: Producer) -> None:
-        self.producers.pop(producer.id, None)
+        if self.producers.get(producer.id) is producer:
+            del self.producers[producer.id]
 
     def get_producer(self, producer_id: str) -> Producer:
         """The producer with this id.
@@ -133,6 +142,75 @@ class Router:
             raise InvalidStateError("router or producer is closed")
         return transport.add_consumer(producer)
 
+    # -- pipes (sfu.pipe) ------------------------------------------------------------------
+
+    async def create_pipe_transport(
+        self, *, listen_ip: str = "127.0.0.1", enable_srtp: bool = False
+    ) -> PipeTransport:
+        """A new :class:`sfu.pipe.PipeTransport` of this router, bound to ``listen_ip`` on an
+        ephemeral UDP port; SRTP AEAD_AES_128_GCM (RFC 7714) when ``enable_srtp``.
+
+        Raises:
+            InvalidStateError: when the router is closed.
+            OSError: when the socket cannot be bound.
+        """
+        from sfu.pipe import PipeTransport
+
+        if self.closed:
+            raise InvalidStateError("router is closed")
+        pipe = PipeTransport(
+            self,
+            listen_ip=listen_ip,
+            enable_srtp=enable_srtp,
+            nack_buffer_packets=self.nack_buffer_packets,
+            totals=self.totals,
+        )
+        await pipe.start()
+        self.pipe_transports.add(pipe)
+        return pipe
+
+    async def pipe_pair(
+        self, target: Router, *, enable_srtp: bool = False
+    ) -> tuple[PipeTransport, PipeTransport]:
+        """The connected pair of pipe transports (ours, ``target``'s) between this router and
+        ``target`` in this process, created on first use with each end's control calls going
+        to the other end (mediasoup ``Router.pipeToRouter``)."""
+        pair = self._pipe_pairs.get(target.id)
+        if pair is not None and not pair[0].closed and not pair[1].closed:
+            return pair
+        local = await self.create_pipe_transport(enable_srtp=enable_srtp)
+        try:
+            remote = await target.create_pipe_transport(enable_srtp=enable_srtp)
+        except BaseException:
+            await local.close()
+            raise
+        local.connect(remote.local_parameters())
+        remote.connect(local.local_parameters())
+        local.on_control(remote.apply)
+        remote.on_control(local.apply)
+        self._pipe_pairs[target.id] = (local, remote)
+        return local, remote
+
+    async def pipe_to_router(
+        self, producer_id: str, target: Router, *, enable_srtp: bool = False
+    ) -> Producer:
+        """Pipe our producer ``producer_id`` to ``target`` (see :func:`sfu.pipe.pipe_to_router`)."""
+        from sfu.pipe import pipe_to_router
+
+        return await pipe_to_router(producer_id, self, target, enable_srtp=enable_srtp)
+
+    def add_piped_producer(self, producer: Producer) -> None:
+        """Register a producer piped from another router (:meth:`PipeTransport.produce`)."""
+        self.producers[producer.id] = producer
+        producer.on_close(self._forget_producer)
+
+    def forget_pipe_transport(self, pipe: PipeTransport) -> None:
+        """Called by a closing pipe transport."""
+        self.pipe_transports.discard(pipe)
+        for key, pair in list(self._pipe_pairs.items()):
+            if pipe in pair:
+                del self._pipe_pairs[key]
+
     async def close_transport(self, transport: WebRtcTransport) -> None:
         """Close one transport (and its producers and consumers)."""
         self.transports.discard(transport)
@@ -143,6 +221,8 @@ class Router:
         if self.closed:
             return
         self.closed = True
+        pipes = list(self.pipe_transports)
+        await asyncio.gather(*(p.close() for p in pipes), return_exceptions=True)
         transports = list(self.transports)
         self.transports.clear()
         await asyncio.gather(*(t.close() for t in transports), return_exceptions=True)

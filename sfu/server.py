@@ -129,6 +129,10 @@ class MediaServer:
                 live.append(transport.counters())
                 live.extend(p.counters() for p in list(transport.producers.values()))
                 live.extend(c.counters() for c in list(transport.consumers.values()))
+            for pipe in list(room.router.pipe_transports):
+                live.append(pipe.counters())
+                live.extend(p.counters() for p in list(pipe.producers.values()))
+                live.extend(c.counters() for c in list(pipe.consumers.values()))
         return self.totals.snapshot(live)
 
     async def close(self) -> None:

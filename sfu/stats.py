@@ -27,6 +27,11 @@ COUNTER_NAMES = (
     "nacks_received",  # NACK packets from subscribers
     "plis_received",  # PLI/FIR from subscribers
     "rtcp_received",
+    "pipe_packets_sent",  # RTP/RTCP datagrams sent over pipes to other routers (sfu.pipe)
+    "pipe_bytes_sent",
+    "pipe_packets_received",  # datagrams received from the remote end of a pipe
+    "pipe_bytes_received",
+    "pipe_dropped",  # pipe datagrams dropped: stranger, malformed, SRTP failure, unknown SSRC
 )
 
 

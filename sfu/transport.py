@@ -629,7 +629,8 @@ class WebRtcTransport:
             if producer.bwe is not None:
                 elapsed = now - producer.last_bwe_update if producer.last_bwe_update else 0.0
                 producer.last_bwe_update = now
-                self.send_remb(producer, producer.bwe.update(fraction / 256, elapsed, now))
+                estimate = producer.bwe.update(fraction / 256, elapsed, now)
+                self.send_remb(producer, producer.capped_estimate(estimate, now))
             fraction = self._proxied_fraction_lost(producer, fraction)
             lsr = dlsr = 0
             if producer.last_sr is not None:
