@@ -27,8 +27,8 @@ async def announce_file(
     hub = app.get(CHAT)
     if hub is None:
         return
-    media_room = app[keys.MEDIA].get_room(room) if keys.MEDIA in app else None
-    participant = media_room.by_identity(claims.sub) if media_room is not None else None
+    found = await app[keys.MEDIA].find_participant(room, claims.sub) if keys.MEDIA in app else None
+    participant = found.participant if found is not None else None
     try:
         await hub.post(
             room,

@@ -56,16 +56,6 @@ class MediaPlane(Protocol):
         is safe to call twice."""
         ...
 
-    async def enable_media_restart(self, participant: str, grace_s: float) -> None:
-        """From now on a failed transport of ``participant`` is replaced instead of closing
-        it: the listener gets ``MediaRestarted(side, "transport_failed")``; a replacement not
-        connected ``grace_s`` seconds (s) later closes it (``transport_failed``).
-
-        Raises:
-            NotFoundError: unknown participant.
-        """
-        ...
-
     # -- negotiation (RFC 8829 offer/answer, RFC 8838 trickle) -----------------------------
 
     async def publish_offer(
@@ -112,8 +102,8 @@ class MediaPlane(Protocol):
         ``SubscribeOffer`` follows).
 
         Raises:
-            NotFoundError; InvalidStateError: restart not enabled, or the participant is
-                closing.
+            NotFoundError; InvalidStateError: restart not enabled (``media_restart_grace_s``
+                of its ``ParticipantSpec``), or the participant is closing.
         """
         ...
 

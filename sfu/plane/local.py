@@ -35,6 +35,8 @@ from sfu.plane.types import (
 )
 from sfu.server import MediaServer, MediaSettings
 
+__all__ = ["LocalMediaPlane", "MediaSettings"]
+
 logger = logging.getLogger(__name__)
 
 
@@ -135,6 +137,10 @@ class LocalMediaPlane:
             else None,
             attributes=dict(spec.attributes),
         )
+        if spec.media_restart_grace_s is not None:
+            listener_ = participant.listener
+            assert isinstance(listener_, _Listener)
+            participant.enable_media_restart(listener_.on_media_restart, spec.media_restart_grace_s)
         self._participants[participant.sid] = participant
         return JoinResult(
             participant=_ref(participant),
@@ -150,13 +156,6 @@ class LocalMediaPlane:
         if notify and not found.closed:
             found.listener.on_closed(reason)
         await found.room.remove(found, reason=reason)
-
-    async def enable_media_restart(self, participant: str, grace_s: float) -> None:
-        """See :meth:`sfu.plane.api.MediaPlane.enable_media_restart`."""
-        found = self._get(participant)
-        listener = found.listener
-        assert isinstance(listener, _Listener)
-        found.enable_media_restart(listener.on_media_restart, grace_s)
 
     # -- negotiation ---------------------------------------------------------------------------
 

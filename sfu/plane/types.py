@@ -40,6 +40,11 @@ class ParticipantSpec:
         hidden: never announced to the room (a podcast audience member).
         subscribe_kinds: the producer kinds it takes (``audio``/``video``); None: all.
         attributes: application key/value strings (the stage role lives in ``role``).
+        media_restart_grace_s: not None: a failed transport is replaced instead of closing
+            the participant; its listener gets ``MediaRestarted(side, "transport_failed")``
+            and a replacement not connected this many seconds (s) later closes it
+            (``transport_failed``). aiortc has no ICE restart, so a new transport replaces
+            the old one, as LiveKit's full reconnect does.
     """
 
     identity: str
@@ -50,6 +55,7 @@ class ParticipantSpec:
     hidden: bool = False
     subscribe_kinds: tuple[str, ...] | None = None
     attributes: dict[str, str] = field(default_factory=dict)
+    media_restart_grace_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
