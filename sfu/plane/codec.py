@@ -9,9 +9,10 @@ hints of :class:`sfu.plane.api.MediaPlane`, so a new method or field needs no co
 * a call: ``encode_call(method, kwargs)`` -> ``{"method", "args"}``, :func:`decode_call`;
 * a reply: :func:`encode_result` / :func:`decode_result` (by method), or for a typed error
   :func:`encode_error` / :func:`decode_error` (``{"code", "message"}``, :mod:`sfu.errors`);
-* a notification: :func:`encode_event` -> ``{"type": "<dataclass name>", "data": {...}}``
-  and :func:`decode_event` (the events of :data:`sfu.events.ParticipantEvent` share shapes,
-  e.g. ``ParticipantJoined`` and ``ParticipantUpdated``, so they are tagged by name).
+* a notification: :func:`encode_notification` -> ``{"participant": sid, "event": ...}``
+  with :func:`encode_event` -> ``{"type": "<dataclass name>", "data": {...}}``, and back
+  (some events of :data:`sfu.events.ParticipantEvent` share a shape, e.g.
+  ``ParticipantJoined`` and ``ParticipantUpdated``, so they are tagged by name).
 """
 
 from __future__ import annotations
@@ -157,6 +158,29 @@ def decode_event(message: dict[str, Any]) -> events.ParticipantEvent:
         raise CodecError(f"unknown event type {message.get('type')!r}")
     event: events.ParticipantEvent = decode(message.get("data"), cls)
     return event
+
+
+def encode_notification(participant: str, event: events.ParticipantEvent) -> dict[str, Any]:
+    """A notification for one participant's listener: ``{"participant": sid, "event":
+    encode_event(event)}``.
+
+    Raises:
+        CodecError: not a :data:`sfu.events.ParticipantEvent`.
+    """
+    return {"participant": participant, "event": encode_event(event)}
+
+
+def decode_notification(message: dict[str, Any]) -> tuple[str, events.ParticipantEvent]:
+    """(participant sid, event) of an :func:`encode_notification` message.
+
+    Raises:
+        CodecError: no participant id, or a bad event.
+    """
+    participant = message.get("participant")
+    event = message.get("event")
+    if not isinstance(participant, str) or not isinstance(event, dict):
+        raise CodecError("a notification needs a participant id and an event object")
+    return participant, decode_event(event)
 
 
 def encode_error(exc: SfuError) -> dict[str, str]:

@@ -230,6 +230,8 @@ def test_every_event_round_trips_with_its_type() -> None:
         event = _sample(cls)
         decoded = codec.decode_event(_through_json(codec.encode_event(event)))
         assert type(decoded) is cls and decoded == event
+        message = _through_json(codec.encode_notification("PA_1", event))
+        assert codec.decode_notification(message) == ("PA_1", event)
     # two events of one shape stay apart
     info = _sample(events.ParticipantInfo)
     joined = codec.decode_event(_through_json(codec.encode_event(events.ParticipantJoined(info))))
@@ -245,6 +247,10 @@ def test_bad_messages_get_a_typed_codec_error() -> None:
         codec.decode_call({"method": "set_hidden", "args": {"participant": "PA_x", "hidden": {}}})
     with pytest.raises(errors.CodecError):
         codec.decode_event({"type": "Exploded", "data": {}})
+    with pytest.raises(errors.CodecError):
+        codec.decode_notification({"event": {"type": "ParticipantLeft", "data": {}}})
+    with pytest.raises(errors.CodecError):
+        codec.encode_event(TrackSpec("0", "audio"))  # type: ignore[arg-type]
     with pytest.raises(errors.CodecError):
         codec.decode_result("participant", {"participant": "not a ref"})
 
