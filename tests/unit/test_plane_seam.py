@@ -279,6 +279,7 @@ async def test_local_plane_speaks_ids_dataclasses_and_typed_errors() -> None:
         b = await plane.join(
             "r", ParticipantSpec("bob", "Bob", can_publish=False), seen["b"].append
         )
+        assert seen["b"] == []  # nothing reaches a new participant before join returns
         assert a.participant.room == "r" and a.others == ()
         assert [i.identity for i in b.others] == ["alice"]
         assert seen["a"] == [events.ParticipantJoined(b.info)]
