@@ -1,65 +1,64 @@
 """Typed errors raised by the media plane's public API.
 
-Every error carries a stable ``code`` (a class attribute), so a proxy of the media plane
+Every error carries a stable ``code`` (a class attribute; a channel's error for a code it
+does not know may set it per instance), so a proxy of the media plane
 (:mod:`sfu.plane`) can send ``(code, message)`` over its channel and re-raise the same class
 on the other side with :func:`error_from_code`.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 
 class SfuError(Exception):
     """Base class of every error the media plane raises on purpose."""
 
-    code: ClassVar[str] = "sfu_error"
+    code: str = "sfu_error"
 
 
 class InvalidSdpError(SfuError):
     """An SDP offer or answer that cannot be parsed or negotiated (RFC 8866, RFC 8829)."""
 
-    code: ClassVar[str] = "invalid_sdp"
+    code: str = "invalid_sdp"
 
 
 class InvalidStateError(SfuError):
     """An operation on a closed object, or out of negotiation order (e.g. an answer with no
     offer outstanding)."""
 
-    code: ClassVar[str] = "invalid_state"
+    code: str = "invalid_state"
 
 
 class NotAllowedError(InvalidStateError):
     """The participant lacks the grant the operation needs (e.g. a publish offer without
     ``canPublish``); nothing changed."""
 
-    code: ClassVar[str] = "not_allowed"
+    code: str = "not_allowed"
 
 
 class NotFoundError(SfuError):
     """An unknown room, participant, producer or consumer."""
 
-    code: ClassVar[str] = "not_found"
+    code: str = "not_found"
 
 
 class LimitExceededError(SfuError):
     """A request that would exceed a per-participant limit (e.g. more producers than
     ``max_producers_per_participant``); nothing changed."""
 
-    code: ClassVar[str] = "limit_exceeded"
+    code: str = "limit_exceeded"
 
 
 class UnsupportedCodecError(SfuError):
     """No codec common to the producer and the consumer's transport."""
 
-    code: ClassVar[str] = "unsupported_codec"
+    code: str = "unsupported_codec"
 
 
-class CodecError(SfuError):
+class CodecError(SfuError, ValueError):
     """A media-plane channel message that does not decode to the API's types (a peer of
     another version, or a corrupt channel; :mod:`sfu.plane.codec`)."""
 
-    code: ClassVar[str] = "codec_error"
+    code: str = "codec_error"
 
 
 ERRORS: dict[str, type[SfuError]] = {

@@ -17,6 +17,7 @@ hints of :class:`sfu.plane.api.MediaPlane`, so a new method or field needs no co
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import typing
@@ -191,3 +192,88 @@ def encode_error(exc: SfuError) -> dict[str, str]:
 def decode_error(message: dict[str, Any]) -> SfuError:
     """The typed error of an :func:`encode_error` reply (to raise)."""
     return error_from_code(str(message.get("code")), str(message.get("message", "")))
+
+
+# -- a self-describing codec, for a channel that maps one value at a time ----------------------
+
+TAG = "$dc"
+"""The key that marks an encoded API dataclass in :class:`ChannelCodec`'s output."""
+
+
+def _walk(tp: Any, seen: dict[str, type[Any]]) -> None:
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if seen.get(tp.__name__) is tp:
+            return
+        if tp.__name__ in seen:
+            raise CodecError(f"two API dataclasses are named {tp.__name__}")
+        seen[tp.__name__] = tp
+        for field_type in typing.get_type_hints(tp).values():
+            _walk(field_type, seen)
+        return
+    for arg in typing.get_args(tp):
+        _walk(arg, seen)
+
+
+@functools.cache
+def api_dataclasses() -> dict[str, type[Any]]:
+    """Every dataclass the API takes, returns or emits (nested ones too), by class name."""
+    seen: dict[str, type[Any]] = {}
+    for method in methods():
+        params, result = method_types(method)
+        for tp in [*params.values(), result]:
+            _walk(tp, seen)
+    for event in EVENT_TYPES.values():
+        _walk(event, seen)
+    return seen
+
+
+class ChannelCodec:
+    """Maps any API value to plain msgpack/JSON values and back, one value at a time, without
+    knowing its declared type (the ``Codec`` hook of a worker channel: ``encode(value)`` /
+    ``decode(value)``).
+
+    An API dataclass becomes ``{"$dc": "<class name>", "v": <its fields, encoded by
+    type>}``; lists and tuples become lists of encoded items, dicts keep their keys with
+    encoded values; str, int, float, bool, None and bytes pass through unchanged (so plain
+    control messages need no codec). A top-level tuple comes back as a list (the API's
+    methods take either). ``$dc`` is reserved as a dict key.
+    """
+
+    def encode(self, value: Any) -> Any:
+        """A plain value for ``value``.
+
+        Raises:
+            TypeError: a value that is neither plain nor an API dataclass.
+        """
+        if value is None or isinstance(value, str | bool | int | float | bytes):
+            return value
+        if isinstance(value, list | tuple):
+            return [self.encode(item) for item in value]
+        if isinstance(value, dict):
+            return {key: self.encode(item) for key, item in value.items()}
+        cls = type(value)
+        if api_dataclasses().get(cls.__name__) is cls:
+            return {TAG: cls.__name__, "v": encode(value, cls)}
+        raise TypeError(f"not a media-plane API value: {cls.__name__}")
+
+    def decode(self, value: Any) -> Any:
+        """The value :meth:`encode` mapped to ``value``.
+
+        Raises:
+            CodecError: an unknown dataclass tag or fields that do not fit it (a
+                ``ValueError``, as the channel expects).
+        """
+        if isinstance(value, list):
+            return [self.decode(item) for item in value]
+        if isinstance(value, dict):
+            if TAG in value:
+                cls = api_dataclasses().get(str(value[TAG]))
+                if cls is None:
+                    raise CodecError(f"unknown media-plane dataclass {value[TAG]!r}")
+                return decode(value.get("v"), cls)
+            return {key: self.decode(item) for key, item in value.items()}
+        return value
+
+
+CHANNEL_CODEC = ChannelCodec()
+"""The instance a worker channel names as ``sfu.plane.codec:CHANNEL_CODEC``."""

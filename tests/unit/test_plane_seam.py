@@ -255,6 +255,30 @@ def test_bad_messages_get_a_typed_codec_error() -> None:
         codec.decode_result("participant", {"participant": "not a ref"})
 
 
+def test_the_channel_codec_carries_every_api_value_without_its_type() -> None:
+    """``ChannelCodec`` is the worker channel's per-value hook: it must restore every API
+    dataclass from the value alone, and leave plain values as they are."""
+    channel = codec.CHANNEL_CODEC
+    assert set(codec.api_dataclasses().values()) == api_dataclasses()
+    for cls in api_dataclasses():
+        value = _sample(cls)
+        assert channel.decode(_through_json(channel.encode(value))) == value, cls
+    for method in codec.methods():  # positional args as a channel sends them, and results
+        params, result = codec.method_types(method)
+        for value in [*(_sample(tp, name) for name, tp in params.items()), _sample(result)]:
+            back = channel.decode(_through_json(channel.encode(value)))
+            assert back == (list(value) if isinstance(value, tuple) else value), method
+    plain = {"a": [1, "x", None, True, 2.5], "b": {"c": -1}}
+    assert channel.encode(plain) == plain and channel.decode(plain) == plain
+    assert channel.encode(b"\x00raw") == b"\x00raw"
+    with pytest.raises(TypeError):
+        channel.encode(object())
+    with pytest.raises(ValueError):  # a CodecError is a ValueError: the channel's bad_request
+        channel.decode({codec.TAG: "Exploded", "v": {}})
+    with pytest.raises(ValueError):
+        channel.decode({codec.TAG: "TrackSpec", "v": {"mid": []}})
+
+
 def test_every_typed_error_crosses_with_its_class() -> None:
     classes = [
         v for v in vars(errors).values() if isinstance(v, type) and issubclass(v, errors.SfuError)
