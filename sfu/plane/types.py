@@ -125,13 +125,34 @@ class IceServer:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """One media worker process, for ``/metrics`` (issue 12: ``sfu_worker_up`` ...).
+
+    ``index``: the worker's slot (0..N-1, the ``worker`` label); ``pid``: its current process
+    (None while down); ``up``: it answers; ``restarts``: times it was started again after its
+    first start; ``cpu_seconds``: user + system CPU (s) of every process that held the slot
+    (monotonic); ``rss_bytes``: resident memory of the current process (bytes, 0 while
+    down); ``counters``: its own media counters (:data:`sfu.stats.COUNTER_NAMES`)."""
+
+    index: int
+    pid: int | None = None
+    up: bool = False
+    restarts: int = 0
+    cpu_seconds: float = 0.0
+    rss_bytes: int = 0
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class PlaneStats:
     """Gauges (rooms, participants, producers, consumers: current counts) and ``counters``,
     the monotonic media counters of :data:`sfu.stats.COUNTER_NAMES` (packets, bytes, ...),
-    summed over the whole media plane."""
+    summed over the whole media plane; ``workers``: one entry per media worker process
+    (empty when the media runs in the control process)."""
 
     rooms: int
     participants: int
     producers: int
     consumers: int
     counters: dict[str, int] = field(default_factory=dict)
+    workers: tuple[WorkerInfo, ...] = ()
