@@ -107,3 +107,34 @@ RoomEvent = (
     | TrackMuted
     | ActiveSpeakersChanged
 )
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeOffer:
+    """A subscribe-transport offer (RFC 8829) to deliver to the participant's client, with
+    the mid map of its m-lines; the client answers through ``MediaPlane.subscribe_answer``."""
+
+    sdp: str
+    tracks: tuple[SubscribedTrack, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantClosed:
+    """The media plane closed the participant (``duplicate_identity``, ``transport_failed``,
+    ``room_closed``, ``room_ended``, ``removed`` ...); its id is no longer valid."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class MediaRestarted:
+    """The ``side`` (``publish``/``subscribe``) transport's media path failed and the media
+    plane replaced it (``reason``: ``transport_failed``); the client renegotiates that side
+    on a new RTCPeerConnection. Only after ``MediaPlane.enable_media_restart``."""
+
+    side: str
+    reason: str
+
+
+ParticipantEvent = RoomEvent | SubscribeOffer | ParticipantClosed | MediaRestarted
+"""Everything the media plane tells the edge about one participant."""

@@ -14,16 +14,15 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from aiortc import sdp as aiortc_sdp
 
-from sfu import _aiortc_adapter as adapter
 from sfu.codecs import is_rtx, match_codec
 from sfu.consumer import Consumer
 from sfu.errors import InvalidSdpError, InvalidStateError, LimitExceededError, NotFoundError
 from sfu.events import ParticipantInfo, RoomEvent, SubscribedTrack
+from sfu.plane.types import TrackSpec
 from sfu.producer import Producer
 from sfu.tasks import spawn
 from sfu.transport import WebRtcTransport
@@ -61,18 +60,6 @@ class NullListener:
 
     def on_closed(self, reason: str) -> None:
         return None
-
-
-@dataclass(frozen=True, slots=True)
-class TrackSpec:
-    """Client-supplied metadata for the track on m-line ``mid`` of a publish offer."""
-
-    mid: str
-    kind: str
-    source: str = "unknown"
-    name: str = ""
-    muted: bool = False
-    sid: str | None = None  # the track sid this m-line continues after a media restart
 
 
 def _bundle_only_flags(sdp: str) -> list[bool]:
@@ -258,8 +245,8 @@ class Participant:
         self.media_restarts[side] += 1
         consumed: list[Producer] = []
         replaced = self.publish_transport if side == "publish" else self.subscribe_transport
-        remote = replaced.pc.remoteDescription if replaced is not None else None
-        stale = ice_ufrag(remote.sdp) if remote is not None else None
+        remote = replaced.remote_sdp() if replaced is not None else None
+        stale = ice_ufrag(remote) if remote is not None else None
         if stale:  # an offer or answer of the client's old connection may still be in flight
             self._stale_ufrags.add(stale)
         logger.info("participant %s: %s transport replaced (%s)", self.sid, side, reason)
@@ -389,7 +376,7 @@ class Participant:
             await transport.set_remote_offer(sdp)
             added: list[Producer] = []
             removed: list[Producer] = []
-            transceivers = {t.mid: t for t in transport.pc.getTransceivers()}
+            transceivers = {t.mid: t for t in transport.transceivers()}
             for mid, kind, sending in media:
                 existing = transport.producers.get(mid)
                 if sending and existing is None:
@@ -407,9 +394,7 @@ class Participant:
                     transceiver = transceivers.get(mid)
                     if transceiver is not None:
                         try:
-                            producer.on_negotiated(
-                                adapter.remote_receive_parameters(transport.pc, transceiver)
-                            )
+                            producer.on_negotiated(transport.remote_receive_parameters(transceiver))
                         except ValueError:
                             producer.close()
                             raise InvalidSdpError(f"no codec negotiated for mid {mid}") from None
@@ -446,7 +431,7 @@ class Participant:
                 self._orphans[orphan.id] = orphan
             return False
         try:
-            rtp = adapter.remote_receive_parameters(transport.pc, transceiver)
+            rtp = transport.remote_receive_parameters(transceiver)
             orphan.resume(transport, spec.mid, rtp)
         except ValueError as exc:
             logger.info("participant %s: track %s not resumed: %s", self.sid, orphan.id, exc)
@@ -562,7 +547,7 @@ class Participant:
             transport = self.subscribe_transport
             if self.closed or transport is None or transport.closed:
                 return
-            if transport.pc.signalingState != "stable":
+            if transport.signaling_state != "stable":
                 self._renegotiate = True  # sent after the outstanding answer arrives
                 return
             self._renegotiate = False
@@ -654,7 +639,7 @@ async def negotiate_viewer(participant: Participant, sdp: str, producers: list[P
     transport = participant.ensure_subscribe_transport()
     await transport.set_remote_offer(sdp)
     available = list(producers)
-    for transceiver in transport.pc.getTransceivers():
+    for transceiver in transport.transceivers():
         producer = _viewer_producer(participant, transport, transceiver, available)
         if producer is None:
             transceiver.direction = "inactive"
@@ -677,7 +662,7 @@ def _viewer_producer(
     candidates = [p for p in available if p.kind == transceiver.kind and p.codec is not None]
     if not candidates:
         return None
-    offered = adapter.remote_receive_parameters(transport.pc, transceiver).codecs
+    offered = transport.remote_receive_parameters(transceiver).codecs
     for producer in candidates:
         assert producer.codec is not None
         if match_codec(offered, producer.codec) is not None:

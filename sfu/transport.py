@@ -198,6 +198,30 @@ class WebRtcTransport:
         state: str = self.pc.connectionState
         return state
 
+    @property
+    def signaling_state(self) -> str:
+        """The W3C ``RTCSignalingState`` (``stable``, ``have-local-offer`` ...)."""
+        state: str = self.pc.signalingState
+        return state
+
+    def remote_sdp(self) -> str | None:
+        """The SDP of the applied remote description (offer or answer), or None."""
+        remote = self.pc.remoteDescription
+        return str(remote.sdp) if remote is not None else None
+
+    def transceivers(self) -> list[RTCRtpTransceiver]:
+        """The connection's transceivers, in m-line order (W3C ``getTransceivers()``)."""
+        return list(self.pc.getTransceivers())
+
+    def remote_receive_parameters(self, transceiver: RTCRtpTransceiver) -> adapter.NegotiatedRtp:
+        """What the remote side negotiated to send on ``transceiver``'s m-line (codecs,
+        header extensions, as W3C ``RTCRtpReceiveParameters``), after a remote offer.
+
+        Raises:
+            ValueError: no codec was negotiated on that m-line.
+        """
+        return adapter.remote_receive_parameters(self.pc, transceiver)
+
     async def set_remote_offer(self, sdp: str) -> None:
         """Apply a remote offer (publish side, or a WHEP viewer's offer). Our answer to an
         ``a=setup:actpass`` offer will be ``a=setup:passive`` (we are the DTLS server).

@@ -34,7 +34,8 @@ from typing import Literal, Protocol
 
 from aiohttp import web
 
-from sfu.participant import ParticipantListener
+from sfu.events import ParticipantEvent
+from sfu.plane.types import JoinResult, ParticipantSpec
 from signaling import keys
 from signaling import protocol as p
 from signaling.auth.tokens import AccessClaims
@@ -43,18 +44,23 @@ from signaling.stage import STAGES, Knock, Member, Stage, StageSession
 Mode = Literal["member", "publisher", "viewer"]
 
 
-class AdmittedSession(StageSession, ParticipantListener, Protocol):
+class AdmittedSession(StageSession, Protocol):
     """A stage session that is also its participant's media-plane listener
     (``signaling.ws.Session``, ``signaling.whip.HttpSession``)."""
+
+    def on_plane_event(self, event: ParticipantEvent) -> None:
+        """An event of its participant (``sfu.plane.api.PlaneListener``)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Admission:
-    """An admitted session: its stage, its stage member and the role it joined with."""
+    """An admitted session: its stage, its stage member, the role it joined with and what
+    the media plane answered (its participant and the room's visible participants)."""
 
     stage: Stage
     member: Member
     role: p.Role
+    joined: JoinResult
 
 
 async def admit(
@@ -68,13 +74,15 @@ async def admit(
     mode: Mode = "member",
     auto_subscribe: bool = True,
     wait: Callable[[Knock], Awaitable[None]] | None = None,
+    media_restart_grace_s: float | None = None,
 ) -> Admission:
     """Admit ``session`` (identity ``claims.sub``) to ``room`` (see the module docstring).
 
     On success the session's ``participant``, ``grants`` and ``claims`` are set and it is a
-    member of the stage. ``can_subscribe``/``auto_subscribe`` are passed to ``Room.join``.
+    member of the stage. ``can_subscribe``/``auto_subscribe`` are passed to ``MediaPlane.join``.
     ``wait``: how the session waits in the waiting room (:meth:`Stage.knock`); without it a
-    newcomer to a room with the waiting room on is refused.
+    newcomer to a room with the waiting room on is refused. ``media_restart_grace_s``: see
+    ``ParticipantSpec`` (None: a failed transport closes the participant).
 
     Raises:
         ProtocolError: ``forbidden`` for a room its host ended, an identity removed from the
@@ -102,27 +110,27 @@ async def admit(
                 )
             await stage.knock(identity, name, wait)
         options = stage.media_options(role)
-        participant = (
-            await app[keys.MEDIA]
-            .room(room)
-            .join(
-                identity,
-                name,
-                session,
+        joined = await app[keys.MEDIA].join(
+            room,
+            ParticipantSpec(
+                identity=identity,
+                name=name,
                 can_publish=options.can_publish,
                 can_subscribe=can_subscribe,
                 auto_subscribe=auto_subscribe,
                 hidden=options.hidden,
                 subscribe_kinds=options.subscribe_kinds,
                 attributes=options.attributes,
-            )
+                media_restart_grace_s=media_restart_grace_s,
+            ),
+            session.on_plane_event,
         )
     except BaseException:
         stages.abandon(stage)
         raise
-    session.participant = participant
+    session.participant = joined.participant
     session.grants = grants
     session.claims = claims
     member = stage.add(session, role, remember=mode != "viewer")
     stages.joined(stage)
-    return Admission(stage, member, role)
+    return Admission(stage, member, role, joined)

@@ -1,7 +1,7 @@
 """The aiohttp application factory: ``create_app(settings)``.
 
 Start-up and tear-down are ``cleanup_ctx`` async generators, unwound in reverse order:
-the media server (rooms, routers, transports) starts first and stops last; ``on_shutdown``
+the media plane (rooms, routers, transports) starts first and stops last; ``on_shutdown``
 closes every WebSocket so that participants leave cleanly.
 """
 
@@ -19,10 +19,10 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
 
 async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
-    from sfu.server import MediaServer, MediaSettings
+    from sfu.plane.local import LocalMediaPlane, MediaSettings
 
     settings = app[keys.SETTINGS]
-    media = MediaServer(
+    media = LocalMediaPlane(
         MediaSettings(
             ice_hosts=settings.ice_hosts,
             ice_servers=settings.ice_servers,

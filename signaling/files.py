@@ -54,9 +54,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pymongo.errors import PyMongoError
 
 from signaling import keys
-from signaling import protocol as p
 from signaling.accounts import JWT_SECRET, STORE, authorize_join, bearer_token
 from signaling.auth.tokens import AccessClaims, TokenError
+from signaling.file_announce import announce_file
 from signaling.file_quota import FileQuota
 from signaling.files_crypto import (
     CHUNK_SIZE,
@@ -386,7 +386,7 @@ async def upload_file(request: web.Request) -> web.Response:
             # Shielded: a handler cancelled mid-upload still removes what it wrote.
             await asyncio.shield(_discard(store, file_id))
         raise
-    await _announce(request.app, room, claims, record)
+    await announce_file(request.app, room, claims, record)
     return web.json_response(
         record.public(),
         status=201,
@@ -401,32 +401,6 @@ async def _discard(store: FileStore, file_id: str) -> None:
         log.exception("could not delete the chunks of the failed upload %s", file_id)
         return
     log.info("upload %s failed: deleted %d stored chunks", file_id, deleted)
-
-
-async def _announce(
-    app: web.Application, room: str, claims: AccessClaims, record: StoredFile
-) -> None:
-    """Post the chat message that carries the new file (a failure is logged, not raised)."""
-    from signaling.chat import CHAT
-
-    hub = app.get(CHAT)
-    if hub is None:
-        return
-    media_room = app[keys.MEDIA].get_room(room) if keys.MEDIA in app else None
-    participant = media_room.by_identity(claims.sub) if media_room is not None else None
-    try:
-        await hub.post(
-            room,
-            participant=participant.sid if participant is not None else "",
-            identity=claims.sub,
-            name=participant.name if participant is not None else (claims.name or claims.sub),
-            text=f"shared a file: {record.name}",
-            file=p.ChatFile(
-                id=record.id, name=record.name, size=record.size, content_type=record.content_type
-            ),
-        )
-    except (p.ProtocolError, PyMongoError) as exc:
-        log.warning("file %s stored but not announced in room %s: %s", record.id, room, exc)
 
 
 @routes.get("/api/rooms/{room}/files")

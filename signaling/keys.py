@@ -9,7 +9,9 @@ from aiohttp import web
 from signaling.settings import Settings
 
 if TYPE_CHECKING:
-    from sfu.server import MediaServer
+    from sfu.plane.api import MediaPlane
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
-MEDIA: web.AppKey[MediaServer] = web.AppKey("media", object)  # type: ignore[arg-type]
+MEDIA: web.AppKey[MediaPlane] = web.AppKey("media", object)  # type: ignore[arg-type]
+"""The media plane (:class:`sfu.plane.api.MediaPlane`): every call from the edge into the
+media goes through it, by participant id and room name."""

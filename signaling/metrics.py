@@ -39,6 +39,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from sfu.plane.types import PlaneStats
 from sfu.stats import COUNTER_NAMES
 from signaling import keys
 from signaling.problems import problem
@@ -51,6 +52,7 @@ class Metrics:
 
     def __init__(self, app: web.Application) -> None:
         self.lag_max = 0.0
+        self.media_stats: PlaneStats | None = None  # the media plane's, read at each scrape
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
         self.registry.register(_MediaCollector(app, self))
@@ -72,18 +74,24 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 
 
 class _MediaCollector(Collector):
-    """Reads the media plane's gauges and monotonic counters at scrape time."""
+    """Reports the media plane's gauges and monotonic counters, read (``MediaPlane.stats``)
+    by :func:`handle_metrics` at scrape time."""
 
     def __init__(self, app: web.Application, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
 
     def collect(self) -> Iterator[Metric]:
-        media = self.app.get(keys.MEDIA)
-        stats = media.stats() if media is not None else {}
-        for name in ("rooms", "participants", "producers", "consumers"):
-            yield GaugeMetricFamily(f"sfu_{name}", f"Current number of {name}", stats.get(name, 0))
-        counters = media.counters() if media is not None else {}
+        stats = self.metrics.media_stats  # read by handle_metrics just before this scrape
+        gauges = {
+            "rooms": stats.rooms if stats is not None else 0,
+            "participants": stats.participants if stats is not None else 0,
+            "producers": stats.producers if stats is not None else 0,
+            "consumers": stats.consumers if stats is not None else 0,
+        }
+        for name, value in gauges.items():
+            yield GaugeMetricFamily(f"sfu_{name}", f"Current number of {name}", value)
+        counters = stats.counters if stats is not None else {}
         for name in COUNTER_NAMES:
             family = CounterMetricFamily(f"sfu_{name}", f"Media plane: {name.replace('_', ' ')}")
             family.add_metric([], counters.get(name, 0))
@@ -166,7 +174,10 @@ async def handle_metrics(request: web.Request) -> web.Response:
             "/metrics requires Authorization: Bearer <SFU_METRICS_TOKEN>",
             headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
         )
-    body = generate_latest(request.app[METRICS].registry)
+    metrics = request.app[METRICS]
+    media = request.app.get(keys.MEDIA)
+    metrics.media_stats = await media.stats() if media is not None else None
+    body = generate_latest(metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -77,6 +77,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from aiohttp import web
 from pydantic import BaseModel
 
+from sfu.errors import NotFoundError
 from signaling import keys
 from signaling import protocol as p
 from signaling.auth.tokens import AccessClaims, VideoGrant
@@ -84,7 +85,8 @@ from signaling.store.mongo import PresenceEvent
 from signaling.store.stage import StageState, StageStore
 
 if TYPE_CHECKING:
-    from sfu.participant import Participant
+    from sfu.plane.api import MediaPlane
+    from sfu.plane.types import ParticipantRef
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +111,7 @@ MAX_KNOCKS = 100
 class StageSession(Protocol):
     """What the stage needs of a signaling session (``signaling.ws.Session``)."""
 
-    participant: Participant | None
+    participant: ParticipantRef | None
     grants: VideoGrant
     claims: AccessClaims | None
 
@@ -139,11 +141,11 @@ def permissions(role: p.Role, grants: VideoGrant) -> p.Permissions:
 
 
 class MediaOptions(NamedTuple):
-    """``Room.join`` keyword arguments for one role."""
+    """``ParticipantSpec`` fields (``MediaPlane.join``) for one role."""
 
     can_publish: bool
     hidden: bool
-    subscribe_kinds: frozenset[str] | None
+    subscribe_kinds: tuple[str, ...] | None
     attributes: dict[str, str]
 
 
@@ -159,7 +161,7 @@ class Member:
         self.invited_by: str | None = None
 
     @property
-    def participant(self) -> Participant:
+    def participant(self) -> ParticipantRef:
         participant = self.session.participant
         assert participant is not None
         return participant
@@ -229,6 +231,18 @@ class Stage:
         self._last_audience_at = 0.0
         self._last_hands_at = 0.0
 
+    @property
+    def plane(self) -> MediaPlane:
+        """The media plane (``Stages.plane``, set when the app starts).
+
+        Raises:
+            RuntimeError: the stage has no registry or the app's media plane is not up.
+        """
+        plane = self.registry.plane if self.registry is not None else None
+        if plane is None:
+            raise RuntimeError("the stage has no media plane")
+        return plane
+
     # -- membership ----------------------------------------------------------------------------
 
     def role_for(self, identity: str, grants: VideoGrant, *, viewer: bool = False) -> p.Role:
@@ -265,9 +279,9 @@ class Stage:
             attributes={"role": role},
         )
 
-    def _listener_kinds(self) -> frozenset[str] | None:
+    def _listener_kinds(self) -> tuple[str, ...] | None:
         """What podcast listeners subscribe to: audio, or everything when video is shown."""
-        return None if self.video else frozenset({"audio"})
+        return None if self.video else ("audio",)
 
     def add(self, session: StageSession, role: p.Role, *, remember: bool = True) -> Member:
         """Register a joined session (its participant exists); ``remember`` keeps its role
@@ -519,7 +533,7 @@ class Stage:
         if old == role:
             return
         participant = member.participant
-        room = participant.room
+        plane = self.plane
         member.role = role
         self.roles[participant.identity] = role
         if self.registry is not None:
@@ -531,19 +545,24 @@ class Stage:
         grants = permissions(role, member.session.grants)
         member.session.grants = _with_permissions(member.session.grants, grants)
         hidden = self.kind == "podcast" and role == "listener"
-        attributes = {**participant.attributes, "role": role}
+        try:
+            current = (await plane.participant(participant.sid)).info.attributes
+        except NotFoundError:  # closed meanwhile: the setters below ignore it
+            current = {}
+        attributes = {**current, "role": role}
+        sid = participant.sid
         if not grants.canPublish:  # producers close first: everyone sees them unpublished
-            await room.set_can_publish(participant, False)
+            await plane.set_can_publish(sid, False)
         if hidden:  # then leave the stage: others see it go, then nothing more
-            room.set_hidden(participant, True)
-            room.set_attributes(participant, attributes)
+            await plane.set_hidden(sid, True)
+            await plane.set_attributes(sid, attributes)
         else:
-            room.set_attributes(participant, attributes)
-            room.set_hidden(participant, False)
+            await plane.set_attributes(sid, attributes)
+            await plane.set_hidden(sid, False)
         if grants.canPublish:
-            await room.set_can_publish(participant, True)
+            await plane.set_can_publish(sid, True)
         if self.kind == "podcast":
-            room.set_subscribe_kinds(participant, self._listener_kinds() if hidden else None)
+            await plane.set_subscribe_kinds(sid, self._listener_kinds() if hidden else None)
         if member.hand_raised_at is not None and role != "listener" and self.kind == "podcast":
             member.hand_raised_at = None
             member.session.send(p.HandEvent(raised=False))
@@ -631,15 +650,17 @@ class Stage:
             target = self._target(request.participant, ref)
             if not self._may_moderate(actor, target):
                 raise self._forbid("you may not mute this participant", ref)
-            producers = target.participant.producers
+            plane = self.plane
+            state = await plane.participant(target.participant.sid)
+            producers = {track.sid: track for track in state.producers}
             if request.track is not None:
                 if request.track not in producers:
                     raise p.ProtocolError(p.ErrorCode.NOT_FOUND, f"no track {request.track}", ref)
                 tracks = [request.track]
             else:
-                tracks = [sid for sid, pr in producers.items() if pr.kind == "audio"]
+                tracks = [sid for sid, track in producers.items() if track.kind == "audio"]
             for track in tracks:
-                target.participant.set_track_muted(track, True, remote=True)
+                await plane.set_track_muted(target.participant.sid, track, True, remote=True)
         elif isinstance(request, p.RemoveParticipantRequest):
             target = self._target(request.participant, ref)
             if not self._may_moderate(actor, target):
@@ -669,8 +690,8 @@ class Stage:
                     for member in list(self.members.values()):
                         participant = member.session.participant
                         if member.role == "listener" and participant is not None:
-                            participant.room.set_subscribe_kinds(
-                                participant, self._listener_kinds()
+                            await self.plane.set_subscribe_kinds(
+                                participant.sid, self._listener_kinds()
                             )
                 self._broadcast(self._settings_event())
         elif isinstance(request, p.SetListenerSharingRequest):
@@ -754,8 +775,7 @@ class Stage:
         if revoke_invite and grants.invite is not None:
             await _revoke_invite(app, grants.invite)
         await _history(app, self.room, target, "removed")
-        participant.listener.on_closed("removed")
-        await participant.room.remove(participant, reason="removed")
+        await self.plane.leave(participant.sid, reason="removed", notify=True)
 
     async def end(self, app: web.Application, by: Member | None) -> None:
         """End the room: ``room_ended`` to everyone, then every participant is closed.
@@ -825,6 +845,7 @@ class Stages:
         self.state = StageState()
         self.ended: set[str] = self.state.ended
         self.store: StageStore | None = None
+        self.plane: MediaPlane | None = None  # the app's media plane (``stage_ctx``)
 
     async def attach(self, store: StageStore) -> None:
         """Load the persisted state from ``store`` and write every later change to it."""
@@ -971,6 +992,7 @@ async def stage_ctx(app: web.Application) -> AsyncIterator[None]:
     rooms and write later changes through (:mod:`signaling.store.stage`)."""
     from signaling.accounts import STORE
 
+    app[STAGES].plane = app.get(keys.MEDIA)
     store = app.get(STORE)
     if store is not None:
         stage_store = StageStore(store.db, timedelta(seconds=app[keys.SETTINGS].stage_state_ttl_s))

@@ -27,15 +27,15 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from aiohttp import web
 from multidict import CIMultiDict
 from pydantic import BaseModel
 
+from sfu import events as ev
 from sfu.errors import InvalidSdpError, InvalidStateError, SfuError
-from sfu.events import RoomEvent, SubscribedTrack
-from sfu.participant import negotiate_viewer
+from sfu.plane.types import ParticipantRef
 from sfu.tasks import spawn
 from signaling import keys
 from signaling import protocol as p
@@ -45,9 +45,6 @@ from signaling.auth.tokens import AccessClaims, TokenError, VideoGrant
 from signaling.problems import ProblemError
 from signaling.stage import Stage
 from signaling.turn import client_ice_servers, ice_server_link_headers
-
-if TYPE_CHECKING:
-    from sfu.participant import Participant
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +58,7 @@ Kind = Literal["whip", "whep"]
 class HttpSession:
     """One WHIP publisher or WHEP viewer: a stage session without a socket.
 
-    It is its participant's ``ParticipantListener`` (room events are dropped: an HTTP client
+    It is its participant's media-plane listener (room events are dropped: an HTTP client
     has no channel for them) and a stage ``StageSession`` (stage messages are dropped, except
     that a WHIP publisher demoted to listener ends its session).
 
@@ -85,7 +82,7 @@ class HttpSession:
         self.room = room
         self.target = target
         self.id = secrets.token_urlsafe(12)
-        self.participant: Participant | None = None
+        self.participant: ParticipantRef | None = None
         self.grants = VideoGrant()
         self.claims: AccessClaims | None = claims
         self.jti = claims.jti
@@ -112,16 +109,15 @@ class HttpSession:
             logger.info("room %s: WHIP session %s demoted to %s", self.room, self.id, message.role)
             spawn(self.close(reason="demoted"))
 
-    # -- ParticipantListener -------------------------------------------------------------------
+    # -- the media plane's listener -------------------------------------------------------------
 
-    def send_subscribe_offer(self, sdp: str, tracks: list[SubscribedTrack]) -> None:
-        """Dropped: a WHIP/WHEP session is negotiated once, by the client's offer (RFC 9725 has
-        no server-initiated renegotiation)."""
-        return None
-
-    def on_room_event(self, event: RoomEvent) -> None:
-        """Dropped: the HTTP client has no event channel."""
-        return None
+    def on_plane_event(self, event: ev.ParticipantEvent) -> None:
+        """Only ``ParticipantClosed`` matters (:meth:`on_closed`). Subscribe offers are
+        dropped (a WHIP/WHEP session is negotiated once, by the client's offer: RFC 9725 has no
+        server-initiated renegotiation), and so are room events (the HTTP client has no event
+        channel)."""
+        if isinstance(event, ev.ParticipantClosed):
+            self.on_closed(event.reason)
 
     def on_closed(self, reason: str) -> None:
         """The server closed the participant (removed, room ended, transport failed or closed,
@@ -131,7 +127,7 @@ class HttpSession:
 
     # -- lifetime ------------------------------------------------------------------------------
 
-    def _forget(self) -> Participant | None:
+    def _forget(self) -> ParticipantRef | None:
         """Drop the session from the registry and the stage; returns its participant (or None
         when it was forgotten already)."""
         participant, self.participant = self.participant, None
@@ -147,7 +143,7 @@ class HttpSession:
         """End the session: forget it, then close its participant and media. Idempotent."""
         participant = self._forget()
         if participant is not None:
-            await participant.room.remove(participant, reason=reason)
+            await self.app[keys.MEDIA].leave(participant.sid, reason=reason)
 
 
 SESSIONS: web.AppKey[dict[str, HttpSession]] = web.AppKey("whip_sessions", dict)
@@ -190,7 +186,7 @@ async def _admit(
     *,
     mode: Mode,
     can_subscribe: bool,
-) -> Participant:
+) -> ParticipantRef:
     """Admit ``session`` as a ``/ws`` join is admitted; returns its participant.
 
     Raises:
@@ -218,24 +214,26 @@ async def _admit(
     return participant
 
 
-def _created(request: web.Request, session: HttpSession, answer: str) -> web.Response:
+async def _created(request: web.Request, session: HttpSession, answer: str) -> web.Response:
     """Register the negotiated session and answer 201 with its ``Location``."""
+    links = await _ice_server_links(request, session.identity)
     if session.participant is None:  # closed while negotiating (removed, room ended ...)
         raise ProblemError(409, "conflict", "the session was closed during negotiation")
     request.app[SESSIONS][session.id] = session
     headers: CIMultiDict[str] = CIMultiDict()
     headers["Location"] = session.location
     headers["ETag"] = '"' + secrets.token_hex(8) + '"'
-    for link in _ice_server_links(request, session.identity):
+    for link in links:
         headers.add("Link", link)
     return web.Response(status=201, text=answer, content_type=SDP_TYPE, headers=headers)
 
 
-def _ice_server_links(request: web.Request, identity: str) -> list[str]:
+async def _ice_server_links(request: web.Request, identity: str) -> list[str]:
     """``Link: <url>; rel="ice-server"; ...`` values for the 201 (RFC 9725 §4.6): the static
     ICE servers and, when TURN is configured, fresh TURN credentials for ``identity``."""
     app = request.app
-    servers = client_ice_servers(app[keys.SETTINGS], app[keys.MEDIA].ice_servers(), identity)
+    base = [s.as_w3c() for s in await app[keys.MEDIA].ice_servers()]
+    servers = client_ice_servers(app[keys.SETTINGS], base, identity)
     return ice_server_link_headers(servers)
 
 
@@ -251,14 +249,14 @@ async def whip_publish(request: web.Request) -> web.Response:
     session = HttpSession(request.app, "whip", room, claims)
     participant = await _admit(request, session, claims, mode="publisher", can_subscribe=False)
     try:
-        answer, _mids = await participant.publish_offer(offer)
+        answer = (await request.app[keys.MEDIA].publish_offer(participant.sid, offer, [])).sdp
     except BaseException as exc:
         await session.close(reason="whip_failed")
         if isinstance(exc, SfuError):
             code = "invalid_sdp" if isinstance(exc, InvalidSdpError) else "bad_request"
             raise ProblemError(400, code, str(exc)) from None
         raise
-    return _created(request, session, answer)
+    return await _created(request, session, answer)
 
 
 @routes.post("/whep/{room}/{identity}")
@@ -270,25 +268,21 @@ async def whep_play(request: web.Request) -> web.Response:
     if not claims.video.canSubscribe:
         raise ProblemError(403, "forbidden", "the token has no canSubscribe grant")
     offer = await _read_offer(request)
-    room = request.app[keys.MEDIA].get_room(room_name)
-    if room is None:
-        raise ProblemError(404, "not_found", f"no room {room_name}")
-    publisher = room.by_identity(target)
+    media = request.app[keys.MEDIA]
+    publisher = await media.find_participant(room_name, target)
     if publisher is None or publisher.hidden or not publisher.producers:
         raise ProblemError(404, "not_found", "no such publisher in this room")
     session = HttpSession(request.app, "whep", room_name, claims, target=target)
     viewer = await _admit(request, session, claims, mode="viewer", can_subscribe=True)
-    kinds = viewer.subscribe_kinds  # a podcast listener: audio, unless the stage shows video
-    producers = [pr for pr in publisher.producers.values() if kinds is None or pr.kind in kinds]
-    try:
-        answer = await negotiate_viewer(viewer, offer, producers)
+    try:  # a podcast listener takes audio, unless the stage shows video: the plane filters
+        answer = await media.whep_play(viewer.sid, target, offer)
     except BaseException as exc:
         await session.close(reason="whep_failed")
         if isinstance(exc, SfuError):
             code = "invalid_sdp" if isinstance(exc, InvalidSdpError) else "bad_request"
             raise ProblemError(400, code, str(exc)) from None
         raise
-    return _created(request, session, answer)
+    return await _created(request, session, answer)
 
 
 async def _session(request: web.Request, kind: Kind) -> HttpSession:

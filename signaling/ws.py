@@ -23,6 +23,7 @@ import contextlib
 import logging
 import time
 import weakref
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -33,10 +34,11 @@ from sfu.errors import (
     InvalidSdpError,
     InvalidStateError,
     LimitExceededError,
+    NotAllowedError,
     NotFoundError,
     SfuError,
 )
-from sfu.participant import Participant, TrackSpec
+from sfu.plane.types import ParticipantRef, TrackSpec
 from sfu.tasks import spawn
 from signaling import keys
 from signaling import protocol as p
@@ -136,7 +138,8 @@ class Session:
         self.request = request
         self.app = request.app
         self.ws = ws
-        self.participant: Participant | None = None
+        self.participant: ParticipantRef | None = None
+        self._held_events: list[ev.ParticipantEvent] | None = []  # until ``joined`` is sent
         self.grants = VideoGrant()
         self.claims: AccessClaims | None = None
         self.stage: Stage | None = None
@@ -214,9 +217,31 @@ class Session:
         """Send a typed error (``reason``: see :attr:`ErrorResponse.reason`)."""
         self.send(p.ErrorResponse(code=code, message=message, ref=ref, reason=reason))
 
-    # -- ParticipantListener -------------------------------------------------------------------
+    # -- the media plane's listener -------------------------------------------------------------
 
-    def send_subscribe_offer(self, sdp: str, tracks: list[ev.SubscribedTrack]) -> None:
+    def on_plane_event(self, event: ev.ParticipantEvent) -> None:
+        """An event of this session's participant (``sfu.plane.api.PlaneListener``). Events
+        that come before ``joined`` was sent wait for it (a media plane in another process
+        may deliver the first subscribe offer before the join call returns here)."""
+        if self._held_events is not None:
+            self._held_events.append(event)
+            return
+        if isinstance(event, ev.SubscribeOffer):
+            self.send_subscribe_offer(event.sdp, event.tracks)
+        elif isinstance(event, ev.ParticipantClosed):
+            self.on_closed(event.reason)
+        elif isinstance(event, ev.MediaRestarted):
+            self.on_media_restart(event.side, event.reason)
+        else:
+            self.on_room_event(event)
+
+    def _release_events(self) -> None:
+        """``joined`` was sent (or the join failed): deliver the events held until now."""
+        held, self._held_events = self._held_events, None
+        for event in held or ():
+            self.on_plane_event(event)
+
+    def send_subscribe_offer(self, sdp: str, tracks: Sequence[ev.SubscribedTrack]) -> None:
         """Deliver a subscribe offer with its mid map."""
         self.send(
             p.OfferEvent(
@@ -255,7 +280,7 @@ class Session:
             self._leave_hubs(participant)
             spawn(
                 record_presence(
-                    self.app, participant.room.name, participant.identity, "left", participant.name
+                    self.app, participant.room, participant.identity, "left", participant.name
                 )
             )
         self._outbox.put_nowait(None)
@@ -408,7 +433,13 @@ class Session:
             spawn(self._close_quietly(previous))
         async with self._busy:  # a request read from the old socket ends first
             pass
-        if self.participant is None or self.dropped is not None:
+        media = self.app[keys.MEDIA]
+        try:
+            state = await media.participant(self.participant.sid) if self.participant else None
+        except NotFoundError:
+            state = None
+        base_servers = [s.as_w3c() for s in await media.ice_servers()]
+        if self.participant is None or self.dropped is not None or state is None:
             raise failed
         if not self.replay.covers(resume.last_seq):
             self.drop(CLOSE_POLICY_VIOLATION, REASON_RESUME_OVERFLOW)
@@ -423,13 +454,11 @@ class Session:
             p.dump(
                 p.ResumedResponse(
                     ref=resume.id,
-                    participant=participant_info(participant.info()),
+                    participant=participant_info(state.info),
                     last_seq=self.replay.seq,
                     replayed=len(missed),
                     ice_servers=client_ice_servers(
-                        self.app[keys.SETTINGS],
-                        self.app[keys.MEDIA].ice_servers(),
-                        participant.identity,
+                        self.app[keys.SETTINGS], base_servers, participant.identity
                     ),
                     resume_grace_s=self.app[keys.SETTINGS].resume_grace_s,
                 )
@@ -470,6 +499,8 @@ class Session:
             self.error(exc.code, exc.message, exc.ref or ref, exc.reason)
         except InvalidSdpError as exc:
             self.error(p.ErrorCode.INVALID_SDP, str(exc), ref)
+        except NotAllowedError as exc:
+            self.error(p.ErrorCode.FORBIDDEN, str(exc), ref)
         except InvalidStateError as exc:
             self.error(p.ErrorCode.OUT_OF_ORDER, str(exc), ref)
         except NotFoundError as exc:
@@ -504,23 +535,24 @@ class Session:
         participant = self.participant
         if participant is None:
             raise p.ProtocolError(p.ErrorCode.NOT_JOINED, "send join first", request.id)
+        media = self.app[keys.MEDIA]
         if isinstance(request, p.OfferRequest):
-            if not participant.can_publish:
-                raise p.ProtocolError(p.ErrorCode.FORBIDDEN, "no canPublish grant", request.id)
             specs = [
                 TrackSpec(
                     mid=t.mid, kind=t.kind, source=t.source, name=t.name, muted=t.muted, sid=t.sid
                 )
                 for t in request.tracks
             ]
-            answer, mids = await participant.publish_offer(request.sdp, specs)
-            self.send(p.AnswerResponse(ref=request.id, sdp=answer, tracks=mids))
+            # NotAllowedError (no canPublish grant) is answered ``forbidden`` by handle()
+            answer = await media.publish_offer(participant.sid, request.sdp, specs)
+            self.send(p.AnswerResponse(ref=request.id, sdp=answer.sdp, tracks=answer.tracks))
         elif isinstance(request, p.AnswerRequest):
-            await participant.subscribe_answer(request.sdp)
+            await media.subscribe_answer(participant.sid, request.sdp)
             self.send(p.OkResponse(ref=request.id))
         elif isinstance(request, p.TrickleRequest):
             c = request.candidate
-            await participant.add_ice_candidate(
+            await media.add_ice_candidate(
+                participant.sid,
                 request.transport,
                 c.candidate if c else None,
                 c.sdpMid if c else None,
@@ -528,15 +560,15 @@ class Session:
             )
             self.send(p.OkResponse(ref=request.id))
         elif isinstance(request, p.RestartMediaRequest):
-            await participant.restart_media(request.side)
+            await media.restart_media(participant.sid, request.side)
             self.send(p.OkResponse(ref=request.id))
         elif isinstance(request, p.MuteRequest):
-            participant.set_track_muted(request.track, request.muted)
+            await media.set_track_muted(participant.sid, request.track, request.muted)
             self.send(p.OkResponse(ref=request.id))
         elif request.type in p.BOARD_REQUEST_TYPES:
             await self.app[BOARD].handle(
                 self,
-                room=participant.room.name,
+                room=participant.room,
                 participant=participant.sid,
                 identity=participant.identity,
                 grants=self.grants,
@@ -552,7 +584,7 @@ class Session:
             try:
                 if isinstance(request, p.ChatRequest):
                     await hub.post(
-                        participant.room.name,
+                        participant.room,
                         participant=participant.sid,
                         identity=participant.identity,
                         name=participant.name,
@@ -560,7 +592,7 @@ class Session:
                     )
                 else:
                     hub.react(
-                        participant.room.name,
+                        participant.room,
                         participant=participant.sid,
                         identity=participant.identity,
                         emoji=request.emoji,
@@ -587,6 +619,8 @@ class Session:
         started = time.monotonic()
         identity, name, claims = await self._authorize(request)
         grants = claims.video
+        base_servers = [s.as_w3c() for s in await self.app[keys.MEDIA].ice_servers()]
+        self._held_events = []
         try:
             admission = await admit(
                 self.app,
@@ -596,29 +630,29 @@ class Session:
                 name=name,
                 can_subscribe=grants.canSubscribe and request.subscribe,
                 wait=lambda knock: self._wait_in_lobby(knock, request.room),
+                media_restart_grace_s=self.app[keys.SETTINGS].media_restart_grace_s,
             )
         except p.ProtocolError as exc:
+            self._release_events()
             raise p.ProtocolError(exc.code, exc.message, request.id, exc.reason) from None
+        except BaseException:
+            self._release_events()
+            raise
         stage, member, role = admission.stage, admission.member, admission.role
         participant = member.participant
-        participant.enable_media_restart(
-            self.on_media_restart, self.app[keys.SETTINGS].media_restart_grace_s
-        )
         self.stage = stage
-        media = self.app[keys.MEDIA]
         room = participant.room
-        # Reply before any await: room.join scheduled a subscribe offer (if the room already
-        # has producers), and the client must get ``joined`` before that offer.
+        # Reply before any await: the join may have scheduled a subscribe offer (if the room
+        # already has producers), and the client must get ``joined`` before that offer; any
+        # event the media plane delivered meanwhile was held (on_plane_event) and follows.
         resume_token = self._start_resume()
         self.send(
             p.JoinedResponse(
                 ref=request.id,
-                room=room.name,
-                participant=participant_info(participant.info()),
-                participants=[participant_info(i) for i in room.participant_infos(participant)],
-                ice_servers=client_ice_servers(
-                    self.app[keys.SETTINGS], media.ice_servers(), identity
-                ),
+                room=room,
+                participant=participant_info(admission.joined.info),
+                participants=[participant_info(i) for i in admission.joined.others],
+                ice_servers=client_ice_servers(self.app[keys.SETTINGS], base_servers, identity),
                 kind=stage.kind,
                 role=role,
                 permissions=permissions(role, grants),
@@ -634,23 +668,24 @@ class Session:
                 min(settings.resume_buffer_messages, self._max_messages),
                 min(settings.resume_buffer_bytes, self._max_bytes),
             )
+        self._release_events()
         stage.welcome(member)
         hub = self.app.get(CHAT)
         if hub is not None:
-            hub.join(room.name, self)
-        await record_presence(self.app, room.name, identity, "joined", name)
+            hub.join(room, self)
+        await record_presence(self.app, room, identity, "joined", name)
         observe_join(self.app, started)
         if hub is not None:
-            self.send(p.ChatHistoryEvent(messages=await hub.history(room.name)))
+            self.send(p.ChatHistoryEvent(messages=await hub.history(room)))
         if (board := self.app.get(BOARD)) is not None:
             await board.join(
-                room.name,
+                room,
                 self,
                 can_draw=grants.canPublishData and stage.may_share(identity, grants),
                 can_clear=grants.roomAdmin,
             )
             if self.participant is not participant:  # removed while the board was read
-                board.leave(room.name, self)
+                board.leave(room, self)
         # Subscriptions to existing producers were made during join; their offer follows.
 
     async def _wait_in_lobby(self, knock: Knock, room: str) -> None:
@@ -732,17 +767,17 @@ class Session:
         self._end_resume()
         if participant is not None:
             self._leave_hubs(participant)
-            await participant.room.remove(participant, reason="left")
+            await self.app[keys.MEDIA].leave(participant.sid, reason="left")
             await record_presence(
-                self.app, participant.room.name, participant.identity, "left", participant.name
+                self.app, participant.room, participant.identity, "left", participant.name
             )
 
-    def _leave_hubs(self, participant: Participant) -> None:
+    def _leave_hubs(self, participant: ParticipantRef) -> None:
         hub = self.app.get(CHAT)
         if hub is not None:
-            hub.leave(participant.room.name, self)
+            hub.leave(participant.room, self)
         if (board := self.app.get(BOARD)) is not None:
-            board.leave(participant.room.name, self)
+            board.leave(participant.room, self)
         stage, self.stage = self.stage, None
         if stage is not None:
             stage.remove(self, participant.sid)

@@ -10,12 +10,12 @@ from collections.abc import Callable
 import pytest
 from aiohttp.test_utils import TestServer
 
-from signaling import keys
 from signaling.app import create_app
 from signaling.client import RoomClient, SignalingError
 from signaling.settings import Settings
 from tests.integration.conftest import MakeToken
 from tests.support.media import ColorTrack, ToneTrack
+from tests.support.udp import local_media_server
 
 Factory = Callable[..., RoomClient]
 
@@ -126,7 +126,7 @@ async def test_repeated_join_and_leave_leaks_nothing(
     try:
         await host.connect()
         await host.publish([ToneTrack(500.0)])
-        media = app[keys.MEDIA]
+        media = local_media_server(app)
 
         async def cycle(i: int) -> None:
             guest = RoomClient(

@@ -25,7 +25,6 @@ import pytest
 from aiohttp.test_utils import TestServer
 from aiohttp.web import Application
 
-from signaling import keys
 from signaling import ws as ws_module
 from signaling.app import create_app
 from signaling.chat import CHAT
@@ -36,6 +35,7 @@ from signaling.whiteboard import BOARD
 from signaling.wslimits import REASON_OUTBOX_OVERFLOW
 from tests.integration.conftest import MakeToken
 from tests.support.media import ToneTrack
+from tests.support.udp import local_media_server
 
 
 async def _start(settings: Settings) -> tuple[Application, TestServer, str]:
@@ -124,7 +124,7 @@ async def test_failed_transport_tells_the_client_and_leaves_every_hub(
         board = app[BOARD]._boards[room]
         assert len(board.members) == 2
 
-        media_room = app[keys.MEDIA].rooms[room]
+        media_room = local_media_server(app).rooms[room]
         transport = media_room.participants[alice_sid].publish_transport
         assert transport is not None
         await bob.wait_for(lambda: transport.connection_state == "connected", timeout=10)
@@ -309,7 +309,8 @@ async def test_a_client_that_never_reads_is_closed_at_the_outbox_bound(
         assert mallory.dropped == REASON_OUTBOX_OVERFLOW
         assert mallory.outbox_peak[0] <= bound and mallory.outbox_peak[1] <= 64 * 1024
         # Bob's own session goes on.
-        assert [p.identity for p in app[keys.MEDIA].rooms[room].participants.values()] == ["bob"]
+        media_room = local_media_server(app).rooms[room]
+        assert [p.identity for p in media_room.participants.values()] == ["bob"]
         assert (await bob.request({"type": "ping"}))["type"] == "pong"
         assert (await bob.request({"type": "chat", "text": "calm"}))["type"] == "ok"
         # When Mallory finally reads: the replies the kernel held, then the close frame.

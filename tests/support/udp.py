@@ -6,9 +6,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from sfu import _aiortc_adapter as adapter
+from sfu.plane.local import LocalMediaPlane
 from sfu.server import MediaServer
 from sfu.transport import WebRtcTransport
 from signaling import keys
@@ -23,9 +25,17 @@ async def running_server(settings: Settings) -> AsyncIterator[tuple[str, MediaSe
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
-        yield str(server.make_url("")).rstrip("/"), app[keys.MEDIA]
+        yield str(server.make_url("")).rstrip("/"), local_media_server(app)
     finally:
         await server.close()
+
+
+def local_media_server(app: web.Application) -> MediaServer:
+    """The MediaServer behind ``app``'s media plane (a :class:`LocalMediaPlane`: media in
+    this process), for tests that look at transports, producers and consumers."""
+    plane = app[keys.MEDIA]
+    assert isinstance(plane, LocalMediaPlane)
+    return plane.server
 
 
 def transports(media: MediaServer) -> list[WebRtcTransport]:
