@@ -43,6 +43,7 @@ from sfu.plane.types import PlaneStats
 from sfu.stats import COUNTER_NAMES
 from signaling import keys
 from signaling.problems import problem
+from signaling.worker_metrics import WorkerCollector
 
 LAG_INTERVAL_S = 0.1
 
@@ -56,6 +57,7 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
         self.registry.register(_MediaCollector(app, self))
+        self.registry.register(WorkerCollector(lambda: self.media_stats))
         self.join_seconds = Histogram(
             "sfu_join_seconds",
             "WebSocket join: request received until the joined reply (s)",

@@ -1,5 +1,6 @@
-"""Prometheus series of the media worker processes (issue 12), read from a
-:class:`sfu.worker.pool.WorkerPool` at scrape time.
+"""Prometheus series of the media worker processes (issue 12), read from the media plane's
+:class:`sfu.plane.types.PlaneStats` ``workers`` (one :class:`~sfu.plane.types.WorkerInfo` per
+worker process) at scrape time.
 
 * gauge ``sfu_worker_up{worker}``: 1 while worker ``worker`` (its index) answers, else 0;
 * counter ``sfu_worker_restarts_total{worker}``: times it was started again after its first
@@ -9,7 +10,7 @@
 * gauge ``sfu_worker_resident_memory_bytes{worker}``: resident memory of its current process.
 
 Register it next to the app's other collectors (``signaling/metrics.py``):
-``registry.register(WorkerCollector(lambda: app.get(keys.WORKERS)))``. With no pool (``sfu
+``registry.register(WorkerCollector(lambda: metrics.media_stats))``. With no workers (``sfu
 serve --workers 0``) every family is present and empty.
 """
 
@@ -20,19 +21,20 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from sfu.worker.pool import WorkerPool
+from sfu.plane.types import PlaneStats
 
 
 class WorkerCollector(Collector):
-    """Collects the per-worker series from the pool ``pool()`` returns (None: no pool)."""
+    """Collects the per-worker series from the :class:`PlaneStats` ``stats()`` returns (None:
+    no media plane yet)."""
 
-    def __init__(self, pool: Callable[[], WorkerPool | None]) -> None:
-        self._pool = pool
+    def __init__(self, stats: Callable[[], PlaneStats | None]) -> None:
+        self._stats = stats
 
     def collect(self) -> Iterator[Metric]:
         """The four families, one sample per worker index."""
-        pool = self._pool()
-        stats = pool.stats() if pool is not None else []
+        plane = self._stats()
+        stats = plane.workers if plane is not None else ()
         up = GaugeMetricFamily(
             "sfu_worker_up", "1 while the media worker process answers", labels=["worker"]
         )

@@ -8,14 +8,7 @@ below for failures of the channel itself.
 
 from __future__ import annotations
 
-from sfu.errors import (
-    InvalidSdpError,
-    InvalidStateError,
-    LimitExceededError,
-    NotFoundError,
-    SfuError,
-    UnsupportedCodecError,
-)
+from sfu.errors import ERRORS, SfuError
 
 
 class ChannelError(SfuError):
@@ -92,12 +85,8 @@ class WorkerStartError(ChannelError):
 # Wire code -> exception class. The order matters for ``code_for``: a subclass must come
 # before its base class (``code_for`` walks the exception's MRO, so it does in any order).
 ERROR_CLASSES: dict[str, type[SfuError]] = {
-    "invalid_sdp": InvalidSdpError,
-    "invalid_state": InvalidStateError,
-    "not_found": NotFoundError,
-    "limit_exceeded": LimitExceededError,
-    "unsupported_codec": UnsupportedCodecError,
-    "sfu_error": SfuError,
+    # every media-plane error (sfu.errors.ERRORS: invalid_sdp, not_allowed, codec_error, ...)
+    **ERRORS,
     ChannelError.code: ChannelError,
     ChannelClosedError.code: ChannelClosedError,
     WorkerCrashedError.code: WorkerCrashedError,

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sfu.plane.types import WorkerInfo
 from sfu.worker.channel import DEFAULT_TIMEOUT_S, MAX_FRAME_BYTES, Channel, Codec
 from sfu.worker.errors import ChannelError, WorkerCrashedError, WorkerStartError
 from sfu.worker.process import SYS_INIT, SYS_STATS
@@ -245,6 +246,23 @@ class WorkerPool:
         """Process id of worker ``index``'s current process (None while none)."""
         process = self._slots[index].process
         return process.pid if process is not None and process.returncode is None else None
+
+    def worker_infos(self) -> tuple[WorkerInfo, ...]:
+        """The latest sample of every worker as the media plane's
+        :class:`~sfu.plane.types.WorkerInfo` (what ``PlaneStats.workers`` carries to
+        ``/metrics``); integer counters only."""
+        return tuple(
+            WorkerInfo(
+                index=s.index,
+                pid=s.pid,
+                up=s.up,
+                restarts=s.restarts,
+                cpu_seconds=s.cpu_seconds,
+                rss_bytes=s.rss_bytes,
+                counters={k: v for k, v in s.counters.items() if isinstance(v, int)},
+            )
+            for s in self.stats()
+        )
 
     def stats(self) -> list[WorkerStats]:
         """The latest :class:`WorkerStats` of every worker, by index (copies)."""

@@ -19,6 +19,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from sfu.errors import NotFoundError
+from sfu.plane.types import PlaneStats
 from sfu.worker.channel import Channel
 from sfu.worker.errors import WorkerCrashedError, WorkerStartError
 from sfu.worker.pool import WorkerPool, restart_delay
@@ -67,6 +68,13 @@ def _worker_descendants(root: int) -> list[int]:
 def _read(path: Path) -> str:
     with open(path) as file:
         return file.read()
+
+
+def _plane_stats(pool: WorkerPool) -> PlaneStats:
+    """What a worker-backed media plane's ``stats()`` reports for ``pool``."""
+    return PlaneStats(
+        rooms=0, participants=0, producers=0, consumers=0, workers=pool.worker_infos()
+    )
 
 
 async def _until(condition: Any, timeout_s: float) -> bool:
@@ -148,7 +156,7 @@ async def test_stats_and_metrics_per_worker(pool2: tuple[WorkerPool, Events]) ->
         assert worker.rss_bytes > 1_000_000  # a Python process
         assert worker.cpu_seconds > 0
     registry = CollectorRegistry()
-    registry.register(WorkerCollector(lambda: pool))
+    registry.register(WorkerCollector(lambda: _plane_stats(pool)))
     text = generate_latest(registry).decode()
     assert 'sfu_worker_up{worker="0"} 1.0' in text
     assert 'sfu_worker_up{worker="1"} 1.0' in text
@@ -219,7 +227,7 @@ async def test_a_worker_killed_again_and_again_keeps_coming_back(
     assert events.died == [1, 1, 1] and events.restarted == [1, 1, 1]
     assert [worker.restarts for worker in pool.stats()] == [0, 3]
     registry = CollectorRegistry()
-    registry.register(WorkerCollector(lambda: pool))
+    registry.register(WorkerCollector(lambda: _plane_stats(pool)))
     assert 'sfu_worker_restarts_total{worker="1"} 3.0' in generate_latest(registry).decode()
 
 
