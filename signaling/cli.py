@@ -37,6 +37,8 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["tls_cert"] = Path(args.tls_cert)
     if args.tls_key is not None:
         overrides["tls_key"] = Path(args.tls_key)
+    if args.rtc_port is not None:
+        overrides["rtc_port"] = args.rtc_port
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
@@ -140,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--tls-cert", default=None, help="PEM certificate chain: serve HTTPS/WSS (SFU_TLS_CERT)"
     )
     serve.add_argument("--tls-key", default=None, help="PEM private key (SFU_TLS_KEY)")
+    serve.add_argument(
+        "--rtc-port",
+        type=int,
+        default=None,
+        help="receive all WebRTC media on this one UDP port (SFU_RTC_PORT)",
+    )
     serve.set_defaults(func=_serve)
 
     token = sub.add_parser("token", help="access tokens (RFC 7519 JWT)")

@@ -61,6 +61,11 @@ class Settings(BaseSettings):
         media_restart_grace_s: after a media path failure the participant stays in the room
             this long (s) for its client to renegotiate on new transports; then it is removed
             with ``transport_failed``.
+        rtc_port: ``SFU_RTC_PORT``: when set, every WebRTC transport of the process receives
+            its media (STUN, DTLS, SRTP) on this one UDP port, bound on each ICE host address
+            and demultiplexed by ICE ufrag and remote address (``sfu.udp_mux``); with worker
+            processes (issue 12) worker k uses ``rtc_port + k``. Unset: each transport binds
+            its own ephemeral ports.
         audio_loss_proxying: the RTCP receiver reports sent to an Opus publisher carry the
             worst fraction lost its subscribers report (fresh within 10 s), so its encoder
             turns on in-band FEC (RFC 6716 LBRR) for them.
@@ -156,6 +161,7 @@ class Settings(BaseSettings):
     media_timeout_s: float = Field(default=2.0, ge=0)
     media_restart_grace_s: float = Field(default=15.0, gt=0)
     audio_loss_proxying: bool = True
+    rtc_port: int | None = Field(default=None, ge=1, le=65535)
     env: Literal["development", "production"] = "development"
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 

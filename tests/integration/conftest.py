@@ -8,6 +8,7 @@ tokens exactly as ``sfu token create`` does.
 from __future__ import annotations
 
 import secrets
+import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -27,9 +28,27 @@ TEST_SECRET = "integration-secret-" + "s" * 40
 MakeToken = Callable[..., str]
 
 
+def free_udp_port() -> int:
+    """A UDP port on 127.0.0.1 that nothing is bound to right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 @pytest.fixture
-def sfu_settings(tmp_path: Path, mongo_url: str, mongo_db: str) -> Settings:
+def rtc_port(request: pytest.FixtureRequest) -> int | None:
+    """The server's ``SFU_RTC_PORT``: None (each transport binds its own ports) unless a test
+    parametrizes it indirectly with ``"one-port"``, then a free UDP port (issue 14)."""
+    if getattr(request, "param", None) == "one-port":
+        return free_udp_port()
+    return None
+
+
+@pytest.fixture
+def sfu_settings(tmp_path: Path, mongo_url: str, mongo_db: str, rtc_port: int | None) -> Settings:
     return Settings(
+        rtc_port=rtc_port,
         ice_hosts=["127.0.0.1"],
         ice_servers=[],
         data_dir=tmp_path,
