@@ -890,16 +890,17 @@ def ice_input_guard(pc: RTCPeerConnection) -> IceInputGuard | None:
 # -- one UDP port per process (issue 14) -------------------------------------------------------
 
 
-def open_udp_mux(port: int) -> UdpMux:
+def open_udp_mux(port: int, announced_host: str | None = None) -> UdpMux:
     """Bind a :class:`sfu.udp_mux.UdpMux` on ``port`` for every ICE host address (those of
-    :func:`set_ice_host_addresses`, else aioice's own enumeration of the interfaces).
+    :func:`set_ice_host_addresses`, else aioice's own enumeration of the interfaces); the
+    candidates name ``announced_host`` instead when given.
 
     Raises:
         ValueError: when there is no host address to bind.
         OSError: when an address cannot be bound on ``port`` (e.g. the port is in use).
     """
     hosts = aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True)
-    return UdpMux(list(hosts), port)
+    return UdpMux(list(hosts), port, announced_host)
 
 
 class _MuxTransport:
@@ -981,7 +982,7 @@ def use_udp_mux(connection: IceConnection, mux: UdpMux) -> None:
             transport = _MuxTransport(mux_socket, protocol)
             mux_socket.register(connection.local_username, transport)
             protocol.connection_made(transport)  # type: ignore[arg-type]
-            host, port = mux_socket.address
+            host, port = mux_socket.announced
             protocol.local_candidate = IceCandidate(
                 foundation=candidate_foundation("host", "udp", host),
                 component=component,

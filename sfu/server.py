@@ -34,6 +34,8 @@ class MediaSettings:
             fraction lost its subscribers report, so its encoder adds in-band FEC.
         rtc_port: when set, every WebRtcTransport of this process receives its media on this
             one UDP port (:mod:`sfu.udp_mux`); None gives each transport ephemeral ports.
+        rtc_announced_address: with ``rtc_port``, the address put in the ICE host candidates
+            instead of the bound ICE host address (NAT, container with a published port).
     """
 
     ice_hosts: list[str] = field(default_factory=list)
@@ -46,6 +48,7 @@ class MediaSettings:
     media_timeout_s: float | None = None
     audio_loss_proxying: bool = True
     rtc_port: int | None = None
+    rtc_announced_address: str | None = None
 
 
 class MediaServer:
@@ -65,7 +68,9 @@ class MediaServer:
         adapter.set_ice_host_addresses(self.settings.ice_hosts)
         self.udp_mux: UdpMux | None = None
         if self.settings.rtc_port is not None:
-            self.udp_mux = adapter.open_udp_mux(self.settings.rtc_port)
+            self.udp_mux = adapter.open_udp_mux(
+                self.settings.rtc_port, self.settings.rtc_announced_address
+            )
         self.rooms: dict[str, Room] = {}
         self.totals = Totals()
         self.closed = False

@@ -132,14 +132,19 @@ class UdpMuxSocket(asyncio.DatagramProtocol):
 
     Attributes:
         address: the (host, port) the socket is bound to.
+        announced: the (host, port) to put in ICE host candidates: ``address``, or the
+            announced address (behind a NAT or a container's published port) with its port.
         socket: the bound non-blocking ``socket.socket`` (senders may ``sendto`` on it).
         drops: shared with the owning :class:`UdpMux`.
     """
 
-    def __init__(self, sock: socket.socket, drops: UdpMuxDrops) -> None:
+    def __init__(
+        self, sock: socket.socket, drops: UdpMuxDrops, announced_host: str | None = None
+    ) -> None:
         self.socket = sock
         host, port = sock.getsockname()[:2]
         self.address: Address = (host, port)
+        self.announced: Address = (announced_host or host, port)
         self.drops = drops
         self.transport: asyncio.DatagramTransport | None = None
         self._by_ufrag: dict[str, MuxEndpoint] = {}
@@ -304,13 +309,16 @@ class UdpMux:
     Args:
         hosts: IPv4/IPv6 literals to bind (the ICE host addresses), at least one.
         port: the UDP port (1-65535); the process's worker k uses ``SFU_RTC_PORT + k``.
+        announced_host: the address clients must send to when it is not the bound one (the
+            public address of a NAT or of a container's host; mediasoup's
+            ``announcedAddress``); it replaces every bound host in the ICE candidates.
 
     Raises:
         ValueError: when ``hosts`` is empty.
         OSError: when a host:port cannot be bound (in use, no such address).
     """
 
-    def __init__(self, hosts: list[str], port: int) -> None:
+    def __init__(self, hosts: list[str], port: int, announced_host: str | None = None) -> None:
         if not hosts:
             raise ValueError("a UdpMux needs at least one host address")
         self.port = port
@@ -332,7 +340,7 @@ class UdpMux:
                 except OSError:
                     sock.close()
                     raise
-                self.sockets[host] = UdpMuxSocket(sock, self.drops)
+                self.sockets[host] = UdpMuxSocket(sock, self.drops, announced_host)
         except OSError:
             self.close()
             raise

@@ -34,6 +34,9 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
             media_timeout_s=settings.media_timeout_s or None,
             audio_loss_proxying=settings.audio_loss_proxying,
             rtc_port=settings.rtc_port,
+            rtc_announced_address=(
+                str(settings.rtc_announced_address) if settings.rtc_announced_address else None
+            ),
         )
     )
     app[keys.MEDIA] = media

@@ -204,3 +204,58 @@ async def test_mux_binds_one_socket_per_host_on_the_port() -> None:
         mux.close()
     with pytest.raises(ValueError):
         UdpMux([], 0)
+
+
+def test_rtc_port_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SFU_RTC_PORT (1-65535) and SFU_RTC_ANNOUNCED_ADDRESS (an IP, only with a port)."""
+    from pydantic import ValidationError
+
+    from signaling.settings import Settings
+
+    assert Settings().rtc_port is None
+    monkeypatch.setenv("SFU_RTC_PORT", "40000")
+    monkeypatch.setenv("SFU_RTC_ANNOUNCED_ADDRESS", "203.0.113.10")
+    settings = Settings()
+    assert settings.rtc_port == 40000 and str(settings.rtc_announced_address) == "203.0.113.10"
+    for port in ("0", "65536", "x"):
+        monkeypatch.setenv("SFU_RTC_PORT", port)
+        with pytest.raises(ValidationError):
+            Settings()
+    monkeypatch.delenv("SFU_RTC_PORT")
+    with pytest.raises(ValidationError, match="needs SFU_RTC_PORT"):
+        Settings()
+    monkeypatch.setenv("SFU_RTC_PORT", "40000")
+    monkeypatch.setenv("SFU_RTC_ANNOUNCED_ADDRESS", "host.example")
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+async def test_announced_address_goes_into_the_candidates() -> None:
+    """Behind a NAT or a container's published port the candidates name the announced
+    address with the shared port; the socket stays bound where it is."""
+    from aiortc import RTCPeerConnection
+
+    from sfu import _aiortc_adapter as adapter
+
+    adapter.set_ice_host_addresses(["127.0.0.1"])
+    mux = adapter.open_udp_mux(0, "203.0.113.10")
+    (mux_socket,) = mux.sockets.values()
+    port = mux_socket.address[1]
+    try:
+        assert mux_socket.address == ("127.0.0.1", port)
+        server = adapter.ForwardingPeerConnection(
+            adapter.NullRtpSink(), adapter.make_configuration([]), udp_mux=mux
+        )
+        client = RTCPeerConnection(adapter.make_configuration([]))
+        client.addTransceiver("audio", direction="recvonly")
+        await client.setLocalDescription(await client.createOffer())
+        await server.setRemoteDescription(client.localDescription)
+        await server.setLocalDescription(await server.createAnswer())
+        assert adapter.local_media_addresses(server) == [("203.0.113.10", port)]
+        assert f" 203.0.113.10 {port} typ host" in server.localDescription.sdp
+        await server.close()
+        await client.close()
+        assert mux.endpoint_count() == 0
+    finally:
+        mux.close()
+        adapter.set_ice_host_addresses([])
