@@ -8,7 +8,6 @@ tokens exactly as ``sfu token create`` does.
 from __future__ import annotations
 
 import secrets
-import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -22,18 +21,11 @@ from signaling.auth.tokens import VideoGrant, create_access_token
 from signaling.client import RoomClient
 from signaling.serverproc import start_server, stop_server, wait_healthy
 from signaling.settings import Settings
+from tests.support.udp import free_udp_port
 
 TEST_SECRET = "integration-secret-" + "s" * 40
 
 MakeToken = Callable[..., str]
-
-
-def free_udp_port() -> int:
-    """A UDP port on 127.0.0.1 that nothing is bound to right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture

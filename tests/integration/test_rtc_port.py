@@ -24,7 +24,7 @@ from signaling.auth.tokens import VideoGrant, create_access_token
 from signaling.client import RoomClient
 from signaling.serverproc import start_server, stop_server, wait_healthy
 from signaling.settings import Settings
-from tests.integration.conftest import MakeToken, free_udp_port
+from tests.integration.conftest import MakeToken
 from tests.support.media import (
     ColorTrack,
     ToneTrack,
@@ -32,7 +32,7 @@ from tests.support.media import (
     dominant_frequency,
     mean_color,
 )
-from tests.support.udp import running_server, transports
+from tests.support.udp import free_udp_port, running_server, transports
 
 CANDIDATE = re.compile(r"^a=candidate:\S+ \d+ udp \d+ (\S+) (\d+) typ (\S+)", re.MULTILINE)
 
