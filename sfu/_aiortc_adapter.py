@@ -900,7 +900,13 @@ def open_udp_mux(port: int, announced_host: str | None = None) -> UdpMux:
         OSError: when an address cannot be bound on ``port`` (e.g. the port is in use).
     """
     hosts = aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True)
-    return UdpMux(list(hosts), port, announced_host)
+    mux = UdpMux(list(hosts), port, announced_host)
+    logger.info(
+        "WebRTC media on one UDP port: %s",
+        ", ".join(f"{s.address[0]}:{s.address[1]}" for s in mux.sockets.values())
+        + (f" (candidates name {announced_host})" if announced_host else ""),
+    )
+    return mux
 
 
 class _MuxTransport:

@@ -452,3 +452,48 @@ async def test_forwarding_connections_share_the_mux_port() -> None:
             await client.close()
         mux.close()
         adapter.set_ice_host_addresses([])
+
+
+async def test_send_target_is_the_transport_socket_without_a_mux() -> None:
+    """send_target() with per-transport ports: the fd of the selected pair's own socket and
+    the peer's address; None before a pair is selected and after close."""
+    import asyncio
+
+    adapter.set_ice_host_addresses(["127.0.0.1"])
+    server = adapter.ForwardingPeerConnection(adapter.NullRtpSink(), adapter.make_configuration([]))
+    client = RTCPeerConnection(adapter.make_configuration([]))
+    try:
+        client.addTransceiver("audio", direction="recvonly")
+        await client.setLocalDescription(await client.createOffer())
+        await server.setRemoteDescription(client.localDescription)
+        raw = adapter.raw_transport(server.getTransceivers()[0])
+        assert raw.send_target() is None
+        await server.setLocalDescription(await server.createAnswer())
+        await client.setRemoteDescription(
+            RTCSessionDescription(sdp=server.localDescription.sdp, type="answer")
+        )
+        for _ in range(100):
+            if server.connectionState == "connected":
+                break
+            await asyncio.sleep(0.05)
+        target = raw.send_target()
+        assert target is not None
+        connection = server.getTransceivers()[0].sender.transport.transport._connection
+        pair = connection._nominated[1]
+        assert target == (
+            pair.protocol.transport.get_extra_info("socket").fileno(),
+            pair.remote_addr,
+        )
+        client_ports = [
+            c.port
+            for c in client.getTransceivers()[
+                0
+            ].sender.transport.transport.iceGatherer.getLocalCandidates()
+        ]
+        assert target[1][1] in client_ports
+        await server.close()
+        assert raw.send_target() is None
+    finally:
+        await server.close()
+        await client.close()
+        adapter.set_ice_host_addresses([])
