@@ -337,9 +337,12 @@ class UdpMux:
                         sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
                     sock.setblocking(False)
                     sock.bind((host, port))
-                except OSError:
+                except OSError as exc:
                     sock.close()
-                    raise
+                    raise OSError(
+                        exc.errno,
+                        f"cannot bind the WebRTC media port {host}:{port}: {exc.strerror}",
+                    ) from exc
                 self.sockets[host] = UdpMuxSocket(sock, self.drops, announced_host)
         except OSError:
             self.close()

@@ -183,7 +183,7 @@ async def test_mux_binds_one_socket_per_host_on_the_port() -> None:
     (mux_socket,) = mux.sockets.values()
     port = mux_socket.address[1]
     try:
-        with pytest.raises(OSError):
+        with pytest.raises(OSError, match=f"cannot bind the WebRTC media port 127.0.0.1:{port}"):
             UdpMux(["127.0.0.1"], port)  # in use
         await mux.start()
         await mux.start()  # idempotent
