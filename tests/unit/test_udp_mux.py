@@ -259,3 +259,24 @@ async def test_announced_address_goes_into_the_candidates() -> None:
     finally:
         mux.close()
         adapter.set_ice_host_addresses([])
+
+
+def test_serve_flag_sets_the_rtc_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sfu serve --rtc-port N`` overrides SFU_RTC_PORT (the settings the app gets)."""
+    from aiohttp import web
+
+    from signaling import cli
+
+    seen: list[object] = []
+
+    def create_app(settings: object) -> web.Application:
+        seen.append(settings)
+        return web.Application()
+
+    monkeypatch.setenv("SFU_RTC_PORT", "40000")
+    monkeypatch.setattr("signaling.app.create_app", create_app)
+    monkeypatch.setattr("aiohttp.web.run_app", lambda *args, **kwargs: None)
+    args = cli.build_parser().parse_args(["serve", "--rtc-port", "41000"])
+    assert args.rtc_port == 41000
+    assert args.func(args) == 0
+    assert [getattr(s, "rtc_port", None) for s in seen] == [41000]
