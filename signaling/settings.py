@@ -220,6 +220,11 @@ class Settings(BaseSettings):
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
 
+    @field_validator("rtc_port", "rtc_announced_address", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("turn_urls")
     @classmethod
     def _turn_urls(cls, value: list[str]) -> list[str]:

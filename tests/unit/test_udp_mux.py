@@ -213,6 +213,8 @@ def test_rtc_port_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     from signaling.settings import Settings
 
     assert Settings().rtc_port is None
+    monkeypatch.setenv("SFU_RTC_PORT", "")  # an empty variable (e.g. in a compose file): unset
+    assert Settings().rtc_port is None
     monkeypatch.setenv("SFU_RTC_PORT", "40000")
     monkeypatch.setenv("SFU_RTC_ANNOUNCED_ADDRESS", "203.0.113.10")
     settings = Settings()
