@@ -31,6 +31,7 @@ import secrets
 import socket
 import string
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -55,6 +56,15 @@ UFRAG_LENGTH = 8
 """Characters of the ICE username fragments :meth:`UdpMux.allocate_ufrag` hands out
 (RFC 8839 §5.4: 4 to 256 ice-chars): 62**8 values, so collisions between live transports are
 negligible, and checked anyway."""
+
+READ_BATCH_DATAGRAMS = 64
+"""Most datagrams read from a shared socket per event-loop wake-up. asyncio's datagram
+transport reads one per wake-up, which is fine for a socket per transport but would put one
+event-loop iteration behind every datagram of the whole process on a shared one."""
+
+RECEIVE_BYTES = 4096
+"""Largest datagram read (bytes): WebRTC peers keep datagrams under the path MTU (DTLS
+fragments its handshake, RFC 6347 §4.1.1.1); a longer one is truncated, then dropped as junk."""
 
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 """SO_RCVBUF / SO_SNDBUF asked for on each shared socket (the kernel caps it at
@@ -127,8 +137,9 @@ def stun_username(data: bytes) -> str | None:
     return None
 
 
-class UdpMuxSocket(asyncio.DatagramProtocol):
-    """One shared UDP socket (one ICE host address) and its demultiplexing tables.
+class UdpMuxSocket:
+    """One shared UDP socket (one ICE host address) and its demultiplexing tables. Read with
+    the event loop's ``add_reader``, up to :data:`READ_BATCH_DATAGRAMS` per wake-up.
 
     Attributes:
         address: the (host, port) the socket is bound to.
@@ -146,7 +157,9 @@ class UdpMuxSocket(asyncio.DatagramProtocol):
         self.address: Address = (host, port)
         self.announced: Address = (announced_host or host, port)
         self.drops = drops
-        self.transport: asyncio.DatagramTransport | None = None
+        self.sendto: Callable[[bytes, Address], int] = sock.sendto
+        self.read_errors = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._by_ufrag: dict[str, MuxEndpoint] = {}
         self._by_addr: dict[Address, MuxEndpoint] = {}
         self._by_txid: dict[bytes, MuxEndpoint] = {}
@@ -224,7 +237,7 @@ class UdpMuxSocket(asyncio.DatagramProtocol):
         claims ``addr`` for ``endpoint`` (it answered an authenticated check from there).
         Nothing is sent for an unregistered (closed) endpoint."""
         txids = self._txids_of.get(endpoint)
-        if txids is None or self.transport is None:
+        if txids is None:
             return
         if len(data) >= STUN_HEADER_BYTES and data[0] < 4:
             message_type = int.from_bytes(data[0:2], "big")
@@ -239,17 +252,34 @@ class UdpMuxSocket(asyncio.DatagramProtocol):
                             del self._by_txid[old]
             elif message_type == BINDING_SUCCESS:
                 self.claim(endpoint, (addr[0], addr[1]))
-        self.transport.sendto(data, addr)
+        try:
+            self.sendto(data, addr)
+        except OSError:  # a full send buffer (BlockingIOError), unreachable...: UDP drops
+            pass
 
     # -- receiving -------------------------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """asyncio: the socket is registered with the event loop."""
-        self.transport = transport  # type: ignore[assignment]
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start reading on ``loop`` (idempotent)."""
+        if self._loop is None:
+            loop.add_reader(self.socket.fileno(), self._read_ready)
+            self._loop = loop
 
-    def error_received(self, exc: Exception) -> None:
-        """asyncio: an ICMP error for an earlier send (e.g. port unreachable): ignored, as a
-        per-transport socket would."""
+    def _read_ready(self) -> None:
+        recvfrom = self.socket.recvfrom
+        for _ in range(READ_BATCH_DATAGRAMS):
+            try:
+                data, addr = recvfrom(RECEIVE_BYTES)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # an ICMP error for an earlier send (port unreachable...)
+                self.read_errors += 1
+                continue
+            try:
+                self.datagram_received(data, addr)
+            except Exception:  # one datagram never stops the port; endpoints guard their own
+                self.read_errors += 1
+                logger.exception("datagram from %s on the shared port failed", addr)
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
         """Route one datagram (see the module docstring) or drop and count it."""
@@ -295,11 +325,11 @@ class UdpMuxSocket(asyncio.DatagramProtocol):
         endpoint.datagram_received(data, remote)
 
     def close(self) -> None:
-        """Close the socket (after every endpoint is gone)."""
-        if self.transport is not None:
-            self.transport.close()
-        else:
-            self.socket.close()
+        """Stop reading and close the socket (after every endpoint is gone). Idempotent."""
+        if self._loop is not None and self.socket.fileno() >= 0:
+            self._loop.remove_reader(self.socket.fileno())
+        self._loop = None
+        self.socket.close()
 
 
 class UdpMux:
@@ -324,8 +354,6 @@ class UdpMux:
         self.port = port
         self.drops = UdpMuxDrops()
         self.sockets: dict[str, UdpMuxSocket] = {}
-        self._started = False
-        self._start_lock: asyncio.Lock | None = None
         try:
             for host in hosts:
                 family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -349,18 +377,10 @@ class UdpMux:
             raise
 
     async def start(self) -> None:
-        """Register the sockets with the running event loop (idempotent)."""
-        if self._started:
-            return
-        if self._start_lock is None:
-            self._start_lock = asyncio.Lock()
-        async with self._start_lock:
-            if self._started:
-                return
-            loop = asyncio.get_running_loop()
-            for mux_socket in self.sockets.values():
-                await loop.create_datagram_endpoint(lambda s=mux_socket: s, sock=mux_socket.socket)  # type: ignore[misc]
-            self._started = True
+        """Start reading the sockets on the running event loop (idempotent)."""
+        loop = asyncio.get_running_loop()
+        for mux_socket in self.sockets.values():
+            mux_socket.start(loop)
 
     def socket_for(self, host: str) -> UdpMuxSocket | None:
         """The shared socket bound to ``host``, if any."""

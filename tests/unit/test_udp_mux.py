@@ -47,7 +47,9 @@ def mux_socket() -> object:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     mux_socket = UdpMuxSocket(sock, UdpMuxDrops())
-    mux_socket.transport = Sent()  # type: ignore[assignment]
+    sent = Sent()
+    mux_socket.sendto = sent.sendto  # type: ignore[assignment]
+    mux_socket.sent = sent  # type: ignore[attr-defined]
     yield mux_socket
     sock.close()
 
@@ -144,9 +146,9 @@ def test_unregister_removes_ufrag_addresses_and_transactions(mux_socket: UdpMuxS
     assert mux_socket.drops.unknown_address == 1
     assert mux_socket.owner(ALICE) is None and mux_socket.endpoint_count() == 1
     # A closed endpoint sends nothing, and its address is free for another.
-    sent = len(mux_socket.transport.sent)  # type: ignore[union-attr]
+    sent = len(mux_socket.sent.sent)  # type: ignore[attr-defined]
     mux_socket.send(a, SRTP, ALICE)
-    assert len(mux_socket.transport.sent) == sent  # type: ignore[union-attr]
+    assert len(mux_socket.sent.sent) == sent  # type: ignore[attr-defined]
     assert mux_socket.claim(b, ALICE)
 
 
@@ -282,3 +284,34 @@ def test_serve_flag_sets_the_rtc_port(monkeypatch: pytest.MonkeyPatch) -> None:
     assert args.rtc_port == 41000
     assert args.func(args) == 0
     assert [getattr(s, "rtc_port", None) for s in seen] == [41000]
+
+
+def test_one_wake_up_reads_a_batch_and_a_failing_endpoint_stops_nothing() -> None:
+    """Every datagram waiting on the shared socket is read in one wake-up (up to
+    READ_BATCH_DATAGRAMS); an endpoint that raises costs its own datagram only."""
+    from sfu.udp_mux import READ_BATCH_DATAGRAMS
+
+    class Failing(Endpoint):
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+            super().datagram_received(data, addr)
+            if len(self.got) == 2:
+                raise RuntimeError("boom")
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    mux_socket = UdpMuxSocket(sock, UdpMuxDrops())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.bind(("127.0.0.1", 0))
+        endpoint = Failing()
+        mux_socket.register("aaaa1111", endpoint)
+        mux_socket.claim(endpoint, client.getsockname())
+        for i in range(READ_BATCH_DATAGRAMS + 5):
+            client.sendto(SRTP + bytes([i]), sock.getsockname())
+        mux_socket._read_ready()
+        assert len(endpoint.got) == READ_BATCH_DATAGRAMS and mux_socket.read_errors == 1
+        mux_socket._read_ready()
+        assert len(endpoint.got) == READ_BATCH_DATAGRAMS + 5
+        assert [d[-1] for d, _a in endpoint.got] == list(range(READ_BATCH_DATAGRAMS + 5))
+    mux_socket.close()
+    mux_socket.close()  # idempotent
