@@ -208,3 +208,52 @@ async def test_closing_a_transport_disturbs_nobody(
         for c in (staying, leaving, publisher):
             await c.close()
     assert mux.drops.address_taken == 0
+
+
+async def test_transport_that_never_connects_leaves_the_port(
+    sfu_settings: Settings, make_token: MakeToken
+) -> None:
+    """The shared-port form of issue 10's connect timeout: a publish transport whose peer
+    never answers a check is closed after SFU_ICE_CONNECT_TIMEOUT_S and its ufrag leaves the
+    port's tables (there is no socket of its own to close); the address the server checked
+    never became its own."""
+    from aiortc import RTCPeerConnection
+
+    from tests.integration.test_ice_hardening import naming, udp_sockets, wait_until
+
+    settings = sfu_settings.model_copy(
+        update={
+            "rtc_port": free_udp_port(),
+            "ice_connect_timeout_s": 1.0,
+            "media_restart_grace_s": 1.0,
+        }
+    )
+    pc = RTCPeerConnection(adapter.make_configuration([]))
+    pc.addTransceiver("audio", direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    offer = str(pc.localDescription.sdp)
+    await pc.close()  # nobody answers the server's checks
+    (silent,) = udp_sockets(1)
+    async with running_server(settings) as (url, media):
+        assert media.udp_mux is not None
+        (mux_socket,) = media.udp_mux.sockets.values()
+        idle = RoomClient(url, "idle", "idle", identity="idle", token=make_token("idle", "idle"))
+        try:
+            await idle.connect()
+            await idle.publish_sdp(
+                naming(offer, [silent.getsockname()]),
+                [{"mid": "0", "kind": "audio", "source": "microphone"}],
+            )
+            (participant,) = media.rooms["idle"].participants.values()
+            transport = participant.publish_transport
+            assert transport is not None
+            ufrag = re.search(r"a=ice-ufrag:(\S+)", transport.pc.localDescription.sdp)
+            assert ufrag is not None and mux_socket.has_ufrag(ufrag[1])
+            assert adapter.local_media_addresses(transport.pc) == [mux_socket.address]
+            assert await wait_until(lambda: transport.closed, 5.0)
+            assert await wait_until(lambda: not mux_socket.has_ufrag(ufrag[1]), 5.0)
+            assert mux_socket.owner(silent.getsockname()) is None
+            assert media.udp_mux.endpoint_count() == 0
+        finally:
+            await idle.close()
+            silent.close()
