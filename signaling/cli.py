@@ -33,12 +33,12 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["port"] = args.port
     if args.data_dir is not None:
         overrides["data_dir"] = Path(args.data_dir)
+    if args.rtc_port is not None:
+        overrides["rtc_port"] = args.rtc_port
     if args.tls_cert is not None:
         overrides["tls_cert"] = Path(args.tls_cert)
     if args.tls_key is not None:
         overrides["tls_key"] = Path(args.tls_key)
-    if args.rtc_port is not None:
-        overrides["rtc_port"] = args.rtc_port
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
@@ -139,15 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", default=None, help="data directory (default ./data)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     serve.add_argument(
-        "--tls-cert", default=None, help="PEM certificate chain: serve HTTPS/WSS (SFU_TLS_CERT)"
-    )
-    serve.add_argument("--tls-key", default=None, help="PEM private key (SFU_TLS_KEY)")
-    serve.add_argument(
         "--rtc-port",
         type=int,
         default=None,
         help="receive all WebRTC media on this one UDP port (SFU_RTC_PORT)",
     )
+    serve.add_argument(
+        "--tls-cert", default=None, help="PEM certificate chain: serve HTTPS/WSS (SFU_TLS_CERT)"
+    )
+    serve.add_argument("--tls-key", default=None, help="PEM private key (SFU_TLS_KEY)")
     serve.set_defaults(func=_serve)
 
     token = sub.add_parser("token", help="access tokens (RFC 7519 JWT)")
