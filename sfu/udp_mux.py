@@ -62,9 +62,9 @@ READ_BATCH_DATAGRAMS = 64
 transport reads one per wake-up, which is fine for a socket per transport but would put one
 event-loop iteration behind every datagram of the whole process on a shared one."""
 
-RECEIVE_BYTES = 4096
-"""Largest datagram read (bytes): WebRTC peers keep datagrams under the path MTU (DTLS
-fragments its handshake, RFC 6347 §4.1.1.1); a longer one is truncated, then dropped as junk."""
+RECEIVE_BYTES = 65536
+"""Largest datagram read (bytes): any UDP datagram whole (WebRTC peers keep theirs under the
+path MTU, but a truncated one would fail SRTP authentication silently)."""
 
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 """SO_RCVBUF / SO_SNDBUF asked for on each shared socket (the kernel caps it at
