@@ -21,5 +21,8 @@ RUN pip install -e . \
 
 USER sfu
 VOLUME ["/data"]
-EXPOSE 8080
+# All WebRTC media on one UDP port (publish it: -p 40000:40000/udp, and set
+# SFU_RTC_ANNOUNCED_ADDRESS to the address clients reach the host at; README "Docker").
+ENV SFU_RTC_PORT=40000
+EXPOSE 8080 40000/udp
 CMD ["sfu", "serve", "--host", "0.0.0.0", "--port", "8080", "--data-dir", "/data"]

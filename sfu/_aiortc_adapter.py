@@ -16,7 +16,10 @@ NACK generator) and :class:`aiortc.RTCRtpSender` (encoder, its RTP/RTCP tasks). 
 * :class:`RawRtpTransport` SRTP-protects and sends datagrams synchronously on the nominated
   ICE candidate pair;
 * :class:`IceInputGuard` screens every datagram arriving on the transport's UDP sockets
-  before aioice and aiortc see it (hostile network input, issue 10).
+  before aioice and aiortc see it (hostile network input, issue 10);
+* with a :class:`sfu.udp_mux.UdpMux` (``SFU_RTC_PORT``, issue 14), every transport's host
+  candidates live on the mux's shared sockets instead of sockets of their own
+  (:func:`use_udp_mux`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import aioice.stun
 import aiortc
 import aiortc.codecs
 from aioice.candidate import Candidate as IceCandidate
+from aioice.candidate import candidate_foundation, candidate_priority
 from aioice.ice import Connection as IceConnection
 from aioice.ice import StunProtocol
 from aiortc import (
@@ -51,6 +55,7 @@ from aiortc.rtcrtpparameters import (
 )
 
 from sfu.tasks import spawn
+from sfu.udp_mux import UdpMux, UdpMuxSocket
 
 logger = logging.getLogger(__name__)
 
@@ -224,6 +229,7 @@ class ForwardingPeerConnection(RTCPeerConnection):
     Negotiation (createOffer/createAnswer, set*Description, ICE, DTLS) is aiortc's. Decrypted
     RTP/RTCP goes to ``sink``; no decoder thread, encoder or RTP task is ever started. Always
     use BUNDLE (aiortc's default ``max-bundle``) so one DTLS transport carries every m-line.
+    With ``udp_mux`` its host candidates are on the mux's shared sockets (:func:`use_udp_mux`).
     """
 
     def __init__(
@@ -232,9 +238,11 @@ class ForwardingPeerConnection(RTCPeerConnection):
         configuration: RTCConfiguration,
         *,
         srtp_counter: Callable[[bytes], None] | None = None,
+        udp_mux: UdpMux | None = None,
     ) -> None:
         self._sink = sink
         self._srtp_counter = srtp_counter
+        self._udp_mux = udp_mux
         super().__init__(configuration=configuration)
 
     # aiortc: RTCPeerConnection.__createDtlsTransport (name-mangled, private)
@@ -254,6 +262,8 @@ class ForwardingPeerConnection(RTCPeerConnection):
         dtls._handle_rtcp_data = handle_rtcp_data  # type: ignore[method-assign]
         dtls._sfu_raw = raw  # type: ignore[attr-defined]
         IceInputGuard.install(dtls.transport._connection)
+        if self._udp_mux is not None:
+            use_udp_mux(dtls.transport._connection, self._udp_mux)
         if self._srtp_counter is not None:
             _count_srtp_before_decryption(dtls, self._srtp_counter)
         return dtls
@@ -463,6 +473,24 @@ class RawRtpTransport:
             spawn(pair.protocol.send_data(data, self._addr))
         self.packets_sent += 1
         self.bytes_sent += len(data)
+
+    def send_target(self) -> tuple[int, tuple[str, int]] | None:
+        """Where this transport's media goes: ``(fd, (host, port))``, the file descriptor of
+        the UDP socket of the selected ICE candidate pair (with ``SFU_RTC_PORT`` the process's
+        shared socket, see :mod:`sfu.udp_mux`) and the remote address, for a caller that sends
+        SRTP itself (a compiled fan-out, ``sendto``/``sendmmsg``). None while no pair is
+        selected, after close, or when the pair is relayed through TURN (its protocol wraps the
+        data, so there is no plain socket to write to). The pair can change (aioice may nominate
+        another one): call again on each control event."""
+        if not self._route() or self._sendto is None:
+            return None
+        sock = getattr(self._pair.protocol.transport, "_sock", None)
+        if sock is None or self._addr is None:
+            return None
+        fd: int = sock.fileno()
+        if fd < 0:  # closed
+            return None
+        return fd, self._addr
 
     def send_rtp(self, data: bytes) -> None:
         """Protect and send one plaintext RTP packet. Never raises for transport state."""
@@ -857,3 +885,139 @@ def ice_input_guard(pc: RTCPeerConnection) -> IceInputGuard | None:
             guard: IceInputGuard | None = getattr(dtls.transport._connection, "_sfu_guard", None)
             return guard
     return None
+
+
+# -- one UDP port per process (issue 14) -------------------------------------------------------
+
+
+def open_udp_mux(port: int, announced_host: str | None = None) -> UdpMux:
+    """Bind a :class:`sfu.udp_mux.UdpMux` on ``port`` for every ICE host address (those of
+    :func:`set_ice_host_addresses`, else aioice's own enumeration of the interfaces); the
+    candidates name ``announced_host`` instead when given.
+
+    Raises:
+        ValueError: when there is no host address to bind.
+        OSError: when an address cannot be bound on ``port`` (e.g. the port is in use).
+    """
+    hosts = aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True)
+    mux = UdpMux(list(hosts), port, announced_host)
+    logger.info(
+        "WebRTC media on one UDP port: %s",
+        ", ".join(f"{s.address[0]}:{s.address[1]}" for s in mux.sockets.values())
+        + (f" (candidates name {announced_host})" if announced_host else ""),
+    )
+    return mux
+
+
+class _MuxTransport:
+    """The ``asyncio.DatagramTransport`` of one aioice ``StunProtocol`` whose socket is a
+    shared :class:`sfu.udp_mux.UdpMuxSocket`: sends go through the mux (which learns the
+    STUN transactions and the addresses this connection answered), the mux delivers this
+    connection's datagrams to :meth:`datagram_received`. ``_sock`` is the shared socket, as
+    on asyncio's own transports, so :class:`RawRtpTransport` sends SRTP on it directly."""
+
+    __slots__ = ("_closed", "_mux_socket", "_protocol", "_sock")
+
+    def __init__(self, mux_socket: UdpMuxSocket, protocol: StunProtocol) -> None:
+        self._mux_socket = mux_socket
+        self._protocol = protocol
+        self._sock = mux_socket.socket
+        self._closed = False
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        """A datagram the mux routed to this connection: through the connection's
+        :class:`IceInputGuard` (the patched ``StunProtocol.datagram_received``)."""
+        self._protocol.datagram_received(data, addr)
+
+    def sendto(self, data: bytes, addr: tuple[str, int] | None = None) -> None:
+        """Send on the shared socket (dropped once closed)."""
+        if self._closed or addr is None:
+            return
+        try:
+            self._mux_socket.send(self, data, addr)
+        except OSError:  # a full socket buffer drops, as UDP would
+            pass
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """``sockname`` is the shared socket's address; no ``socket`` is exposed (nobody may
+        change options of the socket every transport shares)."""
+        if name == "sockname":
+            return self._mux_socket.address
+        return default
+
+    def is_closing(self) -> bool:
+        """True once closed."""
+        return self._closed
+
+    def close(self) -> None:
+        """Leave the mux (ufrag, addresses, transactions) and report the protocol lost."""
+        if self._closed:
+            return
+        self._closed = True
+        self._mux_socket.unregister(self)
+        asyncio.get_running_loop().call_soon(self._protocol.connection_lost, None)
+
+    def abort(self) -> None:
+        """Same as :meth:`close`."""
+        self.close()
+
+
+def use_udp_mux(connection: IceConnection, mux: UdpMux) -> None:
+    """Make ``connection`` (before it gathers) take its host candidates on ``mux``'s shared
+    sockets instead of binding sockets of its own: a fresh ICE ufrag unique on the mux, one
+    aioice ``StunProtocol`` per host address whose transport is a :class:`_MuxTransport`.
+    Server-reflexive (STUN server) candidates are gathered on the shared sockets too;
+    relayed (TURN) candidates keep their own sockets, as aioice makes them."""
+    # aioice: Connection._local_username (private); aiortc reads local_username when it
+    # writes the SDP, after this.
+    connection._local_username = mux.allocate_ufrag()
+    original = connection.get_component_candidates
+
+    async def get_component_candidates(
+        component: int, addresses: list[str], timeout: int = 5
+    ) -> list[IceCandidate]:
+        await mux.start()
+        candidates: list[IceCandidate] = []
+        host_protocols: list[StunProtocol] = []
+        for address in addresses:
+            mux_socket = mux.socket_for(address)
+            if mux_socket is None:
+                logger.warning("ICE host %s has no socket on the shared port %d", address, mux.port)
+                continue
+            protocol = StunProtocol(connection)
+            transport = _MuxTransport(mux_socket, protocol)
+            mux_socket.register(connection.local_username, transport)
+            protocol.connection_made(transport)  # type: ignore[arg-type]
+            host, port = mux_socket.announced
+            protocol.local_candidate = IceCandidate(
+                foundation=candidate_foundation("host", "udp", host),
+                component=component,
+                transport="udp",
+                priority=candidate_priority(component, "host"),
+                host=host,
+                port=port,
+                type="host",
+            )
+            candidates.append(protocol.local_candidate)
+            host_protocols.append(protocol)
+        # aioice: Connection._protocols (private): the sockets close() closes, pairs form on.
+        connection._protocols += host_protocols
+        if connection.stun_server is not None:
+            tasks = [
+                asyncio.ensure_future(
+                    aioice.ice.server_reflexive_candidate(protocol, connection.stun_server)
+                )
+                for protocol in host_protocols
+                if ":" not in protocol.local_candidate.host
+            ]
+            if tasks:
+                done, pending = await asyncio.wait(tasks, timeout=timeout)
+                candidates += [t.result()[0] for t in done if t.exception() is None]
+                for task in pending:
+                    task.cancel()
+        # aioice's own gathering with no host address: only a TURN relay, if configured.
+        if connection.turn_server is not None:
+            candidates += await original(component=component, addresses=[], timeout=timeout)
+        return candidates
+
+    connection.get_component_candidates = get_component_candidates  # type: ignore[method-assign]

@@ -17,6 +17,7 @@ from sfu.errors import InvalidStateError, NotFoundError
 from sfu.producer import Producer
 from sfu.stats import Totals
 from sfu.transport import WebRtcTransport
+from sfu.udp_mux import UdpMux
 
 if TYPE_CHECKING:
     from sfu.pipe import PipeTransport
@@ -39,6 +40,8 @@ class Router:
         audio_loss_proxying: report subscribers' audio loss to Opus publishers (in-band FEC,
             :mod:`sfu.rtp.loss_proxy`).
         totals: where closed objects' counters accumulate (shared by the whole server).
+        udp_mux: the process's shared UDP port (``SFU_RTC_PORT``) for every transport, or
+            None for per-transport ephemeral ports.
     """
 
     def __init__(
@@ -53,7 +56,9 @@ class Router:
         totals: Totals | None = None,
         media_timeout_s: float | None = None,
         audio_loss_proxying: bool = True,
+        udp_mux: UdpMux | None = None,
     ) -> None:
+        self.udp_mux = udp_mux
         self.ice_servers = list(ice_servers)
         self.max_producers_per_participant = max_producers_per_participant
         self.max_publish_bitrate_bps = max_publish_bitrate_bps
@@ -88,6 +93,7 @@ class Router:
             connect_timeout_s=self.ice_connect_timeout_s,
             media_timeout_s=self.media_timeout_s,
             audio_loss_proxying=self.audio_loss_proxying,
+            udp_mux=self.udp_mux,
         )
         self.transports.add(transport)
         return transport

@@ -10,6 +10,7 @@ from sfu.room import Room
 from sfu.router import Router
 from sfu.stats import Totals
 from sfu.tasks import spawn
+from sfu.udp_mux import UdpMux
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,10 @@ class MediaSettings:
             None disables the liveness watchdog.
         audio_loss_proxying: the receiver reports sent to an Opus publisher carry the worst
             fraction lost its subscribers report, so its encoder adds in-band FEC.
+        rtc_port: when set, every WebRtcTransport of this process receives its media on this
+            one UDP port (:mod:`sfu.udp_mux`); None gives each transport ephemeral ports.
+        rtc_announced_address: with ``rtc_port``, the address put in the ICE host candidates
+            instead of the bound ICE host address (NAT, container with a published port).
     """
 
     ice_hosts: list[str] = field(default_factory=list)
@@ -42,19 +47,30 @@ class MediaSettings:
     max_producers_per_participant: int = 8
     media_timeout_s: float | None = None
     audio_loss_proxying: bool = True
+    rtc_port: int | None = None
+    rtc_announced_address: str | None = None
 
 
 class MediaServer:
     """All rooms of this process.
 
+    Attributes:
+        udp_mux: the shared UDP port's sockets when ``settings.rtc_port`` is set, else None.
+
     Raises (constructor):
         RuntimeError: when the installed aiortc is not the pinned version.
+        OSError: when ``settings.rtc_port`` cannot be bound on an ICE host address.
     """
 
     def __init__(self, settings: MediaSettings | None = None) -> None:
         adapter.check_aiortc_version()
         self.settings = settings or MediaSettings()
         adapter.set_ice_host_addresses(self.settings.ice_hosts)
+        self.udp_mux: UdpMux | None = None
+        if self.settings.rtc_port is not None:
+            self.udp_mux = adapter.open_udp_mux(
+                self.settings.rtc_port, self.settings.rtc_announced_address
+            )
         self.rooms: dict[str, Room] = {}
         self.totals = Totals()
         self.closed = False
@@ -73,6 +89,7 @@ class MediaServer:
                 totals=self.totals,
                 media_timeout_s=self.settings.media_timeout_s,
                 audio_loss_proxying=self.settings.audio_loss_proxying,
+                udp_mux=self.udp_mux,
             )
             room = Room(name, router, on_empty=self._on_room_empty)
             self.rooms[name] = room
@@ -143,3 +160,5 @@ class MediaServer:
         rooms = list(self.rooms.values())
         self.rooms.clear()
         await asyncio.gather(*(room.close() for room in rooms), return_exceptions=True)
+        if self.udp_mux is not None:
+            self.udp_mux.close()

@@ -48,6 +48,7 @@ from sfu.rtp.header import find_extension, parse_rtp
 from sfu.rtp.loss_proxy import proxied_fraction_lost
 from sfu.stats import Totals
 from sfu.tasks import spawn
+from sfu.udp_mux import UdpMux
 
 if TYPE_CHECKING:
     from sfu.producer import Producer
@@ -126,6 +127,8 @@ class WebRtcTransport:
         audio_loss_proxying: the receiver report sent to an Opus publisher carries the worst
             fraction lost its subscribers report, so its encoder turns on in-band FEC
             (:mod:`sfu.rtp.loss_proxy`).
+        udp_mux: receive every datagram on this shared UDP port (:mod:`sfu.udp_mux`) instead
+            of sockets of the transport's own.
 
     Attributes:
         pc: the :class:`ForwardingPeerConnection`.
@@ -145,8 +148,11 @@ class WebRtcTransport:
         connect_timeout_s: float | None = None,
         media_timeout_s: float | None = None,
         audio_loss_proxying: bool = True,
+        udp_mux: UdpMux | None = None,
     ) -> None:
-        self.pc = adapter.ForwardingPeerConnection(self, adapter.make_configuration(ice_servers))
+        self.pc = adapter.ForwardingPeerConnection(
+            self, adapter.make_configuration(ice_servers), udp_mux=udp_mux
+        )
         self.nack_buffer_packets = nack_buffer_packets
         self.producers: dict[str, Producer] = {}
         self._producers_by_ssrc: dict[int, Producer] = {}

@@ -33,6 +33,10 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
             max_producers_per_participant=settings.max_producers_per_participant,
             media_timeout_s=settings.media_timeout_s or None,
             audio_loss_proxying=settings.audio_loss_proxying,
+            rtc_port=settings.rtc_port,
+            rtc_announced_address=(
+                str(settings.rtc_announced_address) if settings.rtc_announced_address else None
+            ),
         )
     )
     app[keys.MEDIA] = media

@@ -33,6 +33,8 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["port"] = args.port
     if args.data_dir is not None:
         overrides["data_dir"] = Path(args.data_dir)
+    if args.rtc_port is not None:
+        overrides["rtc_port"] = args.rtc_port
     if args.tls_cert is not None:
         overrides["tls_cert"] = Path(args.tls_cert)
     if args.tls_key is not None:
@@ -152,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="listen port (default 8080)")
     serve.add_argument("--data-dir", default=None, help="data directory (default ./data)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    serve.add_argument(
+        "--rtc-port",
+        type=int,
+        default=None,
+        help="receive all WebRTC media on this one UDP port (SFU_RTC_PORT)",
+    )
     serve.add_argument(
         "--tls-cert", default=None, help="PEM certificate chain: serve HTTPS/WSS (SFU_TLS_CERT)"
     )

@@ -10,7 +10,14 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    IPvAnyAddress,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -70,6 +77,14 @@ class Settings(BaseSettings):
         media_restart_grace_s: after a media path failure the participant stays in the room
             this long (s) for its client to renegotiate on new transports; then it is removed
             with ``transport_failed``.
+        rtc_port: ``SFU_RTC_PORT``: when set, every WebRTC transport of the process receives
+            its media (STUN, DTLS, SRTP) on this one UDP port, bound on each ICE host address
+            and demultiplexed by ICE ufrag and remote address (``sfu.udp_mux``); with worker
+            processes (issue 12) worker k uses ``rtc_port + k``. Unset: each transport binds
+            its own ephemeral ports.
+        rtc_announced_address: ``SFU_RTC_ANNOUNCED_ADDRESS``: with ``rtc_port``, the IP
+            address the ICE host candidates name instead of the bound one (``ice_hosts``): the
+            public address of a NAT or of the host of a container that publishes the port.
         audio_loss_proxying: the RTCP receiver reports sent to an Opus publisher carry the
             worst fraction lost its subscribers report (fresh within 10 s), so its encoder
             turns on in-band FEC (RFC 6716 LBRR) for them.
@@ -169,6 +184,8 @@ class Settings(BaseSettings):
     media_timeout_s: float = Field(default=2.0, ge=0)
     media_restart_grace_s: float = Field(default=15.0, gt=0)
     audio_loss_proxying: bool = True
+    rtc_port: int | None = Field(default=None, ge=1, le=65535)
+    rtc_announced_address: IPvAnyAddress | None = None
     env: Literal["development", "production"] = "development"
     workers: int = Field(default_factory=default_workers, ge=0, le=1024)
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -217,6 +234,11 @@ class Settings(BaseSettings):
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
 
+    @field_validator("rtc_port", "rtc_announced_address", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("turn_urls")
     @classmethod
     def _turn_urls(cls, value: list[str]) -> list[str]:
@@ -231,4 +253,6 @@ class Settings(BaseSettings):
             raise ValueError("SFU_TURN_URLS needs SFU_TURN_SECRET")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("SFU_TLS_CERT and SFU_TLS_KEY go together")
+        if self.rtc_announced_address is not None and self.rtc_port is None:
+            raise ValueError("SFU_RTC_ANNOUNCED_ADDRESS needs SFU_RTC_PORT")
         return self

@@ -21,6 +21,7 @@ from signaling.auth.tokens import VideoGrant, create_access_token
 from signaling.client import RoomClient
 from signaling.serverproc import start_server, stop_server, wait_healthy
 from signaling.settings import Settings
+from tests.support.udp import free_udp_port
 
 TEST_SECRET = "integration-secret-" + "s" * 40
 
@@ -28,8 +29,18 @@ MakeToken = Callable[..., str]
 
 
 @pytest.fixture
-def sfu_settings(tmp_path: Path, mongo_url: str, mongo_db: str) -> Settings:
+def rtc_port(request: pytest.FixtureRequest) -> int | None:
+    """The server's ``SFU_RTC_PORT``: None (each transport binds its own ports) unless a test
+    parametrizes it indirectly with ``"one-port"``, then a free UDP port (issue 14)."""
+    if getattr(request, "param", None) == "one-port":
+        return free_udp_port()
+    return None
+
+
+@pytest.fixture
+def sfu_settings(tmp_path: Path, mongo_url: str, mongo_db: str, rtc_port: int | None) -> Settings:
     return Settings(
+        rtc_port=rtc_port,
         ice_hosts=["127.0.0.1"],
         ice_servers=[],
         data_dir=tmp_path,

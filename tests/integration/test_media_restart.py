@@ -163,9 +163,12 @@ def _rtx_ssrcs(sdp: str) -> set[int]:
     return out
 
 
+@pytest.mark.parametrize("rtc_port", [None, "one-port"], indirect=True, ids=str)
 async def test_subscriber_path_fails_and_gets_the_same_tracks_back(
-    room_client: Callable[..., RoomClient],
+    room_client: Callable[..., RoomClient], rtc_port: int | None
 ) -> None:
+    """Also on the one shared port (``SFU_RTC_PORT``, issue 14): the new connection comes
+    from a new address (a fresh relay), with a new ufrag, on the same server port."""
     paths = Paths()
     publisher = room_client("restart-sub", "speaker")
     subscriber = room_client(
@@ -211,6 +214,9 @@ async def test_subscriber_path_fails_and_gets_the_same_tracks_back(
         )
         assert paths.sets[1].relays, "the new subscribe connection does not use the new path"
         assert set(subscriber.received) == {first.track_sid}
+        if rtc_port is not None:  # both connections were offered the one port (the relays'
+            # keys are the server ports the SDPs named)
+            assert set(paths.sets[0].relays) == set(paths.sets[1].relays) == {rtc_port}
         assert [e for e in publisher.events[events_before:] if e["type"] in CHURN] == []
     finally:
         for client in (subscriber, publisher):

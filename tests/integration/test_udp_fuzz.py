@@ -2,7 +2,8 @@
 
 A publisher and a count-only viewer are connected through an in-process server; a socket that
 is no ICE candidate of anybody sends junk to every server media port. The viewer must keep
-receiving and no transport may fail.
+receiving and no transport may fail. Each test runs with per-transport ports and with every
+transport on one shared port (``SFU_RTC_PORT``, issue 14).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import re
 import socket
 import struct
 import time
@@ -75,12 +77,25 @@ async def assert_still_receiving(media: MediaServer, viewer: RoomClient, more: i
     await viewer.wait_for(lambda: received(viewer) >= before + more, timeout=10)
 
 
+PORTS = pytest.mark.parametrize("rtc_port", [None, "one-port"], indirect=True, ids=str)
+"""Run a test against per-transport ports and against the one shared port (issue 14)."""
+
+
+def server_ports(media: MediaServer) -> list[tuple[str, int]]:
+    """The distinct (host, port) on which the server receives media: one per transport, or
+    the one shared port."""
+    addresses = sorted(set(media_addresses(media)))
+    # the publisher's publish port and the viewer's subscribe port, or the shared port
+    assert len(addresses) == (1 if media.udp_mux is not None else 2)
+    return addresses
+
+
+@PORTS
 async def test_empty_datagram_does_not_drop_a_participant(call: Connected) -> None:
     """Issue 10 item 1: one empty datagram from any address used to raise IndexError in
     aiortc's DTLS receive loop (``data[0]``), closing the transport."""
     media, _publisher, viewer = call
-    addresses = media_addresses(media)
-    assert len(addresses) == 2  # the publisher's publish port and the viewer's subscribe port
+    addresses = server_ports(media)
     before = list(transports(media))
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -95,6 +110,9 @@ async def test_empty_datagram_does_not_drop_a_participant(call: Connected) -> No
 
 FUZZ_DATAGRAMS_PER_PORT = 100_000
 """Datagrams sent to every server media port."""
+
+FUZZ_DATAGRAMS_SHARED_PORT = 40_000
+"""Datagrams sent to the one shared port (``SFU_RTC_PORT``): most stop at its demultiplexer."""
 
 FUZZ_RSS_BOUND_BYTES = 8 * 1024 * 1024
 """Most the test process (server, publisher and viewer) may grow while it is fuzzed."""
@@ -115,6 +133,15 @@ def _stun(rng: random.Random) -> bytes:
     length = len(body) if rng.random() < 0.7 else rng.randrange(65536)
     data = struct.pack("!HHI", message_type, length, STUN_COOKIE) + rng.randbytes(12) + body
     return data[: rng.randrange(1, len(data) + 1)] if rng.random() < 0.3 else data
+
+
+def _stun_check(rng: random.Random, ufrag: str) -> bytes:
+    """A Binding request whose USERNAME names ``ufrag`` (so the shared port routes it to that
+    transport), with a MESSAGE-INTEGRITY that cannot be right."""
+    username = f"{ufrag}:{rng.randrange(10**6)}".encode()
+    body = struct.pack("!HH", 0x0006, len(username)) + username + b"\0" * (-len(username) % 4)
+    body += struct.pack("!HH", 0x0008, 20) + rng.randbytes(20)
+    return struct.pack("!HHI", 0x0001, len(body), STUN_COOKIE) + rng.randbytes(12) + body
 
 
 def _dtls(rng: random.Random) -> bytes:
@@ -164,15 +191,27 @@ def fuzz_corpus(seed: int = 10) -> list[bytes]:
     return corpus
 
 
+@PORTS
 async def test_fuzz_every_media_port(call: Connected) -> None:
     """Issue 10 item 4: FUZZ_DATAGRAMS_PER_PORT junk datagrams to every server media port
-    while a publisher and a viewer are connected. No transport fails, the viewer keeps
-    receiving throughout, and the process grows by less than FUZZ_RSS_BOUND_BYTES."""
+    (FUZZ_DATAGRAMS_SHARED_PORT to the shared port) while a publisher and a viewer are
+    connected. No transport fails, the viewer keeps receiving throughout, and the process
+    grows by less than FUZZ_RSS_BOUND_BYTES."""
     media, _publisher, viewer = call
-    addresses = media_addresses(media)
-    assert len(addresses) == 2
+    addresses = server_ports(media)
+    per_port = FUZZ_DATAGRAMS_PER_PORT if media.udp_mux is None else FUZZ_DATAGRAMS_SHARED_PORT
     before = set(transports(media))
     corpus = fuzz_corpus()
+    if media.udp_mux is not None:
+        # On the shared port, every 10th datagram is a check naming a live transport's ufrag
+        # (it reaches that transport, whose aioice answers 401: no address changes hands).
+        ufrags = [
+            re.search(r"a=ice-ufrag:(\S+)", t.pc.localDescription.sdp)[1]  # type: ignore[index]
+            for t in transports(media)
+        ]
+        rng = random.Random(14)
+        for i in range(0, len(corpus), 10):
+            corpus[i] = _stun_check(rng, ufrags[i % len(ufrags)])
     senders = []
     for _ in range(4):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -180,13 +219,14 @@ async def test_fuzz_every_media_port(call: Connected) -> None:
         sock.setblocking(False)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # answers: let them drop
         senders.append(sock)
+    sender_addresses = [sock.getsockname() for sock in senders]
     rss_before = rss_bytes()
     started = time.monotonic()
     sent = 0
     checkpoint_at, checkpoint_count, checkpoints = started + 1.0, received(viewer), 0
     try:
         burst = 64
-        total = FUZZ_DATAGRAMS_PER_PORT * len(addresses)
+        total = per_port * len(addresses)
         while sent < total:
             for address in addresses:
                 for k in range(burst):
@@ -211,12 +251,19 @@ async def test_fuzz_every_media_port(call: Connected) -> None:
     guards = [adapter.ice_input_guard(t.pc) for t in transports(media)]
     drops = [g.drops for g in guards if g is not None]
     dropped = sum(d.total_datagrams() for d in drops)
+    if media.udp_mux is not None:  # most never reach a transport's guard
+        dropped += media.udp_mux.drops.total_datagrams()
+        assert media.udp_mux.drops.address_taken == 0
     print(
         f"fuzz: {sent} datagrams to {len(addresses)} ports in {elapsed:.1f} s "
-        f"({sent / elapsed:,.0f}/s), {dropped} dropped by the guard {drops}, "
+        f"({sent / elapsed:,.0f}/s), {dropped} dropped by the guard {drops} and the shared "
+        f"port {media.udp_mux.drops if media.udp_mux else None}, "
         f"RSS growth {growth / 1e6:.1f} MB, {checkpoints} one-second checkpoints"
     )
     assert set(transports(media)) == before
+    if media.udp_mux is not None:
+        (mux_socket,) = media.udp_mux.sockets.values()
+        assert all(mux_socket.owner(address) is None for address in sender_addresses)
     assert growth < FUZZ_RSS_BOUND_BYTES, f"process grew {growth / 1e6:.1f} MB"
     assert dropped > sent // 4, f"only {dropped} of {sent} datagrams reached the guard"
     await assert_still_receiving(media, viewer)

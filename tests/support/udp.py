@@ -4,6 +4,7 @@ reach, the UDP ports of its transports, and the process's resident memory."""
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -46,6 +47,14 @@ def transports(media: MediaServer) -> list[WebRtcTransport]:
 def media_addresses(media: MediaServer) -> list[tuple[str, int]]:
     """(host, port) of every UDP socket on which the server receives media."""
     return [a for t in transports(media) for a in adapter.local_media_addresses(t.pc)]
+
+
+def free_udp_port() -> int:
+    """A UDP port on 127.0.0.1 that nothing is bound to right now (for ``SFU_RTC_PORT``)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def rss_bytes() -> int:

@@ -354,3 +354,146 @@ async def test_answer_and_offer_carry_opus_inband_fec() -> None:
         await publisher.close()
         await answerer.close()
         await subscriber.close()
+
+
+def test_udp_mux_internals_exist() -> None:
+    """use_udp_mux (one UDP port, issue 14) replaces aioice's per-connection host sockets:
+    every aioice name it relies on must still be used the way it assumes."""
+    import aioice
+    from aioice import candidate, ice
+
+    connection = ice.Connection(ice_controlling=False)
+    assert isinstance(connection._local_username, str)
+    assert connection.local_username is connection._local_username
+    assert connection._protocols == [] and connection.stun_server is None
+    assert connection.turn_server is None
+    # gather_candidates hands the host addresses to get_component_candidates, looked up on the
+    # instance (so our per-connection replacement is called), with these keyword arguments.
+    gather = inspect.getsource(ice.Connection.gather_candidates)
+    assert "self.get_component_candidates(component=component, addresses=addresses)" in gather
+    assert list(inspect.signature(ice.Connection.get_component_candidates).parameters) == [
+        "self",
+        "component",
+        "addresses",
+        "timeout",
+    ]
+    # With no host address aioice's own gathering only makes a TURN relay candidate.
+    component = inspect.getsource(ice.Connection.get_component_candidates)
+    assert (
+        "for address in addresses:" in component and "for protocol in host_protocols:" in component
+    )
+    assert "self._protocols += host_protocols" in component
+    # close() closes every protocol's transport and waits for connection_lost.
+    assert "await protocol.close()" in inspect.getsource(ice.Connection.close)
+    protocol_close = inspect.getsource(ice.StunProtocol.close)
+    assert "self.transport.close()" in protocol_close
+    assert "self.receiver.protocol_lost(self)" in inspect.getsource(
+        ice.StunProtocol.connection_lost
+    )
+    assert "self.transport.sendto(" in inspect.getsource(ice.StunProtocol.send_stun)
+    assert "self.transport.sendto(" in inspect.getsource(ice.StunProtocol.send_data)
+    # The success response is sent only after MESSAGE-INTEGRITY was checked with our password.
+    request = inspect.getsource(ice.Connection.request_received)
+    assert request.index("check_message_integrity") < request.index("Class.RESPONSE")
+    assert list(inspect.signature(ice.server_reflexive_candidate).parameters) == [
+        "protocol",
+        "stun_server",
+    ]
+    assert candidate.candidate_foundation("host", "udp", "127.0.0.1")
+    assert candidate.candidate_priority(1, "host") > candidate.candidate_priority(1, "srflx")
+    assert aioice.__version__ == "0.13.0"
+
+
+async def test_forwarding_connections_share_the_mux_port() -> None:
+    """Two ForwardingPeerConnections on one UdpMux: both connect to their aiortc peers
+    through the one port, each with its own ufrag; send_target() names the shared socket;
+    closing one leaves the mux with the other only."""
+    import asyncio
+
+    from sfu.udp_mux import UdpMux
+
+    adapter.set_ice_host_addresses(["127.0.0.1"])
+    mux = UdpMux(["127.0.0.1"], 0)
+    (mux_socket,) = mux.sockets.values()
+    port = mux_socket.address[1]
+    pairs: list[tuple[adapter.ForwardingPeerConnection, RTCPeerConnection]] = []
+    try:
+        for _ in range(2):
+            server = adapter.ForwardingPeerConnection(
+                adapter.NullRtpSink(), adapter.make_configuration([]), udp_mux=mux
+            )
+            client = RTCPeerConnection(adapter.make_configuration([]))
+            client.addTransceiver("audio", direction="recvonly")
+            await client.setLocalDescription(await client.createOffer())
+            await server.setRemoteDescription(client.localDescription)
+            await server.setLocalDescription(await server.createAnswer())
+            await client.setRemoteDescription(
+                RTCSessionDescription(sdp=server.localDescription.sdp, type="answer")
+            )
+            assert adapter.local_media_addresses(server) == [("127.0.0.1", port)]
+            pairs.append((server, client))
+        for _ in range(100):
+            if all(s.connectionState == "connected" for s, _c in pairs):
+                break
+            await asyncio.sleep(0.05)
+        assert [s.connectionState for s, _c in pairs] == ["connected", "connected"]
+        assert mux.endpoint_count() == 2
+        first = adapter.raw_transport(pairs[0][0].getTransceivers()[0])
+        target = first.send_target()
+        assert target is not None and target[0] == mux_socket.socket.fileno()
+        assert mux_socket.owner(target[1]) is not None
+        await pairs[0][0].close()
+        assert mux.endpoint_count() == 1 and mux_socket.owner(target[1]) is None
+        assert first.send_target() is None
+        assert pairs[1][0].connectionState == "connected"
+    finally:
+        for server, client in pairs:
+            await server.close()
+            await client.close()
+        mux.close()
+        adapter.set_ice_host_addresses([])
+
+
+async def test_send_target_is_the_transport_socket_without_a_mux() -> None:
+    """send_target() with per-transport ports: the fd of the selected pair's own socket and
+    the peer's address; None before a pair is selected and after close."""
+    import asyncio
+
+    adapter.set_ice_host_addresses(["127.0.0.1"])
+    server = adapter.ForwardingPeerConnection(adapter.NullRtpSink(), adapter.make_configuration([]))
+    client = RTCPeerConnection(adapter.make_configuration([]))
+    try:
+        client.addTransceiver("audio", direction="recvonly")
+        await client.setLocalDescription(await client.createOffer())
+        await server.setRemoteDescription(client.localDescription)
+        raw = adapter.raw_transport(server.getTransceivers()[0])
+        assert raw.send_target() is None
+        await server.setLocalDescription(await server.createAnswer())
+        await client.setRemoteDescription(
+            RTCSessionDescription(sdp=server.localDescription.sdp, type="answer")
+        )
+        for _ in range(100):
+            if server.connectionState == "connected":
+                break
+            await asyncio.sleep(0.05)
+        target = raw.send_target()
+        assert target is not None
+        connection = server.getTransceivers()[0].sender.transport.transport._connection
+        pair = connection._nominated[1]
+        assert target == (
+            pair.protocol.transport.get_extra_info("socket").fileno(),
+            pair.remote_addr,
+        )
+        client_ports = [
+            c.port
+            for c in client.getTransceivers()[
+                0
+            ].sender.transport.transport.iceGatherer.getLocalCandidates()
+        ]
+        assert target[1][1] in client_ports
+        await server.close()
+        assert raw.send_target() is None
+    finally:
+        await server.close()
+        await client.close()
+        adapter.set_ice_host_addresses([])
