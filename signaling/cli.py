@@ -37,6 +37,9 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["tls_cert"] = Path(args.tls_cert)
     if args.tls_key is not None:
         overrides["tls_key"] = Path(args.tls_key)
+    for flag in ("redis_url", "node_url", "node_media_host", "drain_timeout_s"):
+        if getattr(args, flag) is not None:
+            overrides[flag] = getattr(args, flag)
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
@@ -62,6 +65,10 @@ def _serve(args: argparse.Namespace) -> int:
 
             app.on_startup.append(announce_demo_link)  # after the accounts store is up
         app.on_startup.append(_freeze_startup_objects)
+        if settings.redis_url:  # a cluster node: SIGTERM drains (signaling/cluster)
+            from signaling.cluster.node import install_drain_on_sigterm
+
+            app.on_startup.append(install_drain_on_sigterm)
         web.run_app(
             app,
             host=settings.host,
@@ -140,6 +147,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--tls-cert", default=None, help="PEM certificate chain: serve HTTPS/WSS (SFU_TLS_CERT)"
     )
     serve.add_argument("--tls-key", default=None, help="PEM private key (SFU_TLS_KEY)")
+    serve.add_argument(
+        "--redis-url",
+        dest="redis_url",
+        default=None,
+        help="join the cluster coordinated by this Redis (SFU_REDIS_URL; docs/cluster.md)",
+    )
+    serve.add_argument(
+        "--node-url",
+        dest="node_url",
+        default=None,
+        help="base URL clients use to reach this node (SFU_NODE_URL)",
+    )
+    serve.add_argument(
+        "--node-media-host",
+        dest="node_media_host",
+        default=None,
+        help="address other nodes use for media pipes (SFU_NODE_MEDIA_HOST)",
+    )
+    serve.add_argument(
+        "--drain-timeout",
+        dest="drain_timeout_s",
+        type=float,
+        default=None,
+        help="cluster: after SIGTERM, drain for at most this many seconds (60)",
+    )
     serve.set_defaults(func=_serve)
 
     token = sub.add_parser("token", help="access tokens (RFC 7519 JWT)")
