@@ -195,6 +195,8 @@ class Cluster:
 
     def _on_link(self, up: bool) -> None:
         self.linked = up
+        if not up:
+            self._lost(ConnectionError("pub/sub connection lost"))
         if up:  # (re)subscribed: tell the rooms we are here and ask for their summaries
             for room in list(self.bus.rooms):
                 self._spawn(self._publish_room(room, {"k": "sync"}))
@@ -605,8 +607,7 @@ class Cluster:
         try:
             await stage.handle(self.app, actor, request)
         finally:
-            if stage.members.get(sid) is member:
-                del stage.members[sid]
+            stage.remove(actor, sid)  # (the stage may be empty now: then it is dropped)
         await self.after_stage(room, request)
         replies = [m for m in actor.sent if getattr(m, "ref", None) == request.id]
         return {"messages": [m.model_dump(mode="json") for m in replies]}
