@@ -116,6 +116,10 @@ class StageCluster(Protocol):
     def remote_hands(self, room: str) -> list[tuple[float, p.AudienceMember]]:
         """Raised hands of ``room`` on the other nodes: (Unix time raised, listener)."""
 
+    def remote_hands_total(self, room: str) -> int:
+        """How many hands are raised in ``room`` on the other nodes (``remote_hands`` may
+        list only the first of them)."""
+
     def changed(self, room: str) -> None:
         """This node's stage of ``room`` changed (members, roles, hands)."""
 
@@ -456,8 +460,13 @@ class Stage:
                 task.cancel()
 
     def audience_count(self) -> int:
-        """How many listeners are in the room."""
+        """How many listeners are in the room (on this node)."""
         return sum(1 for m in self.members.values() if m.role == "listener")
+
+    def audience_total(self) -> int:
+        """How many listeners are in the room, on every node of a cluster."""
+        cluster = self._cluster()
+        return self.audience_count() + (cluster.remote_audience(self.room) if cluster else 0)
 
     # -- batched broadcasts --------------------------------------------------------------------
 
@@ -474,10 +483,13 @@ class Stage:
         if (cluster := self._cluster()) is not None:
             cluster.changed(self.room)
 
-    def remote_changed(self) -> None:
-        """Another node's part of this room changed (cluster): recount, resend the hands."""
-        self._schedule_audience()
-        self._schedule_hands()
+    def remote_changed(self, *, audience: bool = True, hands: bool = True) -> None:
+        """Another node's part of this room changed (cluster): recount the audience and/or
+        resend the hand queue."""
+        if audience:
+            self._schedule_audience()
+        if hands:
+            self._schedule_hands()
 
     def _schedule_audience(self) -> None:
         self._changed()
@@ -487,8 +499,7 @@ class Stage:
     async def _flush_audience(self) -> None:
         wait = self._last_audience_at + AUDIENCE_INTERVAL_S - time.monotonic()
         await asyncio.sleep(max(wait, 0.05))  # coalesce a burst of joins into one message
-        cluster = self._cluster()
-        count = self.audience_count() + (cluster.remote_audience(self.room) if cluster else 0)
+        count = self.audience_total()
         if count != self._audience_sent:
             self._audience_sent = count
             self._last_audience_at = time.monotonic()
@@ -505,7 +516,8 @@ class Stage:
             local = [(wall + (m.hand_raised_at or 0.0), m.audience_member()) for m in raised]
             merged = sorted(local + cluster.remote_hands(self.room), key=lambda h: h[0])
             queue = [member for _, member in merged]
-            return p.HandsEvent(queue=queue[:HANDS_SHOWN], total=len(queue))
+            total = len(raised) + cluster.remote_hands_total(self.room)
+            return p.HandsEvent(queue=queue[:HANDS_SHOWN], total=total)
         return p.HandsEvent(
             queue=[m.audience_member() for m in raised[:HANDS_SHOWN]], total=len(raised)
         )

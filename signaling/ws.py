@@ -655,7 +655,7 @@ class Session:
                 kind=stage.kind,
                 role=role,
                 permissions=permissions(role, grants),
-                audience=stage.audience_count(),
+                audience=stage.audience_total(),
                 stage_video=stage.video,
                 resume_token=resume_token,
                 resume_grace_s=self.app[keys.SETTINGS].resume_grace_s if resume_token else 0.0,

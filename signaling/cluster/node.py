@@ -61,7 +61,7 @@ from signaling.cluster.registry import (
     register,
 )
 from signaling.settings import Settings
-from signaling.stage import STAGES, Member, Stage
+from signaling.stage import HANDS_SHOWN, STAGES, Member, Stage
 
 if TYPE_CHECKING:
     from sfu.participant import Participant
@@ -81,11 +81,13 @@ PERSISTED_REQUESTS = frozenset(
 @dataclass(slots=True)
 class Summary:
     """What one node hosts of a room: its listener count, stage members and raised hands
-    (``hands``: (Unix time raised, listener)); ``at``: monotonic time received."""
+    (``hands``: (Unix time raised, listener), the first :data:`HANDS_SHOWN`; ``hands_total``:
+    all of them); ``at``: monotonic time received."""
 
     audience: int
     members: dict[str, dict[str, str]]
     hands: list[tuple[float, p.AudienceMember]]
+    hands_total: int = 0
     at: float = field(default_factory=time.monotonic)
 
 
@@ -284,6 +286,10 @@ class Cluster:
         """Raised hands of ``room`` on the other nodes: (Unix time raised, listener)."""
         return [h for s in self.remote.get(room, {}).values() for h in s.hands]
 
+    def remote_hands_total(self, room: str) -> int:
+        """How many hands are raised in ``room`` on the other nodes."""
+        return sum(s.hands_total for s in self.remote.get(room, {}).values())
+
     def changed(self, room: str) -> None:
         """The local stage of ``room`` changed: publish its summary soon (coalesced)."""
         self._dirty.add(room)
@@ -316,12 +322,19 @@ class Cluster:
                 if member.hand_raised_at is not None:
                     at = now_wall - (now_mono - member.hand_raised_at)
                     hands.append({"sid": sid, **entry, "at": at})
-        return {"k": "summary", "audience": audience, "members": members, "hands": hands}
+        hands.sort(key=lambda h: float(h["at"]))
+        return {
+            "k": "summary",
+            "audience": audience,
+            "members": members,
+            "hands": hands[:HANDS_SHOWN],
+            "hands_total": len(hands),
+        }
 
-    def _remote_changed(self, room: str) -> None:
+    def _remote_changed(self, room: str, *, audience: bool = True, hands: bool = True) -> None:
         stage = self.app[STAGES].rooms.get(room)
         if stage is not None:
-            stage.remote_changed()
+            stage.remote_changed(audience=audience, hands=hands)
 
     # -- room events -----------------------------------------------------------------------------
 
@@ -379,15 +392,28 @@ class Cluster:
                 )
                 for h in message.get("hands", [])
             ]
-            summary = Summary(int(message.get("audience", 0)), dict(message["members"]), hands)
+            summary = Summary(
+                int(message.get("audience", 0)),
+                dict(message["members"]),
+                hands[:HANDS_SHOWN],
+                int(message.get("hands_total", len(hands))),
+            )
         except (KeyError, TypeError, ValueError):
             logger.warning("cluster: malformed summary from %s", sender)
             return
-        if summary.audience == 0 and not summary.members and not summary.hands:
+        before = nodes.get(sender)
+        if summary.audience == 0 and not summary.members and not summary.hands_total:
             nodes.pop(sender, None)
         else:
             nodes[sender] = summary
-        self._remote_changed(room)
+        # Only a change reaches the members (a heartbeat's unchanged summary sends nothing).
+        audience = (before.audience if before else 0) != summary.audience
+        old_hands = [h.sid for _, h in before.hands] if before else []
+        hands_changed = old_hands != [h.sid for _, h in summary.hands] or (
+            (before.hands_total if before else 0) != summary.hands_total
+        )
+        if audience or hands_changed:
+            self._remote_changed(room, audience=audience, hands=hands_changed)
 
     def _deliver(self, room: str, event: object) -> None:
         if not isinstance(event, dict) or event.get("type") not in RELAYED_EVENTS:

@@ -1,0 +1,83 @@
+"""The cluster's Redis primitives against a real ``redis-server`` (docs/cluster.md): origin
+leases and their fencing epoch, the node registry's liveness and least-loaded choice."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from signaling.cluster import keys
+from signaling.cluster.lease import Lease, Leases
+from signaling.cluster.registry import NodeInfo, least_loaded, live_nodes, now_unix_ms, register
+from tests.support.redis import RedisServer, find_redis_server, start_redis
+
+pytestmark = pytest.mark.skipif(
+    find_redis_server() is None, reason="redis-server missing (scripts/test.sh installs it)"
+)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = start_redis(tmp_path)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_server.url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+async def test_lease_fencing_epoch(redis: Redis) -> None:
+    leases = Leases(redis, ttl_ms=300)
+    first = await leases.acquire("r", "a")
+    assert first == Lease("a", 1)
+    assert await leases.acquire("r", "b") == first  # held: b learns the holder, takes nothing
+    assert await leases.renew("r", first)
+    await asyncio.sleep(0.5)  # a stops renewing: the lease expires
+    second = await leases.acquire("r", "b")
+    assert second == Lease("b", 2)  # the takeover carries a larger epoch
+    assert not await leases.renew("r", first)  # the stale origin cannot renew ...
+    assert not await leases.release("r", first)  # ... nor release b's lease
+    assert not await leases.check_epoch("r", first.epoch)  # its requests are refused
+    assert await leases.check_epoch("r", second.epoch)
+    assert await leases.release("r", second)  # a drain hands it over at once
+    assert await leases.holder("r") is None
+    assert await leases.acquire("r", "c") == Lease("c", 3)
+
+
+async def test_registry_liveness_and_least_loaded(redis: Redis) -> None:
+    def node(node_id: str, participants: int, **kw: object) -> NodeInfo:
+        base: dict[str, object] = {
+            "url": f"http://{node_id}",
+            "media_host": node_id,
+            "workers": 1,
+            "participants": participants,
+            "capacity": 0,
+            "state": "serving",
+            "last_seen": 0,
+        }
+        return NodeInfo(id=node_id, **{**base, **kw})  # type: ignore[arg-type]
+
+    for info in (node("a", 5), node("b", 2), node("c", 1, state="draining"), node("d", 3)):
+        await register(redis, info)
+    # d stopped heartbeating 7 s ago: dead to the others although its record is there
+    stale = node("d", 0, last_seen=now_unix_ms() - 7000)
+    await redis.set(keys.node("d"), json.dumps(asdict(stale)))
+    alive = await live_nodes(redis)
+    assert [n.id for n in alive] == ["a", "b", "c"]
+    assert least_loaded(alive, exclude="b").id == "a"  # type: ignore[union-attr]  # c drains
+    assert least_loaded(alive, exclude="a").id == "b"  # type: ignore[union-attr]
+    full = node("b", 2, capacity=2)
+    assert not full.has_room()
+    assert least_loaded([full, node("c", 0, state="draining")], exclude="a") is None
