@@ -33,7 +33,7 @@ import os
 import secrets
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -82,12 +82,15 @@ PERSISTED_REQUESTS = frozenset(
 class Summary:
     """What one node hosts of a room: its listener count, stage members and raised hands
     (``hands``: (Unix time raised, listener), the first :data:`HANDS_SHOWN`; ``hands_total``:
-    all of them); ``at``: monotonic time received."""
+    all of them); ``tracks``: the Producers its stage members publish, by participant sid
+    (``sid``, ``kind``, ``source``: what a cross-node media pipe needs to know); ``at``:
+    monotonic time received."""
 
     audience: int
     members: dict[str, dict[str, str]]
     hands: list[tuple[float, p.AudienceMember]]
     hands_total: int = 0
+    tracks: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     at: float = field(default_factory=time.monotonic)
 
 
@@ -159,6 +162,9 @@ class Cluster:
         self._flush: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
+        # The media pipe's hook: called with (room, node id) when the Producers that node
+        # hosts in the room changed (see :meth:`remote_tracks`); None until pipes exist.
+        self.on_remote_tracks: Callable[[str, str], None] | None = None
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -286,6 +292,14 @@ class Cluster:
         """Raised hands of ``room`` on the other nodes: (Unix time raised, listener)."""
         return [h for s in self.remote.get(room, {}).values() for h in s.hands]
 
+    def remote_tracks(self, room: str) -> dict[str, dict[str, list[dict[str, str]]]]:
+        """The Producers of ``room`` on the other nodes: node id -> participant sid -> tracks
+        (``sid``, ``kind``, ``source``), as of their last summary (at most
+        :data:`~signaling.cluster.registry.HEARTBEAT_S` old). The cross-node media pipe starts
+        here: a producer listed for node N that this node's subscribers need is piped from N
+        (whose ``media_host`` is in the registry)."""
+        return {node: s.tracks for node, s in self.remote.get(room, {}).items() if s.tracks}
+
     def remote_hands_total(self, room: str) -> int:
         """How many hands are raised in ``room`` on the other nodes."""
         return sum(s.hands_total for s in self.remote.get(room, {}).values())
@@ -306,6 +320,7 @@ class Cluster:
     def _summary_message(self, room: str) -> dict[str, Any]:
         stage = self.app[STAGES].rooms.get(room)
         members: dict[str, dict[str, str]] = {}
+        tracks: dict[str, list[dict[str, str]]] = {}
         hands: list[dict[str, Any]] = []
         audience = 0
         if stage is not None:
@@ -317,6 +332,11 @@ class Cluster:
                 entry = {"identity": participant.identity, "name": participant.name}
                 if member.role != "listener":
                     members[sid] = {**entry, "role": member.role}
+                    published = participant.info().tracks
+                    if published:
+                        tracks[sid] = [
+                            {"sid": t.sid, "kind": t.kind, "source": t.source} for t in published
+                        ]
                 else:
                     audience += 1
                 if member.hand_raised_at is not None:
@@ -329,6 +349,7 @@ class Cluster:
             "members": members,
             "hands": hands[:HANDS_SHOWN],
             "hands_total": len(hands),
+            "tracks": tracks,
         }
 
     def _remote_changed(self, room: str, *, audience: bool = True, hands: bool = True) -> None:
@@ -397,6 +418,7 @@ class Cluster:
                 dict(message["members"]),
                 hands[:HANDS_SHOWN],
                 int(message.get("hands_total", len(hands))),
+                dict(message.get("tracks", {})),
             )
         except (KeyError, TypeError, ValueError):
             logger.warning("cluster: malformed summary from %s", sender)
@@ -414,6 +436,8 @@ class Cluster:
         )
         if audience or hands_changed:
             self._remote_changed(room, audience=audience, hands=hands_changed)
+        if (before.tracks if before else {}) != summary.tracks and self.on_remote_tracks:
+            self.on_remote_tracks(room, sender)
 
     def _deliver(self, room: str, event: object) -> None:
         if not isinstance(event, dict) or event.get("type") not in RELAYED_EVENTS:
