@@ -165,6 +165,9 @@ class Cluster:
         # The media pipe's hook: called with (room, node id) when the Producers that node
         # hosts in the room changed (see :meth:`remote_tracks`); None until pipes exist.
         self.on_remote_tracks: Callable[[str, str], None] | None = None
+        # How a finished drain stops the process: SIGINT to itself, which aiohttp's handler
+        # turns into a graceful shutdown (replaced in tests).
+        self.stop_process: Callable[[], None] = lambda: os.kill(os.getpid(), signal.SIGINT)
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -700,7 +703,7 @@ class Cluster:
             await asyncio.sleep(min(1.0, max(deadline - time.monotonic(), 0.0)))
         logger.info("cluster: drained; stopping")
         self.drained.set()
-        os.kill(os.getpid(), signal.SIGINT)  # aiohttp's handler: graceful shutdown
+        self.stop_process()
 
 
 CLUSTER: web.AppKey[Cluster] = web.AppKey("cluster", Cluster)

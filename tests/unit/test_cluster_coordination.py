@@ -5,16 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from aiohttp import web
 from redis.asyncio import Redis
 
+from signaling import keys as app_keys
 from signaling.cluster import keys
 from signaling.cluster.lease import Lease, Leases
+from signaling.cluster.node import Cluster
 from signaling.cluster.registry import NodeInfo, least_loaded, live_nodes, now_unix_ms, register
+from signaling.settings import Settings
+from signaling.stage import STAGES, Member, Stage, Stages
 from tests.support.redis import RedisServer, find_redis_server, start_redis
 
 pytestmark = pytest.mark.skipif(
@@ -81,3 +88,53 @@ async def test_registry_liveness_and_least_loaded(redis: Redis) -> None:
     full = node("b", 2, capacity=2)
     assert not full.has_room()
     assert least_loaded([full, node("c", 0, state="draining")], exclude="a") is None
+
+
+class _Leaving:
+    """A session that leaves its stage when told to go elsewhere (as ws.Session does)."""
+
+    def __init__(self, stage: Stage, sid: str, told: list[tuple[float, str]]) -> None:
+        self.participant = SimpleNamespace(sid=sid, identity=sid, name=sid)
+        self.stage, self.sid, self.told = stage, sid, told
+
+    def send(self, message: object) -> None:
+        pass
+
+    def redirect(self, url: str, reason: str) -> None:
+        assert reason == "draining"
+        self.told.append((time.monotonic(), url))
+        del self.stage.members[self.sid]
+
+
+async def test_drain_redirects_at_most_200_a_second(
+    redis: Redis, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    settings = Settings(
+        redis_url=redis_server.url, node_id="a", data_dir=tmp_path, drain_timeout_s=10
+    )
+    app = web.Application()
+    app[app_keys.SETTINGS] = settings
+    app[STAGES] = stages = Stages()
+    stage = Stage("big", "podcast", registry=stages)
+    stages.rooms["big"] = stage
+    told: list[tuple[float, str]] = []
+    for i in range(450):
+        session = _Leaving(stage, f"s{i}", told)
+        stage.members[f"s{i}"] = Member(session, "listener")  # type: ignore[arg-type]
+    other = NodeInfo("b", "http://b.example", "b", 1, 0, 0, "serving", 0)
+    await register(redis, other)
+    cluster = Cluster(app, settings)
+    stopped: list[bool] = []
+    cluster.stop_process = lambda: stopped.append(True)
+    try:
+        started = time.monotonic()
+        await cluster.drain()
+    finally:
+        await cluster.close()
+    assert stopped == [True]  # nobody left: the process stops before the deadline
+    assert len(told) == 450 and {url for _, url in told} == {"http://b.example"}
+    for t, _ in told:  # no one-second window holds more than 200 redirects
+        assert sum(1 for u, _ in told if t <= u < t + 1.0) <= 200
+    assert told[-1][0] - started < 4.0  # 450 people in three batches
+    record = json.loads(await redis.get(keys.node("a")) or "{}")
+    assert record.get("state") in (None, "draining")  # deregistered at close, or draining
