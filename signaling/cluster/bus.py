@@ -96,7 +96,8 @@ class Bus:
                 logger.warning("cluster: Redis pub/sub lost (%s); retrying", exc)
             finally:
                 self._pubsub = None
-                self._on_link(False)
+                if not self._closing:
+                    self._on_link(False)
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
             await asyncio.sleep(0.5)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -162,6 +163,7 @@ async def test_one_room_across_three_nodes(
         await on_b.wait_for(lambda: on_b.removed == "removed", 10)
 
         # kill -9 of the origin: c (the node with people left) takes the room, epoch 2
+        killed = time.monotonic()
         cluster.nodes["a"].process.send_signal(signal.SIGKILL)
         cluster.nodes["a"].process.wait(5)
 
@@ -169,6 +171,7 @@ async def test_one_room_across_three_nodes(
             return await inspect.get(f"sfu:room:{ROOM}:origin") == "c:2"
 
         await until(taken_over, 15)
+        print(f"origin kill -9 -> lease taken over: {time.monotonic() - killed:.1f} s")
         # the stage state is intact: the ban holds everywhere, the promotion is remembered
         for url in (b, c):
             with pytest.raises(SignalingError) as refused:
@@ -204,6 +207,7 @@ async def test_one_room_across_three_nodes(
 
         # Redis back: the nodes register again and the same request goes through
         cluster.redis.restart()
+        restarted = time.monotonic()
 
         async def registered() -> bool:
             try:
@@ -226,15 +230,18 @@ async def test_one_room_across_three_nodes(
                     raise
                 await asyncio.sleep(0.5)
         await x1.wait_for(lambda: has(x1, "role_changed", lambda e: e["role"] == "speaker"), 10)
+        print(f"Redis restarted -> cross-node promotion done: {time.monotonic() - restarted:.1f} s")
 
         # SIGTERM on b: its participants are sent to c (which has room again), and it exits
         await x2.close()
         await asyncio.sleep(2.5)  # c's next heartbeat reports 1 of 2
         node_b = cluster.nodes["b"]
+        terminated = time.monotonic()
         node_b.process.send_signal(signal.SIGTERM)
         await host_b.wait_for(lambda: has(host_b, "redirect", lambda e: e["url"] == c), 10)
         assert has(host_b, "redirect", lambda e: e["reason"] == "draining")
         assert await asyncio.to_thread(node_b.process.wait, 15) == 0
+        print(f"SIGTERM -> drained node exited: {time.monotonic() - terminated:.1f} s")
     finally:
         for made in clients:
             try:
