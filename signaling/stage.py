@@ -486,10 +486,11 @@ class Stage:
     def remote_changed(self, *, audience: bool = True, hands: bool = True) -> None:
         """Another node's part of this room changed (cluster): recount the audience and/or
         resend the hand queue."""
-        if audience:
-            self._schedule_audience()
-        if hands:
-            self._schedule_hands()
+        # (not through _schedule_*: those also announce a local change to the other nodes)
+        if audience and (self._audience_task is None or self._audience_task.done()):
+            self._audience_task = asyncio.ensure_future(self._flush_audience())
+        if hands and (self._hands_task is None or self._hands_task.done()):
+            self._hands_task = asyncio.ensure_future(self._flush_hands())
 
     def _schedule_audience(self) -> None:
         self._changed()
