@@ -16,6 +16,8 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from signaling import keys as app_keys
+from signaling import protocol as p
+from signaling.auth.tokens import VideoGrant
 from signaling.cluster import keys
 from signaling.cluster.lease import Lease, Leases
 from signaling.cluster.node import Cluster
@@ -138,3 +140,67 @@ async def test_drain_redirects_at_most_200_a_second(
     assert told[-1][0] - started < 4.0  # 450 people in three batches
     record = json.loads(await redis.get(keys.node("a")) or "{}")
     assert record.get("state") in (None, "draining")  # deregistered at close, or draining
+
+
+class _Recording:
+    """A local stage session that keeps what it is sent."""
+
+    def __init__(self, sid: str) -> None:
+        self.participant = SimpleNamespace(sid=sid, identity=sid, name=sid)
+        self.grants = VideoGrant()
+        self.claims = None
+        self.sent: list[object] = []
+
+    def send(self, message: object) -> None:
+        self.sent.append(message)
+
+
+def _node(redis_url: str, node_id: str, tmp_path: Path) -> tuple[web.Application, Settings]:
+    settings = Settings(redis_url=redis_url, node_id=node_id, data_dir=tmp_path)
+    app = web.Application()
+    app[app_keys.SETTINGS] = settings
+    app[STAGES] = Stages()
+    return app, settings
+
+
+async def test_apply_from_a_stale_origin_is_refused(
+    redis: Redis, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Room r was at epoch 2 (its origin then: b); a, with people in r, takes the free lease
+    (epoch 3). b's request carrying epoch 2 is refused (``unavailable``/``stale_origin``)
+    and changes nothing; the same request at the current epoch applies."""
+    app_a, settings_a = _node(redis_server.url, "a", tmp_path)
+    app_b, settings_b = _node(redis_server.url, "b", tmp_path)
+    stage = Stage("r", "podcast", registry=app_a[STAGES])
+    app_a[STAGES].rooms["r"] = stage
+    target = _Recording("t1")
+    stage.members["t1"] = Member(target, "listener")  # type: ignore[arg-type]
+    stage.members["t1"].hand_raised_at = time.monotonic()
+    await redis.set(keys.epoch("r"), 2)
+    a, b = Cluster(app_a, settings_a), Cluster(app_b, settings_b)
+    await a.start()
+    await b.start()
+    try:
+        for _ in range(50):  # both listening
+            if a.linked and b.linked:
+                break
+            await asyncio.sleep(0.1)
+        assert a.held["r"].epoch == 3
+        args = {
+            "room": "r",
+            "actor": {"sid": "m1", "identity": "mod", "name": "Mod", "role": "moderator"},
+            "home": "a",
+            "request": {"type": "raise_hand", "id": "7", "participant": "t1", "raised": False},
+        }
+        with pytest.raises(p.ProtocolError) as stale:
+            await b.bus.call("a", "apply", {**args, "epoch": 2})
+        assert (stale.value.code, stale.value.reason) == ("unavailable", "stale_origin")
+        assert stage.members["t1"].hand_raised_at is not None and target.sent == []
+        result = await b.bus.call("a", "apply", {**args, "epoch": 3})
+        assert result["messages"] == [{"type": "ok", "ref": "7"}]
+        assert stage.members["t1"].hand_raised_at is None
+        assert target.sent == [p.HandEvent(raised=False)]
+        assert set(stage.members) == {"t1"}  # the stand-in actor is gone
+    finally:
+        await b.close()
+        await a.close()
