@@ -185,12 +185,14 @@ async def test_one_room_across_three_nodes(
         x1, x2 = client(c, "x1", publish=False), client(c, "x2", publish=False)
         sid_x1 = (await x1.connect())["participant"]["sid"]
         await x2.connect()
-        redirected = await client(c, "x3", publish=False).connect()
-        assert redirected["type"] == "redirect"
-        assert (redirected["url"], redirected["reason"]) == (b, "capacity")
+        x3 = client(c, "x3", publish=False)
+        await x3.connect()  # the client follows the redirect
+        assert [(r["url"], r["reason"]) for r in x3.redirects] == [(b, "capacity")]
+        assert x3.url == b and x3.joined["type"] == "joined"
 
         # Redis stopped: the room goes on within c, a cross-node request fails typed
         host_b = client(b, "host", admin=True)
+        host_b.auto_reconnect = True
         await host_b.connect()
         await x1.request({"type": "raise_hand", "raised": True})
         await host_b.wait_for(
@@ -238,9 +240,11 @@ async def test_one_room_across_three_nodes(
         node_b = cluster.nodes["b"]
         terminated = time.monotonic()
         node_b.process.send_signal(signal.SIGTERM)
-        await host_b.wait_for(lambda: has(host_b, "redirect", lambda e: e["url"] == c), 10)
-        assert has(host_b, "redirect", lambda e: e["reason"] == "draining")
+        await host_b.wait_for(lambda: bool(host_b.redirects), 10)
+        assert [(r["url"], r["reason"]) for r in host_b.redirects] == [(c, "draining")]
         assert await asyncio.to_thread(node_b.process.wait, 15) == 0
+        await host_b.wait_for(lambda: host_b.reconnects == ["rejoined"], 15)
+        assert host_b.url == c and host_b.joined["role"] == "host"  # continues on c
         print(f"SIGTERM -> drained node exited: {time.monotonic() - terminated:.1f} s")
     finally:
         for made in clients:
