@@ -120,6 +120,9 @@ class StageCluster(Protocol):
         """How many hands are raised in ``room`` on the other nodes (``remote_hands`` may
         list only the first of them)."""
 
+    def remote_host(self, room: str) -> str | None:
+        """The identity of ``room``'s host when it is on another node."""
+
     def changed(self, room: str) -> None:
         """This node's stage of ``room`` changed (members, roles, hands)."""
 
@@ -264,7 +267,11 @@ class Stage:
         saved = self.registry.saved_role(self.room, identity) if self.registry else None
         role = self.roles.get(identity) or saved or token_role(grants)
         if role == "host":
-            if self.host is None:
+            cluster = self._cluster()
+            elsewhere = cluster.remote_host(self.room) if cluster is not None else None
+            if elsewhere not in (None, identity):  # the host seat is taken on another node
+                role = "moderator"
+            elif self.host is None:
                 self.host = identity
             elif self.host != identity:
                 role = "moderator"

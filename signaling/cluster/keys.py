@@ -32,3 +32,9 @@ def origin(room: str) -> str:
 def epoch(room: str) -> str:
     """Integer key: the room's fencing epoch, INCR-ed at every takeover of the lease."""
     return f"sfu:room:{room}:epoch"
+
+
+def summaries(room: str) -> str:
+    """Hash: node id -> that node's latest summary of the room (JSON), so that a node
+    arriving in the room knows the others at once (expires when nobody refreshes it)."""
+    return f"sfu:room:{room}:nodes"

@@ -58,6 +58,7 @@ from signaling.cluster.registry import (
     deregister,
     least_loaded,
     live_nodes,
+    now_unix_ms,
     register,
 )
 from signaling.settings import Settings
@@ -68,6 +69,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+SUMMARY_TTL_MS = 10_000
+"""A room's hash of summaries expires this long after its last refresh (ms)."""
 DRAIN_BATCH = 200
 """At most this many participants are told to go elsewhere per second while draining."""
 RELAYED_EVENTS = frozenset({"chat", "reactions"})
@@ -254,7 +257,7 @@ class Cluster:
                 await self._take_or_renew(room)
             self.changed(room)
         for room in list(self.bus.rooms - local):
-            await self._publish_room(room, self._summary_message(room))  # we left: zero
+            await self._publish_summary(room)  # we left: zero
             await self.bus.unfollow(room)
             self.remote.pop(room, None)
 
@@ -303,6 +306,14 @@ class Cluster:
         (whose ``media_host`` is in the registry)."""
         return {node: s.tracks for node, s in self.remote.get(room, {}).items() if s.tracks}
 
+    def remote_host(self, room: str) -> str | None:
+        """The identity of ``room``'s host if another node hosts it (from the summaries)."""
+        for summary in self.remote.get(room, {}).values():
+            for member in summary.members.values():
+                if member.get("role") == "host":
+                    return member.get("identity")
+        return None
+
     def remote_hands_total(self, room: str) -> int:
         """How many hands are raised in ``room`` on the other nodes."""
         return sum(s.hands_total for s in self.remote.get(room, {}).values())
@@ -318,7 +329,36 @@ class Cluster:
         rooms, self._dirty = self._dirty, set()
         for room in rooms:
             if room in self.bus.rooms:
-                await self._publish_room(room, self._summary_message(room))
+                await self._publish_summary(room)
+
+    async def _publish_summary(self, room: str) -> None:
+        """Store this node's summary of ``room`` in the room's hash and publish it."""
+        message = {**self._summary_message(room), "room": room, "from": self.node_id}
+        key = keys.summaries(room)
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            if message["audience"] or message["members"] or message["hands_total"]:
+                pipe.hset(key, self.node_id, json.dumps(message))
+                pipe.pexpire(key, SUMMARY_TTL_MS)
+            else:
+                pipe.hdel(key, self.node_id)
+            pipe.publish(keys.room_channel(room), json.dumps(message))
+            await pipe.execute()
+        except (RedisError, OSError) as exc:
+            self._lost(exc)
+
+    async def _load_summaries(self, room: str) -> None:
+        """Read the other nodes' stored summaries of ``room`` (a node arriving in a room)."""
+        stored = await self.redis.hgetall(keys.summaries(room))
+        now = now_unix_ms()
+        for node_id, raw in stored.items():
+            try:
+                message = json.loads(raw)
+                fresh = now - int(message.get("at_ms", 0)) < DEAD_AFTER_S * 1000
+            except (TypeError, ValueError):
+                continue
+            if node_id != self.node_id and fresh and isinstance(message, dict):
+                self._on_summary(room, str(node_id), message)
 
     def _summary_message(self, room: str) -> dict[str, Any]:
         stage = self.app[STAGES].rooms.get(room)
@@ -353,6 +393,7 @@ class Cluster:
             "hands": hands[:HANDS_SHOWN],
             "hands_total": len(hands),
             "tracks": tracks,
+            "at_ms": now_unix_ms(),
         }
 
     def _remote_changed(self, room: str, *, audience: bool = True, hands: bool = True) -> None:
@@ -496,6 +537,7 @@ class Cluster:
             return
         try:
             await self.bus.follow(room)
+            await self._load_summaries(room)
             if not self.draining:
                 await self._take_or_renew(room)
         except (RedisError, OSError) as exc:

@@ -133,6 +133,11 @@ async def test_one_room_across_three_nodes(
         await host.wait_for(lambda: has(host, "audience", lambda e: e["count"] == 2), 10)
         assert not has(host, "participant_joined", lambda e: True)
 
+        # one host seat for the room: a second roomAdmin token on another node is a moderator
+        second = await client(c, "cohost", admin=True).connect()
+        assert second["role"] == "moderator"
+        await clients[-1].close()
+
         # chat and reactions cross nodes
         await on_b.request({"type": "chat", "text": "hello from b"})
         for other in (host, on_c):
