@@ -17,6 +17,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v turnserver >/dev/null 2>&1 || missing+=(coturn)  # TURN tests (issue 11)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)  # cluster tests (issue 13)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 # GStreamer webrtcbin as a WHIP publisher we did not write (tests/support/gst_whip_client.py,

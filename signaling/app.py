@@ -79,6 +79,9 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.router.add_routes(files.routes)
     app.cleanup_ctx.append(whiteboard.board_ctx)  # after the accounts store
     app.cleanup_ctx.append(stage.stage_ctx)  # after the accounts store
+    from signaling.cluster.node import cluster_ctx
+
+    app.cleanup_ctx.append(cluster_ctx)  # after stage and chat; only with SFU_REDIS_URL
     ws.install(app)
     stage.install(app)
     whip.install(app)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from aiohttp import web
@@ -63,6 +63,9 @@ class ChatHub:
         self.reaction_limiter = SlidingWindowLimiter(REACTION_LIMIT, REACTION_WINDOW_S)
         self._reactions: dict[str, Counter[tuple[str, str]]] = {}
         self._flushers: dict[str, asyncio.Task[None]] = {}
+        # Cluster (signaling.cluster): called with every chat event and reaction batch
+        # delivered here, to deliver it to the room's members on the other nodes.
+        self.relay: Callable[[str, BaseModel], None] | None = None
 
     def join(self, room: str, member: Member) -> None:
         """``member`` now receives the room's chat and reactions."""
@@ -116,6 +119,8 @@ class ChatHub:
         event = p.ChatEvent(message=message)
         for member in list(self.rooms.get(room, ())):
             member.send(event)
+        if self.relay is not None:
+            self.relay(room, event)
         return message
 
     def react(self, room: str, *, participant: str, identity: str, emoji: str) -> None:
@@ -147,6 +152,8 @@ class ChatHub:
         )
         for member in list(self.rooms.get(room, ())):
             member.send(event)
+        if self.relay is not None:
+            self.relay(room, event)
 
     async def close(self) -> None:
         """Cancel pending reaction batches."""

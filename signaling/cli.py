@@ -41,6 +41,9 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["tls_key"] = Path(args.tls_key)
     if args.workers is not None:
         overrides["workers"] = args.workers
+    for flag in ("redis_url", "node_url", "node_media_host", "drain_timeout_s"):
+        if getattr(args, flag) is not None:
+            overrides[flag] = getattr(args, flag)
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
@@ -67,6 +70,10 @@ def _serve(args: argparse.Namespace) -> int:
 
             app.on_startup.append(announce_demo_link)  # after the accounts store is up
         app.on_startup.append(_freeze_startup_objects)
+        if settings.redis_url:  # a cluster node: SIGTERM drains (signaling/cluster)
+            from signaling.cluster.node import install_drain_on_sigterm
+
+            app.on_startup.append(install_drain_on_sigterm)
         web.run_app(
             app,
             host=settings.host,
@@ -169,6 +176,31 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="media worker processes (SFU_WORKERS; default: usable CPUs; 0: in-process)",
+    )
+    serve.add_argument(
+        "--redis-url",
+        dest="redis_url",
+        default=None,
+        help="join the cluster coordinated by this Redis (SFU_REDIS_URL; docs/cluster.md)",
+    )
+    serve.add_argument(
+        "--node-url",
+        dest="node_url",
+        default=None,
+        help="base URL clients use to reach this node (SFU_NODE_URL)",
+    )
+    serve.add_argument(
+        "--node-media-host",
+        dest="node_media_host",
+        default=None,
+        help="address other nodes use for media pipes (SFU_NODE_MEDIA_HOST)",
+    )
+    serve.add_argument(
+        "--drain-timeout",
+        dest="drain_timeout_s",
+        type=float,
+        default=None,
+        help="cluster: after SIGTERM, drain for at most this many seconds (60)",
     )
     serve.set_defaults(func=_serve)
 

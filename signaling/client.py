@@ -12,6 +12,10 @@ new socket and sends ``resume`` (the server replays what was missed; media is un
 when the server no longer holds the session (``resume_failed``, e.g. after a restart) it joins
 again with the same token and publishes the same tracks. With ``auto_reconnect=True`` it does
 so by itself when the socket drops, retrying with exponential backoff and full jitter.
+
+Clusters (docs/cluster.md): a ``join`` answered with ``redirect`` (a full or draining node) is
+sent again to the node it names, at most :data:`MAX_REDIRECTS` times; a ``redirect`` event
+(the node drains) points the next reconnect at the named node (:attr:`RoomClient.url`).
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ from aiortc.exceptions import InvalidStateError
 from sfu import _aiortc_adapter as adapter
 from sfu.rtp.header import parse_rtp
 from sfu.tasks import spawn
+
+MAX_REDIRECTS = 3
+"""Most ``redirect`` replies one join follows (docs/cluster.md) before giving up."""
 
 
 class SignalingError(Exception):
@@ -174,6 +181,7 @@ class RoomClient:
         self._relay = MediaRelay()
         self._reconnecting: asyncio.Task[str] | None = None
         self.removed: str | None = None  # the server's reason when it removed us
+        self.redirects: list[dict[str, Any]] = []  # every ``redirect`` received, in order
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -201,6 +209,18 @@ class RoomClient:
         join["subscribe"] = self.subscribe
         self.last_seq = 0
         self.joined = await self.request(join)
+        for _ in range(MAX_REDIRECTS):  # a cluster node that is full or draining: go elsewhere
+            if self.joined.get("type") != "redirect":
+                break
+            self.redirects.append(self.joined)
+            self.url = str(self.joined["url"]).rstrip("/")
+            old, self.ws = self.ws, None  # (its reader must not take this for a drop)
+            if old is not None:
+                await old.close()
+            await self._open_socket()
+            self.joined = await self.request(join)
+        if self.joined.get("type") != "joined":
+            raise SignalingError("unavailable", f"join not taken: {self.joined}")
         self.resume_token = self.joined.get("resume_token")
         self.connected.set()
         return self.joined
@@ -389,6 +409,11 @@ class RoomClient:
                     self.removed = str(data["reason"])
             elif data.get("type") == "offer":
                 spawn(self._answer(data))
+            elif data.get("type") == "redirect":
+                # A draining cluster node: the next reconnect goes to the node it names (the
+                # session is not held there, so that reconnect is a rejoin).
+                self.redirects.append(data)
+                self.url = str(data["url"]).rstrip("/")
             elif data.get("type") == "media_restart":
                 self.events.append(data)
                 spawn(self.restart_media(str(data.get("side")), tell_server=False))

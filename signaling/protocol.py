@@ -44,6 +44,7 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "not_found"  # unknown track or participant
     RATE_LIMITED = "rate_limited"
     RESUME_FAILED = "resume_failed"  # unknown or expired resume token, or missed messages gone
+    UNAVAILABLE = "unavailable"  # cluster: Redis unreachable, node full or draining (reason)
     INTERNAL = "internal"
 
 
@@ -915,6 +916,18 @@ class ReactionsEvent(_Msg):
     reactions: list[ReactionCount]
 
 
+class RedirectEvent(_Msg):
+    """Go to another node of the cluster (docs/cluster.md): ``url`` is that node's base URL
+    (open ``<url>/ws`` and ``join`` there with the same token). With ``ref``: the reply to a
+    ``join`` this node did not take (``reason`` ``capacity`` or ``draining``); without: this
+    node is draining (SIGTERM) and closes the session after this message."""
+
+    type: Literal["redirect"] = "redirect"
+    ref: str | None = None
+    url: str
+    reason: Literal["capacity", "draining"]
+
+
 class OkResponse(_Msg):
     """Acknowledges a request that has no other reply (``trickle``, ``mute``, ``leave``)."""
 
@@ -969,6 +982,7 @@ Response = Annotated[
     | WaitingEvent
     | KnockEvent
     | KnockResolvedEvent
+    | RedirectEvent
     | OkResponse
     | PongResponse
     | ErrorResponse

@@ -139,6 +139,21 @@ class Settings(BaseSettings):
             key (``SFU_FILE_MASTER_KEY``). Unset: derived from the JWT secret with HKDF in
             development; required in production.
 
+    Cluster (issue 13, :mod:`signaling.cluster`, docs/cluster.md):
+        redis_url: a Redis URL (``redis://host:6379/0``); set, the node joins the cluster of
+            every node sharing it (and ``SFU_JWT_SECRET`` and ``MONGO_URL``). Unset: the node
+            runs alone and needs no Redis.
+        node_id: this node's id in the registry (default: random per start).
+        node_url: the base URL clients use to reach this node's signaling (``https://a.example``);
+            ``redirect`` messages carry it. Default ``http://<host>:<port>``.
+        node_media_host: the address other nodes use to reach this node's media pipes
+            (default: ``host``).
+        max_participants: participants this node admits before redirecting new joins to the
+            least-loaded serving node (0: no cap).
+        drain_timeout_s: after SIGTERM a clustered node drains (redirects new joins, hands its
+            participants to other nodes at most 200 a second) and exits when empty or after
+            this many seconds.
+
     TURN and TLS (issue 11):
         turn_urls: TURN server URLs (``turn:host:3478?transport=udp``, ``turns:...``) for which
             each join hands the client short-lived credentials (``SFU_TURN_URLS``, comma
@@ -221,6 +236,13 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
     file_master_key: SecretStr | None = None
     metrics_token: SecretStr | None = None
+
+    redis_url: str | None = None
+    node_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    node_url: str | None = None
+    node_media_host: str | None = None
+    max_participants: int = Field(default=0, ge=0)
+    drain_timeout_s: float = Field(default=60.0, ge=0)
 
     turn_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
     turn_secret: SecretStr | None = None

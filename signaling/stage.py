@@ -108,6 +108,27 @@ MAX_KNOCKS = 100
 """The most people waiting in one room's waiting room; more are refused (``waiting_room_full``)."""
 
 
+class StageCluster(Protocol):
+    """What the stage needs of a cluster (``signaling.cluster.node.Cluster``): the other
+    nodes' listeners and raised hands of a room, and a call when this node's stage changed."""
+
+    def remote_audience(self, room: str) -> int:
+        """Listeners of ``room`` hosted by the other nodes."""
+
+    def remote_hands(self, room: str) -> list[tuple[float, p.AudienceMember]]:
+        """Raised hands of ``room`` on the other nodes: (Unix time raised, listener)."""
+
+    def remote_hands_total(self, room: str) -> int:
+        """How many hands are raised in ``room`` on the other nodes (``remote_hands`` may
+        list only the first of them)."""
+
+    def remote_host(self, room: str) -> str | None:
+        """The identity of ``room``'s host when it is on another node."""
+
+    def changed(self, room: str) -> None:
+        """This node's stage of ``room`` changed (members, roles, hands)."""
+
+
 class StageSession(Protocol):
     """What the stage needs of a signaling session (``signaling.ws.Session``)."""
 
@@ -260,7 +281,11 @@ class Stage:
         saved = self.registry.saved_role(self.room, identity) if self.registry else None
         role = self.roles.get(identity) or saved or token_role(grants)
         if role == "host":
-            if self.host is None:
+            cluster = self._cluster()
+            elsewhere = cluster.remote_host(self.room) if cluster is not None else None
+            if elsewhere not in (None, identity):  # the host seat is taken on another node
+                role = "moderator"
+            elif self.host is None:
                 self.host = identity
             elif self.host != identity:
                 role = "moderator"
@@ -294,6 +319,7 @@ class Stage:
         session.grants = _with_permissions(session.grants, permissions(role, session.grants))
         if role == "listener":
             self._schedule_audience()
+        self._changed()
         return member
 
     def welcome(self, member: Member) -> None:
@@ -441,6 +467,7 @@ class Stage:
             self._schedule_hands()
         if member.role == "listener":
             self._schedule_audience()
+        self._changed()
         self._maybe_empty()
 
     def _maybe_empty(self) -> None:
@@ -454,8 +481,13 @@ class Stage:
                 task.cancel()
 
     def audience_count(self) -> int:
-        """How many listeners are in the room."""
+        """How many listeners are in the room (on this node)."""
         return sum(1 for m in self.members.values() if m.role == "listener")
+
+    def audience_total(self) -> int:
+        """How many listeners are in the room, on every node of a cluster."""
+        cluster = self._cluster()
+        return self.audience_count() + (cluster.remote_audience(self.room) if cluster else 0)
 
     # -- batched broadcasts --------------------------------------------------------------------
 
@@ -465,14 +497,31 @@ class Stage:
                 continue
             member.session.send(message)
 
+    def _cluster(self) -> StageCluster | None:
+        return self.registry.cluster if self.registry is not None else None
+
+    def _changed(self) -> None:
+        if (cluster := self._cluster()) is not None:
+            cluster.changed(self.room)
+
+    def remote_changed(self, *, audience: bool = True, hands: bool = True) -> None:
+        """Another node's part of this room changed (cluster): recount the audience and/or
+        resend the hand queue."""
+        # (not through _schedule_*: those also announce a local change to the other nodes)
+        if audience and (self._audience_task is None or self._audience_task.done()):
+            self._audience_task = asyncio.ensure_future(self._flush_audience())
+        if hands and (self._hands_task is None or self._hands_task.done()):
+            self._hands_task = asyncio.ensure_future(self._flush_hands())
+
     def _schedule_audience(self) -> None:
+        self._changed()
         if self._audience_task is None or self._audience_task.done():
             self._audience_task = asyncio.ensure_future(self._flush_audience())
 
     async def _flush_audience(self) -> None:
         wait = self._last_audience_at + AUDIENCE_INTERVAL_S - time.monotonic()
         await asyncio.sleep(max(wait, 0.05))  # coalesce a burst of joins into one message
-        count = self.audience_count()
+        count = self.audience_total()
         if count != self._audience_sent:
             self._audience_sent = count
             self._last_audience_at = time.monotonic()
@@ -483,11 +532,20 @@ class Stage:
             (m for m in self.members.values() if m.hand_raised_at is not None),
             key=lambda m: m.hand_raised_at or 0.0,
         )
+        cluster = self._cluster()
+        if cluster is not None:  # every node's hands, by (wall-clock) time raised
+            wall = time.time() - time.monotonic()
+            local = [(wall + (m.hand_raised_at or 0.0), m.audience_member()) for m in raised]
+            merged = sorted(local + cluster.remote_hands(self.room), key=lambda h: h[0])
+            queue = [member for _, member in merged]
+            total = len(raised) + cluster.remote_hands_total(self.room)
+            return p.HandsEvent(queue=queue[:HANDS_SHOWN], total=total)
         return p.HandsEvent(
             queue=[m.audience_member() for m in raised[:HANDS_SHOWN]], total=len(raised)
         )
 
     def _schedule_hands(self) -> None:
+        self._changed()
         if self._hands_task is None or self._hands_task.done():
             self._hands_task = asyncio.ensure_future(self._flush_hands())
 
@@ -577,6 +635,7 @@ class Stage:
             self._schedule_audience()
         if RANK[role] >= RANK["moderator"] > RANK[old]:
             member.session.send(self._hands_event())
+        self._changed()
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -846,6 +905,7 @@ class Stages:
         self.ended: set[str] = self.state.ended
         self.store: StageStore | None = None
         self.plane: MediaPlane | None = None  # the app's media plane (``stage_ctx``)
+        self.cluster: StageCluster | None = None  # set by signaling.cluster when clustered
 
     async def attach(self, store: StageStore) -> None:
         """Load the persisted state from ``store`` and write every later change to it."""

@@ -46,6 +46,7 @@ from signaling.accounts import authorize_join, record_presence
 from signaling.admission import admit
 from signaling.auth.tokens import AccessClaims, TokenError, VideoGrant
 from signaling.chat import CHAT
+from signaling.cluster.node import CLUSTER
 from signaling.metrics import observe_join
 from signaling.resume import (
     CLOSE_RESUMED_ELSEWHERE,
@@ -285,6 +286,23 @@ class Session:
             )
         self._outbox.put_nowait(None)
         spawn(self.ws.close(message=reason.encode()))  # the close reason names why
+
+    # -- cluster drain (signaling/cluster) -------------------------------------------------------
+
+    def redirect(self, url: str, reason: str) -> None:
+        """This node is draining: send ``redirect`` (``url``: another node), then leave the
+        room and close the socket (1012, RFC 6455 7.4.1) once the message is written."""
+        self.send(p.RedirectEvent(url=url, reason=reason))  # type: ignore[arg-type]
+        self._end_resume()  # the client joins the other node: nothing to resume here
+        spawn(self._hand_off())
+
+    async def _hand_off(self) -> None:
+        await self.leave()
+        self._outbox.put_nowait(None)  # the writer sends what is queued, then stops
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(self._writer), 2.0)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ws.close(code=1012, message=b"redirect"), 2.0)
 
     # -- dropping the socket --------------------------------------------------------------------
 
@@ -602,7 +620,13 @@ class Session:
             self.send(p.OkResponse(ref=request.id))
         elif request.type in p.STAGE_REQUEST_TYPES:
             assert self.stage is not None
+            cluster = self.app.get(CLUSTER)
+            if cluster is not None and await cluster.relay_stage(self, request):
+                return  # a participant on another node: done by the room's origin
+            room = self.stage.room
             await self.stage.handle(self.app, self, request)
+            if cluster is not None:
+                await cluster.after_stage(room, request)
         elif isinstance(request, p.LeaveRequest):
             await self.leave()
             self.send(p.OkResponse(ref=request.id))
@@ -619,6 +643,15 @@ class Session:
         started = time.monotonic()
         identity, name, claims = await self._authorize(request)
         grants = claims.video
+        if (cluster := self.app.get(CLUSTER)) is not None:  # several nodes: docs/cluster.md
+            try:
+                redirect = await cluster.placement()
+            except p.ProtocolError as exc:
+                raise p.ProtocolError(exc.code, exc.message, request.id, exc.reason) from None
+            if redirect is not None:
+                self.send(redirect.model_copy(update={"ref": request.id}))
+                return
+            await cluster.prepare_room(request.room)
         base_servers = [s.as_w3c() for s in await self.app[keys.MEDIA].ice_servers()]
         self._held_events = []
         try:
@@ -656,7 +689,7 @@ class Session:
                 kind=stage.kind,
                 role=role,
                 permissions=permissions(role, grants),
-                audience=stage.audience_count(),
+                audience=stage.audience_total(),
                 stage_video=stage.video,
                 resume_token=resume_token,
                 resume_grace_s=self.app[keys.SETTINGS].resume_grace_s if resume_token else 0.0,

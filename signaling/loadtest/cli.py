@@ -54,7 +54,13 @@ def one_line_errors(parser: argparse.ArgumentParser) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``sfu loadtest`` options."""
     one_line_errors(parser)
-    parser.add_argument("--url", required=True, help="the server, http://HOST:PORT")
+    parser.add_argument(
+        "--url",
+        required=True,
+        action="append",
+        help="the server, http://HOST:PORT; repeat it (or separate with commas) to spread the "
+        "peers over several nodes of a cluster, round robin",
+    )
     parser.add_argument("--room", default="loadtest", help="room to join (loadtest)")
     parser.add_argument(
         "--audio-publishers", type=int, default=1, metavar="P", help="publishers sending Opus (1)"
@@ -123,8 +129,10 @@ def config_from_args(args: argparse.Namespace) -> LoadTestConfig:
     secret = args.token_secret
     if secret is None and args.token is None:
         secret = os.environ.get("SFU_JWT_SECRET") or None
+    urls = [u.strip().rstrip("/") for arg in args.url for u in arg.split(",") if u.strip()]
     config = LoadTestConfig(
-        url=args.url.rstrip("/"),
+        url=urls[0] if urls else "",
+        urls=urls,
         room=args.room,
         audio_publishers=args.audio_publishers,
         video_publishers=args.video_publishers,
@@ -136,7 +144,9 @@ def config_from_args(args: argparse.Namespace) -> LoadTestConfig:
         token=args.token,
         probes=args.probes,
         decoder=not args.no_decoder,
-        ice_hosts=list(args.ice_host) if args.ice_host else default_ice_hosts(args.url),
+        ice_hosts=list(args.ice_host)
+        if args.ice_host
+        else sorted({h for u in urls for h in default_ice_hosts(u)}),
     )
     return config.validate()
 

@@ -19,7 +19,9 @@ class ConfigError(ValueError):
 @dataclass
 class LoadTestConfig:
     """What ``sfu loadtest`` runs. ``duration_s`` is the steady phase after every peer has
-    joined (or failed to); ``join_rate`` is joins per second over all workers."""
+    joined (or failed to); ``join_rate`` is joins per second over all workers. ``urls``: every
+    server (nodes of a cluster, issue 13) peers are spread over, round robin by peer index;
+    ``url`` is the first (its ``/metrics`` is the one scraped)."""
 
     url: str
     room: str = "loadtest"
@@ -36,6 +38,7 @@ class LoadTestConfig:
     ice_hosts: list[str] = field(default_factory=list)
     join_timeout_s: float = 30.0
     token_ttl_s: int = 6 * 3600
+    urls: list[str] = field(default_factory=list)
 
     @property
     def publishers(self) -> int:
@@ -47,11 +50,20 @@ class LoadTestConfig:
         """Every simulated participant."""
         return self.publishers + self.listeners
 
+    def url_for(self, index: int) -> str:
+        """The server peer number ``index`` (publisher or listener) joins: round robin."""
+        servers = self.urls or [self.url]
+        return servers[index % len(servers)]
+
     def validate(self) -> LoadTestConfig:
         """Check every field; raises :class:`ConfigError` with a one-line message."""
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"--url must be http(s)://HOST[:PORT], got {self.url!r}")
+        if not self.urls:
+            self.urls = [self.url]
+        for url in self.urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(f"--url must be http(s)://HOST[:PORT], got {url!r}")
+        self.url = self.urls[0]
         if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,128}", self.room):
             raise ConfigError("--room must be 1-128 characters of A-Z a-z 0-9 _ . -")
         for name in ("audio_publishers", "video_publishers", "listeners"):

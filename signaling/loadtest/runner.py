@@ -227,7 +227,8 @@ class Runner:
 
     async def run(self) -> dict[str, Any]:
         """Run the test and return the report (a JSON-ready dict)."""
-        await check_reachable(self.config.url)
+        for url in self.config.urls or [self.config.url]:
+            await check_reachable(url)
         ctx = multiprocessing.get_context("spawn")
         q: Any = ctx.Queue()
         stop_publish = ctx.Event()

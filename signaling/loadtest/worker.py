@@ -127,7 +127,7 @@ class Worker:
         else:
             media = RawPublisher(video=encode_vp8_frames(2.0, seed=1 + index))
         client = RoomClient(
-            self.config.url,
+            self.config.url_for(index),
             self.config.room,
             identity,
             token=self._token(identity, True),
@@ -159,10 +159,12 @@ class Worker:
         token = self._token(identity, False)
         client: Any
         if index == self.placement.decoder:
-            client = DecodingListener(self.config.url, self.config.room, identity, token=token)
+            client = DecodingListener(
+                self.config.url_for(index), self.config.room, identity, token=token
+            )
         else:
             client = StatsListener(
-                self.config.url,
+                self.config.url_for(index),
                 self.config.room,
                 identity,
                 token=token,

@@ -86,6 +86,23 @@ class StageStore:
                 state.flags[doc["flag"]].add(doc["room_id"])
         return state
 
+    async def load_room(self, room: str) -> StageState:
+        """The live records of one room (a cluster node taking a room over, or seeing another
+        node change it, resumes from these: :mod:`signaling.cluster`)."""
+        now = utcnow()
+        live = {"room_id": room, "expires_at": {"$gt": now}}
+        state = StageState()
+        async for doc in self.roles.find(live):
+            state.roles.setdefault(room, {})[doc["identity"]] = doc["role"]
+        async for doc in self.bans.find(live):
+            state.bans.setdefault(room, set()).add(doc["key"])
+        if await self.ended.find_one({"_id": room, "expires_at": {"$gt": now}}) is not None:
+            state.ended.add(room)
+        async for doc in self.flags.find(live):
+            if doc.get("flag") in state.flags:
+                state.flags[doc["flag"]].add(room)
+        return state
+
     # -- roles -------------------------------------------------------------------------------
 
     async def set_role(self, room: str, identity: str, role: Role) -> None:
