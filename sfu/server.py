@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from sfu import _aiortc_adapter as adapter
+from sfu import fastpath
 from sfu.room import Room
 from sfu.router import Router
 from sfu.stats import Totals
@@ -31,6 +32,8 @@ class MediaSettings:
             None disables the liveness watchdog.
         audio_loss_proxying: the receiver reports sent to an Opus publisher carry the worst
             fraction lost its subscribers report, so its encoder adds in-band FEC.
+        fast_path: forward with the compiled fan-out (:mod:`sfu.fastpath`) when it is built;
+            False selects the pure-Python path.
     """
 
     ice_hosts: list[str] = field(default_factory=list)
@@ -42,6 +45,7 @@ class MediaSettings:
     max_producers_per_participant: int = 8
     media_timeout_s: float | None = None
     audio_loss_proxying: bool = True
+    fast_path: bool = True
 
 
 class MediaServer:
@@ -55,6 +59,7 @@ class MediaServer:
         adapter.check_aiortc_version()
         self.settings = settings or MediaSettings()
         adapter.set_ice_host_addresses(self.settings.ice_hosts)
+        fastpath.configure(self.settings.fast_path)
         self.rooms: dict[str, Room] = {}
         self.totals = Totals()
         self.closed = False
