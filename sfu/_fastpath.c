@@ -353,6 +353,15 @@ static PyTypeObject SrtpSenderType = {
 
 struct FanOut;
 
+#define EPOCHS 4 /* earlier sync points whose packets can still be rebuilt for a NACK */
+
+typedef struct {
+    uint16_t seq_offset;
+    uint32_t ts_offset;
+    int64_t sync_in;
+    int64_t highest_in;
+} Epoch;
+
 typedef struct {
     PyObject_HEAD
     SrtpSender *sender;     /* strong */
@@ -380,6 +389,8 @@ typedef struct {
     uint16_t last_seq;
     uint32_t last_ts;
     uint32_t out_ts_offset; /* Consumer._ts_offset: out_ts - in_ts of the last forwarded packet */
+    Epoch epochs[EPOCHS];   /* the sync points before the current one, newest first */
+    int n_epochs;
     unsigned long long packets_sent;
     unsigned long long bytes_sent; /* payload bytes */
 } NativeConsumer;
@@ -417,6 +428,13 @@ munger_sync(NativeConsumer *c, uint16_t seq, uint32_t ts, uint16_t *os, uint32_t
     uint32_t out_ts;
     int64_t ext;
     if (c->started) {
+        memmove(&c->epochs[1], &c->epochs[0], (EPOCHS - 1) * sizeof(Epoch));
+        c->epochs[0].seq_offset = c->seq_offset;
+        c->epochs[0].ts_offset = c->ts_offset;
+        c->epochs[0].sync_in = c->sync_in;
+        c->epochs[0].highest_in = c->highest_in;
+        if (c->n_epochs < EPOCHS)
+            c->n_epochs++;
         out_seq = (uint16_t)(c->last_seq + 1);
         out_ts = c->last_ts + c->resync_ts_gap;
         int64_t base = c->highest_in + 1;
@@ -900,20 +918,29 @@ NativeConsumer_rebuild(NativeConsumer *self, PyObject *arg)
     FanOut *f = self->fanout;
     if (f == NULL || f->ring == NULL || !self->started || v < 0 || v > 0xFFFF)
         Py_RETURN_NONE;
-    uint16_t in_seq = (uint16_t)((uint16_t)v - self->seq_offset);
-    RingSlot *s = &f->ring[in_seq & f->ring_mask];
-    if (s->seq != (int32_t)in_seq)
-        Py_RETURN_NONE;
-    /* only packets forwarded under the current offsets (since the last sync point) */
-    int64_t highest = self->highest_in;
-    int64_t ext = highest + ((((int64_t)in_seq - highest + 0x8000) & 0xFFFF) - 0x8000);
-    if (ext < self->sync_in || ext > highest || self->resync_pending)
+    /* the sync point (epoch) the packet was sent in: the current one, then earlier ones */
+    Epoch cur = {self->seq_offset, self->ts_offset, self->sync_in, self->highest_in};
+    const Epoch *e = NULL;
+    RingSlot *s = NULL;
+    for (int i = -1; i < self->n_epochs && e == NULL; i++) {
+        const Epoch *cand = i < 0 ? &cur : &self->epochs[i];
+        uint16_t in_seq = (uint16_t)((uint16_t)v - cand->seq_offset);
+        RingSlot *slot = &f->ring[in_seq & f->ring_mask];
+        if (slot->seq != (int32_t)in_seq)
+            continue;
+        int64_t hi = cand->highest_in;
+        int64_t ext = hi + ((((int64_t)in_seq - hi + 0x8000) & 0xFFFF) - 0x8000);
+        if (ext >= cand->sync_in && ext <= hi) {
+            e = cand;
+            s = slot;
+        }
+    }
+    if (e == NULL)
         Py_RETURN_NONE;
     const uint8_t *extra = s->extra_len >= 0 ? s->extra : NULL;
     Py_ssize_t elen = s->extra_len >= 0 ? s->extra_len : 0;
     uint8_t hdr[HDR_MAX];
-    int hlen = build_header(self, hdr, s->marker, (uint16_t)v, s->ts + self->ts_offset, extra,
-                            elen);
+    int hlen = build_header(self, hdr, s->marker, (uint16_t)v, s->ts + e->ts_offset, extra, elen);
     PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)hlen + s->len);
     if (out == NULL)
         return NULL;
