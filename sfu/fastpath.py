@@ -83,9 +83,14 @@ def new_fanout(kind: str, nack_buffer_packets: int) -> Any:
 def sender_for(raw: object) -> Any:
     """The ``sfu._fastpath.SrtpSender`` of subscriber transport ``raw`` (one per DTLS transport,
     created on first use, route refreshed), or None when ``raw`` is not a connected
-    :class:`sfu._aiortc_adapter.RawRtpTransport` (the consumer then uses the Python path)."""
-    if native is None or not isinstance(raw, adapter.RawRtpTransport):
+    :class:`sfu._aiortc_adapter.RawRtpTransport` (the consumer then uses the Python path).
+    Another transport object (a test's or a benchmark's) may offer its own sender through a
+    ``native_sender()`` method."""
+    if native is None:
         return None
+    if not isinstance(raw, adapter.RawRtpTransport):
+        provide = getattr(raw, "native_sender", None)
+        return provide() if provide is not None else None
     sender = adapter.native_sender(raw)
     if sender is None:
         key = adapter.srtp_tx_key(raw)

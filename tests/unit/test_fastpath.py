@@ -118,6 +118,10 @@ class UdpSrtpRaw:
     def send_rtcp(self, data: bytes) -> None:
         self.sock.sendto(self.session.protect_rtcp(data), self.dest)
 
+    def native_sender(self) -> Any:
+        """No compiled sender unless the rig gives it one (:func:`sfu.fastpath.sender_for`)."""
+        return None
+
 
 @dataclass
 class Rig:
@@ -195,7 +199,7 @@ def make_rig(
         if fast:
             sender = native.SrtpSender(profile, key)
             sender.set_route(tx.fileno(), rx.getsockname())
-            monkeypatch.setattr(fastpath, "sender_for", lambda _raw, s=sender: s)
+            raw.native_sender = lambda s=sender: s  # type: ignore[method-assign]
         consumer.on_negotiated(
             NegotiatedRtp(
                 mid=SUB_MIDS[i],
