@@ -24,6 +24,7 @@
 #include <structmember.h>
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdint.h>
@@ -40,11 +41,96 @@
 #define BATCH_MAX 256    /* packets per sendmmsg call */
 
 /* ------------------------------------------------------------------------------------------ */
+/* The libsrtp2 in use                                                                        */
+/*
+ * Built and linked against the system libsrtp2 (Debian's libsrtp2-dev). Debian builds it on
+ * NSS, whose per-call PKCS#11 overhead costs 2-10 us a packet; set_srtp_library() can point
+ * new senders at another libsrtp2 2.x build already loaded in the process (pylibsrtp's, on
+ * OpenSSL, the one aiortc itself uses), resolved with dlsym. The soname (libsrtp2.so.1) and
+ * the srtp_policy_t layout are the same across 2.x. Each sender keeps the API it was created
+ * with, so contexts never cross libraries.
+ */
+
+typedef struct {
+    srtp_err_status_t (*init)(void);
+    srtp_err_status_t (*create)(srtp_t *, const srtp_policy_t *);
+    srtp_err_status_t (*protect)(srtp_t, void *, int *);
+    srtp_err_status_t (*dealloc)(srtp_t);
+    srtp_err_status_t (*policy_rtp)(srtp_crypto_policy_t *, srtp_profile_t);
+    srtp_err_status_t (*policy_rtcp)(srtp_crypto_policy_t *, srtp_profile_t);
+    unsigned int (*key_len)(srtp_profile_t);
+    unsigned int (*salt_len)(srtp_profile_t);
+    const char *(*version)(void);
+} SrtpApi;
+
+static const SrtpApi system_api = {
+    srtp_init,
+    srtp_create,
+    srtp_protect,
+    srtp_dealloc,
+    srtp_crypto_policy_set_from_profile_for_rtp,
+    srtp_crypto_policy_set_from_profile_for_rtcp,
+    srtp_profile_get_master_key_length,
+    srtp_profile_get_master_salt_length,
+    srtp_get_version_string,
+};
+static SrtpApi loaded_api;
+static const SrtpApi *current_api = &system_api;
+
+static PyObject *
+set_srtp_library(PyObject *module, PyObject *arg)
+{
+    if (arg == Py_None) {
+        current_api = &system_api;
+        return PyUnicode_FromString(system_api.version());
+    }
+    PyObject *bytes_path;
+    if (!PyUnicode_FSConverter(arg, &bytes_path))
+        return NULL;
+    void *handle = dlopen(PyBytes_AS_STRING(bytes_path), RTLD_NOW | RTLD_LOCAL);
+    Py_DECREF(bytes_path);
+    if (handle == NULL) {
+        PyErr_Format(PyExc_OSError, "dlopen: %s", dlerror());
+        return NULL;
+    }
+    SrtpApi api;
+    static const char *names[] = {"srtp_init",
+                                  "srtp_create",
+                                  "srtp_protect",
+                                  "srtp_dealloc",
+                                  "srtp_crypto_policy_set_from_profile_for_rtp",
+                                  "srtp_crypto_policy_set_from_profile_for_rtcp",
+                                  "srtp_profile_get_master_key_length",
+                                  "srtp_profile_get_master_salt_length",
+                                  "srtp_get_version_string"};
+    void *syms[9];
+    for (int i = 0; i < 9; i++) {
+        syms[i] = dlsym(handle, names[i]);
+        if (syms[i] == NULL) {
+            PyErr_Format(PyExc_OSError, "no %s in that library", names[i]);
+            return NULL; /* the handle stays open: the library is loaded by someone else */
+        }
+    }
+    memcpy(&api, syms, sizeof api);
+    const char *version = api.version();
+    if (version == NULL || strncmp(version, "libsrtp2 2.", 11) != 0) {
+        PyErr_Format(PyExc_ValueError, "not a libsrtp2 2.x: %s", version ? version : "?");
+        return NULL;
+    }
+    /* Fails harmlessly when that library's owner (pylibsrtp) has initialised it already. */
+    (void)api.init();
+    loaded_api = api;
+    current_api = &loaded_api;
+    return PyUnicode_FromString(version);
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* SrtpSender                                                                                 */
 
 typedef struct {
     PyObject_HEAD
     srtp_t srtp;
+    const SrtpApi *api; /* the library srtp was created with */
     int fd;
     struct sockaddr_storage addr;
     socklen_t addrlen;
@@ -76,8 +162,8 @@ SrtpSender_init(SrtpSender *self, PyObject *args, PyObject *kwds)
         PyErr_Format(PyExc_ValueError, "unsupported SRTP profile %d", profile);
         return -1;
     }
-    unsigned int need = srtp_profile_get_master_key_length((srtp_profile_t)profile) +
-                        srtp_profile_get_master_salt_length((srtp_profile_t)profile);
+    const SrtpApi *api = current_api;
+    unsigned int need = api->key_len((srtp_profile_t)profile) + api->salt_len((srtp_profile_t)profile);
     if (need == 0 || key.len != (Py_ssize_t)need) {
         PyBuffer_Release(&key);
         PyErr_Format(PyExc_ValueError, "SRTP key+salt must be %u bytes", need);
@@ -88,10 +174,8 @@ SrtpSender_init(SrtpSender *self, PyObject *args, PyObject *kwds)
     PyBuffer_Release(&key);
     srtp_policy_t policy;
     memset(&policy, 0, sizeof policy);
-    if (srtp_crypto_policy_set_from_profile_for_rtp(&policy.rtp, (srtp_profile_t)profile) !=
-            srtp_err_status_ok ||
-        srtp_crypto_policy_set_from_profile_for_rtcp(&policy.rtcp, (srtp_profile_t)profile) !=
-            srtp_err_status_ok) {
+    if (api->policy_rtp(&policy.rtp, (srtp_profile_t)profile) != srtp_err_status_ok ||
+        api->policy_rtcp(&policy.rtcp, (srtp_profile_t)profile) != srtp_err_status_ok) {
         PyErr_SetString(PyExc_ValueError, "libsrtp does not support this profile");
         return -1;
     }
@@ -100,13 +184,14 @@ SrtpSender_init(SrtpSender *self, PyObject *args, PyObject *kwds)
     policy.allow_repeat_tx = 1; /* as aiortc's tx policy: a NACKed packet is sent again */
     policy.window_size = 1024;
     policy.next = NULL;
-    srtp_err_status_t st = srtp_create(&self->srtp, &policy);
+    srtp_err_status_t st = api->create(&self->srtp, &policy);
     memset(keybuf, 0, sizeof keybuf);
     if (st != srtp_err_status_ok) {
         self->srtp = NULL;
         PyErr_Format(PyExc_ValueError, "srtp_create failed (%d)", (int)st);
         return -1;
     }
+    self->api = api;
     return 0;
 }
 
@@ -146,7 +231,7 @@ SrtpSender_dealloc(SrtpSender *self)
         PyObject_ClearWeakRefs((PyObject *)self);
     SrtpSender_clear(self);
     if (self->srtp != NULL) {
-        srtp_dealloc(self->srtp);
+        self->api->dealloc(self->srtp);
         self->srtp = NULL;
     }
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -158,7 +243,7 @@ sender_protect(SrtpSender *s, uint8_t *buf, int *len)
 {
     if (s->srtp == NULL || *len < 12)
         return -1;
-    return srtp_protect(s->srtp, buf, len) == srtp_err_status_ok ? 0 : -1;
+    return s->api->protect(s->srtp, buf, len) == srtp_err_status_ok ? 0 : -1;
 }
 
 static PyObject *
@@ -1171,9 +1256,25 @@ static PyTypeObject FanOutType = {
 
 /* ------------------------------------------------------------------------------------------ */
 
+static PyObject *
+srtp_library(PyObject *module, PyObject *unused)
+{
+    return PyUnicode_FromString(current_api->version());
+}
+
+static PyMethodDef module_methods[] = {
+    {"set_srtp_library", (PyCFunction)set_srtp_library, METH_O,
+     "set_srtp_library(path | None) -> str: create new SrtpSenders with the libsrtp2 2.x "
+     "shared object at path (already loaded, e.g. pylibsrtp's), or with the system libsrtp2 "
+     "(None); returns its version. Raises OSError/ValueError when path is no libsrtp2 2.x."},
+    {"srtp_library", (PyCFunction)srtp_library, METH_NOARGS,
+     "srtp_library() -> str: version of the libsrtp2 new senders use"},
+    {NULL}};
+
 static struct PyModuleDef fastpath_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "sfu._fastpath",
+    .m_methods = module_methods,
     .m_doc = "Compiled RTP fan-out: header rewrite, SRTP (libsrtp2) and sendmmsg.",
     .m_size = -1,
 };

@@ -407,18 +407,31 @@ def test_native_calls_reject_out_of_range_input(
 
 
 def test_srtp_sender_protects_like_pylibsrtp() -> None:
-    """The compiled context and aiortc's (pylibsrtp) agree for each DTLS-SRTP profile, and a
-    packet shorter than an RTP header is refused with ValueError."""
-    for profile, key_len in PROFILES:
-        key = os.urandom(key_len)
-        policy = Policy(key=key, ssrc_type=Policy.SSRC_ANY_OUTBOUND, srtp_profile=profile)
-        policy.allow_repeat_tx = True
-        session = Session(policy)
-        sender = native.SrtpSender(profile, key)
-        for seq in (0, 1, 65535, 0, 7):  # across a rollover and back
-            packet = struct.pack("!BBHII", 0x80, 96, seq, seq * 10, 42) + os.urandom(50)
-            assert sender.protect(packet) == session.protect(packet)
-        with pytest.raises(ValueError):
-            sender.protect(b"\x80" * 11)
-    with pytest.raises(ValueError):
-        native.SrtpSender(PROFILES[0][0], b"short")
+    """The compiled context agrees with aiortc's (pylibsrtp) for each DTLS-SRTP profile, both
+    on the system libsrtp2 it links (Debian's, on NSS) and on pylibsrtp's libsrtp2 (OpenSSL),
+    which it uses when loaded; a packet shorter than an RTP header and a key of the wrong
+    length are refused with ValueError, a library that is no libsrtp2 with OSError."""
+    import pylibsrtp._binding as binding
+
+    try:
+        for library in (None, binding.__file__):
+            version = native.set_srtp_library(library)
+            assert version.startswith("libsrtp2 2.")
+            for profile, key_len in PROFILES:
+                key = os.urandom(key_len)
+                policy = Policy(key=key, ssrc_type=Policy.SSRC_ANY_OUTBOUND, srtp_profile=profile)
+                policy.allow_repeat_tx = True
+                session = Session(policy)
+                sender = native.SrtpSender(profile, key)
+                for seq in (0, 1, 65535, 0, 7):  # across a rollover and back
+                    packet = struct.pack("!BBHII", 0x80, 96, seq, seq * 10, 42) + os.urandom(50)
+                    assert sender.protect(packet) == session.protect(packet)
+                with pytest.raises(ValueError):
+                    sender.protect(b"\x80" * 11)
+            with pytest.raises(ValueError):
+                native.SrtpSender(PROFILES[0][0], b"short")
+        with pytest.raises(OSError):
+            native.set_srtp_library(socket.__file__)
+    finally:
+        native.set_srtp_library(binding.__file__ if "pylibsrtp" in fastpath.srtp_library else None)
+    assert native.srtp_library() in fastpath.srtp_library
