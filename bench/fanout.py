@@ -458,7 +458,7 @@ async def main_async(args: argparse.Namespace) -> tuple[list[Result], dict[str, 
     results: list[Result] = []
     for media in args.media.split(","):
         video = encode_vp8_frames(2.0) if media == "av" else None
-        for fast in (True, False):
+        for fast in (path == "fast" for path in args.paths.split(",")):
             results.append(
                 await run_sfu(
                     args.listeners, args.duration, args.probes, payloads, fast=fast, video=video
@@ -506,6 +506,12 @@ def main() -> int:
     )
     parser.add_argument(
         "--media", default="opus,av", help="comma-separated: opus (Opus only), av (Opus + VP8)"
+    )
+    parser.add_argument(
+        "--paths",
+        default="python,fast",
+        help="SFU forwarding paths to run, in this order (the first run of a process pays the "
+        "tester's warm-up: its p99 latency is higher whichever path it is)",
     )
     parser.add_argument(
         "--microbench", type=int, default=1000, help="consumers in the microbenchmark (0: skip)"
