@@ -38,16 +38,17 @@ LDFLAGS="-fsanitize=address,undefined" \
     .venv/bin/python setup.py -q build_ext --inplace --force
 
 if [ "$#" -eq 0 ]; then
-    set -- tests/unit/test_fastpath.py tests/integration/test_forwarding.py -k "not python_path" -x -q \
-        -p no:cacheprovider
+    set -- tests/unit/test_fastpath.py tests/unit/test_forwarding_paths.py \
+        tests/integration/test_forwarding.py -k "not python_path" -x -q
 fi
+# --capture=sys: a sanitizer report (written to fd 2) reaches the terminal even though the
+# process aborts before pytest could print captured output.
+set -- -p no:cacheprovider --capture=sys "$@"
 export LD_PRELOAD="$libasan:$libubsan"
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:strict_string_checks=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export PYTHONMALLOC=malloc  # every Python object allocation goes through ASan too
 unshare_args=(-n)
 if [ "$(id -u)" -ne 0 ]; then unshare_args=(-r -n); fi
-unshare "${unshare_args[@]}" -- sh -c 'ip link set lo up && exec "$@"' sh \
-    .venv/bin/python -c 'import sfu._fastpath' 
 unshare "${unshare_args[@]}" -- sh -c 'ip link set lo up && exec "$@"' sh \
     .venv/bin/python -m pytest "$@"

@@ -984,7 +984,8 @@ ring_store(FanOut *f, uint16_t seq, uint32_t ts, int marker, const uint8_t *extr
         s->payload = p;
         s->cap = cap;
     }
-    memcpy(s->payload, payload, (size_t)plen);
+    if (plen > 0) /* s->payload may still be NULL for an empty payload */
+        memcpy(s->payload, payload, (size_t)plen);
     s->len = (uint32_t)plen;
     s->ts = ts;
     s->marker = (uint8_t)(marker != 0);
@@ -1030,7 +1031,8 @@ NativeConsumer_rebuild(NativeConsumer *self, PyObject *arg)
     if (out == NULL)
         return NULL;
     memcpy(PyBytes_AS_STRING(out), hdr, (size_t)hlen);
-    memcpy(PyBytes_AS_STRING(out) + hlen, s->payload, s->len);
+    if (s->len > 0)
+        memcpy(PyBytes_AS_STRING(out) + hlen, s->payload, s->len);
     return out;
 }
 
@@ -1154,7 +1156,8 @@ FanOut_forward(FanOut *self, PyObject *const *args, Py_ssize_t nargs)
         SrtpSender *s = c->sender;
         uint8_t *buf = self->arena + slot * (size_t)queued;
         int len = build_header(c, buf, marker, os, ots, extra, extra_len);
-        memcpy(buf + len, payload, (size_t)plen);
+        if (plen > 0)
+            memcpy(buf + len, payload, (size_t)plen);
         len += (int)plen;
         if (sender_protect(s, buf, &len) != 0) {
             s->dropped++;
