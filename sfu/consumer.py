@@ -5,7 +5,10 @@ Per packet a Consumer only rewrites the 12-byte RTP header (SSRC, sequence numbe
 payload type, RFC 3550 §5.1) and the header-extension block (the subscriber's negotiated ids
 and its mid, RFC 8285 and RFC 8843), then hands the packet to its transport, which
 SRTP-protects and sends it synchronously. There is no per-consumer task, queue or RtpPacket
-object on this path. Sequence/timestamp continuity across pauses and producer restarts is the
+object on this path. When the compiled fan-out is in use (:mod:`sfu.fastpath`) the producer's
+``FanOut`` does the same for all its consumers in one call and :meth:`Consumer.forward` is
+bypassed; the Consumer then only pushes its state to native memory on control events.
+Sequence/timestamp continuity across pauses and producer restarts is the
 :class:`sfu.rtp.munger.RtpMunger`'s job (mediasoup ``SeqManager``, LiveKit ``rtpmunger``).
 
 Video consumers keep a retransmission buffer of the packets they sent and answer the

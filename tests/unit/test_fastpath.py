@@ -165,7 +165,6 @@ def make_rig(
     fast: bool,
     keys: list[tuple[int, bytes]],
     init: list[tuple[tuple[Any, ...], int]],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> Rig:
     fastpath.configure(fast)
     producer = Producer(
@@ -325,12 +324,11 @@ async def test_both_paths_send_byte_identical_srtp(
     seed: int,
     ops: list[tuple[Any, ...]],
     clock: Clock,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     rnd = random.Random(seed)
     keys = [(profile[0], rnd.randbytes(profile[1])) for _ in SUB_MIDS]
     init = [(RtpMunger().export_state(), rnd.randrange(1 << 15)) for _ in SUB_MIDS]
-    rigs = [make_rig(kind, fast, keys, init, monkeypatch) for fast in (False, True)]
+    rigs = [make_rig(kind, fast, keys, init) for fast in (False, True)]
     states: list[dict[str, Any]] = [
         {"seq": seed & 0xFFFF, "ts": seed, "last": b"", "sent": {}} for _ in rigs
     ]
