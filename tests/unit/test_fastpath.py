@@ -71,7 +71,8 @@ SUB_CODECS = {
     ],
 }
 PUB_EXT = {"audio": {URI_MID: 4, URI_AUDIO_LEVEL: 1}, "video": {URI_MID: 4, URI_ABS_SEND_TIME: 2}}
-# Consumer 0 gets mid + the extra element, 1 only mid (a long one), 2 no extensions at all.
+# Consumer 0 gets mid + the extra element, 1 only mid (a long one), 2 no extensions at all
+# (and, for video, no RTX).
 SUB_EXTS: list[dict[str, dict[str, int]]] = [
     {"audio": {URI_MID: 1, URI_AUDIO_LEVEL: 2}, "video": {URI_MID: 1, URI_ABS_SEND_TIME: 3}},
     {"audio": {URI_MID: 9}, "video": {URI_MID: 9}},
@@ -203,7 +204,8 @@ def make_rig(
             NegotiatedRtp(
                 mid=SUB_MIDS[i],
                 kind=kind,
-                codecs=list(SUB_CODECS[kind]),
+                # consumer 2 negotiated no RTX: NACKed video goes out again on its media SSRC
+                codecs=list(SUB_CODECS[kind])[: 1 if i == 2 else None],
                 header_extensions=dict(SUB_EXTS[i][kind]),
                 ssrc=consumer.ssrc,
                 rtx_ssrc=consumer.rtx_ssrc,
