@@ -747,10 +747,15 @@ class WebRtcTransport:
         """Monitoring counters of the transport itself (names from
         :data:`sfu.stats.COUNTER_NAMES`; its producers and consumers report their own)."""
         raw = self._raw
+        # datagrams the compiled fan-out sent on this transport's DTLS (sfu.fastpath) count too
+        native = adapter.native_sender(raw) if raw else None
         return {
-            "packets_sent": raw.packets_sent if raw else 0,
-            "bytes_sent": raw.bytes_sent if raw else 0,
-            "send_dropped": raw.dropped if raw else 0,
+            "packets_sent": (raw.packets_sent if raw else 0)
+            + (int(native.packets_sent) if native is not None else 0),
+            "bytes_sent": (raw.bytes_sent if raw else 0)
+            + (int(native.bytes_sent) if native is not None else 0),
+            "send_dropped": (raw.dropped if raw else 0)
+            + (int(native.dropped) if native is not None else 0),
             "nacks_received": self.nacks_received,
             "plis_received": self.plis_received,
             "rtcp_received": self.rtcp_received,
