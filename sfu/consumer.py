@@ -28,6 +28,7 @@ from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
 from sfu import _aiortc_adapter as adapter
 from sfu.codecs import CodecInfo, match_codec
 from sfu.errors import UnsupportedCodecError
+from sfu.rtp.layers import LayerForwarder
 from sfu.rtp.loss_proxy import DownstreamLoss
 from sfu.rtp.munger import RtpMunger
 from sfu.rtp.rtt import RttEstimator
@@ -100,6 +101,7 @@ class Consumer:
         "id",
         "keyframe_requests",
         "kind",
+        "layers",
         "mid",
         "munger",
         "packets_sent",
@@ -158,6 +160,10 @@ class Consumer:
         self._ts_offset = 0  # out_ts - in_ts (mod 2^32), constant between resyncs
         self._gap_started: float | None = None
         self._on_close: list[Callable[[Consumer], None]] = []
+        # Simulcast: the layer this subscriber gets (sfu.rtp.layers); None for one-layer tracks.
+        self.layers: LayerForwarder | None = (
+            LayerForwarder(self, producer) if producer.layers else None
+        )
 
     # -- negotiation ---------------------------------------------------------------------------
 
@@ -328,13 +334,16 @@ class Consumer:
     def request_keyframe(self) -> None:
         """The subscriber lost a picture (PLI/FIR) or just started: ask the producer."""
         self.keyframe_requests += 1
-        self.producer.request_keyframe()
+        if self.layers is not None:
+            self.layers.request_keyframe()
+        else:
+            self.producer.request_keyframe()
 
     def sender_report(self) -> bytes | None:
         """An RTCP SR (RFC 3550 §6.4.1) for our SSRC, derived from the producer's last SR so
         that audio and video of one publisher stay in sync; None before any packet was sent or
         before the producer has sent an SR."""
-        sr = self.producer.last_sr
+        sr = (self.layers.source() if self.layers is not None else self.producer).last_sr
         codec = self.codec
         if sr is None or codec is None or not self.munger.started or self.packets_sent == 0:
             return None
@@ -415,6 +424,8 @@ class Consumer:
         self._send_rtp = None
         if self in self.producer.consumers:
             self.producer.consumers.remove(self)
+        if self.layers is not None:
+            self.layers.detach()
         if self.rtx_buffer is not None:
             self.rtx_buffer.clear()
         callbacks, self._on_close = self._on_close, []

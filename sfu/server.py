@@ -29,6 +29,7 @@ class MediaSettings:
             publish at once; more get :class:`sfu.errors.LimitExceededError`.
         media_timeout_s: a connected transport whose peer is silent this long fails (s);
             None disables the liveness watchdog.
+        dynacast: pause unused simulcast layers at the publisher (:mod:`sfu.dynacast`).
         audio_loss_proxying: the receiver reports sent to an Opus publisher carry the worst
             fraction lost its subscribers report, so its encoder adds in-band FEC.
     """
@@ -42,6 +43,7 @@ class MediaSettings:
     max_producers_per_participant: int = 8
     media_timeout_s: float | None = None
     audio_loss_proxying: bool = True
+    dynacast: bool = True
 
 
 class MediaServer:
@@ -73,6 +75,7 @@ class MediaServer:
                 totals=self.totals,
                 media_timeout_s=self.settings.media_timeout_s,
                 audio_loss_proxying=self.settings.audio_loss_proxying,
+                dynacast=self.settings.dynacast,
             )
             room = Room(name, router, on_empty=self._on_room_empty)
             self.rooms[name] = room

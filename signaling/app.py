@@ -33,6 +33,7 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
             max_producers_per_participant=settings.max_producers_per_participant,
             media_timeout_s=settings.media_timeout_s or None,
             audio_loss_proxying=settings.audio_loss_proxying,
+            dynacast=settings.dynacast,
         )
     )
     app[keys.MEDIA] = media

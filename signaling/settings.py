@@ -53,6 +53,7 @@ class Settings(BaseSettings):
         nack_buffer_packets: size of each video consumer's retransmission buffer (packets,
             power of two).
         max_publish_bitrate_bps: the most a video publisher is told to send (REMB cap, bits/s).
+        dynacast: tell simulcast publishers to pause the layers no subscriber uses.
         ice_connect_timeout_s: a WebRTC transport not connected (ICE and DTLS) this many
             seconds after it was created is closed as failed, releasing its UDP port.
         media_timeout_s: a connected WebRTC transport whose peer has sent nothing and answered
@@ -156,6 +157,7 @@ class Settings(BaseSettings):
     media_timeout_s: float = Field(default=2.0, ge=0)
     media_restart_grace_s: float = Field(default=15.0, gt=0)
     audio_loss_proxying: bool = True
+    dynacast: bool = True
     env: Literal["development", "production"] = "development"
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
