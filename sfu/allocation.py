@@ -7,9 +7,10 @@ congestion control (TWCC), so the inputs are what a subscriber sends without it:
 
 * receiver-report loss of our video streams (RFC 3550 §6.4.1 fraction lost): above 10% the
   estimate drops to ``sent * (1 - loss / 2)`` (draft-ietf-rmcat-gcc-02 §6), at most every
-  300 ms;
-* REMB (draft-alvestrand-rmcat-remb): the subscriber's delay-based estimate. Below 85% of what
-  we send it is taken as overuse (estimate lowered to it); above, it may raise the estimate.
+  :data:`DECREASE_INTERVAL_S`;
+* REMB (draft-alvestrand-rmcat-remb): the subscriber's delay-based estimate. A REMB that falls
+  below 85% of what we send is taken as overuse (estimate lowered to it); above, it may raise
+  the estimate.
 
 While neither signals congestion for :data:`CALM_BEFORE_GROWTH_S`, the estimate grows by
 :data:`GROWTH_PER_S` per second: that is how the allocator probes for the next layer. A probe
@@ -25,12 +26,15 @@ are raised one step at a time, round robin, while they fit and the tile can use 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from sfu.consumer import Consumer
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "CALM_BEFORE_GROWTH_S",
@@ -48,11 +52,22 @@ CALM_BEFORE_GROWTH_S = 1.5
 GROWTH_PER_S = 1.3
 """Multiplicative growth of a calm estimate, per second."""
 
+DECREASE_INTERVAL_S = 2.0
+"""At most one decrease per this many seconds (s): the loss reported just after a decrease
+is mostly from before it (packets already queued on the link)."""
+
+PROBE_BLAME_S = 3.0
+"""Congestion within this many seconds (s) of an upswitch is blamed on the upswitch."""
+
 HOLD_START_S = 3.0
 """After a congestion the estimate stays below the rate that failed for this long (s)."""
 
 HOLD_MAX_S = 6.0
 """The longest hold (s), reached after repeated failures."""
+
+KEEP_FRACTION = 0.8
+"""Hysteresis: a consumer keeps the layer it has (or its video on) while the budget covers this
+fraction of the layer's cost; taking a layer it does not have needs the whole cost."""
 
 NOMINAL_LAYER_BPS = (150_000, 500_000, 1_500_000)
 """Bits/s assumed for layers 0, 1, 2 of a three-layer track while they are not measured (paused
@@ -77,6 +92,8 @@ class SubscriberEstimator:
         "_grown_at",
         "_hold_s",
         "_last_decrease",
+        "_pre_probe_bps",
+        "_probe_at",
         "congested_at",
         "estimate_bps",
         "max_bps",
@@ -101,15 +118,27 @@ class SubscriberEstimator:
         self._ceiling: float | None = None
         self._ceiling_until = float("-inf")
         self._hold_s = HOLD_START_S
+        self._probe_at = float("-inf")
+        self._pre_probe_bps = 0.0
+
+    def on_probe(self, now: float) -> None:
+        """The allocator raised a layer beyond what was proven (an upswitch probe): if that
+        ends in congestion soon, fall back to about the rate sent before it, not lower."""
+        self._probe_at = now
+        self._pre_probe_bps = self.sent_bps
 
     def _congestion(self, new_estimate: float, now: float) -> None:
-        failed = max(self.estimate_bps, self.sent_bps)
+        failed = self.sent_bps if self.sent_bps > 0 else self.estimate_bps
         if now - self.congested_at < self._hold_s + 5.0:
             self._hold_s = min(HOLD_MAX_S, self._hold_s * 2)
         else:
             self._hold_s = HOLD_START_S
         self._ceiling = 0.9 * failed
         self._ceiling_until = now + self._hold_s
+        if now - self._probe_at < PROBE_BLAME_S:
+            # the probe failed, not the link: back to what it carried before (once)
+            new_estimate = max(new_estimate, 0.95 * self._pre_probe_bps)
+            self._probe_at = float("-inf")
         self.estimate_bps = min(max(new_estimate, self.min_bps), self.max_bps)
         self.congested_at = now
         self._last_decrease = now
@@ -117,8 +146,15 @@ class SubscriberEstimator:
     def on_loss(self, fraction_lost: float, now: float) -> bool:
         """A receiver report's fraction lost (0..1) of our video; True when the estimate
         dropped."""
-        if fraction_lost > 0.10 and now - self._last_decrease >= 0.3:
-            base = min(self.estimate_bps, self.sent_bps) if self.sent_bps > 0 else self.estimate_bps
+        if fraction_lost > 0.10 and now - self._last_decrease >= DECREASE_INTERVAL_S:
+            # what we sent is what the link could not carry; a rate far below the estimate
+            # (a layer just lowered, a video paused) says nothing about the link
+            sent = self.sent_bps
+            base = (
+                min(self.estimate_bps, sent)
+                if sent >= 0.5 * self.estimate_bps
+                else self.estimate_bps
+            )
             self._congestion(base * (1.0 - 0.5 * min(fraction_lost, 1.0)), now)
             return True
         if fraction_lost > 0.02:
@@ -127,9 +163,12 @@ class SubscriberEstimator:
 
     def on_remb(self, bitrate_bps: int, now: float) -> bool:
         """The subscriber's REMB (bits/s); True when the estimate dropped."""
-        self.remb_bps = bitrate_bps
-        if self.sent_bps > 0 and bitrate_bps < 0.85 * self.sent_bps:
-            if now - self._last_decrease >= 0.3:
+        previous, self.remb_bps = self.remb_bps, bitrate_bps
+        # Overuse: the REMB fell (a receiver's AIMD cuts to 0.85 x its incoming rate on
+        # overuse) below what we send; a REMB still ramping up from its start is not one.
+        falling = previous is not None and bitrate_bps < 0.95 * previous
+        if falling and self.sent_bps > 0 and bitrate_bps < 0.85 * self.sent_bps:
+            if now - self._last_decrease >= DECREASE_INTERVAL_S:
                 self._congestion(min(self.estimate_bps, float(bitrate_bps)), now)
                 return True
             return False
@@ -183,7 +222,7 @@ class BandwidthAllocator:
         self._consumers = consumers
         self.on_paused = on_paused
         self.estimator = estimator if estimator is not None else SubscriberEstimator()
-        self._sent: dict[str, tuple[int, float]] = {}
+        self._sent: dict[str, tuple[int, float, float]] = {}
 
     def on_remb(self, bitrate_bps: int) -> None:
         """REMB from the subscriber: reallocate at once when it signals overuse."""
@@ -196,17 +235,20 @@ class BandwidthAllocator:
             self.allocate()
 
     def _sent_bps(self, consumers: list[Consumer], now: float) -> dict[str, float]:
+        # bits/s each consumer sent since the previous sample (>= 0.5 s ago), else the last rate
         rates: dict[str, float] = {}
-        seen: dict[str, tuple[int, float]] = {}
+        seen: dict[str, tuple[int, float, float]] = {}
         for consumer in consumers:
             before = self._sent.get(consumer.id)
             total = consumer.bytes_sent
-            if before is None or now - before[1] < 0.2:
-                rates[consumer.id] = 0.0
-                seen[consumer.id] = before if before is not None else (total, now)
-                continue
-            rates[consumer.id] = max(0, total - before[0]) * 8 / (now - before[1])
-            seen[consumer.id] = (total, now)
+            if before is None:
+                seen[consumer.id] = (total, now, 0.0)
+            elif now - before[1] < 0.5:
+                seen[consumer.id] = before
+            else:
+                rate = max(0, total - before[0]) * 8 / (now - before[1])
+                seen[consumer.id] = (total, now, rate)
+            rates[consumer.id] = seen[consumer.id][2]
         self._sent = seen
         return rates
 
@@ -235,6 +277,8 @@ class BandwidthAllocator:
                 chosen[consumer.id] = None
                 continue
             cost = layer_bitrate(consumer, 0, now)
+            if forwarder.target is not None:
+                cost *= KEEP_FRACTION
             if cost <= budget:
                 chosen[consumer.id] = 0
                 budget -= cost
@@ -255,7 +299,11 @@ class BandwidthAllocator:
                 cost = layer_bitrate(consumer, current + 1, now) - layer_bitrate(
                     consumer, current, now
                 )
+                if forwarder.target is not None and forwarder.target > current:
+                    cost *= KEEP_FRACTION
                 if cost <= budget:
+                    if forwarder.target is not None and current + 1 > forwarder.target:
+                        estimator.on_probe(now)
                     chosen[consumer.id] = current + 1
                     budget -= cost
                     raised = True
@@ -267,6 +315,19 @@ class BandwidthAllocator:
             wanted = forwarder.wanted_max()
             if index is not None or wanted is None or consumer.producer.paused:
                 self._set_paused(consumer, False)
+            if index != forwarder.target:
+                logger.debug(
+                    "consumer %s: layer %s -> %s (estimate %.0f bit/s, sending %.0f, layers %s)",
+                    consumer.id,
+                    forwarder.target,
+                    index,
+                    estimator.estimate_bps,
+                    estimator.sent_bps,
+                    [
+                        round(layer_bitrate(consumer, i, now))
+                        for i in range(len(consumer.producer.layers))
+                    ],
+                )
             forwarder.set_target(index)
             producers.add(consumer.producer)
         for producer in producers:

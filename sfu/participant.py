@@ -479,6 +479,7 @@ class Participant:
         consumer = self.subscriptions.get(track_sid)
         if consumer is None:
             raise NotFoundError(f"not subscribed to {track_sid}")
+        logger.debug("participant %s: %s visible=%s width=%s", self.sid, track_sid, visible, width)
         if consumer.layers is not None:
             consumer.layers.set_preference(visible, width)
             consumer.transport.allocator.allocate()

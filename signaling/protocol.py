@@ -576,7 +576,7 @@ STAGE_REQUEST_TYPES = frozenset(
         "respond_knock",
     }
 )
-MEDIA_REQUEST_TYPES = frozenset({"restart_media"})
+MEDIA_REQUEST_TYPES = frozenset({"restart_media", "track_settings"})
 REQUEST_TYPES = (
     frozenset({"join", "offer", "answer", "trickle", "mute", "leave", "ping", "chat", "reaction"})
     | frozenset({"resume"})
