@@ -65,7 +65,7 @@ HOLD_START_S = 3.0
 HOLD_MAX_S = 6.0
 """The longest hold (s), reached after repeated failures."""
 
-KEEP_FRACTION = 0.8
+KEEP_FRACTION = 0.9
 """Hysteresis: a consumer keeps the layer it has (or its video on) while the budget covers this
 fraction of the layer's cost; taking a layer it does not have needs the whole cost."""
 
