@@ -7,8 +7,14 @@ The Producer/Consumer rig (real objects, in-memory fakes, real libvpx VP8 payloa
 
 from __future__ import annotations
 
+import fractions
+
+import av
+import numpy as np
 import pytest
+from aiortc.codecs import depayload, get_decoder, get_encoder
 from aiortc.codecs.vpx import VpxPayloadDescriptor
+from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtp import RtpPacket
 
 from sfu._aiortc_adapter import URI_MID
@@ -20,12 +26,14 @@ from sfu.rtp.bitrate import BitrateMeter
 from sfu.rtp.header import parse_rtp
 from sfu.simulcast import URI_REPAIRED_RID, URI_RID, answer_simulcast, parse_simulcast_offer
 from sfu.transport import _route_layer
-from tests.support.fakes import FakeRawRtp, FakeTransport
+from tests.support.fakes import FakeClock, FakeRawRtp, FakeTransport
 from tests.unit.test_forwarding_paths import (
     VIDEO_TICKS,
+    VP8_PUB,
     ForwardingPeerConnection,
     _extensions_map,
     add_consumer,
+    clock,  # noqa: F401  (fixture)
     delta,
     key,
     make_producer,
@@ -320,3 +328,78 @@ def test_estimator_ignores_a_remb_that_is_still_ramping_up() -> None:
     assert not estimator.on_remb(400_000, 2.0)  # rising
     assert estimator.on_remb(200_000, 3.0)  # fell below what we send: overuse
     assert estimator.estimate_bps == 200_000
+
+
+def _picture(i: int, width: int, height: int) -> av.VideoFrame:
+    y, x = np.mgrid[0:height, 0:width]
+    arr = np.stack([(x + 4 * i) % 256, (y + 2 * i) % 256, (x + y) % 256], axis=2).astype(np.uint8)
+    frame = av.VideoFrame.from_ndarray(arr, format="rgb24").reformat(format="yuv420p")
+    frame.pts = i * VIDEO_TICKS
+    frame.time_base = fractions.Fraction(1, 90000)
+    return frame
+
+
+async def test_an_aiortc_decoder_decodes_every_frame_across_layer_switches(
+    pcs: list[ForwardingPeerConnection],  # noqa: F811
+    clock: FakeClock,  # noqa: F811
+) -> None:
+    """Two real libvpx encoders (160x120 and 320x240) as layers q and h; the subscriber's
+    stream switches q -> h -> q on PLI-requested keyframes and aiortc's VP8 depacketizer and
+    decoder (libvpx through PyAV, which raises on a corrupt frame) decode every frame sent."""
+    transport = FakeTransport()
+    producer = make_producer("video", transport)
+    producer.ssrc = producer.rtx_ssrc = None
+    producer.enable_simulcast(["q", "h"], 10, 11)
+    sizes = {0: (160, 120), 1: (320, 240)}
+    encoders = {index: get_encoder(VP8_PUB[0]) for index in sizes}
+    seqs = {0: 1000, 1: 30000}
+    for index, layer in enumerate(producer.layers):
+        layer.ssrc = 6000 + index
+    consumer = add_consumer(producer, pcs)
+    raw = negotiate(consumer)
+    forwarder = consumer.layers
+    assert forwarder is not None
+    forwarder.set_target(0)
+    plan = {12: 1, 24: 0}  # frame -> new target layer
+    keyframe_in = {0: 0, 1: 0}  # frames until a requested keyframe
+    for i in range(36):
+        clock.advance(50)  # past the keyframe request throttle (500 ms) between switches
+        if i in plan:
+            forwarder.set_target(plan[i])
+        for index, layer in enumerate(producer.layers):
+            if layer in transport.plis:  # the encoder answers a PLI two frames later (RTT)
+                transport.plis = [p for p in transport.plis if p is not layer]
+                keyframe_in[index] = 2
+            keyframe_in[index] -= 1
+            wanted = keyframe_in[index] == 0
+            payloads, _ = encoders[index].encode(_picture(i, *sizes[index]), force_keyframe=wanted)
+            for n, payload in enumerate(payloads):
+                assert layer.ssrc is not None
+                data = pub_rtp(
+                    "video",
+                    seqs[index],
+                    7_000_000 * (index + 1) + i * VIDEO_TICKS,
+                    payload,
+                    marker=n == len(payloads) - 1,
+                    ssrc=layer.ssrc,
+                )
+                seqs[index] += 1
+                layer.receive_rtp(data, layer.ssrc, 0)
+
+    packets = _sent(raw)
+    assert [p.sequence_number for p in packets] == [
+        (packets[0].sequence_number + k) & 0xFFFF for k in range(len(packets))
+    ]
+    decoder = get_decoder(VP8_PUB[0])
+    widths: list[int] = []
+    frame_data = b""
+    for packet in packets:
+        frame_data += depayload(VP8_PUB[0], packet.payload)
+        if packet.marker:
+            decoded = decoder.decode(JitterFrame(frame_data, packet.timestamp))
+            assert len(decoded) == 1
+            widths.append(decoded[0].width)
+            frame_data = b""
+    runs = [w for k, w in enumerate(widths) if k == 0 or widths[k - 1] != w]
+    assert runs == [160, 320, 160], widths
+    assert len(widths) >= 30  # only the frames before each switch's keyframe are skipped
