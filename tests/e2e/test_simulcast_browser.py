@@ -41,9 +41,16 @@ CAP_BPS = 300_000
 
 INBOUND_VIDEO_JS = """
 async () => {
+  // alice's video only (a muted camera's m-line keeps its last frameWidth)
+  const s = window.sfu.session;
+  const mids = new Set();
+  for (const [mid, info] of s.subscriber.mids) {
+    const p = s.roster.participants.get(info.participant);
+    if (info.kind === 'video' && p && p.name === 'alice') mids.add(mid);
+  }
   const out = { width: 0, decoded: 0, packets: 0 };
   (await window.sfu.sub.getStats()).forEach((r) => {
-    if (r.type !== 'inbound-rtp' || r.kind !== 'video') return;
+    if (r.type !== 'inbound-rtp' || r.kind !== 'video' || !mids.has(r.mid)) return;
     out.width = Math.max(out.width, r.frameWidth || 0);
     out.decoded += r.framesDecoded || 0;
     out.packets += r.packetsReceived || 0;
