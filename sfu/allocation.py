@@ -69,6 +69,10 @@ KEEP_FRACTION = 0.9
 """Hysteresis: a consumer keeps the layer it has (or its video on) while the budget covers this
 fraction of the layer's cost; taking a layer it does not have needs the whole cost."""
 
+KEEP_VIDEO_FRACTION = 0.7
+"""A consumer's video is paused for bandwidth only when the budget is below this fraction of
+its lowest layer's cost (resuming needs the whole cost)."""
+
 NOMINAL_LAYER_BPS = (150_000, 500_000, 1_500_000)
 """Bits/s assumed for layers 0, 1, 2 of a three-layer track while they are not measured (paused
 by dynacast or not started yet); with fewer layers the top ones of this list are used."""
@@ -137,7 +141,7 @@ class SubscriberEstimator:
         self._ceiling_until = now + self._hold_s
         if now - self._probe_at < PROBE_BLAME_S:
             # the probe failed, not the link: back to what it carried before (once)
-            new_estimate = max(new_estimate, 0.95 * self._pre_probe_bps)
+            new_estimate = max(new_estimate, self._pre_probe_bps)
             self._probe_at = float("-inf")
         self.estimate_bps = min(max(new_estimate, self.min_bps), self.max_bps)
         self.congested_at = now
@@ -192,15 +196,15 @@ class SubscriberEstimator:
 
 
 def layer_bitrate(consumer: Consumer, index: int, now: float) -> float:
-    """Bits/s of layer ``index`` of ``consumer``'s simulcast producer: measured when it is being
-    sent, else :data:`NOMINAL_LAYER_BPS`."""
+    """Bits/s of layer ``index`` of ``consumer``'s simulcast producer: measured while it is
+    sent at half or more of its :data:`NOMINAL_LAYER_BPS`, else that nominal rate."""
     layers = consumer.producer.layers
     layer = layers[index]
     measured = layer.bitrate.sample(layer.bytes_received, now)
-    if measured >= 20_000:
-        return measured
     nominal = NOMINAL_LAYER_BPS[len(NOMINAL_LAYER_BPS) - len(layers) + index]
-    return float(nominal)
+    # a layer far below its nominal rate is starting (dynacast, encoder ramp-up): it will not
+    # stay that cheap
+    return measured if measured >= 0.5 * nominal else float(nominal)
 
 
 class BandwidthAllocator:
@@ -278,7 +282,7 @@ class BandwidthAllocator:
                 continue
             cost = layer_bitrate(consumer, 0, now)
             if forwarder.target is not None:
-                cost *= KEEP_FRACTION
+                cost *= KEEP_VIDEO_FRACTION
             if cost <= budget:
                 chosen[consumer.id] = 0
                 budget -= cost
