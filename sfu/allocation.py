@@ -49,7 +49,7 @@ __all__ = [
 CALM_BEFORE_GROWTH_S = 1.5
 """Seconds without congestion before the estimate grows."""
 
-GROWTH_PER_S = 1.3
+GROWTH_PER_S = 1.5
 """Multiplicative growth of a calm estimate, per second."""
 
 DECREASE_INTERVAL_S = 2.0
@@ -59,10 +59,13 @@ is mostly from before it (packets already queued on the link)."""
 PROBE_BLAME_S = 3.0
 """Congestion within this many seconds (s) of an upswitch is blamed on the upswitch."""
 
+PROBE_NACK_LIMIT = 10
+"""Packets NACKed during an upswitch probe that end it (a clean link NACKs none)."""
+
 HOLD_START_S = 3.0
 """After a congestion the estimate stays below the rate that failed for this long (s)."""
 
-HOLD_MAX_S = 6.0
+HOLD_MAX_S = 5.0
 """The longest hold (s), reached after repeated failures."""
 
 KEEP_FRACTION = 0.9
@@ -130,6 +133,14 @@ class SubscriberEstimator:
         ends in congestion soon, fall back to about the rate sent before it, not lower."""
         self._probe_at = now
         self._pre_probe_bps = self.sent_bps
+
+    def probing(self, now: float) -> bool:
+        """True within :data:`PROBE_BLAME_S` of an upswitch probe."""
+        return now - self._probe_at < PROBE_BLAME_S
+
+    def on_probe_failed(self, now: float) -> None:
+        """The subscriber lost packets (NACKs) during a probe: congestion, at once."""
+        self._congestion(self._pre_probe_bps, now)
 
     def _congestion(self, new_estimate: float, now: float) -> None:
         failed = self.sent_bps if self.sent_bps > 0 else self.estimate_bps
@@ -227,6 +238,7 @@ class BandwidthAllocator:
         self.on_paused = on_paused
         self.estimator = estimator if estimator is not None else SubscriberEstimator()
         self._sent: dict[str, tuple[int, float, float]] = {}
+        self._probe_nacks = 0
 
     def on_remb(self, bitrate_bps: int) -> None:
         """REMB from the subscriber: reallocate at once when it signals overuse."""
@@ -237,6 +249,21 @@ class BandwidthAllocator:
         """The worst fraction lost (0..1) of one receiver report over our video streams."""
         if self.estimator.on_loss(fraction_lost, time.monotonic()):
             self.allocate()
+
+    def on_nack(self, lost: int) -> None:
+        """The subscriber NACKed ``lost`` packets. During an upswitch probe, more than
+        :data:`PROBE_NACK_LIMIT` lost packets end the probe at once (long before the next
+        receiver report), so a link that cannot carry the next layer sees it only briefly."""
+        estimator = self.estimator
+        now = time.monotonic()
+        if not estimator.probing(now):
+            self._probe_nacks = 0
+            return
+        self._probe_nacks += lost
+        if self._probe_nacks > PROBE_NACK_LIMIT:
+            self._probe_nacks = 0
+            estimator.on_probe_failed(now)
+            self.allocate(now)
 
     def _sent_bps(self, consumers: list[Consumer], now: float) -> dict[str, float]:
         # bits/s each consumer sent since the previous sample (>= 0.5 s ago), else the last rate

@@ -587,6 +587,8 @@ class WebRtcTransport:
                     if consumer is not None:
                         self.nacks_received += 1
                         consumer.retransmit(packet.lost)
+                        if consumer.kind == "video":
+                            self.allocator.on_nack(len(packet.lost))
             elif isinstance(packet, RtcpByePacket):
                 pass  # the signaling layer ends tracks; BYE alone does not
 

@@ -201,7 +201,8 @@ async def test_simulcast_layers_follow_bandwidth_tiles_and_dynacast(
 
         # lift the cap: carol comes up to the full layer
         relays.downlink.set(rate_bps=None)
-        took, width = await _wait_width(carol, lambda w: w >= 1280, 20, "carol's full layer")
+        # the bound: up within 10 s (measured 4.1-7.8 s on the shared 2-core machine)
+        took, width = await _wait_width(carol, lambda w: w >= 1280, 10, "carol's full layer")
         print(f"carol uncapped: full layer ({width} px) after {took:.1f} s")
 
         # adaptive stream: carol's tiles small -> low layer; bob's hidden -> no video

@@ -8,6 +8,7 @@ The Producer/Consumer rig (real objects, in-memory fakes, real libvpx VP8 payloa
 from __future__ import annotations
 
 import fractions
+import time
 
 import av
 import numpy as np
@@ -319,6 +320,30 @@ async def test_small_or_hidden_tiles_limit_the_layer_and_dynacast_follows(
     forwarder.set_preference(True, 1280)  # full screen: f is turned on at once
     allocator.allocate(now + 11)
     assert forwarder.target == 2 and changes[-1] == ("q", "h", "f")
+
+
+async def test_nacks_during_an_upswitch_probe_end_it_at_once(
+    pcs: list[ForwardingPeerConnection],  # noqa: F811
+) -> None:
+    producer = _simulcast_producer(FakeTransport())
+    consumer = add_consumer(producer, pcs)
+    negotiate(consumer)
+    estimator = SubscriberEstimator(start_bps=300_000)
+    allocator = BandwidthAllocator(lambda: [consumer], None, estimator)
+    forwarder = consumer.layers
+    assert forwarder is not None
+    _measure(producer, (150_000, 500_000, 1_500_000))
+    allocator.allocate()
+    assert forwarder.target == 0
+    estimator.sent_bps = 150_000
+    estimator.estimate_bps = 700_000  # grown while calm: h now fits, a probe
+    allocator.allocate()
+    assert forwarder.target == 1 and estimator.probing(time.monotonic())
+    allocator.on_nack(4)  # a little loss: not yet
+    assert forwarder.target == 1
+    allocator.on_nack(8)  # the link cannot carry h: back to q now, not at the next report
+    assert forwarder.target == 0
+    assert estimator.estimate_bps == 150_000  # the rate that worked before the probe
 
 
 def test_estimator_ignores_a_remb_that_is_still_ramping_up() -> None:
