@@ -144,7 +144,14 @@ class Producer:
         self.mid_id = rtp.header_extensions.get(adapter.URI_MID, 0)
 
     def counters(self) -> dict[str, int]:
-        """Monitoring counters (names from :data:`sfu.stats.COUNTER_NAMES`)."""
+        """Monitoring counters (names from :data:`sfu.stats.COUNTER_NAMES`); a simulcast
+        producer's are the sums over its layers."""
+        if self.layers:
+            total: dict[str, int] = {}
+            for layer in self.layers:
+                for name, value in layer.counters().items():
+                    total[name] = total.get(name, 0) + value
+            return total
         return {
             "packets_received": self.packets_received,
             "bytes_received": self.bytes_received,
