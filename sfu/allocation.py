@@ -31,6 +31,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from sfu import _aiortc_adapter as adapter
+
 if TYPE_CHECKING:
     from sfu.consumer import Consumer
 
@@ -218,6 +220,17 @@ def layer_bitrate(consumer: Consumer, index: int, now: float) -> float:
     return measured if measured >= 0.5 * nominal else float(nominal)
 
 
+def _highest_live(consumer: Consumer, index: int) -> int:
+    """The highest layer <= ``index`` of ``consumer``'s producer that received a packet in the
+    last second (0 when none did)."""
+    now_ms = adapter.now_ms()
+    for candidate in range(index, 0, -1):
+        arrival = consumer.producer.layers[candidate].last_arrival_ms
+        if arrival and now_ms - arrival < 1000:
+            return candidate
+    return 0
+
+
 class BandwidthAllocator:
     """Chooses the layer of every simulcast consumer of one subscribe transport.
 
@@ -343,6 +356,10 @@ class BandwidthAllocator:
             forwarder = consumer.layers
             assert forwarder is not None
             index = chosen.get(consumer.id)
+            if index is not None and forwarder.current is None:
+                # nothing on screen yet: start on a layer that is flowing now (a layer paused
+                # by dynacast comes back later, while this one shows)
+                index = min(index, _highest_live(consumer, index))
             wanted = forwarder.wanted_max()
             if index is not None or wanted is None or consumer.producer.paused:
                 self._set_paused(consumer, False)

@@ -42,15 +42,29 @@ export class Subscriber {
     if (!this.adaptive) this.adaptive = new AdaptiveStream(this.s, () => this.videoTiles());
   }
 
-  /** The received video tracks (sids) and the tile element each one is shown in. */
+  /**
+   * The received video tracks (sids) and the element each one is shown in: the largest
+   * <video> playing it (a grid tile, a pinned or speaker view, a podcast stage card), or null.
+   */
   *videoTiles() {
     const s = this.s;
-    for (const info of this.mids.values()) {
-      if (info.kind !== 'video' || (s.me && info.participant === s.me.sid)) continue;
-      const p = s.roster.participants.get(info.participant);
-      if (!p) continue;
-      const tile = this._isScreenTrack(p, info.track) ? p.screenTile : p.tile;
-      yield { track: info.track, el: tile ? tile.el : null };
+    if (!this.pc) return;
+    const videos = [...document.querySelectorAll('video')].filter((v) => v.srcObject);
+    for (const tr of this.pc.getTransceivers()) {
+      const info = tr.mid ? this.mids.get(tr.mid) : undefined;
+      if (!info || info.kind !== 'video' || (s.me && info.participant === s.me.sid)) continue;
+      const track = tr.receiver.track;
+      let best = null;
+      let bestWidth = -1;
+      for (const v of videos) {
+        if (!v.srcObject.getVideoTracks().includes(track)) continue;
+        const width = v.getBoundingClientRect().width;
+        if (width > bestWidth) {
+          best = v;
+          bestWidth = width;
+        }
+      }
+      yield { track: info.track, el: best };
     }
   }
 

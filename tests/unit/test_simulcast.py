@@ -18,6 +18,7 @@ from aiortc.codecs.vpx import VpxPayloadDescriptor
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtp import RtpPacket
 
+from sfu import _aiortc_adapter as adapter
 from sfu._aiortc_adapter import URI_MID
 from sfu.allocation import BandwidthAllocator, SubscriberEstimator
 from sfu.dynacast import OFF_DELAY_S
@@ -246,6 +247,7 @@ def _measure(producer: Producer, rates: tuple[int, ...]) -> None:
     for layer, rate in zip(producer.layers, rates, strict=True):
         layer.bitrate = BitrateMeter(min_interval_s=float("inf"))
         layer.bitrate.bps = float(rate)
+        layer.last_arrival_ms = adapter.now_ms()  # flowing now
 
 
 async def test_allocator_downswitches_on_loss_pauses_when_nothing_fits_and_probes_back_up(
@@ -428,3 +430,25 @@ async def test_an_aiortc_decoder_decodes_every_frame_across_layer_switches(
     runs = [w for k, w in enumerate(widths) if k == 0 or widths[k - 1] != w]
     assert runs == [160, 320, 160], widths
     assert len(widths) >= 30  # only the frames before each switch's keyframe are skipped
+
+
+async def test_a_consumer_with_nothing_on_screen_starts_on_a_flowing_layer(
+    pcs: list[ForwardingPeerConnection],  # noqa: F811
+) -> None:
+    """Layers paused by dynacast send nothing: a new or resumed subscriber starts on a layer
+    that flows (shown at once), then aims higher, which turns the higher layer back on."""
+    producer = _simulcast_producer(FakeTransport())
+    consumer = add_consumer(producer, pcs)
+    negotiate(consumer)
+    allocator = BandwidthAllocator(lambda: [consumer], None, SubscriberEstimator(5_000_000))
+    forwarder = consumer.layers
+    assert forwarder is not None and producer.dynacast is not None
+    _measure(producer, (150_000, 500_000, 1_500_000))
+    for layer in producer.layers[1:]:
+        layer.last_arrival_ms = 0  # h and f paused at the publisher
+    producer.dynacast.active = ("q",)
+    allocator.allocate()
+    assert forwarder.target == 0
+    forwarder.current = 0  # q's keyframe came
+    allocator.allocate()
+    assert forwarder.target == 2 and producer.dynacast.active == ("q", "h", "f")
