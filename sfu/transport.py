@@ -152,6 +152,7 @@ class WebRtcTransport:
         self.nack_buffer_packets = nack_buffer_packets
         self.producers: dict[str, Producer] = {}
         self._producers_by_ssrc: dict[int, Producer] = {}
+        self._layer_ssrcs: dict[str, dict[int, tuple[str, bool]]] = {}  # mid -> ssrc -> rid
         self.consumers: dict[str, Consumer] = {}
         self._consumers_by_transceiver: dict[int, Consumer] = {}
         self._consumers_by_ssrc: dict[int, Consumer] = {}
@@ -382,8 +383,16 @@ class WebRtcTransport:
     def _forget_producer(self, producer: Producer) -> None:
         if self.producers.get(producer.mid) is producer:
             del self.producers[producer.mid]
-        for ssrc in [s for s, p in self._producers_by_ssrc.items() if p is producer]:
-            del self._producers_by_ssrc[ssrc]
+        for ssrc in [
+            s for s, p in self._producers_by_ssrc.items() if p is producer or p.parent is producer
+        ]:
+            layer = self._producers_by_ssrc.pop(ssrc)
+            if layer.rid is not None:
+                # A sender reusing this m-line (replaceTrack on a stopped camera) keeps its
+                # SSRCs and no longer names the rid in every packet (libwebrtc stops once our
+                # receiver reports acknowledged the SSRC): remember which layer each one was.
+                known = self._layer_ssrcs.setdefault(producer.mid, {})
+                known[ssrc] = (layer.rid, ssrc == layer.rtx_ssrc)
 
     # -- consumers -----------------------------------------------------------------------------
 
@@ -522,6 +531,8 @@ class WebRtcTransport:
             if producer.layers:
                 layer = _route_layer(producer, data, start, end, prof, pt)
                 if layer is None:
+                    layer = self._known_layer(producer, ssrc)
+                if layer is None:
                     continue
                 self._producers_by_ssrc[ssrc] = layer[0]
                 if layer[1]:
@@ -545,6 +556,14 @@ class WebRtcTransport:
             self._producers_by_ssrc[ssrc] = producer
             return producer
         return None
+
+    def _known_layer(self, producer: Producer, ssrc: int) -> tuple[Producer, bool] | None:
+        """The layer ``ssrc`` carried on ``producer``'s m-line before (see _forget_producer)."""
+        known = self._layer_ssrcs.get(producer.mid, {}).get(ssrc)
+        if known is None:
+            return None
+        layer = producer.layer_for_rid(known[0])
+        return (layer, known[1]) if layer is not None else None
 
     def on_rtcp(self, data: bytes) -> None:
         """Handle one decrypted compound RTCP packet (RFC 3550 §6, RFC 4585 §6)."""
