@@ -9,8 +9,8 @@ congestion control (TWCC), so the inputs are what a subscriber sends without it:
   estimate drops to ``sent * (1 - loss / 2)`` (draft-ietf-rmcat-gcc-02 §6), at most every
   :data:`DECREASE_INTERVAL_S`;
 * REMB (draft-alvestrand-rmcat-remb): the subscriber's delay-based estimate. A REMB that falls
-  below 85% of what we send is taken as overuse (estimate lowered to it); above, it may raise
-  the estimate.
+  below 85% of what we send is taken as overuse (estimate lowered to it); a higher REMB never
+  raises the estimate.
 
 While neither signals congestion for :data:`CALM_BEFORE_GROWTH_S`, the estimate grows by
 :data:`GROWTH_PER_S` per second: that is how the allocator probes for the next layer. A probe
@@ -61,7 +61,7 @@ is mostly from before it (packets already queued on the link)."""
 PROBE_BLAME_S = 3.0
 """Congestion within this many seconds (s) of an upswitch is blamed on the upswitch."""
 
-PROBE_NACK_LIMIT = 10
+PROBE_NACK_LIMIT = 4
 """Packets NACKed during an upswitch probe that end it (a clean link NACKs none)."""
 
 HOLD_START_S = 3.0
@@ -77,6 +77,9 @@ fraction of the layer's cost; taking a layer it does not have needs the whole co
 KEEP_VIDEO_FRACTION = 0.7
 """A consumer's video is paused for bandwidth only when the budget is below this fraction of
 its lowest layer's cost (resuming needs the whole cost)."""
+
+PAUSE_CONFIRM_S = 2.0
+"""How long (s) the lowest layer must keep not fitting before a consumer's video pauses."""
 
 NOMINAL_LAYER_BPS = (150_000, 500_000, 1_500_000)
 """Bits/s assumed for layers 0, 1, 2 of a three-layer track while they are not measured (paused
@@ -136,6 +139,10 @@ class SubscriberEstimator:
         self._probe_at = now
         self._pre_probe_bps = self.sent_bps
 
+    def holding(self, now: float) -> bool:
+        """True during the hold after a congestion: no layer may go up (no oscillation)."""
+        return now < self._ceiling_until
+
     def probing(self, now: float) -> bool:
         """True within :data:`PROBE_BLAME_S` of an upswitch probe."""
         return now - self._probe_at < PROBE_BLAME_S
@@ -163,6 +170,9 @@ class SubscriberEstimator:
     def on_loss(self, fraction_lost: float, now: float) -> bool:
         """A receiver report's fraction lost (0..1) of our video; True when the estimate
         dropped."""
+        if fraction_lost > 0.02 and self.probing(now):
+            self.on_probe_failed(now)  # any loss during a probe: the next layer does not fit
+            return True
         if fraction_lost > 0.10 and now - self._last_decrease >= DECREASE_INTERVAL_S:
             # what we sent is what the link could not carry; a rate far below the estimate
             # (a layer just lowered, a video paused) says nothing about the link
@@ -189,8 +199,8 @@ class SubscriberEstimator:
                 self._congestion(min(self.estimate_bps, float(bitrate_bps)), now)
                 return True
             return False
-        if bitrate_bps > self.estimate_bps:
-            self.estimate_bps = min(float(bitrate_bps), self._cap(now))
+        # A higher REMB does not raise the estimate: a receiver's delay-based estimate runs
+        # ahead of a rate-capped link until its queue builds; only probing raises it.
         return False
 
     def _cap(self, now: float) -> float:
@@ -252,6 +262,7 @@ class BandwidthAllocator:
         self.estimator = estimator if estimator is not None else SubscriberEstimator()
         self._sent: dict[str, tuple[int, float, float]] = {}
         self._probe_nacks = 0
+        self._short_since: dict[str, float] = {}  # consumer id -> when q stopped fitting
 
     def on_remb(self, bitrate_bps: int) -> None:
         """REMB from the subscriber: reallocate at once when it signals overuse."""
@@ -323,6 +334,16 @@ class BandwidthAllocator:
             cost = layer_bitrate(consumer, 0, now)
             if forwarder.target is not None:
                 cost *= KEEP_VIDEO_FRACTION
+            short_since = self._short_since.get(consumer.id)
+            if cost > budget and forwarder.target is not None:
+                # one report can be stale (loss from before a downswitch): the video pauses
+                # only if the lowest layer still does not fit PAUSE_CONFIRM_S later
+                if short_since is None:
+                    self._short_since[consumer.id] = short_since = now
+                if now - short_since < PAUSE_CONFIRM_S:
+                    cost = budget
+            else:
+                self._short_since.pop(consumer.id, None)
             if cost <= budget:
                 chosen[consumer.id] = 0
                 budget -= cost
@@ -345,6 +366,8 @@ class BandwidthAllocator:
                 )
                 if forwarder.target is not None and forwarder.target > current:
                     cost *= KEEP_FRACTION
+                elif estimator.holding(now):
+                    continue  # after a congestion nothing goes up until the hold ends
                 if cost <= budget:
                     if forwarder.target is not None and current + 1 > forwarder.target:
                         estimator.on_probe(now)
