@@ -184,7 +184,7 @@ async def test_simulcast_layers_follow_bandwidth_tiles_and_dynacast(
 
         # carol (300 kbit/s) gets a low layer and decodes it without freezes
         took, width = await _wait_width(carol, lambda w: 0 < w <= 320, 20, "carol's low layer")
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(3.0)  # the joins' renegotiations are over
         await carol.evaluate(GAPS_START_JS)
         widths = []  # an upswitch probe may show the next layer for a moment
         for _ in range(10):
