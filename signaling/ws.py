@@ -269,6 +269,9 @@ class Session:
 
     def on_closed(self, reason: str) -> None:
         """The server closed this participant: tell the client and close the socket."""
+        if reason == "worker_lost":
+            self.on_worker_lost()
+            return
         self.send(
             p.ErrorResponse(
                 code=p.ErrorCode.NOT_JOINED, message=f"removed from room: {reason}", reason=reason
@@ -285,6 +288,18 @@ class Session:
             )
         self._outbox.put_nowait(None)
         spawn(self.ws.close(message=reason.encode()))  # the close reason names why
+
+    def on_worker_lost(self) -> None:
+        """The media worker of this participant died (issue 12): send ``reconnect``, end the
+        session (no resume) and close the socket with 1012 (service restart); the client
+        joins again and lands on a live worker."""
+        self.send(p.ReconnectEvent())
+        participant, self.participant = self.participant, None
+        self._end_resume()
+        if participant is not None:
+            self._leave_hubs(participant)
+        self._outbox.put_nowait(None)
+        spawn(self.ws.close(code=1012, message=b"worker_lost"))
 
     # -- dropping the socket --------------------------------------------------------------------
 

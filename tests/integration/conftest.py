@@ -37,6 +37,7 @@ def sfu_settings(tmp_path: Path, mongo_url: str, mongo_db: str) -> Settings:
         mongo_db=mongo_db,
         jwt_secret=TEST_SECRET,
         bcrypt_cost=4,
+        workers=0,  # media in this process (tests/integration/test_workers_media.py: workers)
     )
 
 
