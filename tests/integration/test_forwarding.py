@@ -26,8 +26,9 @@ PEOPLE = {
 }
 
 
+@pytest.mark.parametrize("media_workers", [0, 2])
 async def test_three_participants_receive_each_other(
-    room_client: Callable[..., RoomClient],
+    room_client: Callable[..., RoomClient], media_workers: int
 ) -> None:
     clients: dict[str, RoomClient] = {}
     try:
