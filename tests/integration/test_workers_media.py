@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
+import urllib.request
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ from sfu.plane.workers import WorkerMediaPlane
 from signaling import keys
 from signaling.app import create_app
 from signaling.client import RoomClient
+from signaling.serverproc import start_server, stop_server, wait_healthy
 from signaling.settings import Settings
 from tests.integration.conftest import TEST_SECRET, MakeToken
 from tests.support.media import ColorTrack, ToneTrack, collect_audio, dominant_frequency, mean_color
@@ -209,3 +213,51 @@ async def test_close_stops_every_worker(
     assert None not in pids and pids <= _descendants(os.getpid())
     await media.close()
     assert not pids & _descendants(os.getpid())
+
+
+def _metric(url: str, line_start: str) -> float | None:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(line_start + " "):
+                return float(line.split()[-1])
+    return None
+
+
+def test_sfu_serve_workers_metrics_restart_and_sigterm(mongo_url: str, tmp_path: Path) -> None:
+    """``sfu serve --workers 2`` (SFU_WORKERS=2): per-worker series on /metrics, a worker
+    killed with SIGKILL is restarted (``sfu_worker_restarts_total``), and SIGTERM of the
+    server leaves no process of its tree behind (walked in /proc)."""
+    env = {
+        "SFU_WORKERS": "2",
+        "SFU_JWT_SECRET": TEST_SECRET,
+        "MONGO_URL": mongo_url,
+        "SFU_MONGO_DB": f"workers_{uuid.uuid4().hex[:12]}",
+    }
+    proc, url = start_server(tmp_path, env=env)
+    tree: set[int] = set()
+    try:
+        wait_healthy(url, proc, timeout_s=30)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _metric(url, 'sfu_worker_up{worker="1"}') != 1:
+            time.sleep(0.2)
+        assert _metric(url, 'sfu_worker_up{worker="0"}') == 1
+        assert _metric(url, 'sfu_worker_up{worker="1"}') == 1
+        workers = _descendants(proc.pid)
+        assert len(workers) >= 2
+        victim = min(workers)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if (_metric(url, 'sfu_worker_restarts_total{worker="0"}') or 0) + (
+                _metric(url, 'sfu_worker_restarts_total{worker="1"}') or 0
+            ) >= 1 and len(_descendants(proc.pid)) >= 2:
+                break
+            time.sleep(0.2)
+        tree = _descendants(proc.pid)
+        assert victim not in tree and len(tree) >= 2, "the killed worker was replaced"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        stop_server(proc)
+    alive = {pid for pid in tree if os.path.exists(f"/proc/{pid}")}
+    assert not alive, f"orphans left: {alive}"
