@@ -335,6 +335,26 @@ class PlaneTarget:
             if producer is not None and not producer.closed:
                 producer.close()
 
+    async def pipe_drop_one(self, room: str, peer: int, kind: str) -> None:
+        """Fault injection (tests, benchmarks): drop the next RTP packet of the ``kind``
+        stream this worker pipes to ``peer`` (a hole the other end NACKs, RFC 4585).
+
+        Raises:
+            NotFoundError: no such pipe or piped stream."""
+        pipe = self._pipe(room, peer)
+        ssrcs = {c.ssrc for c in pipe.consumers.values() if c.producer.kind == kind}
+        if not ssrcs:
+            raise NotFoundError(f"no {kind} piped to worker {peer}")
+        dropped: list[int] = []
+
+        def lose_one(packet: bytes) -> bool:
+            if not dropped and int.from_bytes(packet[8:12], "big") in ssrcs:
+                dropped.append(int.from_bytes(packet[2:4], "big"))
+                return True
+            return False
+
+        pipe.impairment = lose_one
+
     def on_notification(self, event: str, data: Any) -> None:
         """``"pipe"``: apply the other end's control to this end's pipe."""
         if event != "pipe":

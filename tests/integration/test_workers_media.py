@@ -120,6 +120,24 @@ async def test_publisher_on_worker_0_listeners_on_worker_1(
         after = (await media.pool.call(0, "plane_stats")).counters
         assert after["plis_sent"] > before["plis_sent"], "worker 0 asked the publisher"
         assert after["keyframes_received"] > before["keyframes_received"]
+        # a video packet lost on the pipe: worker 1 NACKs it, worker 0 resends it as RTX
+        a0 = (await media.pool.call(0, "plane_stats")).counters
+        b0 = (await media.pool.call(1, "plane_stats")).counters
+        await media.pool.call(0, "pipe_drop_one", "spread", 1, "video")
+        a1, b1 = a0, b0
+        for _ in range(50):
+            await asyncio.sleep(0.1)
+            a1 = (await media.pool.call(0, "plane_stats")).counters
+            b1 = (await media.pool.call(1, "plane_stats")).counters
+            if (
+                a1["retransmissions"] > a0["retransmissions"]
+                and b1["rtx_received"] > b0["rtx_received"]
+            ):
+                break
+        assert b1["nacks_sent"] > b0["nacks_sent"], "worker 1 NACKed the hole upstream"
+        assert a1["retransmissions"] > a0["retransmissions"], "worker 0 answered from its buffer"
+        assert b1["rtx_received"] > b0["rtx_received"], "the RTX came back over the pipe"
+        await _check_media(listeners[0], sid, 550.0, (200, 40, 40))
     finally:
         await asyncio.gather(*(c.close() for c in [speaker, *listeners]))
 
