@@ -293,6 +293,16 @@ def _table(results: list[Result]) -> str:
 
 async def main_async(args: argparse.Namespace) -> list[Result]:
     payloads = encode_opus_frames(500)
+    if args.workers:  # issue 12: one run per worker count (bench/procs.py)
+        from bench.procs import derive_pipe_cost, run_workers, table
+
+        runs = [
+            await run_workers(int(n), args.listeners, args.duration, args.probes, payloads)
+            for n in args.workers.split(",")
+        ]
+        derive_pipe_cost(runs)
+        print(table(runs))
+        return []
     results = [await run_sfu(args.listeners, args.duration, args.probes, payloads)]
     if args.baseline_listeners > 0:
         results.append(await run_baseline(args.baseline_listeners, args.duration, payloads))
@@ -317,6 +327,9 @@ def main() -> int:
         type=int,
         default=20,
         help="listeners for the MediaRelay baseline (0 to skip)",
+    )
+    parser.add_argument(
+        "--workers", help="comma-separated SFU_WORKERS values to compare, e.g. 0,1,2"
     )
     parser.add_argument("--json", help="write the results as JSON to this file")
     args = parser.parse_args()
