@@ -5,7 +5,7 @@ and N count-only listeners (as :func:`bench.fanout.run_sfu`); measured over the 
 
 * server CPU per forwarded packet (µs) of *every* server process: the control process and
   each descendant (the workers), walked in /proc (``/proc/<pid>/stat`` utime + stime);
-* each worker's share of that CPU (``sfu_worker_cpu_seconds_total{worker}`` of /metrics);
+* each worker process's share of that CPU (the control process has the rest);
 * the pipe's packets (``sfu_pipe_packets_sent_total``) and the pipe's cost per piped packet,
   derived against the one-worker run of the same invocation: (CPU of this run - µs/packet of
   the 1-worker run * packets delivered) / pipe packets (noisy on a shared machine; compare
@@ -181,15 +181,11 @@ async def run_workers(
         delivered = sum(max(0, g) for g in got)
         ratios = sorted(max(0, g) / sent for g in got) if sent else [0.0]
         cpu = sum(cpu1[p] - cpu0.get(p, 0.0) for p in cpu1)
-        shares = []
-        if workers:
-            per = [
-                m1.get(f'sfu_worker_cpu_seconds_total{{worker="{i}"}}', 0.0)
-                - m0.get(f'sfu_worker_cpu_seconds_total{{worker="{i}"}}', 0.0)
-                for i in range(workers)
-            ]
-            total = cpu or 1.0
-            shares = [round(p / total, 3) for p in per]
+        # each worker process's part of the server's CPU (the control process is the rest)
+        total = cpu or 1.0
+        shares = [
+            round((cpu1[p] - cpu0.get(p, 0.0)) / total, 3) for p in sorted(cpu1) if p != proc.pid
+        ]
         pipe = int(
             m1.get("sfu_pipe_packets_sent_total", 0) - m0.get("sfu_pipe_packets_sent_total", 0)
         )
