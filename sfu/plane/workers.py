@@ -67,6 +67,7 @@ LOST_PUBLISHER_GRACE_S = 30.0
 """How long the tracks of a publisher whose worker died stay paused on other workers,
 waiting for it to come back, before they are unpublished (s)."""
 _EARLY_MAX = 256
+_GONE_MAX = 4096
 
 
 @dataclass(slots=True)
@@ -153,7 +154,10 @@ class WorkerMediaPlane:
         self._pipes: set[tuple[str, int, int]] = set()
         self._piped: set[tuple[str, int, str]] = set()  # (room, target worker, track sid)
         self._pipe_locks: dict[tuple[str, int, int], asyncio.Lock] = {}
+        # events of a sid whose join reply is not processed yet (the reply and the first
+        # notifications come in one read), oldest sid first
         self._early: dict[str, list[ParticipantEvent]] = {}
+        self._gone: dict[str, None] = {}  # sids forgotten lately (late events are dropped)
         self._lost: dict[tuple[str, str], _Lost] = {}
         self._rate: dict[int, tuple[float, int, float]] = {}  # worker -> (at, sent, pps)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -234,6 +238,7 @@ class WorkerMediaPlane:
         if self._members.get(member.sid) is not member:
             return
         del self._members[member.sid]
+        self._remember_gone(member.sid)
         for track in [t for t in self._tracks.values() if t.participant == member.sid]:
             del self._tracks[track.sid]
         if member.worker not in {m.worker for m in self._members.values() if m.room == member.room}:
@@ -246,6 +251,11 @@ class WorkerMediaPlane:
                 self._pipes.discard(key)
                 peer = key[2] if key[1] == member.worker else key[1]
                 self._spawn(self._call_quiet(peer, "pipe_close", member.room, member.worker))
+
+    def _remember_gone(self, sid: str) -> None:
+        self._gone[sid] = None
+        while len(self._gone) > _GONE_MAX:
+            del self._gone[next(iter(self._gone))]
 
     async def _call_quiet(self, index: int, method: str, *args: Any) -> Any:
         try:
@@ -277,8 +287,14 @@ class WorkerMediaPlane:
     def _on_participant_event(self, sid: str, event: ParticipantEvent) -> None:
         member = self._members.get(sid)
         if member is None:
-            early = self._early.setdefault(sid, [])
-            if len(self._early) < _EARLY_MAX and len(early) < _EARLY_MAX:
+            if sid in self._gone:
+                return  # a participant already closed here (e.g. its leave's last events)
+            early = self._early.get(sid)
+            if early is None:
+                while len(self._early) >= _EARLY_MAX:  # sids that never joined: oldest out
+                    del self._early[next(iter(self._early))]
+                early = self._early[sid] = []
+            if len(early) < _EARLY_MAX:
                 early.append(event)
             return
         self._deliver(member, event)
@@ -402,6 +418,7 @@ class WorkerMediaPlane:
                         self._deliver(other, ParticipantLeft(member.sid))
         for member in lost:
             del self._members[member.sid]
+            self._remember_gone(member.sid)
             for track in [t for t in self._tracks.values() if t.participant == member.sid]:
                 del self._tracks[track.sid]
             self._deliver(member, ParticipantClosed(WORKER_LOST))

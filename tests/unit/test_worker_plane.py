@@ -1,0 +1,60 @@
+"""WorkerMediaPlane's bookkeeping without worker processes: placement and early events."""
+
+from __future__ import annotations
+
+import pytest
+
+from sfu.events import ParticipantClosed, ParticipantEvent, TrackMuted
+from sfu.plane.workers import WorkerMediaPlane, _Member
+
+
+def _member(
+    sid: str, room: str, worker: int, got: list[ParticipantEvent], publish: bool
+) -> _Member:
+    return _Member(
+        sid=sid,
+        room=room,
+        identity=sid,
+        worker=worker,
+        listener=got.append,
+        can_publish=publish,
+        can_subscribe=True,
+        auto_subscribe=True,
+        hidden=False,
+        kinds=None,
+    )
+
+
+@pytest.fixture
+def plane(monkeypatch: pytest.MonkeyPatch) -> WorkerMediaPlane:
+    media = WorkerMediaPlane(workers=3, spread_at=2)
+    monkeypatch.setattr(media.pool, "is_up", lambda index: True)
+    return media
+
+
+def test_a_small_room_stays_on_one_worker_and_a_big_one_spreads(plane: WorkerMediaPlane) -> None:
+    got: list[ParticipantEvent] = []
+    placed = []
+    for i in range(6):
+        worker = plane._place("big")
+        placed.append(worker)
+        plane._members[f"PA_{i}"] = _member(f"PA_{i}", "big", worker, got, publish=i == 0)
+    assert placed[:2] == [0, 0], "the room stays on its worker up to spread_at"
+    assert set(placed) == {0, 1, 2}, "then it spreads over every worker"
+    assert placed.count(0) == 2, "the publisher's worker takes no more listeners"
+    # another room starts on the least-loaded worker, not on the busiest
+    assert plane._place("other") != 0
+
+
+def test_early_events_wait_for_the_join_and_late_ones_are_dropped(plane: WorkerMediaPlane) -> None:
+    got: list[ParticipantEvent] = []
+    gone = _member("PA_gone", "r", 0, got, publish=False)
+    plane._members[gone.sid] = gone
+    plane._forget(gone)
+    plane._on_notification(0, "ev", ["PA_gone", ParticipantClosed("left")])
+    assert plane._early == {} and got == []
+    for i in range(300):  # sids that never join (their join failed) do not fill the buffer
+        plane._on_notification(0, "ev", [f"PA_x{i}", TrackMuted("p", "t", True)])
+    plane._on_notification(0, "ev", ["PA_new", TrackMuted("p", "t", True)])
+    assert plane._early["PA_new"] == [TrackMuted("p", "t", True)]
+    assert len(plane._early) <= 256
