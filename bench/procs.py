@@ -61,6 +61,15 @@ def process_tree(root: int) -> set[int]:
     return found
 
 
+def is_worker(pid: int) -> bool:
+    """Whether ``pid`` runs ``python -m sfu.worker`` (not, e.g., the embedded MongoDB)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"sfu.worker" in f.read()
+    except OSError:
+        return False
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU (s) of one process (0 when it is gone)."""
     try:
@@ -184,7 +193,9 @@ async def run_workers(
         # each worker process's part of the server's CPU (the control process is the rest)
         total = cpu or 1.0
         shares = [
-            round((cpu1[p] - cpu0.get(p, 0.0)) / total, 3) for p in sorted(cpu1) if p != proc.pid
+            round((cpu1[p] - cpu0.get(p, 0.0)) / total, 3)
+            for p in sorted(cpu1)
+            if p != proc.pid and is_worker(p)
         ]
         pipe = int(
             m1.get("sfu_pipe_packets_sent_total", 0) - m0.get("sfu_pipe_packets_sent_total", 0)
