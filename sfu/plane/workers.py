@@ -161,6 +161,9 @@ class WorkerMediaPlane:
         self._lost: dict[tuple[str, str], _Lost] = {}
         self._rate: dict[int, tuple[float, int, float]] = {}  # worker -> (at, sent, pps)
         self._tasks: set[asyncio.Task[Any]] = set()
+        # monotonic counters: each worker's last answer, and what dead processes had counted
+        self._last_counters: dict[int, dict[str, int]] = {}
+        self._retired_counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
         self.piped = 0
         """Producers piped so far (a counter, for tests and benchmarks)."""
 
@@ -388,6 +391,8 @@ class WorkerMediaPlane:
     # -- worker loss ------------------------------------------------------------------------
 
     def _on_worker_died(self, index: int) -> None:
+        for name, value in self._last_counters.pop(index, {}).items():
+            self._retired_counters[name] = self._retired_counters.get(name, 0) + value
         lost = [m for m in self._members.values() if m.worker == index]
         rooms = {m.room for m in lost}
         for key in [k for k in self._pipes if index in k[1:]]:
@@ -635,24 +640,25 @@ class WorkerMediaPlane:
     async def stats(self) -> PlaneStats:
         """See :meth:`sfu.plane.api.MediaPlane.stats`: the live workers summed; ``workers``
         one entry per worker (``sfu_worker_up``, restarts, CPU, memory)."""
+        indexes = [i for i in range(len(self.pool)) if self.pool.is_up(i)]
         results = await asyncio.gather(
-            *(
-                self.pool.call(i, "plane_stats", timeout_s=2.0)
-                for i in range(len(self.pool))
-                if self.pool.is_up(i)
-            ),
+            *(self.pool.call(i, "plane_stats", timeout_s=2.0) for i in indexes),
             return_exceptions=True,
         )
         rooms: set[str] = {m.room for m in self._members.values()}
         totals = {"participants": 0, "producers": 0, "consumers": 0}
-        counters = dict.fromkeys(COUNTER_NAMES, 0)
-        for item in results:
+        for index, item in zip(indexes, results, strict=True):
             if isinstance(item, PlaneStats):
                 totals["participants"] += item.participants
                 totals["producers"] += item.producers
                 totals["consumers"] += item.consumers
-                for name, value in item.counters.items():
-                    counters[name] = counters.get(name, 0) + int(value)
+                self._last_counters[index] = {k: int(v) for k, v in item.counters.items()}
+        # a worker that did not answer in time counts what it last said (counters never
+        # go back on /metrics)
+        counters = dict(self._retired_counters)
+        for last in self._last_counters.values():
+            for name, value in last.items():
+                counters[name] = counters.get(name, 0) + value
         return PlaneStats(
             rooms=len(rooms),
             participants=totals["participants"],

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from sfu.events import ParticipantClosed, ParticipantEvent, TrackMuted
+from sfu.plane.types import PlaneStats
 from sfu.plane.workers import WorkerMediaPlane, _Member
+from sfu.worker.errors import CallTimeoutError
 
 
 def _member(
@@ -58,3 +62,26 @@ def test_early_events_wait_for_the_join_and_late_ones_are_dropped(plane: WorkerM
     plane._on_notification(0, "ev", ["PA_new", TrackMuted("p", "t", True)])
     assert plane._early["PA_new"] == [TrackMuted("p", "t", True)]
     assert len(plane._early) <= 256
+
+
+async def test_summed_counters_never_go_back(
+    plane: WorkerMediaPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers: dict[int, PlaneStats | Exception] = {
+        i: PlaneStats(0, 0, 0, 0, counters={"packets_sent": 10}) for i in range(3)
+    }
+
+    async def call(index: int, method: str, *args: Any, timeout_s: float | None = None) -> Any:
+        answer = answers[index]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(plane.pool, "call", call)
+    monkeypatch.setattr(plane.pool, "worker_infos", lambda: ())
+    assert (await plane.stats()).counters["packets_sent"] == 30
+    answers[1] = CallTimeoutError("busy")  # a worker too busy to answer in time
+    assert (await plane.stats()).counters["packets_sent"] == 30
+    plane._on_worker_died(2)  # its replacement starts from zero
+    answers[2] = PlaneStats(0, 0, 0, 0, counters={"packets_sent": 1})
+    assert (await plane.stats()).counters["packets_sent"] == 31
