@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from sfu.events import ParticipantClosed, ParticipantEvent, TrackMuted
-from sfu.plane.types import PlaneStats
+from sfu.events import ParticipantClosed, ParticipantEvent, ParticipantInfo, TrackMuted
+from sfu.plane.types import JoinResult, ParticipantRef, ParticipantSpec, PlaneStats
 from sfu.plane.workers import WorkerMediaPlane, _Member
 from sfu.worker.errors import CallTimeoutError
 
@@ -85,3 +85,31 @@ async def test_summed_counters_never_go_back(
     plane._on_worker_died(2)  # its replacement starts from zero
     answers[2] = PlaneStats(0, 0, 0, 0, counters={"packets_sent": 1})
     assert (await plane.stats()).counters["packets_sent"] == 31
+
+
+async def test_a_duplicate_identity_on_another_worker_is_closed_first(
+    plane: WorkerMediaPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old_events: list[ParticipantEvent] = []
+    old = _member("PA_old", "r", 2, old_events, publish=False)
+    old.identity = "alice"
+    plane._members[old.sid] = old
+    calls: list[tuple[int, str, tuple[Any, ...]]] = []
+
+    async def call(index: int, method: str, *args: Any, timeout_s: float | None = None) -> Any:
+        calls.append((index, method, args))
+        if method == "join":
+            info = ParticipantInfo("PA_new", "alice", "Alice")
+            return JoinResult(ParticipantRef("PA_new", "r", "alice", "Alice"), info, ())
+        return []
+
+    monkeypatch.setattr(plane.pool, "call", call)
+    monkeypatch.setattr(plane, "_place", lambda room: 0)
+    result = await plane.join("r", ParticipantSpec("alice", "Alice"), lambda event: None)
+    assert old_events == [ParticipantClosed("duplicate_identity")]
+    assert (2, "leave", ("PA_old", "duplicate_identity", False)) in calls
+    assert calls.index((2, "leave", ("PA_old", "duplicate_identity", False))) < [
+        c[1] for c in calls
+    ].index("join"), "the old one is gone before the new one joins"
+    assert result.participant.sid == "PA_new" and plane.worker_of("PA_new") == 0
+    assert plane.worker_of("PA_old") is None
