@@ -298,6 +298,11 @@ class Session:
         self._end_resume()
         if participant is not None:
             self._leave_hubs(participant)
+            spawn(
+                record_presence(
+                    self.app, participant.room, participant.identity, "left", participant.name
+                )
+            )
         self._outbox.put_nowait(None)
         spawn(self.ws.close(code=1012, message=b"worker_lost"))
 
