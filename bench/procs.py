@@ -166,6 +166,8 @@ async def run_workers(
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not all(c.counter.packets for c in joined):
             await asyncio.sleep(0.2)
+        silent = sum(1 for c in joined if not c.counter.packets)
+        result_notes = [f"{silent} listeners got nothing before the window"] if silent else []
         await asyncio.sleep(1.5)  # settle (and one /metrics sample of the workers)
         counters = [c.counter for c in joined]
         gc.collect()
@@ -217,6 +219,7 @@ async def run_workers(
             latency_p50_ms=None if not lat else round(_percentile(lat, 0.5) or 0, 2),
             latency_p99_ms=None if not lat else round(_percentile(lat, 0.99) or 0, 2),
         )
+        result.notes.extend(result_notes)
         if len(joined) < listeners:
             result.notes.append(f"{listeners - len(joined)} listeners failed to join")
         return result
@@ -257,4 +260,7 @@ def table(results: list[WorkersResult]) -> str:
             f"{r.pipe_packets:>9} {pipe:>11} {r.delivery_min:>9.4f} {r.delivery_median:>7.4f} "
             f"{p50:>7} {p99:>7} {r.listeners_per_core:>14.0f}"
         )
+    for r in results:
+        rows.append(f"workers={r.workers}: speaker sent {r.sent} packets in {r.window_s} s")
+        rows.extend(f"note (workers={r.workers}): {note}" for note in r.notes)
     return "\n".join(rows)
