@@ -13,6 +13,9 @@ Notifications this target emits (``context.emit``):
 * ``"room"``, ``[room, event, announced]``: a room event of one of this worker's
   participants (joined, left, updated, published, unpublished, muted; ``announced`` False for
   a hidden participant's publication), for the proxy to relay to the room's other shards;
+* ``"speakers"``, ``[room, ActiveSpeakersChanged]``: the shard's active speakers (ranked here
+  over the audio producers it carries, its own and piped ones), once for all of this worker's
+  participants of the room;
 * ``"pipe"``, ``[room, peer, control]``: a :class:`sfu.pipe.PipeControl` (as a map) of this
   worker's pipe to worker ``peer``, for the proxy to hand to that worker.
 
@@ -100,7 +103,10 @@ class PlaneTarget:
 
             def relay(event: RoomEvent, announced: bool) -> None:
                 if isinstance(event, ActiveSpeakersChanged):
-                    return  # ranked on every worker over the producers it has (docs/)
+                    # ranked on every worker over the producers it carries; sent once for
+                    # the shard, the control process hands it to its participants
+                    self.context.emit("speakers", [name, event])
+                    return
                 self.context.emit("room", [name, event, announced])
 
             shard.on_event = relay
@@ -133,7 +139,7 @@ class PlaneTarget:
         emit = self.context.emit
 
         def listener(event: ParticipantEvent) -> None:
-            if holder:
+            if holder and not isinstance(event, ActiveSpeakersChanged):  # per room: "speakers"
                 emit("ev", [holder[0], event])
 
         result = await self.plane.join(room, spec, listener)

@@ -277,6 +277,11 @@ class WorkerMediaPlane:
             elif event == "room":
                 room, item, announced = data
                 self._on_room_event(index, room, item, bool(announced))
+            elif event == "speakers":  # the shard's ranking, to its own participants
+                room, item = data
+                for member in self._room_members(room):
+                    if member.worker == index:
+                        self._deliver(member, item)
             elif event == "pipe":
                 room, peer, control = data
                 if control.get("action") == "close":  # that producer is piped no more
