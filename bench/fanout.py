@@ -465,6 +465,16 @@ def microbench(consumers: int, packets: int, fast: bool) -> dict[str, float]:
 
 async def main_async(args: argparse.Namespace) -> tuple[list[Result], dict[str, Any]]:
     payloads = encode_opus_frames(500)
+    if args.workers:  # issue 12: one run per worker count (bench/procs.py)
+        from bench.procs import derive_pipe_cost, run_workers, table
+
+        runs = [
+            await run_workers(int(n), args.listeners, args.duration, args.probes, payloads)
+            for n in args.workers.split(",")
+        ]
+        derive_pipe_cost(runs)
+        print(table(runs))
+        return [], {}
     results: list[Result] = []
     for media in args.media.split(","):
         video = encode_vp8_frames(2.0) if media == "av" else None
@@ -525,6 +535,9 @@ def main() -> int:
     )
     parser.add_argument(
         "--microbench", type=int, default=1000, help="consumers in the microbenchmark (0: skip)"
+    )
+    parser.add_argument(
+        "--workers", help="comma-separated SFU_WORKERS values to compare, e.g. 0,1,2"
     )
     parser.add_argument("--json", help="write the results as JSON to this file")
     args = parser.parse_args()
