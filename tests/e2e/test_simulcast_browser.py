@@ -203,9 +203,8 @@ async def test_simulcast_layers_follow_bandwidth_tiles_and_dynacast(
         # lift the cap: carol comes up to the full layer
         await carol.evaluate(GAPS_START_JS)
         relays.downlink.set(rate_bps=None)
-        # the issue asks for 10 s; measured 3.1-9.0 s in most runs on the shared 2-core machine,
-        # up to ~11 s when a probe had just failed (hold of 5 s), hence 15 s here
-        took, width = await _wait_width(carol, lambda w: w >= 1280, 15, "carol's full layer")
+        # the issue's 10 s (the allocator's own timing: tests/unit/test_allocation_timing.py)
+        took, width = await _wait_width(carol, lambda w: w >= 1280, 10, "carol's full layer")
         await asyncio.sleep(1.0)
         longest = await carol.evaluate(GAPS_STOP_JS)
         print(f"carol uncapped: full layer ({width} px) after {took:.1f} s, gap {longest:.0f} ms")
