@@ -35,6 +35,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sfu import _aiortc_adapter as adapter
+from sfu.rtp.layers import ALL_TEMPORAL
 
 if TYPE_CHECKING:
     from sfu.consumer import Consumer
@@ -343,6 +344,7 @@ class BandwidthAllocator:
             else:
                 budget -= rates.get(consumer.id, 0.0)  # audio, and video we cannot adapt
         chosen: dict[str, int | None] = {}
+        temporal: dict[str, int] = {}  # VP8 temporal layer on the lowest spatial layer
         for consumer in adaptive:
             forwarder = consumer.layers
             assert forwarder is not None
@@ -350,7 +352,10 @@ class BandwidthAllocator:
             if top is None or consumer.producer.paused:
                 chosen[consumer.id] = None
                 continue
-            cost = layer_bitrate(consumer, 0, now)
+            # the lowest layer at its lowest frame rate (temporal layer 0; the whole layer
+            # when it has no temporal layers)
+            cost = layer_bitrate(consumer, 0, now) * forwarder.temporal_share(0)
+            temporal[consumer.id] = 0
             if forwarder.target is not None:
                 cost *= KEEP_VIDEO_FRACTION
             short_since = self._short_since.get(consumer.id)
@@ -378,19 +383,38 @@ class BandwidthAllocator:
                 forwarder = consumer.layers
                 assert forwarder is not None
                 top = forwarder.wanted_max()
-                if current is None or top is None or current >= top:
+                if current is None or top is None:
                     continue
-                cost = layer_bitrate(consumer, current + 1, now) - layer_bitrate(
-                    consumer, current, now
-                )
-                if forwarder.target is not None and forwarder.target > current:
+                tid = temporal.get(consumer.id, ALL_TEMPORAL)
+                if current == 0 and tid < forwarder.temporal_layers - 1:
+                    # first the lowest layer's frame rate (VP8 temporal layers), then size
+                    full = layer_bitrate(consumer, 0, now)
+                    cost = full * (
+                        forwarder.temporal_share(tid + 1) - forwarder.temporal_share(tid)
+                    )
+                    keeping = forwarder.target is not None and (
+                        forwarder.target > 0 or forwarder.temporal_target > tid
+                    )
+                    frame_rate = True
+                else:
+                    if current >= top:
+                        continue
+                    cost = layer_bitrate(consumer, current + 1, now) - layer_bitrate(
+                        consumer, current, now
+                    )
+                    keeping = forwarder.target is not None and forwarder.target > current
+                    frame_rate = False
+                if keeping:
                     cost *= KEEP_FRACTION
                 elif estimator.holding(now):
                     continue  # after a congestion nothing goes up until the hold ends
                 if cost <= budget:
-                    if forwarder.target is not None and current + 1 > forwarder.target:
+                    if forwarder.target is not None and not keeping:
                         estimator.on_probe(now)
-                    chosen[consumer.id] = current + 1
+                    if frame_rate:
+                        temporal[consumer.id] = tid + 1
+                    else:
+                        chosen[consumer.id] = current + 1
                     budget -= cost
                     raised = True
         producers = set()
@@ -419,6 +443,8 @@ class BandwidthAllocator:
                     ],
                 )
             forwarder.set_target(index)
+            tid = temporal.get(consumer.id, ALL_TEMPORAL) if index == 0 else ALL_TEMPORAL
+            forwarder.set_temporal(ALL_TEMPORAL if tid >= forwarder.temporal_layers - 1 else tid)
             producers.add(consumer.producer)
         for producer in producers:
             if producer.dynacast is not None:
