@@ -65,6 +65,10 @@ is mostly from before it (packets already queued on the link)."""
 PROBE_BLAME_S = 3.0
 """Congestion within this many seconds (s) of an upswitch is blamed on the upswitch."""
 
+PROBE_ONE_STEP_S = 30.0
+"""Within this many seconds (s) of a congestion, an upswitch probe raises one layer at a time
+(one step per allocation); a link never congested may jump to the layer its estimate fits."""
+
 PROBE_NACK_LIMIT = 4
 """Packets NACKed during an upswitch probe that end it (a clean link NACKs none)."""
 
@@ -376,6 +380,11 @@ class BandwidthAllocator:
                 forwarder_pause = True
                 self._set_paused(consumer, forwarder_pause)
         raised = True
+        # after a congestion in the last PROBE_ONE_STEP_S, probe one layer at a time (one step
+        # beyond what was proven per allocation): a capped link never gets the top layer's
+        # keyframe on the way to the middle one
+        one_step = now - estimator.congested_at < PROBE_ONE_STEP_S
+        probed = False
         while raised:
             raised = False
             for consumer in adaptive:
@@ -406,11 +415,14 @@ class BandwidthAllocator:
                     frame_rate = False
                 if keeping:
                     cost *= KEEP_FRACTION
-                elif estimator.holding(now):
+                elif estimator.holding(now) or (
+                    one_step and probed and forwarder.target is not None
+                ):
                     continue  # after a congestion nothing goes up until the hold ends
                 if cost <= budget:
                     if forwarder.target is not None and not keeping:
                         estimator.on_probe(now)
+                        probed = True
                     if frame_rate:
                         temporal[consumer.id] = tid + 1
                     else:
