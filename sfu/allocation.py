@@ -153,6 +153,13 @@ class SubscriberEstimator:
         self._pre_probe_bps = self.sent_bps
         self._probe_bps = self.estimate_bps
 
+    def probe_pending(self, now: float) -> None:
+        """The probed layer is not forwarded yet (its keyframe has not come: a layer that
+        dynacast had paused takes seconds to restart at the publisher): the probe's blame
+        window starts again, so the loss it causes once it flows still ends it."""
+        if self.probing(now):
+            self._probe_at = now
+
     def holding(self, now: float) -> bool:
         """True during the hold after a congestion: no layer may go up (no oscillation)."""
         return now < self._ceiling_until
@@ -455,6 +462,8 @@ class BandwidthAllocator:
                     ],
                 )
             forwarder.set_target(index)
+            if index is not None and forwarder.current is not None and index > forwarder.current:
+                estimator.probe_pending(now)
             tid = temporal.get(consumer.id, ALL_TEMPORAL) if index == 0 else ALL_TEMPORAL
             forwarder.set_temporal(ALL_TEMPORAL if tid >= forwarder.temporal_layers - 1 else tid)
             producers.add(consumer.producer)

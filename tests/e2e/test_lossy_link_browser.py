@@ -96,7 +96,8 @@ async () => {
   // of the encoding that sent the most (the others send as many, or fewer: q at 15 fps)
   let frames = 0;
   (await window.sfu.pub.getStats()).forEach((r) => {
-    if (r.type === 'outbound-rtp' && r.kind === 'video') frames = Math.max(frames, r.framesSent || 0);
+    if (r.type !== 'outbound-rtp' || r.kind !== 'video') return;
+    frames = Math.max(frames, r.framesSent || 0);
   });
   return frames;
 }
