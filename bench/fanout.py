@@ -6,11 +6,15 @@ Usage: ``python -m bench.fanout --listeners 200 [--duration 10] [--baseline-list
 
 Every server runs in its own process on 127.0.0.1. The speaker sends real Opus at 50
 packets/s (``opus``), or Opus plus VP8 at about 500 kbit/s, 15 fps (``av``); listeners count
-packets without decoding (a few probes also match payloads to measure latency). Printed per
-server and media, measured in this one run:
+packets without decoding (a few probes also match payloads to measure latency) and, as real
+receivers do, send an RTCP receiver report every 0.5-1.5 s and answer ICE consent checks
+(``--receiver-reports off``: silent listeners). Our SFU gets all media on one UDP port
+(``SFU_RTC_PORT``; ``--rtc-port per-transport``: a port per transport). ``--profile DIR``
+records py-spy on our SFU over each window (``python -m bench.profile_summary`` sums it up).
+Printed per server and media, measured in this one run:
 
 * server CPU (us) per forwarded packet, from /proc/<pid>/stat over the measurement window,
-  and the server's share of one core;
+  the server's share of one core, and the kernel's share of the server's CPU;
 * delivery ratio per listener (min / median), the packets each listener got over the packets
   the speaker sent in the window;
 * added latency p50/p99 (ms), publisher send to probe arrival (our SFU only: MediaRelay
