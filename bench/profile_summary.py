@@ -4,8 +4,10 @@ receive path, RTCP, the liveness watchdog, WebSocket signaling ...), and the top
 
 Usage: ``python -m bench.profile_summary PROFILE.txt [--top 25]``
 
-Samples of other threads (asyncio's child watcher, executor threads) are left out. A sample
-is put in the first category whose marker appears in its stack, innermost frame first.
+Samples of other threads (asyncio's child watcher, executor threads) are left out, and so are
+the frames above the event loop's ``_run_once`` (``aiohttp.web.run_app`` is in every stack). A
+sample goes to the first category, in the order of :data:`CATEGORIES`, with a marker in one
+of its frames.
 """
 
 from __future__ import annotations
