@@ -50,7 +50,7 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import pylibsrtp
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -72,6 +72,7 @@ from aiortc.rtp import (
 from sfu import _aiortc_adapter as adapter
 from sfu.errors import InvalidStateError
 from sfu.producer import Producer
+from sfu.rtp.layers import LayerForwarder
 from sfu.rtp.loss_proxy import DownstreamLoss, proxied_fraction_lost
 from sfu.rtp.munger import RtpMunger
 from sfu.rtp.rtt import RttEstimator
@@ -79,6 +80,7 @@ from sfu.rtp.rtx_buffer import RetransmissionBuffer, rtx_wrap
 from sfu.stats import Totals
 
 if TYPE_CHECKING:
+    from sfu.consumer import Consumer
     from sfu.router import Router
 
 logger = logging.getLogger(__name__)
@@ -233,6 +235,10 @@ class PipeConsumer:
         ssrc, rtx_ssrc: its SSRCs on the pipe (random, new per pipe consumer).
         downstream_loss: the other router's reported fraction lost (audio loss proxying).
         packets_sent, bytes_sent (payload bytes), retransmissions, keyframe_requests: counters.
+        layers: for a simulcast producer (RFC 8853), a :class:`sfu.rtp.layers.LayerForwarder`
+            pinned to the top layer: the pipe carries that one layer (keyframe-aligned, VP8
+            picture ids continuous), dynacast sees it wanted, and the other end's piped
+            producer is a one-layer video; None otherwise.
     """
 
     __slots__ = (
@@ -246,6 +252,7 @@ class PipeConsumer:
         "id",
         "keyframe_requests",
         "kind",
+        "layers",
         "munger",
         "packets_sent",
         "pipe",
@@ -283,6 +290,11 @@ class PipeConsumer:
         self._seq_offset = 0
         self._gap_started: float | None = None
         self._level_ext = self.kind == "audio"
+        self.layers: LayerForwarder | None = (
+            LayerForwarder(cast("Consumer", self), producer) if producer.layers else None
+        )
+        if self.layers is not None:  # simulcast: the top layer crosses
+            self.layers.set_target(len(producer.layers) - 1)
 
     def parameters(self) -> PipeProducerParameters:
         """This pipe consumer as :meth:`PipeTransport.produce` on the other end needs it."""
@@ -387,7 +399,10 @@ class PipeConsumer:
     def request_keyframe(self) -> None:
         """The other end needs a keyframe (PLI/FIR): ask the producer (throttled there)."""
         self.keyframe_requests += 1
-        self.producer.request_keyframe()
+        if self.layers is not None:
+            self.layers.request_keyframe()
+        else:
+            self.producer.request_keyframe()
 
     def on_report_block(self, lsr: int, dlsr: int, fraction_lost: int) -> None:
         """The other end's receiver report block for our SSRC (RFC 3550 §6.4.1)."""
@@ -402,7 +417,7 @@ class PipeConsumer:
     def sender_report(self) -> bytes | None:
         """An RTCP SR for our SSRC derived from the producer's last SR (lip sync on the other
         end), or None before there is one."""
-        sr = self.producer.last_sr
+        sr = (self.layers.source() if self.layers is not None else self.producer).last_sr
         codec = self.producer.codec
         if sr is None or codec is None or not self.munger.started or self.packets_sent == 0:
             return None
@@ -459,6 +474,8 @@ class PipeConsumer:
         if self.closed:
             return
         self.closed = True
+        if self.layers is not None:
+            self.layers.detach()
         self.producer.remove_consumer(self)  # type: ignore[arg-type]
         self.producer.remote_estimates.pop(self.id, None)
         if self.rtx_buffer is not None:
