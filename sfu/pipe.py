@@ -85,6 +85,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+LAYER_FLOWING_MS = 1000
+"""A simulcast layer with a packet this recently (ms) is flowing (what a pipe carries)."""
 SRTP_KEY_LENGTH = 28
 """Master key (16 bytes) + salt (12 bytes) of AEAD_AES_128_GCM (RFC 7714 §12)."""
 
@@ -235,10 +237,11 @@ class PipeConsumer:
         ssrc, rtx_ssrc: its SSRCs on the pipe (random, new per pipe consumer).
         downstream_loss: the other router's reported fraction lost (audio loss proxying).
         packets_sent, bytes_sent (payload bytes), retransmissions, keyframe_requests: counters.
-        layers: for a simulcast producer (RFC 8853), a :class:`sfu.rtp.layers.LayerForwarder`
-            pinned to the top layer: the pipe carries that one layer (keyframe-aligned, VP8
-            picture ids continuous), dynacast sees it wanted, and the other end's piped
-            producer is a one-layer video; None otherwise.
+        layers: for a simulcast producer (RFC 8853), a :class:`sfu.rtp.layers.LayerForwarder`:
+            the pipe carries one layer, the highest one flowing (:meth:`follow_layers`;
+            keyframe-aligned switches, VP8 picture ids continuous), and the other end's piped
+            producer is a one-layer video; None otherwise. ``wanted_layer`` (the top index)
+            is what dynacast keeps on for the pipe.
     """
 
     __slots__ = (
@@ -263,6 +266,7 @@ class PipeConsumer:
         "rtx_seq",
         "rtx_ssrc",
         "ssrc",
+        "wanted_layer",
     )
 
     def __init__(
@@ -293,8 +297,26 @@ class PipeConsumer:
         self.layers: LayerForwarder | None = (
             LayerForwarder(cast("Consumer", self), producer) if producer.layers else None
         )
-        if self.layers is not None:  # simulcast: the top layer crosses
-            self.layers.set_target(len(producer.layers) - 1)
+        self.wanted_layer: int | None = None
+        if self.layers is not None:  # simulcast: the top layer, until follow_layers says
+            self.wanted_layer = len(producer.layers) - 1
+            self.layers.set_target(self.wanted_layer)
+
+    def follow_layers(self, now_ms: int | None = None) -> None:
+        """Simulcast: aim at the highest layer that got a packet in the last second (the
+        publisher sends the higher ones only once its bandwidth allows, RFC 8853), else
+        keep the current target. Called periodically by the producer's dynacast."""
+        forwarder = self.layers
+        if forwarder is None or self.closed:
+            return
+        now = adapter.now_ms() if now_ms is None else now_ms
+        flowing = [
+            index
+            for index, layer in enumerate(self.producer.layers)
+            if layer.packets_received and now - layer.last_arrival_ms <= LAYER_FLOWING_MS
+        ]
+        if flowing and flowing[-1] != forwarder.target:
+            forwarder.set_target(flowing[-1])
 
     def parameters(self) -> PipeProducerParameters:
         """This pipe consumer as :meth:`PipeTransport.produce` on the other end needs it."""

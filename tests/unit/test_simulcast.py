@@ -486,5 +486,16 @@ def test_a_pipe_carries_the_top_layer_of_a_simulcast_producer() -> None:
     assert producer.dynacast is not None
     producer.dynacast.update(time.monotonic() + 10 * OFF_DELAY_S)
     assert producer.dynacast.needed() == 2 and producer.dynacast.active == ("q", "h", "f")
+    # the publisher drops f (its bandwidth): the pipe follows h at h's next keyframe, while
+    # dynacast still keeps f on for it
+    h.last_arrival_ms = f.last_arrival_ms = 10_000
+    consumer.follow_layers(now_ms=10_000 + 2_000)  # nothing flowing: no change
+    assert consumer.layers is not None and consumer.layers.target == 2
+    h.last_arrival_ms = 11_900
+    consumer.follow_layers(now_ms=12_000)
+    assert consumer.layers.target == 1 and transport.plis[-1] is h
+    _send(h, 201, 3, key(1))
+    assert len(pipe.sent) == 3 and parse("video", pipe.sent[-1]).ssrc == 0xBEEF
+    assert producer.dynacast.needed() == 2
     consumer.close(notify=False)
-    assert not f.consumers and not producer.consumers
+    assert not f.consumers and not h.consumers and not producer.consumers
