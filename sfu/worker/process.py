@@ -235,9 +235,8 @@ async def serve(fd: int, codec: Codec | None = None, max_frame_bytes: int = MAX_
 def freeze_startup_objects() -> None:
     """Move everything alive once the target is built (modules, aiortc, the target) out of the
     cyclic GC's reach (``gc.freeze``), as the control process does at start-up
-    (signaling/cli.py): a worker's full collections then scan only what its rooms allocate.
-    Without it every media worker paid full-heap gen-2 collections: splitting a room over two
-    workers cost about 29% more CPU per forwarded packet than one process (issue 12)."""
+    (signaling/cli.py): a worker's full collections then scan only what its rooms allocate
+    (issue 12: without it a busy worker's gen-2 collections scanned its whole heap)."""
     gc.collect()
     gc.freeze()
 
