@@ -49,7 +49,10 @@ class Dynacast:
         """Index of the highest layer any consumer forwards or aims at (0 when none)."""
         top = 0
         for consumer in self.producer.consumers:
-            forwarder = consumer.layers
+            wanted = getattr(consumer, "wanted_layer", None)  # a pipe (sfu.pipe.PipeConsumer)
+            if wanted is not None and wanted > top:
+                top = wanted
+            forwarder = getattr(consumer, "layers", None)
             if forwarder is None:
                 continue
             for index in (forwarder.target, forwarder.current):
@@ -63,6 +66,10 @@ class Dynacast:
         if not layers or self.producer.closed:
             return
         now = time.monotonic() if now_s is None else now_s
+        for consumer in self.producer.consumers:  # a pipe carries the highest flowing layer
+            follow = getattr(consumer, "follow_layers", None)
+            if follow is not None:
+                follow()
         count = len(layers) if not self.enabled else self.needed() + 1
         if count >= len(self.active):
             self._unused_since = None

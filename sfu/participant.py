@@ -147,8 +147,12 @@ class Participant:
         *,
         can_publish: bool = True,
         can_subscribe: bool = True,
+        sid: str | None = None,
     ) -> None:
-        self.sid = "PA_" + secrets.token_urlsafe(9)
+        self.sid = sid or "PA_" + secrets.token_urlsafe(9)
+        # (kind, source) -> track sid the first such producer keeps (a publisher resumed
+        # after its worker died, issue 12; ParticipantSpec.resume_tracks)
+        self.resume_track_ids: dict[tuple[str, str], str] = {}
         self.room = room
         self.identity = identity
         self.name = name
@@ -403,6 +407,7 @@ class Participant:
                         kind=kind,
                         source=spec.source,
                         name=spec.name,
+                        producer_id=self.resume_track_ids.pop((kind, spec.source), None),
                     )
                     transceiver = transceivers.get(mid)
                     if transceiver is not None:

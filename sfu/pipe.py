@@ -50,7 +50,7 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import pylibsrtp
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -72,6 +72,7 @@ from aiortc.rtp import (
 from sfu import _aiortc_adapter as adapter
 from sfu.errors import InvalidStateError
 from sfu.producer import Producer
+from sfu.rtp.layers import LayerForwarder
 from sfu.rtp.loss_proxy import DownstreamLoss, proxied_fraction_lost
 from sfu.rtp.munger import RtpMunger
 from sfu.rtp.rtt import RttEstimator
@@ -79,10 +80,13 @@ from sfu.rtp.rtx_buffer import RetransmissionBuffer, rtx_wrap
 from sfu.stats import Totals
 
 if TYPE_CHECKING:
+    from sfu.consumer import Consumer
     from sfu.router import Router
 
 logger = logging.getLogger(__name__)
 
+LAYER_FLOWING_MS = 1000
+"""A simulcast layer with a packet this recently (ms) is flowing (what a pipe carries)."""
 SRTP_KEY_LENGTH = 28
 """Master key (16 bytes) + salt (12 bytes) of AEAD_AES_128_GCM (RFC 7714 §12)."""
 
@@ -233,6 +237,11 @@ class PipeConsumer:
         ssrc, rtx_ssrc: its SSRCs on the pipe (random, new per pipe consumer).
         downstream_loss: the other router's reported fraction lost (audio loss proxying).
         packets_sent, bytes_sent (payload bytes), retransmissions, keyframe_requests: counters.
+        layers: for a simulcast producer (RFC 8853), a :class:`sfu.rtp.layers.LayerForwarder`:
+            the pipe carries one layer, the highest one flowing (:meth:`follow_layers`;
+            keyframe-aligned switches, VP8 picture ids continuous), and the other end's piped
+            producer is a one-layer video; None otherwise. ``wanted_layer`` (the top index)
+            is what dynacast keeps on for the pipe.
     """
 
     __slots__ = (
@@ -246,6 +255,7 @@ class PipeConsumer:
         "id",
         "keyframe_requests",
         "kind",
+        "layers",
         "munger",
         "packets_sent",
         "pipe",
@@ -256,6 +266,7 @@ class PipeConsumer:
         "rtx_seq",
         "rtx_ssrc",
         "ssrc",
+        "wanted_layer",
     )
 
     def __init__(
@@ -283,6 +294,29 @@ class PipeConsumer:
         self._seq_offset = 0
         self._gap_started: float | None = None
         self._level_ext = self.kind == "audio"
+        self.layers: LayerForwarder | None = (
+            LayerForwarder(cast("Consumer", self), producer) if producer.layers else None
+        )
+        self.wanted_layer: int | None = None
+        if self.layers is not None:  # simulcast: the top layer, until follow_layers says
+            self.wanted_layer = len(producer.layers) - 1
+            self.layers.set_target(self.wanted_layer)
+
+    def follow_layers(self, now_ms: int | None = None) -> None:
+        """Simulcast: aim at the highest layer that got a packet in the last second (the
+        publisher sends the higher ones only once its bandwidth allows, RFC 8853), else
+        keep the current target. Called periodically by the producer's dynacast."""
+        forwarder = self.layers
+        if forwarder is None or self.closed:
+            return
+        now = adapter.now_ms() if now_ms is None else now_ms
+        flowing = [
+            index
+            for index, layer in enumerate(self.producer.layers)
+            if layer.packets_received and now - layer.last_arrival_ms <= LAYER_FLOWING_MS
+        ]
+        if flowing and flowing[-1] != forwarder.target:
+            forwarder.set_target(flowing[-1])
 
     def parameters(self) -> PipeProducerParameters:
         """This pipe consumer as :meth:`PipeTransport.produce` on the other end needs it."""
@@ -387,7 +421,10 @@ class PipeConsumer:
     def request_keyframe(self) -> None:
         """The other end needs a keyframe (PLI/FIR): ask the producer (throttled there)."""
         self.keyframe_requests += 1
-        self.producer.request_keyframe()
+        if self.layers is not None:
+            self.layers.request_keyframe()
+        else:
+            self.producer.request_keyframe()
 
     def on_report_block(self, lsr: int, dlsr: int, fraction_lost: int) -> None:
         """The other end's receiver report block for our SSRC (RFC 3550 §6.4.1)."""
@@ -402,7 +439,7 @@ class PipeConsumer:
     def sender_report(self) -> bytes | None:
         """An RTCP SR for our SSRC derived from the producer's last SR (lip sync on the other
         end), or None before there is one."""
-        sr = self.producer.last_sr
+        sr = (self.layers.source() if self.layers is not None else self.producer).last_sr
         codec = self.producer.codec
         if sr is None or codec is None or not self.munger.started or self.packets_sent == 0:
             return None
@@ -459,6 +496,8 @@ class PipeConsumer:
         if self.closed:
             return
         self.closed = True
+        if self.layers is not None:
+            self.layers.detach()
         self.producer.remove_consumer(self)  # type: ignore[arg-type]
         self.producer.remote_estimates.pop(self.id, None)
         if self.rtx_buffer is not None:

@@ -81,8 +81,9 @@ class Producer:
         keyframe_min_interval_ms: int = 500,
         max_bitrate_bps: int = 3_000_000,
         nack_buffer_packets: int = 512,
+        producer_id: str | None = None,
     ) -> None:
-        self.id = "TR_" + secrets.token_urlsafe(9)
+        self.id = producer_id or "TR_" + secrets.token_urlsafe(9)
         self.transport = transport
         self.participant_sid = participant_sid
         self.mid = mid

@@ -93,10 +93,12 @@ class Room:
         hidden: bool = False,
         subscribe_kinds: frozenset[str] | None = None,
         attributes: dict[str, str] | None = None,
+        sid: str | None = None,
     ) -> Participant:
         """Add a participant. An existing participant with the same identity is closed first
         (reason ``duplicate_identity``), as LiveKit does. A ``hidden`` participant is not
-        announced; ``subscribe_kinds`` limits its automatic subscriptions (None: all kinds).
+        announced; ``subscribe_kinds`` limits its automatic subscriptions (None: all kinds);
+        ``sid``: keep this participant sid (a publisher resumed after its worker died, issue 12).
 
         Raises:
             InvalidStateError: when the room is closed.
@@ -108,7 +110,13 @@ class Room:
             previous.listener.on_closed("duplicate_identity")
             await self.remove(previous, reason="duplicate_identity", notify_empty=False)
         participant = Participant(
-            self, identity, name, listener, can_publish=can_publish, can_subscribe=can_subscribe
+            self,
+            identity,
+            name,
+            listener,
+            can_publish=can_publish,
+            can_subscribe=can_subscribe,
+            sid=sid,
         )
         participant.auto_subscribe = auto_subscribe
         participant.hidden = hidden

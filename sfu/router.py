@@ -110,8 +110,16 @@ class Router:
         kind: str,
         source: str = "unknown",
         name: str = "",
+        producer_id: str | None = None,
     ) -> Producer:
-        """A producer for the m-line ``mid`` of ``transport``; media flows once negotiated."""
+        """A producer for the m-line ``mid`` of ``transport``; media flows once negotiated.
+        ``producer_id``: keep this track sid (a publisher resumed after its worker died, issue
+        12); None: a new one.
+
+        Raises:
+            InvalidStateError: closed router or transport, or ``producer_id`` already used here."""
+        if producer_id is not None and producer_id in self.producers:
+            raise InvalidStateError(f"producer {producer_id} exists")
         if self.closed or transport not in self.transports:
             raise InvalidStateError("router or transport is closed")
         producer = Producer(
@@ -124,6 +132,7 @@ class Router:
             keyframe_min_interval_ms=self.keyframe_min_interval_ms,
             max_bitrate_bps=self.max_publish_bitrate_bps,
             nack_buffer_packets=self.nack_buffer_packets,
+            producer_id=producer_id,
         )
         transport.add_producer(producer)
         self.producers[producer.id] = producer

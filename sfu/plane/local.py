@@ -136,7 +136,11 @@ class LocalMediaPlane:
             if spec.subscribe_kinds is not None
             else None,
             attributes=dict(spec.attributes),
+            sid=spec.sid,
         )
+        participant.resume_track_ids = {
+            (str(kind), str(source)): str(track) for kind, source, track in spec.resume_tracks
+        }
         if spec.media_restart_grace_s is not None:
             listener_ = participant.listener
             assert isinstance(listener_, _Listener)

@@ -45,6 +45,12 @@ class ParticipantSpec:
             and a replacement not connected this many seconds (s) later closes it
             (``transport_failed``). aiortc has no ICE restart, so a new transport replaces
             the old one, as LiveKit's full reconnect does.
+        sid / resume_tracks: set only by :class:`sfu.plane.workers.WorkerMediaPlane` for a
+            publisher whose worker died and who joins again (issue 12): the participant keeps
+            its sid ``sid`` and its first producer of each ``(kind, source)`` in
+            ``resume_tracks`` (``(kind, source, track sid)`` triples) keeps that track sid,
+            so the other workers resume their suspended piped producers (docs/pipe.md). The
+            edge never sets them.
     """
 
     identity: str
@@ -56,6 +62,8 @@ class ParticipantSpec:
     subscribe_kinds: tuple[str, ...] | None = None
     attributes: dict[str, str] = field(default_factory=dict)
     media_restart_grace_s: float | None = None
+    sid: str | None = None
+    resume_tracks: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,9 @@ from sfu.events import (
     ParticipantClosed,
     ParticipantEvent,
     ParticipantInfo,
+    ParticipantJoined,
     ParticipantLeft,
+    ParticipantUpdated,
     TrackMuted,
     TrackPublished,
     TrackUnpublished,
@@ -66,6 +68,10 @@ PARTICIPANT_WEIGHT = 10.0
 LOST_PUBLISHER_GRACE_S = 30.0
 """How long the tracks of a publisher whose worker died stay paused on other workers,
 waiting for it to come back, before they are unpublished (s)."""
+RESUME_PLACEMENT_WAIT_S = 3.0
+"""How long the join of a publisher whose worker died waits for a worker that holds none of
+its suspended producers (the dead one, restarted within 2 s) before it lands on one that
+does (s); there its subscribers take the new producers afresh."""
 _EARLY_MAX = 256
 _GONE_MAX = 4096
 
@@ -100,16 +106,24 @@ class _Track:
     worker: int
     kind: str
     muted: bool
+    source: str = "unknown"
 
 
 @dataclass(slots=True)
 class _Lost:
-    """A publisher whose worker died: its tracks are paused on the other workers."""
+    """A publisher whose worker died: its tracks are paused (suspended piped producers) on
+    the other workers until it joins again with the same sid and its new producers of the
+    same (kind, source) take the old track sids (``back``), or ``LOST_PUBLISHER_GRACE_S``.
+
+    ``tracks``: track sid -> (kind, source), the ones not resumed yet; ``told``: the sids of
+    the members that saw them paused (they keep the participant and its tracks)."""
 
     participant: str
-    tracks: list[str]
+    tracks: dict[str, tuple[str, str]]
     workers: set[int] = field(default_factory=set)
+    told: set[str] = field(default_factory=set)
     timer: asyncio.TimerHandle | None = None
+    back: bool = False
 
 
 class WorkerMediaPlane:
@@ -226,10 +240,11 @@ class WorkerMediaPlane:
         ) + sum(1 for m in members if m.can_publish and not m.hidden)
         return self._pps(index) + PUBLISHER_WEIGHT * publishers + PARTICIPANT_WEIGHT * len(members)
 
-    def _place(self, room: str) -> int:
+    def _place(self, room: str, avoid: set[int] | None = None) -> int:
         up = [i for i in range(len(self.pool)) if self.pool.is_up(i)]
         if not up:
             raise InvalidStateError("no media worker is up")
+        up = [i for i in up if i not in (avoid or set())] or up
         counts: dict[int, int] = {}
         for m in self._members.values():
             if m.room == room and m.worker in up:
@@ -309,7 +324,29 @@ class WorkerMediaPlane:
         if isinstance(event, ParticipantClosed):
             self._forget(member)
 
+    def _resuming(self, participant: str) -> _Lost | None:
+        """The lost-publisher entry of a participant that joined again (None: not one)."""
+        for entry in self._lost.values():
+            if entry.back and entry.participant == participant:
+                return entry
+        return None
+
     def _on_room_event(self, index: int, room: str, event: Any, announced: bool) -> None:
+        # a publisher back after its worker died: members that saw its tracks paused keep
+        # the participant and the track sids; they get an update and the unmute instead
+        told: set[str] = set()
+        instead: Any = None
+        if isinstance(event, ParticipantJoined):
+            entry = self._resuming(event.participant.sid)
+            if entry is not None:
+                told, instead = entry.told, ParticipantUpdated(event.participant)
+        elif isinstance(event, TrackPublished):
+            entry = self._resuming(event.participant)
+            if entry is not None and entry.tracks.pop(event.track.sid, None) is not None:
+                told = entry.told
+                instead = TrackMuted(event.participant, event.track.sid, event.track.muted)
+                if not entry.tracks:  # every track resumed
+                    self._finish_lost(room, entry)
         if isinstance(event, TrackPublished):
             publisher = self._members.get(event.participant)
             self._tracks[event.track.sid] = _Track(
@@ -320,6 +357,7 @@ class WorkerMediaPlane:
                 worker=index,
                 kind=event.track.kind,
                 muted=event.track.muted,
+                source=event.track.source,
             )
             for worker in {
                 m.worker
@@ -337,7 +375,7 @@ class WorkerMediaPlane:
             return
         for member in self._room_members(room):
             if member.worker != index:
-                self._deliver(member, event)
+                self._deliver(member, instead if member.sid in told else event)
 
     # -- pipes ------------------------------------------------------------------------------
 
@@ -402,7 +440,10 @@ class WorkerMediaPlane:
         rooms = {m.room for m in lost}
         for key in [k for k in self._pipes if index in k[1:]]:
             self._pipes.discard(key)
-        self._piped = {k for k in self._piped if k[1] != index}
+        # the dead worker's producers are piped again (to resume them) once their publisher
+        # is back
+        dead = {t.sid for t in self._tracks.values() if t.worker == index}
+        self._piped = {k for k in self._piped if k[1] != index and k[2] not in dead}
         for room in rooms:
             others = [m for m in self._room_members(room) if m.worker != index]
             workers = {m.worker for m in others}
@@ -411,7 +452,12 @@ class WorkerMediaPlane:
             for member in [m for m in lost if m.room == room]:
                 tracks = [t for t in self._tracks.values() if t.participant == member.sid]
                 if tracks:
-                    entry = _Lost(member.sid, [t.sid for t in tracks], set(workers))
+                    entry = _Lost(
+                        member.sid,
+                        {t.sid: (t.kind, t.source) for t in tracks},
+                        set(workers),
+                        {m.sid for m in others},
+                    )
                     previous = self._lost.pop((room, member.identity), None)
                     if previous is not None and previous.timer is not None:
                         previous.timer.cancel()
@@ -434,19 +480,45 @@ class WorkerMediaPlane:
             self._deliver(member, ParticipantClosed(WORKER_LOST))
         logger.warning("media worker %d died: %d participants told to reconnect", index, len(lost))
 
-    def _drop_lost(self, room: str, identity: str) -> None:
-        entry = self._lost.pop((room, identity), None)
-        if entry is None:
-            return
+    def _finish_lost(self, room: str, entry: _Lost) -> None:
+        for key in [k for k, v in self._lost.items() if v is entry]:
+            del self._lost[key]
         if entry.timer is not None:
             entry.timer.cancel()
-        for worker in entry.workers:
-            self._spawn(self._call_quiet(worker, "drop_producers", room, entry.tracks))
+            entry.timer = None
+
+    def _drop_lost(
+        self, room: str, identity: str, workers: set[int] | None = None, *, close: bool = True
+    ) -> None:
+        """Close the tracks of a lost publisher not resumed (on ``workers``, default all of
+        the entry's): unpublished for the members that saw them paused; the participant
+        leaves too unless it is back. ``close`` False: the caller closes the producers."""
+        entry = self._lost.get((room, identity))
+        if entry is None:
+            return
+        targets = set(entry.workers) if workers is None else workers & entry.workers
+        entry.workers -= targets
+        if not entry.workers or not entry.tracks:
+            self._finish_lost(room, entry)
+        tracks = list(entry.tracks)
+        for worker in targets if close else ():
+            self._spawn(self._call_quiet(worker, "drop_producers", room, tracks))
         for member in self._room_members(room):
-            if member.worker in entry.workers:
-                for track in entry.tracks:
+            if member.worker in targets and member.sid != entry.participant:
+                for track in tracks:
                     self._deliver(member, TrackUnpublished(entry.participant, track))
-                self._deliver(member, ParticipantLeft(entry.participant))
+                if not entry.back:
+                    self._deliver(member, ParticipantLeft(entry.participant))
+
+    async def _wait_for_worker_outside(self, avoid: set[int]) -> None:
+        """Wait (at most ``RESUME_PLACEMENT_WAIT_S``) until a worker not in ``avoid`` is up."""
+        outside = [i for i in range(len(self.pool)) if i not in avoid]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RESUME_PLACEMENT_WAIT_S
+        while outside and not any(self.pool.is_up(i) for i in outside):
+            if loop.time() >= deadline:
+                return
+            await asyncio.sleep(0.05)
 
     # -- membership -------------------------------------------------------------------------
 
@@ -458,9 +530,27 @@ class WorkerMediaPlane:
             self._deliver(old, ParticipantClosed("duplicate_identity"))
             self._forget(old)
             await self._call_quiet(old.worker, "leave", old.sid, "duplicate_identity", False)
-        if (room, spec.identity) in self._lost:
-            self._drop_lost(room, spec.identity)  # the publisher is back: its new tracks follow
-        worker = self._place(room)
+        entry = self._lost.get((room, spec.identity))
+        avoid: set[int] = set()
+        if entry is not None and not entry.back:
+            # the publisher is back: same sid, and its new producers of the same (kind,
+            # source) keep the old track sids, so the other workers resume their suspended
+            # piped producers (consumers keep SSRC, sequence numbers, timestamps)
+            entry.back = True
+            self._gone.pop(entry.participant, None)
+            spec = dataclasses.replace(
+                spec,
+                sid=entry.participant,
+                resume_tracks=tuple((k, s, t) for t, (k, s) in entry.tracks.items()),
+            )
+            avoid = set(entry.workers)
+            await self._wait_for_worker_outside(avoid)
+        worker = self._place(room, avoid)
+        if entry is not None and worker in entry.workers:
+            # no other worker: the suspended producers there go (a producer id is unique
+            # per router); that worker's subscribers take the new producers afresh
+            self._drop_lost(room, spec.identity, {worker}, close=False)
+            await self._call_quiet(worker, "drop_producers", room, list(entry.tracks))
         result: JoinResult = await self.pool.call(worker, "join", room, spec)
         sid = result.participant.sid
         member = _Member(

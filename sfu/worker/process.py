@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import gc
 import importlib
 import inspect
 import logging
@@ -143,6 +144,7 @@ class Dispatcher:
         if inspect.isawaitable(target):
             target = await target
         self.target = target
+        freeze_startup_objects()
         logger.info("worker %d (pid %d): target %s ready", index, os.getpid(), factory_path)
         return {"pid": os.getpid()}
 
@@ -228,6 +230,15 @@ async def serve(fd: int, codec: Codec | None = None, max_frame_bytes: int = MAX_
     await dispatcher.close_target()
     await channel.close()
     return 0
+
+
+def freeze_startup_objects() -> None:
+    """Move everything alive once the target is built (modules, aiortc, the target) out of the
+    cyclic GC's reach (``gc.freeze``), as the control process does at start-up
+    (signaling/cli.py): a worker's full collections then scan only what its rooms allocate
+    (issue 12: without it a busy worker's gen-2 collections scanned its whole heap)."""
+    gc.collect()
+    gc.freeze()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,6 +40,8 @@
 // was never interrupted). When the server no longer holds the session (`resume_failed`, e.g.
 // after a restart) the Session ends with `rejoin` set: app.js starts a new Session with the
 // same room token (same identity), which retries its join the same way (`reconnecting`).
+// A `reconnect` event (the media worker holding us died, `sfu serve --workers N`) ends the
+// Session the same way at once, before the socket closes: the new Session joins right away.
 //
 // One file, one job: this Session is the coordinator (signaling, lifecycle, roles, events);
 // the publish side is publisher.js, the subscribe side subscriber.js, the other participants
@@ -533,6 +535,22 @@ export class Session extends EventTarget {
     this.status(`Room ${this.roomLabel} has ended.`);
   }
 
+  /**
+   * `reconnect` (docs/protocol.md): the media worker holding us died and our session is over
+   * (a `resume` would fail). End now with `rejoin` set, without waiting for the socket's close
+   * (code 1012), a backoff or a doomed `resume`: app.js joins again at once with the same room
+   * token, publishing the same kinds with the same mutes (the `resume_failed` path).
+   */
+  _onReconnectEvent() {
+    if (this.state !== 'joined') return;
+    this.rejoin = true;
+    this.reconnecting = false;
+    this.signal.rejectPending(new SignalError('resume_failed', 'the media worker was lost'));
+    this.signal.abandon(); // its close event is not ours any more: no resume attempt
+    this._teardown();
+    this._setState('disconnected');
+  }
+
   /** Mute or unmute one local track kind ('audio' | 'video'); returns the new muted state. */
   setMuted(kind, muted) {
     return this.publisher.setMuted(kind, muted);
@@ -666,6 +684,9 @@ export class Session extends EventTarget {
         break;
       case 'room_ended':
         this._onRoomEnded(msg);
+        break;
+      case 'reconnect':
+        this._onReconnectEvent();
         break;
       case 'stage_settings':
         this._onStageSettings(msg);

@@ -11,8 +11,10 @@ import asyncio
 import os
 import re
 import secrets
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -257,3 +259,64 @@ async def test_transport_that_never_connects_leaves_the_port(
         finally:
             await idle.close()
             silent.close()
+
+
+def _free_udp_port_pair() -> int:
+    """A UDP port ``p`` on 127.0.0.1 with ``p + 1`` free too (bounded tries)."""
+    for _ in range(50):
+        port = free_udp_port()
+        if port >= 65535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no two consecutive free UDP ports")
+
+
+async def test_workers_bind_rtc_port_plus_index(mongo_url: str, tmp_path: Path) -> None:
+    """``sfu serve --workers 2`` with SFU_RTC_PORT: worker k binds SFU_RTC_PORT + k. The
+    publisher (worker 0) is answered on the port, the listener (worker 1, the room spreads at
+    once) is offered port + 1, and the tone and colour cross the pipe between them."""
+    secret = secrets.token_urlsafe(48)
+    port = _free_udp_port_pair()
+    env = {
+        "SFU_JWT_SECRET": secret,
+        "MONGO_URL": mongo_url,
+        "SFU_MONGO_DB": f"rtcport_{uuid.uuid4().hex[:12]}",
+        "SFU_RTC_PORT": str(port),
+        "SFU_WORKERS": "2",
+        "SFU_WORKER_ROOM_SPREAD_AT": "1",
+    }
+    proc, url = start_server(tmp_path, env=env)
+    adapter.set_ice_host_addresses(["127.0.0.1"])
+    publisher = _client(url, secret, "workers", "alice", publish=True)
+    listener = _client(url, secret, "workers", "viewer", publish=False)
+    try:
+        wait_healthy(url, proc, timeout_s=30)
+        await publisher.connect()
+        await publisher.publish([ToneTrack(660.0), ColorTrack((30, 30, 220))])
+        await listener.connect()
+        await listener.wait_for(
+            lambda: (
+                len(listener.received) == 2
+                and all(r.track is not None for r in listener.received.values())
+            ),
+            timeout=20,
+        )
+        assert publisher.pub is not None and listener.sub is not None
+        assert set(candidates(publisher.pub.remoteDescription.sdp)) == {("127.0.0.1", port, "host")}
+        assert set(candidates(listener.sub.remoteDescription.sdp)) == {
+            ("127.0.0.1", port + 1, "host")
+        }
+        tracks = {r.kind: r.track for r in listener.received.values()}
+        samples = await collect_audio(tracks["audio"], 0.6)  # type: ignore[arg-type]
+        assert abs(dominant_frequency(samples[len(samples) // 2 :]) - 660.0) < 15
+        color = await mean_color(tracks["video"], frames=3)  # type: ignore[arg-type]
+        assert np.abs(color - np.array((30, 30, 220))).max() < 30
+    finally:
+        await asyncio.gather(publisher.close(), listener.close())
+        adapter.set_ice_host_addresses([])
+        stop_server(proc)

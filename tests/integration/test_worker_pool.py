@@ -342,3 +342,15 @@ async def test_kill_9_of_the_control_process_takes_its_workers_down(tmp_path: Pa
         if control.returncode is None:
             control.kill()
         await control.wait()
+
+
+async def test_a_worker_freezes_its_startup_objects() -> None:
+    """Once its target is built, a worker moves its start-up objects out of the cyclic GC's
+    reach (gc.freeze, as the control process does): full collections in a busy worker then
+    do not scan aiortc, numpy and the rest of the heap every time."""
+    pool = WorkerPool(FACTORY, {}, workers=1)
+    await pool.start()
+    try:
+        assert await pool.call(0, "gc_frozen") > 10_000
+    finally:
+        await pool.close()

@@ -9,6 +9,7 @@ packet a listener gets crossed a pipe.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import time
@@ -195,15 +196,27 @@ async def test_killed_listener_worker_reconnects_its_listeners(
 async def test_killed_publisher_worker_pauses_then_resumes(
     workers_app: tuple[str, WorkerMediaPlane], make_token: MakeToken
 ) -> None:
+    """The publisher's worker dies: the listeners on the other worker see its tracks paused;
+    the publisher joins again (same sid, same track sids) and the suspended piped producers
+    resume: same SSRCs, continuous sequence numbers, no new subscribe offer, the tone again."""
     url, media = workers_app
     speaker = _client(url, make_token, "pubcrash", "speaker", auto_reconnect=True)
     listener = _client(url, make_token, "pubcrash", "listener", publish=False)
+    counting = _client(url, make_token, "pubcrash", "counting", publish=False, count_only=True)
+    counting.counter.keep_seqs = True
     try:
         await speaker.connect()
         await speaker.publish([ToneTrack(900.0), ColorTrack((40, 40, 200))])
         sid = speaker.joined["participant"]["sid"]
+        tracks = set(speaker.published.values())
         await listener.connect()
+        await counting.connect()
+        assert media.worker_of(listener.joined["participant"]["sid"]) == 1
+        assert media.worker_of(counting.joined["participant"]["sid"]) == 1
         await _check_media(listener, sid, 900.0, (40, 40, 200))
+        await counting.wait_for(lambda: len(counting.counter.packets) >= 2, timeout=10)
+        ssrcs = set(counting.counter.packets)
+        offers = (listener.offers_answered, counting.offers_answered)
         pid = media.pool.pid(0)
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
@@ -214,13 +227,33 @@ async def test_killed_publisher_worker_pauses_then_resumes(
             ),
             timeout=10,
         )
+        seen = len(listener.events)
         await speaker.wait_for(lambda: speaker.reconnects == ["rejoined"], timeout=20)
-        new_sid = speaker.joined["participant"]["sid"]
-        assert new_sid != sid
-        await _check_media(listener, new_sid, 900.0, (40, 40, 200))
+        # the publisher is back with its participant sid and track sids
+        assert speaker.joined["participant"]["sid"] == sid
+        assert set(speaker.published.values()) == tracks
+        before = dict(counting.counter.packets)
+        await _check_media(listener, sid, 900.0, (40, 40, 200))
+        # the listener's SSRCs stayed: the same streams go on
+        await counting.wait_for(
+            lambda: all(counting.counter.packets[s] > before[s] + 20 for s in ssrcs), timeout=10
+        )
+        for ssrc in ssrcs:
+            seqs = counting.counter.seqs[ssrc]
+            jumps = [(b - a) % 65536 for a, b in itertools.pairwise(seqs)]
+            forward = [j for j in jumps if j < 32768]
+            assert max(forward) <= 10, f"SSRC {ssrc}: sequence numbers jumped by {max(forward)}"
+        assert (listener.offers_answered, counting.offers_answered) == offers, "no new offer"
+        assert set(listener.received) == tracks
+        later = listener.events[seen:]
+        assert not [e for e in later if e.get("type") in ("track_published", "track_unpublished")]
+        assert any(
+            e.get("type") == "track_muted" and not e.get("muted") and e.get("participant") == sid
+            for e in later
+        ), "the listener saw the tracks resume"
         assert listener.reconnects == []  # the listener's session survived
     finally:
-        await asyncio.gather(speaker.close(), listener.close())
+        await asyncio.gather(speaker.close(), listener.close(), counting.close())
 
 
 async def test_close_stops_every_worker(

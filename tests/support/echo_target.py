@@ -8,6 +8,7 @@ typed :mod:`sfu.errors` error (or an unexpected one), emit notifications, keep a
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import time
 from dataclasses import dataclass
@@ -69,6 +70,10 @@ class EchoTarget:
         """This worker's pid and index."""
         self._calls += 1
         return {"pid": os.getpid(), "index": self._context.index}
+
+    async def gc_frozen(self) -> int:
+        """Objects in this worker's permanent GC generation (``gc.get_freeze_count``)."""
+        return gc.get_freeze_count()
 
     async def config(self) -> dict[str, Any]:
         """The config the factory got."""

@@ -151,8 +151,9 @@ def _sample(tp: Any, name: str = "x") -> Any:
         concrete = [a for a in args if a is not type(None)]
         return _sample(concrete[0], name)
     if origin is tuple:
-        items = args[:-1] if len(args) == 2 and args[1] is Ellipsis else args
-        return tuple(_sample(a, f"{name}{i}") for i, a in enumerate(items * 2))
+        if len(args) == 2 and args[1] is Ellipsis:  # variadic: two items
+            return tuple(_sample(args[0], f"{name}{i}") for i in range(2))
+        return tuple(_sample(a, f"{name}{i}") for i, a in enumerate(args))  # fixed length
     if origin is list:
         return [_sample(args[0], f"{name}0"), _sample(args[0], f"{name}1")]
     if origin in (dict, Mapping) or origin is typing.get_origin(Mapping[str, str]):

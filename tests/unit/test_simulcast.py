@@ -23,6 +23,7 @@ from sfu._aiortc_adapter import URI_MID
 from sfu.allocation import BandwidthAllocator, SubscriberEstimator
 from sfu.dynacast import OFF_DELAY_S
 from sfu.errors import InvalidSdpError
+from sfu.pipe import PipeConsumer
 from sfu.producer import Producer
 from sfu.rtp.bitrate import BitrateMeter
 from sfu.rtp.header import parse_rtp
@@ -44,6 +45,7 @@ from tests.unit.test_forwarding_paths import (
     pcs,  # noqa: F401  (fixture)
     pub_rtp,
 )
+from tests.unit.test_pipe_unit import FakePipe
 
 OFFER = "\r\n".join(
     [
@@ -456,3 +458,44 @@ async def test_a_consumer_with_nothing_on_screen_starts_on_a_flowing_layer(
     forwarder.current = 0  # q's keyframe came
     allocator.allocate()
     assert forwarder.target == 2 and producer.dynacast.active == ("q", "h", "f")
+
+
+def test_a_pipe_carries_the_top_layer_of_a_simulcast_producer() -> None:
+    """A simulcast producer piped to another worker (issue 12): the pipe consumer forwards
+    the top layer from its keyframe on, asks that layer for keyframes, and dynacast keeps
+    every layer on for it (it used to find no ``layers`` on the pipe consumer and raise in
+    the publisher's RTCP loop, and nothing crossed the pipe)."""
+    transport = FakeTransport()
+    producer = _simulcast_producer(transport)
+    q, h, f = producer.layers
+    pipe = FakePipe()
+    consumer = PipeConsumer(producer, pipe, 0xBEEF, None)  # type: ignore[arg-type]
+    producer.consumers.append(consumer)  # type: ignore[arg-type]
+    assert transport.plis[-1] is f
+    _send(f, 300, 0, delta(0))  # no keyframe yet
+    _send(q, 100, 0, key(0))  # another layer
+    _send(h, 200, 0, key(0))
+    assert pipe.sent == []
+    _send(f, 301, 1, key(1))
+    _send(f, 302, 2, delta(2))
+    packets = [parse("video", data) for data in pipe.sent]
+    assert [p.ssrc for p in packets] == [0xBEEF, 0xBEEF]
+    assert (packets[1].sequence_number - packets[0].sequence_number) & 0xFFFF == 1
+    consumer.request_keyframe()
+    assert transport.plis[-1] is f
+    assert producer.dynacast is not None
+    producer.dynacast.update(time.monotonic() + 10 * OFF_DELAY_S)
+    assert producer.dynacast.needed() == 2 and producer.dynacast.active == ("q", "h", "f")
+    # the publisher drops f (its bandwidth): the pipe follows h at h's next keyframe, while
+    # dynacast still keeps f on for it
+    h.last_arrival_ms = f.last_arrival_ms = 10_000
+    consumer.follow_layers(now_ms=10_000 + 2_000)  # nothing flowing: no change
+    assert consumer.layers is not None and consumer.layers.target == 2
+    h.last_arrival_ms = 11_900
+    consumer.follow_layers(now_ms=12_000)
+    assert consumer.layers.target == 1 and transport.plis[-1] is h
+    _send(h, 201, 3, key(1))
+    assert len(pipe.sent) == 3 and parse("video", pipe.sent[-1]).ssrc == 0xBEEF
+    assert producer.dynacast.needed() == 2
+    consumer.close(notify=False)
+    assert not f.consumers and not h.consumers and not producer.consumers

@@ -104,7 +104,7 @@ async def test_a_duplicate_identity_on_another_worker_is_closed_first(
         return []
 
     monkeypatch.setattr(plane.pool, "call", call)
-    monkeypatch.setattr(plane, "_place", lambda room: 0)
+    monkeypatch.setattr(plane, "_place", lambda room, avoid=None: 0)
     result = await plane.join("r", ParticipantSpec("alice", "Alice"), lambda event: None)
     assert old_events == [ParticipantClosed("duplicate_identity")]
     assert (2, "leave", ("PA_old", "duplicate_identity", False)) in calls
