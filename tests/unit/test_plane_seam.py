@@ -145,14 +145,19 @@ def _sample(tp: Any, name: str = "x") -> Any:
         return 1234567
     if tp is float:
         return 2.5
+    if tp is bytes:
+        return bytes(range(200, 228))  # not UTF-8: an SRTP key crosses as base64
     if tp is type(None):
         return None
+    if origin is typing.Literal:
+        return args[-1]
     if origin in (typing.Union, types.UnionType):
         concrete = [a for a in args if a is not type(None)]
         return _sample(concrete[0], name)
     if origin is tuple:
-        items = args[:-1] if len(args) == 2 and args[1] is Ellipsis else args
-        return tuple(_sample(a, f"{name}{i}") for i, a in enumerate(items * 2))
+        if len(args) == 2 and args[1] is Ellipsis:  # variadic: two items
+            return tuple(_sample(args[0], f"{name}{i}") for i in range(2))
+        return tuple(_sample(a, f"{name}{i}") for i, a in enumerate(args))  # fixed shape
     if origin is list:
         return [_sample(args[0], f"{name}0"), _sample(args[0], f"{name}1")]
     if origin in (dict, Mapping) or origin is typing.get_origin(Mapping[str, str]):
@@ -198,6 +203,7 @@ def test_every_api_dataclass_round_trips_through_plain_json() -> None:
     assert {"ParticipantSpec", "TrackSpec", "JoinResult", "ParticipantInfo", "TrackInfo"} <= names
     assert {"PublishAnswer", "ParticipantState", "PlaneStats", "IceServer"} <= names
     assert {"SubscribeOffer", "SubscribedTrack", "ActiveSpeakersChanged", "SpeakerLevel"} <= names
+    assert {"PipeTransportParameters", "PipeProducerParameters", "PipeControl"} <= names
     for cls in classes:
         value = _sample(cls)
         assert codec.decode(_through_json(codec.encode(value, cls)), cls) == value, cls
