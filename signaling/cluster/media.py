@@ -73,6 +73,8 @@ class MediaPipes:
         self.pushes: set[tuple[str, str]] = set()  # (room, node) this node sends to
         # room -> (identity, kind, source) -> (local track sid, suspended at, monotonic s)
         self.suspended: dict[str, dict[TrackKey, tuple[str, float]]] = {}
+        # (room, node) -> that node's track sids whose publisher moved to another node
+        self.stale: dict[tuple[str, str], set[str]] = {}
         self.piped_total = 0
         """Producers piped in so far (a counter for tests and benchmarks)."""
 
@@ -133,16 +135,28 @@ class MediaPipes:
         summary = self.cluster.remote.get(room, {}).get(node)
         if summary is None or not self.local(room):
             return
+        stale = self.stale.get((room, node), set())
         wanted: dict[str, TrackKey] = {}
         for psid, tracks in summary.tracks.items():
             identity = str(summary.members.get(psid, {}).get("identity", psid))
             for track in tracks:
-                wanted[str(track["sid"])] = (identity, str(track["kind"]), str(track["source"]))
+                if str(track["sid"]) not in stale:
+                    key = (identity, str(track["kind"]), str(track["source"]))
+                    wanted[str(track["sid"])] = key
+        current = self.pulls.get((room, node))
+        arriving = {k for t, k in wanted.items() if current is None or t not in current.piped}
         for (r, other), elsewhere in list(self.pulls.items()):
-            if r == room and other != node and set(elsewhere.meta.values()) & set(wanted.values()):
+            if r != room or other == node:
+                continue
+            moved = {
+                rid for rid, lid in elsewhere.piped.items() if elsewhere.meta.get(lid) in arriving
+            }
+            if moved:
                 # the publisher came back on ``node`` before ``other`` was found dead: one
-                # identity publishes in one place, so ``other``'s copy is stale (suspend it,
-                # and resume it from here)
+                # identity publishes in one place, so ``other``'s copy is stale: suspend it
+                # (resumed from ``node`` below) and ignore those tracks in ``other``'s
+                # summaries from now on
+                self.stale.setdefault((room, other), set()).update(moved)
                 await self.node_gone(room, other, dead=True)
         pull = self.pulls.setdefault((room, node), _Pull())
         async with pull.lock:
@@ -167,14 +181,14 @@ class MediaPipes:
                 for raw in result.get("producers", []):
                     params: PipeProducerParameters = codec.decode(raw, PipeProducerParameters)
                     remote_id = params.producer_id
-                    key = wanted.get(remote_id)
-                    local_id = self._resume_id(room, key) if key else None
+                    track_key = wanted.get(remote_id)
+                    local_id = self._resume_id(room, track_key) if track_key else None
                     if local_id is not None:
                         params = dataclasses.replace(params, producer_id=local_id)
                     await media.pipe_produce(room, peer, params)
                     pull.piped[remote_id] = params.producer_id
-                    if key is not None:
-                        pull.meta[params.producer_id] = key
+                    if track_key is not None:
+                        pull.meta[params.producer_id] = track_key
                     self.piped_total += 1
             except (p.ProtocolError, SfuError, ValueError, KeyError, OSError) as exc:
                 logger.info("cluster: pipe of %s from %s not made now: %s", room, node, exc)
@@ -225,6 +239,8 @@ class MediaPipes:
                     pass
             if not entries:
                 del self.suspended[room]
+        for key in [k for k in self.stale if not self.local(k[0])]:
+            del self.stale[key]
 
     async def close_room(self, room: str) -> None:
         """This node has nobody left in ``room``: close every pipe end of it."""
@@ -234,6 +250,8 @@ class MediaPipes:
             self.pushes.discard((r, node))
             await self._quiet_close(r, f"push:{node}")
         self.suspended.pop(room, None)
+        for key in [k for k in self.stale if k[0] == room]:
+            del self.stale[key]
 
     # -- the sending node --------------------------------------------------------------------------
 
@@ -249,6 +267,9 @@ class MediaPipes:
         media = self._media
         peer = f"push:{sender}"
         result: dict[str, Any] = {}
+        if "transport" not in args and (room, sender) not in self.pushes:
+            # our end is gone (closed here): the puller opens a new pipe
+            raise p.ProtocolError(p.ErrorCode.NOT_FOUND, f"no pipe of {room} to {sender}")
         try:
             if "transport" in args:
                 theirs = codec.decode(args["transport"], PipeTransportParameters)

@@ -235,6 +235,13 @@ class Cluster:
             return
         if not self.available:
             logger.info("cluster: node %s registered (%s)", self.node_id, self.info.url)
+            # Redis was lost: the other nodes' summaries are old because nothing could carry
+            # them, not because the nodes died; give them a heartbeat window to come back
+            # before their pipes are treated as dead (media kept flowing meanwhile).
+            now = time.monotonic()
+            for summaries in self.remote.values():
+                for summary in summaries.values():
+                    summary.at = max(summary.at, now - HEARTBEAT_S)
         self.available = True
         try:
             await self._tend_rooms()

@@ -3,7 +3,8 @@
 Three ``sfu serve`` nodes on 127.0.0.1 sharing one MongoDB and one Redis. One podcast room:
 the host publishes a 440 Hz tone on node a, a speaker a 660 Hz tone on node b; listeners on
 a, b and c decode both (FFT-checked), each Producer piped once per node over SRTP AES-GCM.
-A listener on c promoted to speaker publishes 880 Hz and is heard on a and b. ``kill -9`` of
+A listener on c promoted to speaker publishes 880 Hz and is heard on a and b. Redis
+stopped past the 6 s death timeout: the pipes that are up keep flowing. ``kill -9`` of
 the origin a: the host reconnects to b and publishes there; the listener on c keeps its
 consumer of the host's track (the same track, no new subscription) and hears it again within
 10 s; the stage is intact (the host seat, the promotion). ``kill -9`` of c: its listener
@@ -29,7 +30,7 @@ from signaling.client import RoomClient
 from signaling.serverproc import start_server, stop_server, wait_healthy
 from tests.integration.conftest import TEST_SECRET, MakeToken
 from tests.support.media import ToneTrack, collect_audio, dominant_frequency
-from tests.support.redis import find_redis_server, start_redis
+from tests.support.redis import RedisServer, find_redis_server, start_redis
 
 pytestmark = pytest.mark.skipif(
     find_redis_server() is None, reason="redis-server missing (scripts/test.sh installs it)"
@@ -53,9 +54,13 @@ class Node:
     url: str
 
 
+REDIS: dict[str, RedisServer] = {}
+
+
 @pytest.fixture
 def nodes(mongo_url: str, tmp_path: Path) -> Iterator[dict[str, Node]]:
     redis = start_redis(tmp_path)
+    REDIS["server"] = redis
     db = f"cmedia_{uuid.uuid4().hex[:12]}"
     started: dict[str, Node] = {}
     try:
@@ -169,6 +174,18 @@ async def test_voices_cross_nodes_and_survive_node_deaths(
         for listener in (listeners["a"], listeners["b"]):
             await hears(listener, {440.0, 660.0, 880.0}, 15)
         await hears(host, {660.0, 880.0}, 10)
+
+        # Redis lost for longer than a node's death takes to be noticed: the pipes that are
+        # up keep flowing (the same tracks go on decoding); then Redis is back
+        lb = listeners["b"]
+        before = dict(lb.received)
+        REDIS["server"].stop()
+        await asyncio.sleep(7)  # > DEAD_AFTER_S (6 s)
+        await hears(lb, {440.0, 660.0, 880.0}, 5)
+        REDIS["server"].restart()
+        await asyncio.sleep(3)  # the nodes register again, summaries come back
+        await hears(lb, {440.0, 660.0, 880.0}, 5)
+        assert lb.received == before  # no subscription was replaced
 
         # a second listener on c, to outlive the origin's death with its consumers
         lc = client(c, "lc2", publish=False)
