@@ -9,13 +9,21 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN groupadd --system --gid 10001 sfu \
     && useradd --system --uid 10001 --gid sfu --home-dir /app --shell /usr/sbin/nologin sfu
 
+# libsrtp2 and a compiler build the compiled forwarding path (sfu/_fastpath.c); the runtime
+# keeps only the shared library.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libsrtp2-1 libsrtp2-dev gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY sfu ./sfu
 COPY signaling ./signaling
 COPY static ./static
 # An editable install: the app serves static/ from next to signaling/, so keep the source here.
 RUN pip install -e . \
+    && python -c "import sfu._fastpath" \
+    && apt-get purge -y --auto-remove libsrtp2-dev gcc libc6-dev \
     && mkdir -p /data \
     && chown sfu:sfu /data
 

@@ -19,7 +19,7 @@ from sfu import _aiortc_adapter as adapter
 relay = MediaRelay()
 source: dict[str, MediaStreamTrack] = {}
 pcs: set[RTCPeerConnection] = set()
-ready = asyncio.Event()
+ready = {"audio": asyncio.Event(), "video": asyncio.Event()}
 
 
 async def publish(request: web.Request) -> web.Response:
@@ -28,8 +28,8 @@ async def publish(request: web.Request) -> web.Response:
 
     @pc.on("track")
     def on_track(track: MediaStreamTrack) -> None:
-        source["audio"] = track
-        ready.set()
+        source[track.kind] = track
+        ready[track.kind].set()
 
     await pc.setRemoteDescription(RTCSessionDescription(await request.text(), "offer"))
     await pc.setLocalDescription(await pc.createAnswer())
@@ -37,14 +37,14 @@ async def publish(request: web.Request) -> web.Response:
 
 
 async def subscribe(request: web.Request) -> web.Response:
-    await asyncio.wait_for(ready.wait(), 20)
     pc = RTCPeerConnection(adapter.make_configuration([]))
     pcs.add(pc)
     await pc.setRemoteDescription(RTCSessionDescription(await request.text(), "offer"))
     for transceiver in pc.getTransceivers():
-        if transceiver.kind == "audio":
+        if transceiver.kind in ready:
+            await asyncio.wait_for(ready[transceiver.kind].wait(), 20)
             transceiver.direction = "sendonly"
-            transceiver.sender.replaceTrack(relay.subscribe(source["audio"]))
+            transceiver.sender.replaceTrack(relay.subscribe(source[transceiver.kind]))
     await pc.setLocalDescription(await pc.createAnswer())
     return web.Response(text=pc.localDescription.sdp, content_type="application/sdp")
 

@@ -28,6 +28,9 @@ if ! /usr/bin/python3 -c 'import gi; gi.require_version("GstWebRTC", "1.0")' >/d
     missing+=(python3-gi gir1.2-gst-plugins-bad-1.0 gstreamer1.0-nice gstreamer1.0-plugins-bad
               gstreamer1.0-plugins-good gstreamer1.0-plugins-base)
 fi
+# libsrtp2 headers and a C compiler: the compiled forwarding path sfu/_fastpath.c (issue 14)
+[ -e /usr/include/srtp2/srtp.h ] || missing+=(libsrtp2-dev)
+command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 command -v npm >/dev/null 2>&1 || missing+=(npm)  # installs axe-core for the a11y tests
 if [ ! -x .venv/bin/python ] && ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
     missing+=(python3-venv)

@@ -1021,3 +1021,61 @@ def use_udp_mux(connection: IceConnection, mux: UdpMux) -> None:
         return candidates
 
     connection.get_component_candidates = get_component_candidates  # type: ignore[method-assign]
+
+
+# -- compiled forwarding path (issue 14) -------------------------------------------------------
+
+
+def srtp_tx_key(raw: RawRtpTransport) -> tuple[int, bytes] | None:
+    """The outbound SRTP master key of ``raw``'s DTLS transport, for a second SRTP context
+    (``sfu._fastpath.SrtpSender``) that protects the RTP our consumers send.
+
+    Derived again exactly as aiortc's ``RTCDtlsTransport._setup_srtp`` does (RFC 5764 §4.2:
+    the ``EXTRACTOR-dtls_srtp`` exporter, client key first); the DTLS connection keeps
+    exporting the same material after the handshake.
+
+    Returns:
+        (libsrtp profile number, master key || master salt bytes), or None before DTLS is
+        connected (or when the transport is closed).
+    """
+    dtls = raw._dtls
+    if dtls._state is not DtlsState.CONNECTED or dtls._tx_srtp is None or dtls._ssl is None:
+        return None
+    openssl_profile = dtls._ssl.get_selected_srtp_profile()
+    for profile in dtls._srtp_profiles:
+        if profile.openssl_profile == openssl_profile:
+            break
+    else:
+        return None
+    view = dtls._ssl.export_keying_material(
+        b"EXTRACTOR-dtls_srtp", 2 * (profile.key_length + profile.salt_length)
+    )
+    key: bytes = profile.get_key_and_salt(view, 1 if dtls._role == "server" else 0)
+    return int(profile.libsrtp_profile), key
+
+
+def media_route(raw: RawRtpTransport) -> tuple[int, tuple[str, int]] | None:
+    """Where ``raw`` sends media: (UDP socket fd, remote (host, port)) of the nominated ICE
+    pair when it is a host/server-reflexive candidate with its own socket (or the process's
+    shared socket with ``SFU_RTC_PORT``); None when there is no nominated pair yet or it is
+    relayed (TURN: :meth:`RawRtpTransport.send_protected` sends those). The same as
+    :meth:`RawRtpTransport.send_target`."""
+    return raw.send_target()
+
+
+def send_protected(raw: RawRtpTransport, data: bytes) -> None:
+    """Send one already SRTP-protected datagram on ``raw``'s nominated pair (relayed
+    candidates included); counted in ``raw.packets_sent``/``dropped``."""
+    raw._send(data)
+
+
+def native_sender(raw: RawRtpTransport) -> Any:
+    """The compiled SRTP sender attached to ``raw``'s DTLS transport (:func:`set_native_sender`),
+    or None. It lives as long as the DTLS transport: one SRTP context per SSRC for the whole
+    life of the transport, whatever consumers come and go on it."""
+    return getattr(raw._dtls, "_sfu_native", None)
+
+
+def set_native_sender(raw: RawRtpTransport, sender: Any) -> None:
+    """Attach ``sender`` to ``raw``'s DTLS transport (see :func:`native_sender`)."""
+    raw._dtls._sfu_native = sender  # type: ignore[attr-defined]

@@ -5,7 +5,10 @@ Per packet a Consumer only rewrites the 12-byte RTP header (SSRC, sequence numbe
 payload type, RFC 3550 §5.1) and the header-extension block (the subscriber's negotiated ids
 and its mid, RFC 8285 and RFC 8843), then hands the packet to its transport, which
 SRTP-protects and sends it synchronously. There is no per-consumer task, queue or RtpPacket
-object on this path. Sequence/timestamp continuity across pauses and producer restarts is the
+object on this path. When the compiled fan-out is in use (:mod:`sfu.fastpath`) the producer's
+``FanOut`` does the same for all its consumers in one call and :meth:`Consumer.forward` is
+bypassed; the Consumer then only pushes its state to native memory on control events.
+Sequence/timestamp continuity across pauses and producer restarts is the
 :class:`sfu.rtp.munger.RtpMunger`'s job (mediasoup ``SeqManager``, LiveKit ``rtpmunger``).
 
 Video consumers keep a retransmission buffer of the packets they sent and answer the
@@ -21,11 +24,12 @@ import secrets
 import struct
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
 
 from sfu import _aiortc_adapter as adapter
+from sfu import fastpath
 from sfu.codecs import CodecInfo, match_codec
 from sfu.errors import UnsupportedCodecError
 from sfu.rtp.loss_proxy import DownstreamLoss
@@ -83,17 +87,21 @@ class Consumer:
     """
 
     __slots__ = (
+        "_bytes_sent",
         "_extra_id",
         "_gap_started",
+        "_native",
         "_on_close",
+        "_packets_sent",
         "_plain_prefix",
         "_pt",
+        "_raw",
         "_send_rtp",
         "_ts_offset",
+        "_wait_keyframe",
         "_x_pad",
         "_x_prefix",
         "active",
-        "bytes_sent",
         "closed",
         "codec",
         "downstream_loss",
@@ -102,7 +110,6 @@ class Consumer:
         "kind",
         "mid",
         "munger",
-        "packets_sent",
         "paused",
         "producer",
         "retransmissions",
@@ -114,7 +121,6 @@ class Consumer:
         "ssrc",
         "transceiver",
         "transport",
-        "wait_keyframe",
     )
 
     def __init__(
@@ -136,7 +142,9 @@ class Consumer:
         self.paused = False
         self.active = False
         self.closed = False
-        self.munger = RtpMunger()
+        self.munger: RtpMunger | Any = RtpMunger()  # a NativeConsumer on the compiled path
+        self._native: Any = None  # sfu._fastpath.NativeConsumer once attached
+        self._raw: adapter.RawRtpTransport | None = None
         self.rtx_buffer: RetransmissionBuffer[bytes] | None = (
             RetransmissionBuffer(nack_buffer_packets) if self.kind == "video" else None
         )
@@ -144,9 +152,9 @@ class Consumer:
         self.rtt = RttEstimator()
         self.downstream_loss = DownstreamLoss()
         self.rtx_budget = RetransmissionBudget()
-        self.wait_keyframe = self.kind == "video"
-        self.packets_sent = 0
-        self.bytes_sent = 0
+        self._wait_keyframe = self.kind == "video"
+        self._packets_sent = 0
+        self._bytes_sent = 0
         self.retransmissions = 0
         self.keyframe_requests = 0
         self._pt = 0
@@ -158,6 +166,35 @@ class Consumer:
         self._ts_offset = 0  # out_ts - in_ts (mod 2^32), constant between resyncs
         self._gap_started: float | None = None
         self._on_close: list[Callable[[Consumer], None]] = []
+
+    @property
+    def packets_sent(self) -> int:
+        """RTP packets forwarded to the subscriber (retransmissions not counted)."""
+        native = self._native
+        return self._packets_sent if native is None else int(native.packets_sent)
+
+    @property
+    def bytes_sent(self) -> int:
+        """RTP payload bytes forwarded to the subscriber."""
+        native = self._native
+        return self._bytes_sent if native is None else int(native.bytes_sent)
+
+    @property
+    def wait_keyframe(self) -> bool:
+        """True while a video consumer drops packets until one that starts a keyframe."""
+        native = self._native
+        return self._wait_keyframe if native is None else bool(native.wait_keyframe)
+
+    @wait_keyframe.setter
+    def wait_keyframe(self, value: bool) -> None:
+        self._wait_keyframe = value
+        if self._native is not None:
+            self._native.wait_keyframe = value
+
+    @property
+    def native(self) -> bool:
+        """True when this consumer is forwarded by the compiled path (:mod:`sfu.fastpath`)."""
+        return self._native is not None
 
     # -- negotiation ---------------------------------------------------------------------------
 
@@ -198,9 +235,51 @@ class Consumer:
             self._x_prefix, self._x_pad = _one_byte_ext(mid_id, mid, extra_id, extra_len)
         else:
             self._plain_prefix = None
+        self._attach_native(raw)
         self._update_active()
         if first and self.kind == "video":
             self.request_keyframe()
+
+    def _attach_native(self, raw: adapter.RawRtpTransport) -> None:
+        # The compiled path (sfu.fastpath): the producer's FanOut forwards to this consumer
+        # from now on, continuing this consumer's munger state; the per-consumer extension
+        # block is (re)configured at every negotiation.
+        fanout = self.producer.fanout
+        if fanout is None or self.closed:
+            return
+        native = self._native
+        self._raw = raw
+        if native is None:
+            sender = fastpath.sender_for(raw)
+            if sender is None:
+                return  # not a real transport (tests) or not connected: the Python path
+            native = fanout.add(sender, self.ssrc, 0, 0)
+            native.load_state(self.munger.export_state())
+            native.wait_keyframe = self._wait_keyframe
+            self._native = native
+            self.munger = native
+        native.configure(
+            self._pt,
+            self._x_prefix,
+            self._x_pad,
+            self._plain_prefix,
+            self._extra_id,
+        )
+
+    def _detach_native(self) -> None:
+        native = self._native
+        if native is None:
+            return
+        fanout = self.producer.fanout
+        if fanout is not None:
+            fanout.remove(native)
+        native.active = False
+        self._packets_sent = int(native.packets_sent)
+        self._bytes_sent = int(native.bytes_sent)
+        self._wait_keyframe = bool(native.wait_keyframe)
+        self.munger = RtpMunger.from_state(native.export_state())
+        self._ts_offset = int(native.ts_offset)
+        self._native = None
 
     def _update_active(self) -> None:
         self.active = (
@@ -209,6 +288,8 @@ class Consumer:
             and not self.paused
             and not self.producer.paused
         )
+        if self._native is not None:
+            self._native.active = self.active
 
     # -- the hot path --------------------------------------------------------------------------
 
@@ -228,12 +309,12 @@ class Consumer:
         (1 byte, RFC 6464) or abs-send-time (3 bytes) element; ``keyframe`` True when this
         packet starts a video keyframe.
         """
-        if not self.active:
+        if not self.active or self._native is not None:
             return
-        if self.wait_keyframe:
+        if self._wait_keyframe:
             if not keyframe:
                 return
-            self.wait_keyframe = False
+            self._wait_keyframe = False
         mapped = self.munger.munge(seq, ts)
         if mapped is None:
             return
@@ -265,8 +346,8 @@ class Consumer:
         self._send_rtp(packet)  # type: ignore[misc]
         if self.rtx_buffer is not None:
             self.rtx_buffer.store(out_seq, packet)
-        self.packets_sent += 1
-        self.bytes_sent += len(payload)
+        self._packets_sent += 1
+        self._bytes_sent += len(payload)
 
     # -- feedback from the subscriber ----------------------------------------------------------
 
@@ -290,6 +371,7 @@ class Consumer:
         budget = self.rtx_budget
         budget.refill(self.packets_sent)
         rtt_ms = self.rtt.rtt_ms
+        native = self._native
         seen: set[int] = set()
         sent = 0
         for seq in lost:
@@ -300,6 +382,13 @@ class Consumer:
             seen.add(seq)
             if not budget.has_token():
                 break
+            if native is not None:
+                # Compiled path: the producer keeps the originals once; rebuild this
+                # consumer's packet from it (None when evicted or from before a resync).
+                rebuilt = native.rebuild(seq)
+                if rebuilt is None:
+                    continue
+                buffer.store(seq, rebuilt)
             packet = buffer.take_for_resend(seq, now_ms, rtt_ms)
             if packet is None:
                 continue
@@ -307,6 +396,8 @@ class Consumer:
             if rtx_pt is not None:
                 self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
                 send(rtx_wrap(packet, self.rtx_ssrc, self.rtx_seq, rtx_pt))
+            elif native is not None:
+                native.sender.send(packet)  # the media SSRC's one SRTP context
             else:
                 send(packet)
             sent += 1
@@ -322,6 +413,9 @@ class Consumer:
         1/256 units) is kept in ``self.downstream_loss`` for audio loss proxying
         (:mod:`sfu.rtp.loss_proxy`)."""
         now = adapter.now_ms() if now_ms is None else now_ms
+        if self._native is not None and self._raw is not None:
+            # aioice may still switch its nominated pair after connecting: follow it.
+            fastpath.refresh_route(self._raw, self._native.sender)
         self.rtt.on_report_block(lsr, dlsr, now)
         self.downstream_loss.on_report(fraction_lost, now)
 
@@ -342,7 +436,8 @@ class Consumer:
         elapsed = max(0.0, time.monotonic() - at)
         ntp_out = (ntp + int(elapsed * _NTP_FRACTION)) & 0xFFFFFFFFFFFFFFFF
         self.rtt.on_sender_report_sent(ntp_out, adapter.now_ms())
-        rtp_out = (rtp_ts + int(elapsed * codec.clock_rate) + self._ts_offset) & 0xFFFFFFFF
+        ts_offset = self._ts_offset if self._native is None else int(self._native.ts_offset)
+        rtp_out = (rtp_ts + int(elapsed * codec.clock_rate) + ts_offset) & 0xFFFFFFFF
         packet = RtcpSrPacket(
             ssrc=self.ssrc,
             sender_info=RtcpSenderInfo(
@@ -412,6 +507,8 @@ class Consumer:
             return
         self.closed = True
         self.active = False
+        self._detach_native()
+        self._raw = None
         self._send_rtp = None
         self.producer.remove_consumer(self)
         if self.rtx_buffer is not None:

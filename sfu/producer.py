@@ -15,9 +15,10 @@ import asyncio
 import secrets
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sfu import _aiortc_adapter as adapter
+from sfu import fastpath
 from sfu.codecs import CodecInfo, codec_info
 from sfu.events import TrackInfo
 from sfu.rtp.bwe import LossBasedEstimator
@@ -76,6 +77,7 @@ class Producer:
         name: str = "",
         keyframe_min_interval_ms: int = 500,
         max_bitrate_bps: int = 3_000_000,
+        nack_buffer_packets: int = 512,
     ) -> None:
         self.id = "TR_" + secrets.token_urlsafe(9)
         self.transport = transport
@@ -89,6 +91,8 @@ class Producer:
         self.codec: CodecInfo | None = None
         self.rtcp_ssrc = 0
         self.consumers: list[Consumer] = []
+        # The compiled fan-out (sfu.fastpath) or None: its consumers are forwarded in one call.
+        self.fanout: Any = fastpath.new_fanout(kind, nack_buffer_packets)
         self.paused = False
         self.closed = False
         self.stats: ReceiveStats | None = None
@@ -224,9 +228,10 @@ class Producer:
 
         if end - start <= 0:
             return  # padding-only packet (bandwidth probe): nothing to forward
-        payload = data[start:end]
         keyframe = False
+        payload: bytes | None = None
         if self.kind == "video":
+            payload = data[start:end]
             keyframe = is_keyframe(codec.name, payload)
             if keyframe:
                 self.keyframes_received += 1
@@ -234,9 +239,18 @@ class Producer:
             extra = abs_send_time_now(time.time())
         if self.paused:
             return
-        for consumer in self.consumers:
+        consumers = self.consumers
+        fanout = self.fanout
+        if fanout is not None:
+            fanout.forward(data, start, end, marker, seq, ts, extra, keyframe)
+            if len(fanout) == len(consumers):  # every consumer is on the compiled path
+                self.packets_forwarded += len(consumers)
+                return
+        if payload is None:
+            payload = data[start:end]
+        for consumer in consumers:
             consumer.forward(marker, seq, ts, payload, extra, keyframe)
-        self.packets_forwarded += len(self.consumers)
+        self.packets_forwarded += len(consumers)
 
     # -- feedback to the publisher ------------------------------------------------------------
 
@@ -319,6 +333,8 @@ class Producer:
             raise ValueError(f"codec changed from {old.mime_type} to {codec.mime_type}")
         self.transport = transport
         self.mid = mid
+        if self.fanout is not None:
+            self.fanout.clear_buffer()  # the originals of the old SSRC's sequence numbers
         self.codec = None  # on_negotiated starts statistics, NACK and estimator afresh
         self.on_negotiated(rtp)
         self.keyframes = KeyframeRequestThrottle(self.keyframes.min_interval_ms)

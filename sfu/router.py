@@ -120,6 +120,7 @@ class Router:
             name=name,
             keyframe_min_interval_ms=self.keyframe_min_interval_ms,
             max_bitrate_bps=self.max_publish_bitrate_bps,
+            nack_buffer_packets=self.nack_buffer_packets,
         )
         transport.add_producer(producer)
         self.producers[producer.id] = producer

@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from sfu import _aiortc_adapter as adapter
+from sfu import fastpath
 from sfu.room import Room
 from sfu.router import Router
 from sfu.stats import Totals
@@ -36,6 +37,8 @@ class MediaSettings:
             one UDP port (:mod:`sfu.udp_mux`); None gives each transport ephemeral ports.
         rtc_announced_address: with ``rtc_port``, the address put in the ICE host candidates
             instead of the bound ICE host address (NAT, container with a published port).
+        fast_path: forward with the compiled fan-out (:mod:`sfu.fastpath`) when it is built;
+            False selects the pure-Python path.
     """
 
     ice_hosts: list[str] = field(default_factory=list)
@@ -49,6 +52,7 @@ class MediaSettings:
     audio_loss_proxying: bool = True
     rtc_port: int | None = None
     rtc_announced_address: str | None = None
+    fast_path: bool = True
 
 
 class MediaServer:
@@ -71,6 +75,7 @@ class MediaServer:
             self.udp_mux = adapter.open_udp_mux(
                 self.settings.rtc_port, self.settings.rtc_announced_address
             )
+        fastpath.configure(self.settings.fast_path)
         self.rooms: dict[str, Room] = {}
         self.totals = Totals()
         self.closed = False

@@ -37,6 +37,7 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
             rtc_announced_address=(
                 str(settings.rtc_announced_address) if settings.rtc_announced_address else None
             ),
+            fast_path=settings.fast_path,
         )
     )
     app[keys.MEDIA] = media

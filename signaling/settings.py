@@ -88,6 +88,9 @@ class Settings(BaseSettings):
         audio_loss_proxying: the RTCP receiver reports sent to an Opus publisher carry the
             worst fraction lost its subscribers report (fresh within 10 s), so its encoder
             turns on in-band FEC (RFC 6716 LBRR) for them.
+        fast_path: forward RTP with the compiled fan-out ``sfu._fastpath`` (issue 14) when it
+            is built; ``false`` selects the pure-Python path (also used, and logged once at
+            start, when the extension is missing).
         max_producers_per_participant: most tracks (sending m-lines) one participant may
             publish at once; a publish offer with more gets ``too_large`` (WHIP: 400). It bounds
             what one publisher adds to every subscriber's SDP.
@@ -201,6 +204,7 @@ class Settings(BaseSettings):
     audio_loss_proxying: bool = True
     rtc_port: int | None = Field(default=None, ge=1, le=65535)
     rtc_announced_address: IPvAnyAddress | None = None
+    fast_path: bool = True
     env: Literal["development", "production"] = "development"
     workers: int = Field(default_factory=default_workers, ge=0, le=1024)
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)

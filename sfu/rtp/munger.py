@@ -126,6 +126,48 @@ class RtpMunger:
             self.last_ts = out_ts
         return out_seq, out_ts
 
+    def export_state(self) -> tuple[int, int, int, int, int, int, bool, int, int, int, bool]:
+        """The whole state as a tuple (init_seq, init_ts, seq_offset, ts_offset, highest_in,
+        sync_in, resync_pending, resync_ts_gap, last_seq, last_ts, started), for
+        :meth:`from_state` and the compiled fan-out (``sfu._fastpath.NativeConsumer``), which
+        continues the same stream."""
+        return (
+            self._init_seq,
+            self._init_ts,
+            self._seq_offset,
+            self._ts_offset,
+            self._highest_in,
+            self._sync_in,
+            self._resync_pending,
+            self._resync_ts_gap,
+            self.last_seq,
+            self.last_ts,
+            self.started,
+        )
+
+    @classmethod
+    def from_state(
+        cls, state: tuple[int, int, int, int, int, int, bool, int, int, int, bool]
+    ) -> RtpMunger:
+        """A munger continuing the stream of an :meth:`export_state` tuple."""
+        munger = cls()
+        (
+            munger._init_seq,
+            munger._init_ts,
+            munger._seq_offset,
+            munger._ts_offset,
+            munger._highest_in,
+            munger._sync_in,
+            munger._resync_pending,
+            munger._resync_ts_gap,
+            munger.last_seq,
+            munger.last_ts,
+            munger.started,
+        ) = state
+        munger._resync_pending = bool(munger._resync_pending)
+        munger.started = bool(munger.started)
+        return munger
+
     def unmunge_seq(self, out_seq: int) -> int:
         """Map an outgoing 16-bit seq (e.g. from a consumer NACK, RFC 4585) back
         to the producer's 16-bit seq under the current offset.

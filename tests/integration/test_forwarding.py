@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -11,6 +11,8 @@ from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
 from sfu import _aiortc_adapter as adapter
 from signaling.client import RoomClient
+from signaling.settings import Settings
+from tests.support.forwarding import FORWARDING_PATHS, forwarding_path
 from tests.support.media import (
     ColorTrack,
     ToneTrack,
@@ -24,6 +26,13 @@ PEOPLE = {
     "bob": (880.0, (30, 200, 40)),
     "carol": (1320.0, (40, 50, 220)),
 }
+
+
+@pytest.fixture(params=FORWARDING_PATHS, ids=["fast_path", "python_path"])
+def sfu_settings(request: pytest.FixtureRequest, sfu_settings: Settings) -> Iterator[Settings]:
+    """Every test here runs against both forwarding paths (issue 14)."""
+    with forwarding_path(sfu_settings, request.param) as settings:
+        yield settings
 
 
 async def test_three_participants_receive_each_other(

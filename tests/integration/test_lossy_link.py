@@ -13,13 +13,16 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+import pytest
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from signaling.client import RoomClient
+from signaling.settings import Settings
+from tests.support.forwarding import FORWARDING_PATHS, forwarding_path
 from tests.support.media import ColorTrack, ToneTrack
 from tests.support.udprelay import RelaySet
 
@@ -27,6 +30,13 @@ logger = logging.getLogger(__name__)
 
 FPS = 15
 AUDIO_FRAME_S = 0.02
+
+
+@pytest.fixture(params=FORWARDING_PATHS, ids=["fast_path", "python_path"])
+def sfu_settings(request: pytest.FixtureRequest, sfu_settings: Settings) -> Iterator[Settings]:
+    """Every test here runs against both forwarding paths (issue 14)."""
+    with forwarding_path(sfu_settings, request.param) as settings:
+        yield settings
 
 
 @dataclass

@@ -497,3 +497,76 @@ async def test_send_target_is_the_transport_socket_without_a_mux() -> None:
         await server.close()
         await client.close()
         adapter.set_ice_host_addresses([])
+
+
+def test_srtp_key_export_internals_exist() -> None:
+    """srtp_tx_key (compiled forwarding path, issue 14) derives aiortc's outbound SRTP key
+    again the way RTCDtlsTransport._setup_srtp does: the same exporter label and length, the
+    same key half per DTLS role, the same profile table."""
+    source = inspect.getsource(RTCDtlsTransport._setup_srtp)
+    assert 'b"EXTRACTOR-dtls_srtp"' in source
+    assert "2 * (srtp_profile.key_length + srtp_profile.salt_length)" in source
+    assert "self._ssl.get_selected_srtp_profile()" in source
+    assert "for srtp_profile in self._srtp_profiles:" in source
+    server_branch = source.split('if self._role == "server":')[1].split("else:")[0]
+    assert "srtp_tx_key = srtp_profile.get_key_and_salt(view, 1)" in server_branch
+    assert "ssrc_type=Policy.SSRC_ANY_OUTBOUND" in source and "self._tx_srtp = Session" in source
+    assert "srtp_profile=srtp_profile.libsrtp_profile" in source
+    assert "self._ssl" in inspect.getsource(RTCDtlsTransport.start)
+    sendto = adapter.RawRtpTransport._route
+    assert "self._sendto = sock.sendto" in inspect.getsource(sendto)
+
+
+async def test_srtp_tx_key_matches_aiortcs_session_and_route_is_the_pair() -> None:
+    """On a connected transport the exported key protects exactly as aiortc's own outbound
+    session (so a second context for our consumers' SSRCs is valid), and media_route names the
+    nominated pair's socket and the peer's address."""
+    import asyncio
+    import socket
+    import struct
+
+    from sfu import fastpath
+
+    if not fastpath.available():
+        pytest.fail("sfu._fastpath is not built (scripts/test.sh installs libsrtp2-dev)")
+    adapter.set_ice_host_addresses(["127.0.0.1"])
+    try:
+        server = adapter.ForwardingPeerConnection(
+            adapter.NullRtpSink(), adapter.make_configuration([])
+        )
+        client = RTCPeerConnection(adapter.make_configuration([]))
+        client.addTransceiver("audio", direction="recvonly")
+        await client.setLocalDescription(await client.createOffer())
+        await server.setRemoteDescription(client.localDescription)
+        await server.setLocalDescription(await server.createAnswer())
+        raw = adapter.raw_transport(server.getTransceivers()[0])
+        assert adapter.srtp_tx_key(raw) is None  # not connected yet
+        await client.setRemoteDescription(
+            RTCSessionDescription(sdp=server.localDescription.sdp, type="answer")
+        )
+        for _ in range(100):
+            if server.connectionState == "connected":
+                break
+            await asyncio.sleep(0.05)
+        assert server.connectionState == "connected"
+        exported = adapter.srtp_tx_key(raw)
+        assert exported is not None
+        sender = fastpath.native.SrtpSender(*exported)  # type: ignore[union-attr]
+        dtls = server.getTransceivers()[0].sender.transport
+        packet = struct.pack("!BBHII", 0x80, 111, 7, 960, 0x5EED) + bytes(range(60))
+        assert sender.protect(packet) == dtls._tx_srtp.protect(packet)
+        route = adapter.media_route(raw)
+        assert route is not None
+        fd, addr = route
+        pair = dtls.transport._connection._nominated[1]
+        assert addr == pair.remote_addr
+        sock = socket.socket(fileno=fd)
+        try:
+            assert sock.getsockname() == pair.protocol.transport.get_extra_info("sockname")
+        finally:
+            sock.detach()
+        await server.close()
+        await client.close()
+        assert adapter.srtp_tx_key(raw) is None  # closed
+    finally:
+        adapter.set_ice_host_addresses([])
