@@ -32,6 +32,7 @@ from sfu import _aiortc_adapter as adapter
 from sfu import fastpath
 from sfu.codecs import CodecInfo, match_codec
 from sfu.errors import UnsupportedCodecError
+from sfu.rtp.layers import LayerForwarder
 from sfu.rtp.loss_proxy import DownstreamLoss
 from sfu.rtp.munger import RtpMunger
 from sfu.rtp.rtt import RttEstimator
@@ -108,6 +109,7 @@ class Consumer:
         "id",
         "keyframe_requests",
         "kind",
+        "layers",
         "mid",
         "munger",
         "paused",
@@ -166,6 +168,10 @@ class Consumer:
         self._ts_offset = 0  # out_ts - in_ts (mod 2^32), constant between resyncs
         self._gap_started: float | None = None
         self._on_close: list[Callable[[Consumer], None]] = []
+        # Simulcast: the layer this subscriber gets (sfu.rtp.layers); None for one-layer tracks.
+        self.layers: LayerForwarder | None = (
+            LayerForwarder(self, producer) if producer.layers else None
+        )
 
     @property
     def packets_sent(self) -> int:
@@ -245,7 +251,9 @@ class Consumer:
         # from now on, continuing this consumer's munger state; the per-consumer extension
         # block is (re)configured at every negotiation.
         fanout = self.producer.fanout
-        if fanout is None or self.closed:
+        if fanout is None or self.closed or self.layers is not None:
+            # a simulcast consumer stays on the Python path: its LayerForwarder switches
+            # layers on keyframes with the Python munger (sfu.rtp.layers)
             return
         native = self._native
         self._raw = raw
@@ -422,13 +430,16 @@ class Consumer:
     def request_keyframe(self) -> None:
         """The subscriber lost a picture (PLI/FIR) or just started: ask the producer."""
         self.keyframe_requests += 1
-        self.producer.request_keyframe()
+        if self.layers is not None:
+            self.layers.request_keyframe()
+        else:
+            self.producer.request_keyframe()
 
     def sender_report(self) -> bytes | None:
         """An RTCP SR (RFC 3550 §6.4.1) for our SSRC, derived from the producer's last SR so
         that audio and video of one publisher stay in sync; None before any packet was sent or
         before the producer has sent an SR."""
-        sr = self.producer.last_sr
+        sr = (self.layers.source() if self.layers is not None else self.producer).last_sr
         codec = self.codec
         if sr is None or codec is None or not self.munger.started or self.packets_sent == 0:
             return None
@@ -511,6 +522,8 @@ class Consumer:
         self._raw = None
         self._send_rtp = None
         self.producer.remove_consumer(self)
+        if self.layers is not None:
+            self.layers.detach()
         if self.rtx_buffer is not None:
             self.rtx_buffer.clear()
         callbacks, self._on_close = self._on_close, []

@@ -98,6 +98,25 @@ class ActiveSpeakersChanged:
     speakers: tuple[SpeakerLevel, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class TrackBandwidthPaused:
+    """Sent to one subscriber: its video of ``track`` paused (``paused``) because not even the
+    lowest simulcast layer fits its bandwidth, or resumed. Its audio continues."""
+
+    participant: str
+    track: str
+    paused: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PublisherLayers:
+    """Sent to one publisher (dynacast): send only the simulcast layers ``active`` (rids) of
+    ``track``; the others are paused because no subscriber uses them."""
+
+    track: str
+    active: tuple[str, ...]
+
+
 RoomEvent = (
     ParticipantJoined
     | ParticipantLeft
@@ -106,6 +125,8 @@ RoomEvent = (
     | TrackUnpublished
     | TrackMuted
     | ActiveSpeakersChanged
+    | TrackBandwidthPaused
+    | PublisherLayers
 )
 
 

@@ -21,9 +21,16 @@ from aiortc import sdp as aiortc_sdp
 from sfu.codecs import is_rtx, match_codec
 from sfu.consumer import Consumer
 from sfu.errors import InvalidSdpError, InvalidStateError, LimitExceededError, NotFoundError
-from sfu.events import ParticipantInfo, RoomEvent, SubscribedTrack
+from sfu.events import (
+    ParticipantInfo,
+    PublisherLayers,
+    RoomEvent,
+    SubscribedTrack,
+    TrackBandwidthPaused,
+)
 from sfu.plane.types import TrackSpec
 from sfu.producer import Producer
+from sfu.simulcast import SimulcastOffer, answer_simulcast, parse_simulcast_offer
 from sfu.tasks import spawn
 from sfu.transport import WebRtcTransport
 
@@ -359,6 +366,7 @@ class Participant:
         if not self.can_publish:
             raise InvalidStateError("participant may not publish")
         media = parse_offer_media(sdp)
+        simulcast = parse_simulcast_offer(sdp)
         if not media:
             raise InvalidSdpError("the offer has no audio or video m-line")
         if ice_ufrag(sdp) in self._stale_ufrags:
@@ -382,6 +390,11 @@ class Participant:
                 if sending and existing is None:
                     spec = specs.get(mid, TrackSpec(mid=mid, kind=kind))
                     if restarting and self._resume_orphan(transport, transceivers, spec, kind):
+                        resumed = transport.producers.get(mid)
+                        offer = simulcast.get(mid)
+                        if resumed is not None and resumed.layers and offer is not None:
+                            resumed.rid_ext_id = offer.rid_ext_id
+                            resumed.repaired_rid_ext_id = offer.repaired_rid_ext_id
                         continue
                     producer = self.room.router.create_producer(
                         transport,
@@ -399,12 +412,13 @@ class Participant:
                             producer.close()
                             raise InvalidSdpError(f"no codec negotiated for mid {mid}") from None
                     producer.paused = spec.muted
+                    self._setup_simulcast(producer, simulcast.get(mid))
                     self.producers[producer.id] = producer
                     producer.on_close(self._forget_producer)
                     added.append(producer)
                 elif not sending and existing is not None:
                     removed.append(existing)
-            answer = await transport.create_answer()
+            answer = answer_simulcast(await transport.create_answer(), simulcast)
             if restarting:  # tracks the client did not publish again are gone
                 orphans, self._orphans = list(self._orphans.values()), {}
                 removed.extend(orphans)
@@ -414,6 +428,48 @@ class Participant:
             self.room.on_published(self, producer)
         mids = {p.mid: p.id for p in self.producers.values()}
         return answer, mids
+
+    def _setup_simulcast(self, producer: Producer, offer: SimulcastOffer | None) -> None:
+        """Make ``producer`` a simulcast producer when its m-line sends simulcast; dynacast
+        changes go to this participant's listener (:class:`PublisherLayers`)."""
+        if offer is None or producer.kind != "video" or len(offer.rids) < 2:
+            return
+        producer.enable_simulcast(offer.rids, offer.rid_ext_id, offer.repaired_rid_ext_id)
+        if producer.dynacast is not None:
+            producer.dynacast.enabled = self.room.router.dynacast
+            producer.dynacast.on_change = self._on_dynacast
+
+    def _on_dynacast(self, producer: Producer, active: tuple[str, ...]) -> None:
+        if not self.closed:
+            self.listener.on_room_event(PublisherLayers(track=producer.id, active=active))
+
+    def _on_bandwidth_paused(self, consumer: Consumer, paused: bool) -> None:
+        if not self.closed:
+            producer = consumer.producer
+            self.listener.on_room_event(
+                TrackBandwidthPaused(
+                    participant=producer.participant_sid, track=producer.id, paused=paused
+                )
+            )
+
+    def set_track_settings(self, track_sid: str, *, visible: bool, width: int | None) -> None:
+        """Adaptive stream: the subscriber shows ``track_sid`` in a tile ``width`` CSS pixels
+        wide (None: unknown), or not at all (``visible`` False: no video is sent). A simulcast
+        track gets the smallest layer at least that wide that its bandwidth allows; a
+        one-layer video is paused while hidden.
+
+        Raises:
+            NotFoundError: when this participant is not subscribed to ``track_sid``.
+        """
+        consumer = self.subscriptions.get(track_sid)
+        if consumer is None:
+            raise NotFoundError(f"not subscribed to {track_sid}")
+        logger.debug("participant %s: %s visible=%s width=%s", self.sid, track_sid, visible, width)
+        if consumer.layers is not None:
+            consumer.layers.set_preference(visible, width)
+            consumer.transport.allocator.allocate()
+        elif consumer.kind == "video":
+            consumer.set_paused(not visible)
 
     def _resume_orphan(
         self,
@@ -503,6 +559,7 @@ class Participant:
             self.subscribe_transport = self.room.router.create_webrtc_transport(
                 self._on_transport_failed
             )
+            self.subscribe_transport.on_bandwidth_paused = self._on_bandwidth_paused
         return self.subscribe_transport
 
     def subscribe(self, producer: Producer) -> Consumer | None:

@@ -14,16 +14,19 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sfu import _aiortc_adapter as adapter
 from sfu import fastpath
 from sfu.codecs import CodecInfo, codec_info
+from sfu.dynacast import Dynacast
 from sfu.events import TrackInfo
+from sfu.rtp.bitrate import BitrateMeter
 from sfu.rtp.bwe import LossBasedEstimator
 from sfu.rtp.header import abs_send_time_now, find_extension, parse_rtp
 from sfu.rtp.keyframe import KeyframeRequestThrottle, is_keyframe
+from sfu.rtp.layers import vp8_keyframe_size
 from sfu.rtp.nack import NackGenerator
 from sfu.rtp.stats import ReceiveStats
 
@@ -125,6 +128,18 @@ class Producer:
         self._on_unconsumed: list[Callable[[Producer], None]] = []
         self._nack_timer: asyncio.TimerHandle | None = None
         self._on_close: list[Callable[[Producer], None]] = []
+        # Simulcast (RFC 8853): a parent has one child producer per layer, lowest first; a
+        # child's ``consumers`` are layer taps (sfu.rtp.layers), its ``rid`` names it.
+        self.layers: list[Producer] = []
+        self.parent: Producer | None = None
+        self.rid: str | None = None
+        self.rid_ext_id = 0
+        self.repaired_rid_ext_id = 0
+        self.frame_width = 0  # from the last VP8 keyframe of this (layer) producer, pixels
+        self.frame_height = 0
+        self.bitrate = BitrateMeter()
+        self.last_fraction_lost = 0  # of our last receiver report (1/256 units)
+        self.dynacast: Dynacast | None = None
 
     # -- negotiation ---------------------------------------------------------------------
 
@@ -135,21 +150,34 @@ class Producer:
             self.stats = ReceiveStats(self.codec.clock_rate)
             if self.kind == "video":
                 self.nack = NackGenerator()
+            if self.kind == "video" and self.rid is None:
                 self.bwe = LossBasedEstimator(
                     start_bps=min(1_000_000, self.max_bitrate_bps),
                     min_bps=min(100_000, self.max_bitrate_bps),
                     max_bps=self.max_bitrate_bps,
                 )
-        if rtp.ssrc is not None:
+        if self.layers:
+            for layer in self.layers:
+                layer.on_negotiated(rtp)
+            if self.bwe is not None and self.last_bwe_update is None:
+                self.bwe.estimate_bps = float(self.bwe.max_bps)  # all layers from the start
+        elif rtp.ssrc is not None and self.rid is None:
             self.ssrc = rtp.ssrc
-        if rtp.rtx_ssrc is not None:
+        if rtp.rtx_ssrc is not None and not self.layers and self.rid is None:
             self.rtx_ssrc = rtp.rtx_ssrc
         self.rtcp_ssrc = rtp.rtcp_ssrc
         self.audio_level_id = rtp.header_extensions.get(adapter.URI_AUDIO_LEVEL, 0)
         self.mid_id = rtp.header_extensions.get(adapter.URI_MID, 0)
 
     def counters(self) -> dict[str, int]:
-        """Monitoring counters (names from :data:`sfu.stats.COUNTER_NAMES`)."""
+        """Monitoring counters (names from :data:`sfu.stats.COUNTER_NAMES`); a simulcast
+        producer's are the sums over its layers."""
+        if self.layers:
+            total: dict[str, int] = {}
+            for layer in self.layers:
+                for name, value in layer.counters().items():
+                    total[name] = total.get(name, 0) + value
+            return total
         return {
             "packets_received": self.packets_received,
             "bytes_received": self.bytes_received,
@@ -236,6 +264,8 @@ class Producer:
             if keyframe:
                 self.keyframes_received += 1
                 self.keyframes.on_keyframe()
+                if self.rid is not None:
+                    self._on_layer_keyframe(payload)
             extra = abs_send_time_now(time.time())
         if self.paused:
             return
@@ -251,6 +281,58 @@ class Producer:
         for consumer in consumers:
             consumer.forward(marker, seq, ts, payload, extra, keyframe)
         self.packets_forwarded += len(consumers)
+
+    # -- simulcast (RFC 8853) ---------------------------------------------------------------
+
+    def enable_simulcast(self, rids: Iterable[str], rid_ext_id: int, repaired_ext_id: int) -> None:
+        """Make this video producer a simulcast parent with one child producer per rid
+        (lowest resolution first). Packets are bound to a layer by the ``rtp-stream-id`` (media)
+        or ``repaired-rtp-stream-id`` (RTX) header extension with ids ``rid_ext_id`` /
+        ``repaired_ext_id`` (RFC 8852). Idempotent for the same rids."""
+        rids = list(rids)
+        if [layer.rid for layer in self.layers] == rids:
+            return
+        self.rid_ext_id = rid_ext_id
+        self.repaired_rid_ext_id = repaired_ext_id
+        for rid in rids:
+            child = Producer(
+                transport=self.transport,
+                participant_sid=self.participant_sid,
+                mid=self.mid,
+                kind=self.kind,
+                source=self.source,
+                name=self.name,
+                keyframe_min_interval_ms=self.keyframes.min_interval_ms,
+                max_bitrate_bps=self.max_bitrate_bps,
+            )
+            child.id = f"{self.id}:{rid}"
+            child.rid = rid
+            child.parent = self
+            self.layers.append(child)
+        if self.codec is not None:
+            for child in self.layers:
+                child.codec = self.codec
+                child.stats = ReceiveStats(self.codec.clock_rate)
+                child.nack = NackGenerator()
+                child.rtcp_ssrc = self.rtcp_ssrc
+                child.mid_id = self.mid_id
+            if self.bwe is not None:
+                self.bwe.estimate_bps = float(self.bwe.max_bps)
+        self.dynacast = Dynacast(self)
+
+    def layer_for_rid(self, rid: str) -> Producer | None:
+        """The child producer of layer ``rid``, or None."""
+        for layer in self.layers:
+            if layer.rid == rid:
+                return layer
+        return None
+
+    def _on_layer_keyframe(self, payload: bytes) -> None:
+        codec = self.codec
+        if codec is not None and codec.name == "VP8":
+            size = vp8_keyframe_size(payload)
+            if size is not None:
+                self.frame_width, self.frame_height = size
 
     # -- feedback to the publisher ------------------------------------------------------------
 
@@ -272,7 +354,12 @@ class Producer:
 
     def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe (PLI), at most once per throttle interval; a
-        request inside the interval is sent when the interval ends (unless a keyframe came)."""
+        request inside the interval is sent when the interval ends (unless a keyframe came).
+        A simulcast parent asks every layer that is being sent."""
+        if self.layers:
+            for layer in self.layers:
+                layer.request_keyframe()
+            return
         if self.kind != "video" or self.closed or self.ssrc is None:
             return
         if self.keyframes.should_request(adapter.now_ms()):
@@ -305,6 +392,8 @@ class Producer:
         self.ssrc = None
         self.rtx_ssrc = None
         self.last_sr = None
+        for layer in self.layers:
+            layer.ssrc = layer.rtx_ssrc = layer.last_sr = None
         # The gap began with the last packet, not now (the failure is found seconds later):
         # the consumers' timestamps must advance by the whole gap, or the subscribers'
         # jitter buffers take the first packets after it for late ones.
@@ -340,6 +429,13 @@ class Producer:
         self.keyframes = KeyframeRequestThrottle(self.keyframes.min_interval_ms)
         self.last_bwe_update = None
         self.keyframe_on_connect = self.kind == "video"  # consumers wait for one
+        for layer in self.layers:
+            layer.transport = transport
+            layer.mid = mid
+            layer.codec = self.codec
+            layer.stats = ReceiveStats(self.codec.clock_rate) if self.codec else None
+            layer.nack = NackGenerator()
+            layer.keyframes = KeyframeRequestThrottle(self.keyframes.min_interval_ms)
         transport.adopt_producer(self)
         if not self.paused:  # else the gap ends when the producer is unmuted
             for consumer in self.consumers:
@@ -398,6 +494,9 @@ class Producer:
         if self._nack_timer is not None:
             self._nack_timer.cancel()
             self._nack_timer = None
+        for layer in self.layers:
+            layer.consumers.clear()  # layer taps: the consumers close below
+            layer.close()
         for consumer in list(self.consumers):
             consumer.close()
         self.consumers.clear()

@@ -31,6 +31,7 @@ class Router:
         keyframe_min_interval_ms: per-producer keyframe request throttle (ms).
         nack_buffer_packets: per video consumer retransmission buffer (packets).
         max_publish_bitrate_bps: cap of the REMB sent to each video publisher (bits/s).
+        dynacast: pause simulcast layers no subscriber uses at the publisher (sfu.dynacast).
         ice_connect_timeout_s: a transport not connected this many seconds after its creation
             fails (s); None never times out.
         max_producers_per_participant: most producers one participant may have at once; it
@@ -51,6 +52,7 @@ class Router:
         keyframe_min_interval_ms: int = 500,
         nack_buffer_packets: int = 512,
         max_publish_bitrate_bps: int = 3_000_000,
+        dynacast: bool = True,
         ice_connect_timeout_s: float | None = 30.0,
         max_producers_per_participant: int = 8,
         totals: Totals | None = None,
@@ -62,6 +64,7 @@ class Router:
         self.ice_servers = list(ice_servers)
         self.max_producers_per_participant = max_producers_per_participant
         self.max_publish_bitrate_bps = max_publish_bitrate_bps
+        self.dynacast = dynacast
         self.totals = totals if totals is not None else Totals()
         self.keyframe_min_interval_ms = keyframe_min_interval_ms
         self.nack_buffer_packets = nack_buffer_packets

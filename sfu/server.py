@@ -31,6 +31,7 @@ class MediaSettings:
             publish at once; more get :class:`sfu.errors.LimitExceededError`.
         media_timeout_s: a connected transport whose peer is silent this long fails (s);
             None disables the liveness watchdog.
+        dynacast: pause unused simulcast layers at the publisher (:mod:`sfu.dynacast`).
         audio_loss_proxying: the receiver reports sent to an Opus publisher carry the worst
             fraction lost its subscribers report, so its encoder adds in-band FEC.
         rtc_port: when set, every WebRtcTransport of this process receives its media on this
@@ -53,6 +54,7 @@ class MediaSettings:
     rtc_port: int | None = None
     rtc_announced_address: str | None = None
     fast_path: bool = True
+    dynacast: bool = True
 
 
 class MediaServer:
@@ -95,6 +97,7 @@ class MediaServer:
                 media_timeout_s=self.settings.media_timeout_s,
                 audio_loss_proxying=self.settings.audio_loss_proxying,
                 udp_mux=self.udp_mux,
+                dynacast=self.settings.dynacast,
             )
             room = Room(name, router, on_empty=self._on_room_empty)
             self.rooms[name] = room

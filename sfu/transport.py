@@ -37,10 +37,12 @@ from aiortc.rtp import (
     RtcpRtpfbPacket,
     RtcpSrPacket,
     pack_remb_fci,
+    unpack_remb_fci,
 )
 from aiortc.sdp import candidate_from_sdp
 
 from sfu import _aiortc_adapter as adapter
+from sfu.allocation import BandwidthAllocator
 from sfu.codecs import preferences_for
 from sfu.consumer import Consumer
 from sfu.errors import InvalidSdpError, InvalidStateError
@@ -156,6 +158,7 @@ class WebRtcTransport:
         self.nack_buffer_packets = nack_buffer_packets
         self.producers: dict[str, Producer] = {}
         self._producers_by_ssrc: dict[int, Producer] = {}
+        self._layer_ssrcs: dict[str, dict[int, tuple[str, bool]]] = {}  # mid -> ssrc -> rid
         self.consumers: dict[str, Consumer] = {}
         self._consumers_by_transceiver: dict[int, Consumer] = {}
         self._consumers_by_ssrc: dict[int, Consumer] = {}
@@ -174,6 +177,10 @@ class WebRtcTransport:
         self.media_timeout_s = media_timeout_s
         self.audio_loss_proxying = audio_loss_proxying
         self._watch_task: asyncio.Task[None] | None = None
+        self.allocator = BandwidthAllocator(
+            lambda: list(self.consumers.values()), self._on_bandwidth_paused
+        )
+        self.on_bandwidth_paused: Callable[[Consumer, bool], None] | None = None
         self._on_connected: list[Callable[[WebRtcTransport], None]] = []
         self._connect_timer: asyncio.TimerHandle | None = None
         if connect_timeout_s is not None:
@@ -406,8 +413,16 @@ class WebRtcTransport:
     def _forget_producer(self, producer: Producer) -> None:
         if self.producers.get(producer.mid) is producer:
             del self.producers[producer.mid]
-        for ssrc in [s for s, p in self._producers_by_ssrc.items() if p is producer]:
-            del self._producers_by_ssrc[ssrc]
+        for ssrc in [
+            s for s, p in self._producers_by_ssrc.items() if p is producer or p.parent is producer
+        ]:
+            layer = self._producers_by_ssrc.pop(ssrc)
+            if layer.rid is not None:
+                # A sender reusing this m-line (replaceTrack on a stopped camera) keeps its
+                # SSRCs and no longer names the rid in every packet (libwebrtc stops once our
+                # receiver reports acknowledged the SSRC): remember which layer each one was.
+                known = self._layer_ssrcs.setdefault(producer.mid, {})
+                known[ssrc] = (layer.rid, ssrc == layer.rtx_ssrc)
 
     # -- consumers -----------------------------------------------------------------------------
 
@@ -516,6 +531,9 @@ class WebRtcTransport:
         except Exception as exc:
             logger.warning("consumer %s not started: %s", consumer.id, exc)
             consumer.close()
+            return
+        if consumer.layers is not None:
+            self.allocator.allocate()
 
     def on_rtp(self, data: bytes, arrival_ms: int) -> None:
         """Route one decrypted RTP packet to its producer (by SSRC, else by mid)."""
@@ -540,6 +558,18 @@ class WebRtcTransport:
         for producer in self.producers.values():
             if not producer.mid_id or not prof:
                 continue
+            if producer.layers:
+                layer = _route_layer(producer, data, start, end, prof, pt)
+                if layer is None:
+                    layer = self._known_layer(producer, ssrc)
+                if layer is None:
+                    continue
+                self._producers_by_ssrc[ssrc] = layer[0]
+                if layer[1]:
+                    layer[0].rtx_ssrc = ssrc
+                else:
+                    layer[0].ssrc = ssrc
+                return layer[0]
             try:
                 mid = find_extension(data, start, end, prof, producer.mid_id)
             except ValueError:
@@ -556,6 +586,14 @@ class WebRtcTransport:
             self._producers_by_ssrc[ssrc] = producer
             return producer
         return None
+
+    def _known_layer(self, producer: Producer, ssrc: int) -> tuple[Producer, bool] | None:
+        """The layer ``ssrc`` carried on ``producer``'s m-line before (see _forget_producer)."""
+        known = self._layer_ssrcs.get(producer.mid, {}).get(ssrc)
+        if known is None:
+            return None
+        layer = producer.layer_for_rid(known[0])
+        return (layer, known[1]) if layer is not None else None
 
     def on_rtcp(self, data: bytes) -> None:
         """Handle one decrypted compound RTCP packet (RFC 3550 §6, RFC 4585 §6)."""
@@ -575,7 +613,10 @@ class WebRtcTransport:
             elif isinstance(packet, RtcpRrPacket):
                 self._on_report_blocks(packet.reports)
             elif isinstance(packet, RtcpPsfbPacket):
-                if packet.fmt == RTCP_PSFB_PLI:
+                if packet.fmt == RTCP_PSFB_APP and self.consumers:
+                    with contextlib.suppress(ValueError):
+                        self.allocator.on_remb(unpack_remb_fci(packet.fci)[0])
+                elif packet.fmt == RTCP_PSFB_PLI:
                     consumer = self._consumers_by_ssrc.get(packet.media_ssrc)
                     if consumer is not None:
                         self.plis_received += 1
@@ -595,18 +636,25 @@ class WebRtcTransport:
                     if consumer is not None:
                         self.nacks_received += 1
                         consumer.retransmit(packet.lost)
+                        if consumer.kind == "video":
+                            self.allocator.on_nack(len(packet.lost))
             elif isinstance(packet, RtcpByePacket):
                 pass  # the signaling layer ends tracks; BYE alone does not
 
     def _on_report_blocks(self, reports: list[RtcpReceiverInfo]) -> None:
         # RFC 3550 §6.4.1: report blocks about our consumers' SSRCs carry LSR/DLSR (RTT).
         now = None
+        worst_video = -1
         for report in reports:
             consumer = self._consumers_by_ssrc.get(report.ssrc)
             if consumer is not None:
                 if now is None:
                     now = adapter.now_ms()
                 consumer.on_report_block(report.lsr, report.dlsr, now, report.fraction_lost)
+                if consumer.kind == "video" and consumer.packets_sent:
+                    worst_video = max(worst_video, report.fraction_lost)
+        if worst_video >= 0:
+            self.allocator.on_loss(worst_video / 256)
 
     # -- RTCP we send --------------------------------------------------------------------------
 
@@ -650,12 +698,13 @@ class WebRtcTransport:
         blocks: list[RtcpReceiverInfo] = []
         sender_ssrc = 0
         now = time.monotonic()
-        for producer in list(self.producers.values()):
+        for producer in self._rtp_producers():
             stats = producer.stats
             if stats is None or producer.ssrc is None or not stats.packets:
                 continue
             sender_ssrc = producer.rtcp_ssrc
             fraction, lost, highest, jitter = stats.report()
+            producer.last_fraction_lost = fraction
             if producer.bwe is not None:
                 elapsed = now - producer.last_bwe_update if producer.last_bwe_update else 0.0
                 producer.last_bwe_update = now
@@ -683,6 +732,54 @@ class WebRtcTransport:
             out += bytes(RtcpRrPacket(ssrc=sender_ssrc, reports=blocks[i : i + 31]))
         return out
 
+    def _rtp_producers(self) -> list[Producer]:
+        """Every producer that receives RTP: one-layer producers and simulcast layers."""
+        out: list[Producer] = []
+        for producer in list(self.producers.values()):
+            if producer.layers:
+                out.extend(producer.layers)
+            else:
+                out.append(producer)
+        return out
+
+    def _simulcast_tick(self) -> None:
+        # Subscribe side: re-share the bandwidth; publish side: REMB for every simulcast
+        # producer (all its layers' SSRCs) and dynacast's delayed layer pauses.
+        if any(consumer.layers is not None for consumer in self.consumers.values()):
+            self.allocator.allocate()
+        now = time.monotonic()
+        for producer in list(self.producers.values()):
+            if not producer.layers:
+                continue
+            if producer.dynacast is not None:
+                producer.dynacast.update(now)
+            self._send_simulcast_remb(producer, now)
+
+    def _send_simulcast_remb(self, producer: Producer, now: float) -> None:
+        """REMB for a simulcast producer: the loss-based estimate of its worst layer, listing
+        every layer's SSRC (the publisher applies it to the whole track)."""
+        ssrcs = [layer.ssrc for layer in producer.layers if layer.ssrc is not None]
+        if producer.bwe is None or not ssrcs:
+            return
+        worst = 0
+        for layer in producer.layers:
+            worst = max(worst, layer.last_fraction_lost)
+        elapsed = now - producer.last_bwe_update if producer.last_bwe_update else 0.0
+        producer.last_bwe_update = now
+        bitrate = producer.bwe.update(worst / 256, elapsed, now)
+        packet = RtcpPsfbPacket(
+            fmt=RTCP_PSFB_APP,
+            ssrc=producer.layers[0].rtcp_ssrc,
+            media_ssrc=0,
+            fci=pack_remb_fci(int(bitrate), ssrcs),
+        )
+        self._send_rtcp(bytes(packet))
+
+    def _on_bandwidth_paused(self, consumer: Consumer, paused: bool) -> None:
+        callback = self.on_bandwidth_paused
+        if callback is not None:
+            callback(consumer, paused)
+
     def _proxied_fraction_lost(self, producer: Producer, own: int) -> int:
         # Audio loss proxying (sfu/rtp/loss_proxy.py): only Opus producers, only fraction lost.
         codec = producer.codec
@@ -704,8 +801,9 @@ class WebRtcTransport:
             while not self.closed:
                 await asyncio.sleep(RTCP_INTERVAL_S * (0.5 + random.random()))
                 now = adapter.now_ms()
-                for producer in list(self.producers.values()):
+                for producer in self._rtp_producers():
                     producer.poll_keyframe_request(now)
+                self._simulcast_tick()
                 rr = self._receiver_reports()
                 if rr:
                     self._send_rtcp(rr)
@@ -747,12 +845,39 @@ class WebRtcTransport:
         """Monitoring counters of the transport itself (names from
         :data:`sfu.stats.COUNTER_NAMES`; its producers and consumers report their own)."""
         raw = self._raw
+        # datagrams the compiled fan-out sent on this transport's DTLS (sfu.fastpath) count too
+        native = adapter.native_sender(raw) if raw else None
         return {
-            "packets_sent": raw.packets_sent if raw else 0,
-            "bytes_sent": raw.bytes_sent if raw else 0,
-            "send_dropped": raw.dropped if raw else 0,
+            "packets_sent": (raw.packets_sent if raw else 0)
+            + (int(native.packets_sent) if native is not None else 0),
+            "bytes_sent": (raw.bytes_sent if raw else 0)
+            + (int(native.bytes_sent) if native is not None else 0),
+            "send_dropped": (raw.dropped if raw else 0)
+            + (int(native.dropped) if native is not None else 0),
             "nacks_received": self.nacks_received,
             "plis_received": self.plis_received,
             "rtcp_received": self.rtcp_received,
             "packets_dropped": self.unknown_packets,
         }
+
+
+def _route_layer(
+    producer: Producer, data: bytes, start: int, end: int, prof: int, pt: int
+) -> tuple[Producer, bool] | None:
+    """The simulcast layer of ``producer`` a packet with an unsignalled SSRC belongs to, by its
+    mid and ``rtp-stream-id`` (media) or ``repaired-rtp-stream-id`` (RTX) header extension
+    (RFC 8852 §3, RFC 8853): (layer, is RTX), or None."""
+    try:
+        mid = find_extension(data, start, end, prof, producer.mid_id)
+        if mid is None or mid.decode(errors="replace") != producer.mid:
+            return None
+        codec = producer.codec
+        rtx = codec is not None and pt == codec.rtx_payload_type
+        ext_id = producer.repaired_rid_ext_id if rtx else producer.rid_ext_id
+        rid = find_extension(data, start, end, prof, ext_id) if ext_id else None
+    except ValueError:
+        return None
+    if rid is None:
+        return None
+    layer = producer.layer_for_rid(rid.decode(errors="replace"))
+    return (layer, rtx) if layer is not None else None

@@ -38,6 +38,7 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
                 str(settings.rtc_announced_address) if settings.rtc_announced_address else None
             ),
             fast_path=settings.fast_path,
+            dynacast=settings.dynacast,
         )
     )
     app[keys.MEDIA] = media

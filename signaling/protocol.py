@@ -158,6 +158,21 @@ class MuteRequest(_Msg):
     muted: bool
 
 
+class TrackSettingsRequest(_Msg):
+    """Adaptive stream (LiveKit's ``UpdateTrackSettings``): how the caller shows a track it is
+    subscribed to. ``visible`` False: no video is sent; ``width``/``height``: the tile's size in
+    CSS pixels, so a simulcast track is sent in the smallest layer at least that large (that
+    the subscriber's bandwidth allows). Answered with ``ok``; ``not_found`` when not
+    subscribed to ``track``."""
+
+    type: Literal["track_settings"]
+    id: RequestId | None = None
+    track: Annotated[str, Field(max_length=64)]
+    visible: bool = True
+    width: Annotated[int, Field(ge=0, le=16384)] | None = None
+    height: Annotated[int, Field(ge=0, le=16384)] | None = None
+
+
 # --- whiteboard: requests and events (docs/protocol.md, "Whiteboard") -------------------
 
 BOARD_WIDTH = 1600
@@ -517,6 +532,7 @@ Request = Annotated[
     | AnswerRequest
     | TrickleRequest
     | MuteRequest
+    | TrackSettingsRequest
     | LeaveRequest
     | PingRequest
     | ResumeRequest
@@ -561,7 +577,7 @@ STAGE_REQUEST_TYPES = frozenset(
         "respond_knock",
     }
 )
-MEDIA_REQUEST_TYPES = frozenset({"restart_media"})
+MEDIA_REQUEST_TYPES = frozenset({"restart_media", "track_settings"})
 REQUEST_TYPES = (
     frozenset({"join", "offer", "answer", "trickle", "mute", "leave", "ping", "chat", "reaction"})
     | frozenset({"resume"})
@@ -719,6 +735,27 @@ class TrackMutedEvent(_Msg):
     track: str
     muted: bool
     remote: bool = False
+
+
+class TrackPausedForBandwidthEvent(_Msg):
+    """To one subscriber: its video of ``track`` (published by ``participant``) is paused
+    because not even the lowest simulcast layer fits its downlink (``paused`` True), or flows
+    again (False). Audio is never paused for bandwidth."""
+
+    type: Literal["track_paused_for_bandwidth"] = "track_paused_for_bandwidth"
+    participant: str
+    track: str
+    paused: bool
+
+
+class PublisherLayersEvent(_Msg):
+    """To a publisher (dynacast): send only the simulcast encodings whose rids are in
+    ``active`` for its track ``track``; nobody receives the others. The client sets
+    ``active`` on each encoding with ``RTCRtpSender.setParameters``."""
+
+    type: Literal["publisher_layers"] = "publisher_layers"
+    track: str
+    active: list[str]
 
 
 class RoleChangedEvent(_Msg):
@@ -966,6 +1003,8 @@ Response = Annotated[
     | TrackPublishedEvent
     | TrackUnpublishedEvent
     | TrackMutedEvent
+    | TrackPausedForBandwidthEvent
+    | PublisherLayersEvent
     | ActiveSpeakersEvent
     | ChatEvent
     | ChatHistoryEvent

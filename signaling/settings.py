@@ -69,6 +69,7 @@ class Settings(BaseSettings):
         nack_buffer_packets: size of each video consumer's retransmission buffer (packets,
             power of two).
         max_publish_bitrate_bps: the most a video publisher is told to send (REMB cap, bits/s).
+        dynacast: tell simulcast publishers to pause the layers no subscriber uses.
         ice_connect_timeout_s: a WebRTC transport not connected (ICE and DTLS) this many
             seconds after it was created is closed as failed, releasing its UDP port.
         media_timeout_s: a connected WebRTC transport whose peer has sent nothing and answered
@@ -205,6 +206,7 @@ class Settings(BaseSettings):
     rtc_port: int | None = Field(default=None, ge=1, le=65535)
     rtc_announced_address: IPvAnyAddress | None = None
     fast_path: bool = True
+    dynacast: bool = True
     env: Literal["development", "production"] = "development"
     workers: int = Field(default_factory=default_workers, ge=0, le=1024)
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)

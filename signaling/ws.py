@@ -127,6 +127,12 @@ def event_message(event: ev.RoomEvent) -> BaseModel:
                 for s in event.speakers
             ]
         )
+    if isinstance(event, ev.TrackBandwidthPaused):
+        return p.TrackPausedForBandwidthEvent(
+            participant=event.participant, track=event.track, paused=event.paused
+        )
+    if isinstance(event, ev.PublisherLayers):
+        return p.PublisherLayersEvent(track=event.track, active=list(event.active))
     return p.TrackMutedEvent(
         participant=event.participant, track=event.track, muted=event.muted, remote=event.remote
     )
@@ -584,6 +590,11 @@ class Session:
             self.send(p.OkResponse(ref=request.id))
         elif isinstance(request, p.MuteRequest):
             await media.set_track_muted(participant.sid, request.track, request.muted)
+            self.send(p.OkResponse(ref=request.id))
+        elif isinstance(request, p.TrackSettingsRequest):
+            await media.set_track_settings(
+                participant.sid, request.track, request.visible, request.width
+            )
             self.send(p.OkResponse(ref=request.id))
         elif request.type in p.BOARD_REQUEST_TYPES:
             await self.app[BOARD].handle(

@@ -127,6 +127,19 @@ class MediaPlane(Protocol):
         """
         ...
 
+    async def set_track_settings(
+        self, participant: str, track: str, visible: bool, width: int | None
+    ) -> None:
+        """Adaptive stream: the subscriber ``participant`` shows ``track`` in a tile ``width``
+        CSS pixels wide (None: unknown), or not at all (``visible`` False: no video is sent).
+        A simulcast track gets the smallest layer at least that wide its bandwidth allows
+        (RFC 8853 layers, :mod:`sfu.rtp.layers`); a one-layer video is paused while hidden.
+
+        Raises:
+            NotFoundError: unknown participant, or it is not subscribed to ``track``.
+        """
+        ...
+
     async def unpublish(self, participant: str, track: str) -> None:
         """Close one producer (its consumers everywhere go; the room sees
         ``TrackUnpublished``).

@@ -203,6 +203,12 @@ class LocalMediaPlane:
         """See :meth:`sfu.plane.api.MediaPlane.set_track_muted`."""
         self._get(participant).set_track_muted(track, muted, remote=remote)
 
+    async def set_track_settings(
+        self, participant: str, track: str, visible: bool, width: int | None
+    ) -> None:
+        """See :meth:`sfu.plane.api.MediaPlane.set_track_settings`."""
+        self._get(participant).set_track_settings(track, visible=visible, width=width)
+
     async def unpublish(self, participant: str, track: str) -> None:
         """See :meth:`sfu.plane.api.MediaPlane.unpublish`."""
         await self._get(participant).unpublish(track)

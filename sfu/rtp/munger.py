@@ -168,6 +168,11 @@ class RtpMunger:
         munger.started = bool(munger.started)
         return munger
 
+    @property
+    def last_in_ts(self) -> int:
+        """The producer timestamp (32-bit) of the packet with ``last_seq``."""
+        return (self.last_ts - self._ts_offset) & _TS_MASK
+
     def unmunge_seq(self, out_seq: int) -> int:
         """Map an outgoing 16-bit seq (e.g. from a consumer NACK, RFC 4585) back
         to the producer's 16-bit seq under the current offset.

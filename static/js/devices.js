@@ -6,7 +6,7 @@
 
 const STORE_KEYS = { audio: 'sfu.device.audioinput', video: 'sfu.device.videoinput' };
 const DEVICE_KIND = { audio: 'audioinput', video: 'videoinput' };
-const VIDEO_SIZE = { width: 640, height: 480 };
+const VIDEO_SIZE = { width: 1280, height: 720 }; // 720p: three simulcast layers (publisher.js)
 
 export function stored(kind) {
   try {

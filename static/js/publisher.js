@@ -15,6 +15,24 @@ import { getCamera, getLocalMedia } from './devices.js';
 
 const GATHER_CAP_MS = 3000;
 
+// The camera as three simulcast encodings (RFC 8853; rids named as LiveKit's): quarter, half
+// and full resolution, lowest first. The SFU forwards each subscriber the one its link and its
+// tile can use, and pauses (dynacast, `publisher_layers`) the ones nobody uses.
+export const CAMERA_ENCODINGS = [
+  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000, maxFramerate: 15 },
+  { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+];
+
+/** addTransceiver init for a local track: the camera is simulcast, audio never is. */
+function senderInit(track, streams, source) {
+  const init = { direction: 'sendonly', streams };
+  if (track.kind === 'video' && source === 'camera') {
+    init.sendEncodings = CAMERA_ENCODINGS.map((e) => ({ ...e }));
+  }
+  return init;
+}
+
 export class Publisher {
   /** @param {import('./session.js').Session} session  the Session this publishes for */
   constructor(session) {
@@ -71,10 +89,10 @@ export class Publisher {
     const pc = this.open();
     for (const entry of entries) {
       const stream = entry === this.screen ? new MediaStream([entry.track]) : this.localStream;
-      entry.transceiver = pc.addTransceiver(entry.track, {
-        direction: 'sendonly',
-        streams: stream ? [stream] : [],
-      });
+      entry.transceiver = pc.addTransceiver(
+        entry.track,
+        senderInit(entry.track, stream ? [stream] : [], entry.source),
+      );
       entry.mid = null;
     }
     this.spareScreenTransceiver = null; // they belonged to the closed PC
@@ -130,11 +148,8 @@ export class Publisher {
   }
 
   _addLocalSender(track) {
-    const transceiver = this.pc.addTransceiver(track, {
-      direction: 'sendonly',
-      streams: [this.localStream],
-    });
     const source = track.kind === 'audio' ? 'microphone' : 'camera';
+    const transceiver = this.pc.addTransceiver(track, senderInit(track, [this.localStream], source));
     this.local[track.kind] = {
       kind: track.kind,
       track,
@@ -145,6 +160,27 @@ export class Publisher {
       source,
       name: source,
     };
+  }
+
+  /**
+   * Dynacast (`publisher_layers`): send only the simulcast encodings whose rid is in `active`
+   * for our track `sid` (RTCRtpSender.setParameters, W3C WebRTC §5.2); the others are paused.
+   */
+  async setActiveLayers(sid, active) {
+    const entry = this.sending().find((e) => e.sid === sid);
+    if (!entry || !entry.transceiver) return;
+    const sender = entry.transceiver.sender;
+    const params = sender.getParameters();
+    if (!params.encodings || params.encodings.length < 2) return;
+    let changed = false;
+    for (const enc of params.encodings) {
+      const on = active.includes(enc.rid);
+      if (enc.active !== on) {
+        enc.active = on;
+        changed = true;
+      }
+    }
+    if (changed) await sender.setParameters(params);
   }
 
   /** The local entries the publish PC sends: microphone, camera, screen share. */
@@ -415,7 +451,7 @@ export class Publisher {
       await transceiver.sender.replaceTrack(track);
       transceiver.direction = 'sendonly';
     } else {
-      transceiver = pc.addTransceiver(track, { direction: 'sendonly', streams: [new MediaStream([track])] });
+      transceiver = pc.addTransceiver(track, senderInit(track, [new MediaStream([track])], 'camera'));
     }
     this.local.video = {
       kind: 'video',

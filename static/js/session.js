@@ -646,6 +646,12 @@ export class Session extends EventTarget {
       case 'active_speakers':
         this.roster.onActiveSpeakers(msg);
         break;
+      case 'publisher_layers': // dynacast: pause the simulcast layers nobody receives
+        this.publisher.setActiveLayers(msg.track, msg.active).catch((err) => this._error(err, 'layers'));
+        break;
+      case 'track_paused_for_bandwidth':
+        this.subscriber.onBandwidthPaused(msg);
+        break;
       case 'chat':
         this._emit('chat', { message: msg.message });
         break;

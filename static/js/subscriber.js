@@ -10,6 +10,7 @@
 import { PathWatchdog, Trickler, waitForGathering } from './rtc.js';
 import { Tile } from './ui.js';
 import { isScreenSource } from './roster.js';
+import { AdaptiveStream } from './adaptive.js';
 
 const GATHER_CAP_MS = 3000;
 
@@ -24,6 +25,7 @@ export class Subscriber {
     this.offers = 0; // server offers answered
     this.watchdog = null; // PathWatchdog of the subscribe PC
     this.restarts = 0; // media restarts of the subscribe side
+    this.adaptive = null; // AdaptiveStream: tile sizes and visibility to the server
   }
 
   /** Make the subscribe PC (on `joined`). */
@@ -37,9 +39,46 @@ export class Subscriber {
     this.watchdog = new PathWatchdog(pc, () => {
       if (this.pc === pc) this.restart(true);
     });
+    if (!this.adaptive) this.adaptive = new AdaptiveStream(this.s, () => this.videoTiles());
+  }
+
+  /**
+   * The received video tracks (sids) and the element each one is shown in: the largest
+   * <video> playing it (a grid tile, a pinned or speaker view, a podcast stage card), or null.
+   */
+  *videoTiles() {
+    const s = this.s;
+    if (!this.pc) return;
+    const videos = [...document.querySelectorAll('video')].filter((v) => v.srcObject);
+    for (const tr of this.pc.getTransceivers()) {
+      const info = tr.mid ? this.mids.get(tr.mid) : undefined;
+      if (!info || info.kind !== 'video' || (s.me && info.participant === s.me.sid)) continue;
+      const track = tr.receiver.track;
+      let best = null;
+      let bestWidth = -1;
+      for (const v of videos) {
+        if (!v.srcObject.getVideoTracks().includes(track)) continue;
+        const width = v.getBoundingClientRect().width;
+        if (width > bestWidth) {
+          best = v;
+          bestWidth = width;
+        }
+      }
+      yield { track: info.track, el: best };
+    }
+  }
+
+  /** `track_paused_for_bandwidth`: show (or clear) the note on the tile of that video. */
+  onBandwidthPaused(msg) {
+    const p = this.s.roster.participants.get(msg.participant);
+    if (!p) return;
+    const tile = this._isScreenTrack(p, msg.track) ? p.screenTile : p.tile;
+    if (tile) tile.setBandwidthPaused(msg.paused);
   }
 
   close() {
+    if (this.adaptive) this.adaptive.stop();
+    this.adaptive = null;
     if (this.watchdog) this.watchdog.stop();
     if (this.pc) this.pc.close();
   }

@@ -240,6 +240,23 @@ export class Tile {
     else this.el.dataset.speakerRank = String(rank);
   }
 
+  /** The server paused this tile's video: the viewer's link cannot carry even its lowest
+   * layer (`track_paused_for_bandwidth`); the audio continues. */
+  setBandwidthPaused(paused) {
+    if (paused) this.el.dataset.bandwidthPaused = 'true';
+    else delete this.el.dataset.bandwidthPaused;
+    if (paused && !this.bwNote) {
+      this.bwNote = document.createElement('div');
+      this.bwNote.className = 'bw-note';
+      this.bwNote.setAttribute('role', 'status');
+      this.bwNote.textContent = 'Video paused: poor connection';
+      this.el.append(this.bwNote);
+    } else if (!paused && this.bwNote) {
+      this.bwNote.remove();
+      this.bwNote = null;
+    }
+  }
+
   setMuted({ mic, cam }) {
     if (mic !== undefined) {
       this.el.dataset.micMuted = String(Boolean(mic));
