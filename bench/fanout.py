@@ -6,11 +6,15 @@ Usage: ``python -m bench.fanout --listeners 200 [--duration 10] [--baseline-list
 
 Every server runs in its own process on 127.0.0.1. The speaker sends real Opus at 50
 packets/s (``opus``), or Opus plus VP8 at about 500 kbit/s, 15 fps (``av``); listeners count
-packets without decoding (a few probes also match payloads to measure latency). Printed per
-server and media, measured in this one run:
+packets without decoding (a few probes also match payloads to measure latency) and, as real
+receivers do, send an RTCP receiver report every 0.5-1.5 s and answer ICE consent checks
+(``--receiver-reports off``: silent listeners). Our SFU gets all media on one UDP port
+(``SFU_RTC_PORT``; ``--rtc-port per-transport``: a port per transport). ``--profile DIR``
+records py-spy on our SFU over each window (``python -m bench.profile_summary`` sums it up).
+Printed per server and media, measured in this one run:
 
 * server CPU (us) per forwarded packet, from /proc/<pid>/stat over the measurement window,
-  and the server's share of one core;
+  the server's share of one core, and the kernel's share of the server's CPU;
 * delivery ratio per listener (min / median), the packets each listener got over the packets
   the speaker sent in the window;
 * added latency p50/p99 (ms), publisher send to probe arrival (our SFU only: MediaRelay
@@ -60,6 +64,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def sys_cpu_seconds(pid: int) -> float:
+    """stime (kernel CPU time) of process ``pid`` (s), from /proc (Linux)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[12]) / CLK_TCK
+
+
 def own_cpu_seconds() -> float:
     """CPU time of this (the tester's) process (s)."""
     t = os.times()
@@ -80,6 +91,7 @@ class Result:
     server_cpu_s: float
     us_per_packet: float
     core_share: float
+    kernel_share: float
     delivery_min: float
     delivery_median: float
     listeners_complete: int
@@ -127,6 +139,16 @@ def _percentile(values: list[float], q: float) -> float | None:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
+def _start_profiler(pid: int, duration: float, path: str) -> subprocess.Popen[bytes]:
+    """py-spy (``py-spy record``, collapsed stacks incl. native frames of C extensions and
+    idle) on process ``pid`` for ``duration`` s, written to ``path``; sampling does not stop
+    the process (``--nonblocking``)."""
+    py_spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
+    cmd = [py_spy, "record", "--pid", str(pid), "--duration", str(max(1, int(duration)))]
+    cmd += ["--rate", "250", "--format", "raw", "--idle", "--nonblocking", "-o", path]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 async def _measure(
     name: str,
     media: str,
@@ -136,6 +158,7 @@ async def _measure(
     duration: float,
     join_s: float,
     listeners: int,
+    profile: str | None = None,
 ) -> Result:
     await asyncio.sleep(1.0)  # settle
     # Until the tester's own event loop keeps up again (DTLS handshakes and the first packets
@@ -156,11 +179,16 @@ async def _measure(
     try:
         start_counts = [sum(c.packets.values()) for c in counters]
         sent0, cpu0, own0 = publisher.sent, cpu_seconds(pid), own_cpu_seconds()
+        sys0 = sys_cpu_seconds(pid)
         t0 = time.monotonic()
+        profiler = _start_profiler(pid, duration, profile) if profile else None
         await asyncio.sleep(duration)
         sent1, cpu1, own1 = publisher.sent, cpu_seconds(pid), own_cpu_seconds()
+        sys1 = sys_cpu_seconds(pid)
         end_counts = [sum(c.packets.values()) for c in counters]
         t1 = time.monotonic()
+        if profiler is not None:
+            await asyncio.to_thread(profiler.wait, 30)
         # Packets in flight at t0 and at t1 (latency is far below the 20 ms packet interval)
         # shift a count by at most one packet either way.
         sent = sent1 - sent0
@@ -181,6 +209,7 @@ async def _measure(
             server_cpu_s=round(cpu, 3),
             us_per_packet=round(cpu / delivered * 1e6, 2) if delivered else float("inf"),
             core_share=round(cpu / window, 3),
+            kernel_share=round((sys1 - sys0) / cpu, 3) if cpu else 0.0,
             delivery_min=round(ratios[0], 4),
             delivery_median=round(statistics.median(ratios), 4),
             listeners_complete=sum(1 for r in ratios if r >= 0.995),
@@ -202,14 +231,21 @@ async def run_sfu(
     *,
     fast: bool,
     video: list[list[bytes]] | None = None,
+    one_port: bool = True,
+    profile: str | None = None,
+    receiver_reports: bool = True,
 ) -> Result:
     """Our SFU in its own process (``SFU_FAST_PATH`` = ``fast``): one raw speaker (Opus, plus
-    VP8 when ``video``), ``listeners`` count-only listeners."""
+    VP8 when ``video``), ``listeners`` count-only listeners. ``one_port``: all media on one
+    UDP port (``SFU_RTC_PORT``), else ephemeral ports per transport. ``profile``: a py-spy
+    profile of the server over the measurement window is written to this file.
+    ``receiver_reports``: listeners send RTCP receiver reports about once a second, as real
+    receivers do (False: none, the listeners of earlier runs)."""
     secret = secrets.token_urlsafe(48)
-    proc, url = start_server(
-        tempfile.mkdtemp(prefix="sfu-bench-"),
-        env={"SFU_JWT_SECRET": secret, "SFU_FAST_PATH": "1" if fast else "0"},
-    )
+    env = {"SFU_JWT_SECRET": secret, "SFU_FAST_PATH": "1" if fast else "0"}
+    if one_port:
+        env["SFU_RTC_PORT"] = str(free_port())
+    proc, url = start_server(tempfile.mkdtemp(prefix="sfu-bench-"), env=env)
 
     def token(identity: str) -> str:
         grant = VideoGrant(room="bench", roomJoin=True, canPublish=True, canSubscribe=True)
@@ -226,7 +262,14 @@ async def run_sfu(
         publisher.start()
         started = time.monotonic()
         for i in range(listeners):
-            client = RoomClient(url, "bench", f"l{i}", token=token(f"l{i}"), count_only=True)
+            client = RoomClient(
+                url,
+                "bench",
+                f"l{i}",
+                token=token(f"l{i}"),
+                count_only=True,
+                receiver_reports=receiver_reports,
+            )
             client.counter.keep_payloads = i < probes
             clients.append(client)
         results = await _gather_limited([c.connect() for c in clients], 16)
@@ -246,6 +289,7 @@ async def run_sfu(
             duration,
             join_s,
             listeners,
+            profile,
         )
         if len(joined) < listeners:
             result.notes.append(f"{listeners - len(joined)} listeners failed to join")
@@ -324,7 +368,7 @@ async def run_baseline(
 def _table(results: list[Result]) -> str:
     head = (
         f"{'server':<18} {'media':<5} {'N':>4} {'us/pkt':>8} {'core':>6} {'deliv min':>9} "
-        f"{'median':>7} {'full':>5} {'p50 ms':>7} {'p99 ms':>7} {'tester':>6}"
+        f"{'median':>7} {'full':>5} {'p50 ms':>7} {'p99 ms':>7} {'tester':>6} {'kernel':>6}"
     )
     rows = [head]
     for r in results:
@@ -333,7 +377,8 @@ def _table(results: list[Result]) -> str:
         rows.append(
             f"{r.server:<18} {r.media:<5} {r.joined:>4} {r.us_per_packet:>8.1f} "
             f"{r.core_share:>6.2f} {r.delivery_min:>9.4f} {r.delivery_median:>7.4f} "
-            f"{r.listeners_complete:>5} {p50:>7} {p99:>7} {r.tester_core_share:>6.2f}"
+            f"{r.listeners_complete:>5} {p50:>7} {p99:>7} {r.tester_core_share:>6.2f} "
+            f"{r.kernel_share:>6.2f}"
         )
     return "\n".join(rows)
 
@@ -465,13 +510,36 @@ def microbench(consumers: int, packets: int, fast: bool) -> dict[str, float]:
 
 async def main_async(args: argparse.Namespace) -> tuple[list[Result], dict[str, Any]]:
     payloads = encode_opus_frames(500)
+    if args.workers:  # issue 12: one run per worker count (bench/procs.py)
+        from bench.procs import derive_pipe_cost, run_workers, table
+
+        runs = [
+            await run_workers(int(n), args.listeners, args.duration, args.probes, payloads)
+            for n in args.workers.split(",")
+        ]
+        derive_pipe_cost(runs)
+        print(table(runs))
+        return [], {}
     results: list[Result] = []
     for media in args.media.split(","):
         video = encode_vp8_frames(2.0) if media == "av" else None
         for fast in (path == "fast" for path in args.paths.split(",")):
+            profile = None
+            if args.profile:
+                os.makedirs(args.profile, exist_ok=True)
+                name = f"sfu-{'fast' if fast else 'python'}-{media}.txt"
+                profile = os.path.join(args.profile, name)
             results.append(
                 await run_sfu(
-                    args.listeners, args.duration, args.probes, payloads, fast=fast, video=video
+                    args.listeners,
+                    args.duration,
+                    args.probes,
+                    payloads,
+                    fast=fast,
+                    video=video,
+                    one_port=args.rtc_port == "one",
+                    profile=profile,
+                    receiver_reports=args.receiver_reports == "on",
                 )
             )
         if args.baseline_listeners > 0:
@@ -525,6 +593,29 @@ def main() -> int:
     )
     parser.add_argument(
         "--microbench", type=int, default=1000, help="consumers in the microbenchmark (0: skip)"
+    )
+    parser.add_argument(
+        "--workers", help="comma-separated SFU_WORKERS values to compare, e.g. 0,1,2"
+    )
+    parser.add_argument(
+        "--rtc-port",
+        choices=("one", "per-transport"),
+        default="one",
+        help="our SFU's media sockets: one UDP port for the process (SFU_RTC_PORT, the "
+        "default) or ephemeral ports per transport",
+    )
+    parser.add_argument(
+        "--receiver-reports",
+        choices=("on", "off"),
+        default="on",
+        help="listeners send RTCP receiver reports about once a second as real receivers do "
+        "(on, the default) or none (off)",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="record py-spy (collapsed stacks, idle included) of our SFU over each "
+        "measurement window into DIR (summarise with python -m bench.profile_summary)",
     )
     parser.add_argument("--json", help="write the results as JSON to this file")
     args = parser.parse_args()

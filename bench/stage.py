@@ -39,6 +39,7 @@ from typing import Any
 
 from bench.fanout import cpu_seconds
 from bench.peers import RawOpusPublisher, encode_opus_frames
+from sfu import _aiortc_adapter as adapter
 from signaling.auth.tokens import VideoGrant, create_access_token
 from signaling.client import RoomClient, SignalingError
 from signaling.serverproc import start_server, stop_server, wait_healthy
@@ -127,6 +128,9 @@ async def run_stage(
             listener visible to everyone: the baseline the stage is measured against).
     """
     room = f"{ROOM}-{kind}"
+    # the peers here are aiortc clients of a server on loopback: aioice skips 127.0.0.1 when
+    # gathering unless told (process-wide, as in bench/fanout.py)
+    adapter.set_ice_host_addresses(["127.0.0.1"])
 
     def client(identity: str, role: str, **kwargs: Any) -> RoomClient:
         grant = VideoGrant(

@@ -14,9 +14,12 @@ congestion control (TWCC), so the inputs are what a subscriber sends without it:
 
 While neither signals congestion for :data:`CALM_BEFORE_GROWTH_S`, the estimate grows by
 :data:`GROWTH_PER_S` per second: that is how the allocator probes for the next layer. A probe
-that ends in congestion sets a ceiling just below the rate that failed, held for
-:data:`HOLD_START_S` (doubling per repeated failure, at most :data:`HOLD_MAX_S`): no
-oscillation, and an upswitch is tried again within ~10 s of the link recovering.
+that ends in congestion sets a ceiling just below the rate that failed (for a failed probe: the
+rate it aimed at), held for :data:`HOLD_START_S` (doubling per repeated failure, at most
+:data:`HOLD_MAX_S`); during the hold the estimate grows back up to the ceiling, so the next
+probe comes as the hold ends: no oscillation (a congested link is probed about every 4.5 s,
+briefly), and a recovered link reaches the top layer within ~7 s (tests/unit/
+test_allocation_timing.py simulates both).
 
 **Allocation** (:class:`BandwidthAllocator`): audio first (its sent rate is reserved), then
 video consumers that cannot adapt (no simulcast), then each simulcast consumer gets the lowest
@@ -32,6 +35,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sfu import _aiortc_adapter as adapter
+from sfu.rtp.layers import ALL_TEMPORAL
 
 if TYPE_CHECKING:
     from sfu.consumer import Consumer
@@ -51,7 +55,7 @@ __all__ = [
 CALM_BEFORE_GROWTH_S = 1.5
 """Seconds without congestion before the estimate grows."""
 
-GROWTH_PER_S = 1.5
+GROWTH_PER_S = 1.7
 """Multiplicative growth of a calm estimate, per second."""
 
 DECREASE_INTERVAL_S = 2.0
@@ -61,14 +65,21 @@ is mostly from before it (packets already queued on the link)."""
 PROBE_BLAME_S = 3.0
 """Congestion within this many seconds (s) of an upswitch is blamed on the upswitch."""
 
+PROBE_ONE_STEP_S = 30.0
+"""Within this many seconds (s) of a congestion, an upswitch probe raises one layer at a time
+(one step per allocation); a link never congested may jump to the layer its estimate fits."""
+
 PROBE_NACK_LIMIT = 4
 """Packets NACKed during an upswitch probe that end it (a clean link NACKs none)."""
 
-HOLD_START_S = 3.0
+HOLD_START_S = 2.0
 """After a congestion the estimate stays below the rate that failed for this long (s)."""
 
-HOLD_MAX_S = 5.0
-"""The longest hold (s), reached after repeated failures."""
+HOLD_MAX_S = 4.0
+"""The longest hold (s), reached after repeated failures. With the ramp back to the ceiling
+during the hold, a failed probe is retried about every 4.5 s on a link that stays congested
+(no oscillation: >90% of the time on the layer that fits), and a link that recovers is probed
+within ~4.5 s of its recovery (then ~2 s of growth to the top layer: under 10 s in all)."""
 
 KEEP_FRACTION = 0.9
 """Hysteresis: a consumer keeps the layer it has (or its video on) while the budget covers this
@@ -106,6 +117,7 @@ class SubscriberEstimator:
         "_last_decrease",
         "_pre_probe_bps",
         "_probe_at",
+        "_probe_bps",
         "congested_at",
         "estimate_bps",
         "max_bps",
@@ -132,12 +144,21 @@ class SubscriberEstimator:
         self._hold_s = HOLD_START_S
         self._probe_at = float("-inf")
         self._pre_probe_bps = 0.0
+        self._probe_bps = 0.0
 
     def on_probe(self, now: float) -> None:
         """The allocator raised a layer beyond what was proven (an upswitch probe): if that
         ends in congestion soon, fall back to about the rate sent before it, not lower."""
         self._probe_at = now
         self._pre_probe_bps = self.sent_bps
+        self._probe_bps = self.estimate_bps
+
+    def probe_pending(self, now: float) -> None:
+        """The probed layer is not forwarded yet (its keyframe has not come: a layer that
+        dynacast had paused takes seconds to restart at the publisher): the probe's blame
+        window starts again, so the loss it causes once it flows still ends it."""
+        if self.probing(now):
+            self._probe_at = now
 
     def holding(self, now: float) -> bool:
         """True during the hold after a congestion: no layer may go up (no oscillation)."""
@@ -153,6 +174,11 @@ class SubscriberEstimator:
 
     def _congestion(self, new_estimate: float, now: float) -> None:
         failed = self.sent_bps if self.sent_bps > 0 else self.estimate_bps
+        if now - self._probe_at < PROBE_BLAME_S:
+            # a probe failed: what failed is the rate it aimed at (the rate measured so far
+            # may still be the one before it); the estimate grows back to just below it
+            # during the hold, so the next probe comes as soon as the hold ends
+            failed = max(failed, self._probe_bps)
         if now - self.congested_at < self._hold_s + 5.0:
             self._hold_s = min(HOLD_MAX_S, self._hold_s * 2)
         else:
@@ -264,22 +290,27 @@ class BandwidthAllocator:
         self._probe_nacks = 0
         self._short_since: dict[str, float] = {}  # consumer id -> when q stopped fitting
 
-    def on_remb(self, bitrate_bps: int) -> None:
-        """REMB from the subscriber: reallocate at once when it signals overuse."""
-        if self.estimator.on_remb(bitrate_bps, time.monotonic()):
-            self.allocate()
+    def on_remb(self, bitrate_bps: int, now: float | None = None) -> None:
+        """REMB from the subscriber: reallocate at once when it signals overuse. ``now``:
+        monotonic seconds (default: the clock)."""
+        now = time.monotonic() if now is None else now
+        if self.estimator.on_remb(bitrate_bps, now):
+            self.allocate(now)
 
-    def on_loss(self, fraction_lost: float) -> None:
-        """The worst fraction lost (0..1) of one receiver report over our video streams."""
-        if self.estimator.on_loss(fraction_lost, time.monotonic()):
-            self.allocate()
+    def on_loss(self, fraction_lost: float, now: float | None = None) -> None:
+        """The worst fraction lost (0..1) of one receiver report over our video streams.
+        ``now``: monotonic seconds (default: the clock)."""
+        now = time.monotonic() if now is None else now
+        if self.estimator.on_loss(fraction_lost, now):
+            self.allocate(now)
 
-    def on_nack(self, lost: int) -> None:
+    def on_nack(self, lost: int, now: float | None = None) -> None:
         """The subscriber NACKed ``lost`` packets. During an upswitch probe, more than
         :data:`PROBE_NACK_LIMIT` lost packets end the probe at once (long before the next
-        receiver report), so a link that cannot carry the next layer sees it only briefly."""
+        receiver report), so a link that cannot carry the next layer sees it only briefly.
+        ``now``: monotonic seconds (default: the clock)."""
         estimator = self.estimator
-        now = time.monotonic()
+        now = time.monotonic() if now is None else now
         if not estimator.probing(now):
             self._probe_nacks = 0
             return
@@ -324,6 +355,7 @@ class BandwidthAllocator:
             else:
                 budget -= rates.get(consumer.id, 0.0)  # audio, and video we cannot adapt
         chosen: dict[str, int | None] = {}
+        temporal: dict[str, int] = {}  # VP8 temporal layer on the lowest spatial layer
         for consumer in adaptive:
             forwarder = consumer.layers
             assert forwarder is not None
@@ -331,7 +363,10 @@ class BandwidthAllocator:
             if top is None or consumer.producer.paused:
                 chosen[consumer.id] = None
                 continue
-            cost = layer_bitrate(consumer, 0, now)
+            # the lowest layer at its lowest frame rate (temporal layer 0; the whole layer
+            # when it has no temporal layers)
+            cost = layer_bitrate(consumer, 0, now) * forwarder.temporal_share(0)
+            temporal[consumer.id] = 0
             if forwarder.target is not None:
                 cost *= KEEP_VIDEO_FRACTION
             short_since = self._short_since.get(consumer.id)
@@ -352,6 +387,11 @@ class BandwidthAllocator:
                 forwarder_pause = True
                 self._set_paused(consumer, forwarder_pause)
         raised = True
+        # after a congestion in the last PROBE_ONE_STEP_S, probe one layer at a time (one step
+        # beyond what was proven per allocation): a capped link never gets the top layer's
+        # keyframe on the way to the middle one
+        one_step = now - estimator.congested_at < PROBE_ONE_STEP_S
+        probed = False
         while raised:
             raised = False
             for consumer in adaptive:
@@ -359,19 +399,41 @@ class BandwidthAllocator:
                 forwarder = consumer.layers
                 assert forwarder is not None
                 top = forwarder.wanted_max()
-                if current is None or top is None or current >= top:
+                if current is None or top is None:
                     continue
-                cost = layer_bitrate(consumer, current + 1, now) - layer_bitrate(
-                    consumer, current, now
-                )
-                if forwarder.target is not None and forwarder.target > current:
+                tid = temporal.get(consumer.id, ALL_TEMPORAL)
+                if current == 0 and tid < forwarder.temporal_layers - 1:
+                    # first the lowest layer's frame rate (VP8 temporal layers), then size
+                    full = layer_bitrate(consumer, 0, now)
+                    cost = full * (
+                        forwarder.temporal_share(tid + 1) - forwarder.temporal_share(tid)
+                    )
+                    keeping = forwarder.target is not None and (
+                        forwarder.target > 0 or forwarder.temporal_target > tid
+                    )
+                    frame_rate = True
+                else:
+                    if current >= top:
+                        continue
+                    cost = layer_bitrate(consumer, current + 1, now) - layer_bitrate(
+                        consumer, current, now
+                    )
+                    keeping = forwarder.target is not None and forwarder.target > current
+                    frame_rate = False
+                if keeping:
                     cost *= KEEP_FRACTION
-                elif estimator.holding(now):
+                elif estimator.holding(now) or (
+                    one_step and probed and forwarder.target is not None
+                ):
                     continue  # after a congestion nothing goes up until the hold ends
                 if cost <= budget:
-                    if forwarder.target is not None and current + 1 > forwarder.target:
+                    if forwarder.target is not None and not keeping:
                         estimator.on_probe(now)
-                    chosen[consumer.id] = current + 1
+                        probed = True
+                    if frame_rate:
+                        temporal[consumer.id] = tid + 1
+                    else:
+                        chosen[consumer.id] = current + 1
                     budget -= cost
                     raised = True
         producers = set()
@@ -400,6 +462,10 @@ class BandwidthAllocator:
                     ],
                 )
             forwarder.set_target(index)
+            if index is not None and forwarder.current is not None and index > forwarder.current:
+                estimator.probe_pending(now)
+            tid = temporal.get(consumer.id, ALL_TEMPORAL) if index == 0 else ALL_TEMPORAL
+            forwarder.set_temporal(ALL_TEMPORAL if tid >= forwarder.temporal_layers - 1 else tid)
             producers.add(consumer.producer)
         for producer in producers:
             if producer.dynacast is not None:

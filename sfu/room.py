@@ -54,6 +54,10 @@ class Room:
         self.participants: dict[str, Participant] = {}
         self.closed = False
         self._on_empty = on_empty
+        self.on_event: Callable[[RoomEvent, bool], None] | None = None
+        """Sees every room event of this room's own participants (``announced``: it was
+        broadcast; False for a hidden participant's publication): a worker relays them to
+        the room's shards on other workers (sfu.plane.worker_target)."""
         self.speakers = ActiveSpeakerObserver(self._audio_producers, self._on_speakers)
 
     def _audio_producers(self) -> list[Producer]:
@@ -183,6 +187,8 @@ class Room:
         """A new producer: announce it and subscribe every other participant."""
         if not participant.hidden:
             self._broadcast(TrackPublished(participant.sid, producer.info()), exclude=participant)
+        elif self.on_event is not None:
+            self.on_event(TrackPublished(participant.sid, producer.info()), False)
         if producer.kind == "audio":
             self.speakers.start()
         for other in list(self.participants.values()):
@@ -193,6 +199,8 @@ class Room:
         """A producer closed; its consumers are already gone."""
         if not participant.hidden:
             self._broadcast(TrackUnpublished(participant.sid, producer.id), exclude=participant)
+        elif self.on_event is not None:
+            self.on_event(TrackUnpublished(participant.sid, producer.id), False)
 
     def on_muted(
         self, participant: Participant, producer: Producer, *, remote: bool = False
@@ -205,6 +213,11 @@ class Room:
         )
 
     def _broadcast(self, event: RoomEvent, exclude: Participant | None = None) -> None:
+        if self.on_event is not None:
+            try:
+                self.on_event(event, True)
+            except Exception:
+                logger.exception("room %s: event hook failed", self.name)
         for participant in list(self.participants.values()):
             if participant is exclude:
                 continue

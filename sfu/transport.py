@@ -42,6 +42,7 @@ from aiortc.rtp import (
 from aiortc.sdp import candidate_from_sdp
 
 from sfu import _aiortc_adapter as adapter
+from sfu import ticker
 from sfu.allocation import BandwidthAllocator
 from sfu.codecs import preferences_for
 from sfu.consumer import Consumer
@@ -164,7 +165,6 @@ class WebRtcTransport:
         self._consumers_by_ssrc: dict[int, Consumer] = {}
         self._idle_lines: dict[int, _IdleLine] = {}
         self._raw: adapter.RawRtpTransport | None = None
-        self._rtcp_task: asyncio.Task[None] | None = None
         self._on_failed = on_failed
         self._totals = totals if totals is not None else Totals()
         self.closed = False
@@ -176,7 +176,9 @@ class WebRtcTransport:
         self.media_timed_out = False
         self.media_timeout_s = media_timeout_s
         self.audio_loss_proxying = audio_loss_proxying
-        self._watch_task: asyncio.Task[None] | None = None
+        self._watchdog: _Watchdog | None = None
+        self._rtcp_key: int | None = None
+        self._next_rtcp_at = 0.0
         self.allocator = BandwidthAllocator(
             lambda: list(self.consumers.values()), self._on_bandwidth_paused
         )
@@ -193,10 +195,8 @@ class WebRtcTransport:
             state = self.pc.connectionState
             if state != "new" and state != "connecting":
                 self._cancel_connect_timer()
-            if state == "connected" and self._rtcp_task is None and not self.closed:
-                self._rtcp_task = asyncio.ensure_future(self._run_rtcp())
-                if self.media_timeout_s is not None:
-                    self._watch_task = asyncio.ensure_future(self._watch(self.media_timeout_s))
+            if state == "connected" and self._rtcp_key is None and not self.closed:
+                self._start_periodic()
                 callbacks, self._on_connected = self._on_connected, []
                 for callback in callbacks:
                     callback(self)
@@ -334,59 +334,23 @@ class WebRtcTransport:
         """Run ``callback`` once, when ICE and DTLS first reach ``connected``."""
         self._on_connected.append(callback)
 
-    async def _watch(self, timeout_s: float) -> None:
-        """Close the transport as failed when its peer has been silent for ``timeout_s``.
-
-        Every :data:`WATCH_INTERVAL_S` it compares the count of DTLS/SRTP datagrams from the
-        peer. After :data:`QUIET_BEFORE_PROBE_S` of quiet it sends STUN consent checks
-        (RFC 7675; answered at once by any live ICE agent, even one that sends no media), a
-        new one every :data:`PROBE_INTERVAL_S` while the quiet lasts, each sent twice. The path
-        is dead only when it has been quiet for ``timeout_s`` and
-        :data:`UNANSWERED_PROBES_BEFORE_FAILURE` checks in a row went unanswered: a lossy but
-        live link (20% loss each way loses one check 36% of the time) is not torn down. A dead
-        one is closed, which reaches ``on_failed`` as any failure does.
-        """
+    def _start_periodic(self) -> None:
+        """Connected: RTCP reports and the liveness watchdog start, both on the process's
+        shared timers (:mod:`sfu.ticker`: no task per transport)."""
         loop = asyncio.get_running_loop()
-        heard_at = loop.time()
-        seen = adapter.peer_datagrams(self.pc)
-        probes: list[asyncio.Future[bool | None]] = []
-        last_probe_at = heard_at
-        unanswered = 0
-        try:
-            while not self.closed:
-                await asyncio.sleep(WATCH_INTERVAL_S)
-                if self.closed or self.pc.connectionState != "connected":
-                    return
-                now = loop.time()
-                answered = False
-                for probe in [p for p in probes if p.done()]:
-                    probes.remove(probe)
-                    result = None if probe.cancelled() or probe.exception() else probe.result()
-                    if result is True:
-                        answered = True
-                    elif result is False:
-                        unanswered += 1
-                count = adapter.peer_datagrams(self.pc)
-                if count != seen or answered:
-                    seen, heard_at, unanswered = count, now, 0
-                    continue
-                if now - heard_at < QUIET_BEFORE_PROBE_S:
-                    continue
-                if now - heard_at >= timeout_s and unanswered >= UNANSWERED_PROBES_BEFORE_FAILURE:
-                    self.media_timed_out = True
-                    logger.info("transport silent for %.1f s: closing as failed", now - heard_at)
-                    spawn(self.pc.close())  # its "closed" state reaches on_failed
-                    return
-                if now - last_probe_at >= PROBE_INTERVAL_S or not probes:
-                    last_probe_at = now
-                    probes.append(asyncio.ensure_future(adapter.probe_consent(self.pc)))
-        except asyncio.CancelledError:
-            pass
-        except Exception:  # never let the watchdog kill the transport silently
-            logger.exception("liveness watchdog failed")
-        finally:
-            for probe in probes:
-                probe.cancel()
+        self._next_rtcp_at = loop.time() + RTCP_INTERVAL_S * (0.5 + random.random())
+        self._rtcp_key = ticker.RTCP.add(self._rtcp_step)
+        if self.media_timeout_s is not None:
+            self._watchdog = _Watchdog(self, self.media_timeout_s, loop.time())
+            self._watchdog.key = ticker.WATCHDOGS.add(self._watchdog.step)
+
+    def _stop_periodic(self) -> None:
+        if self._rtcp_key is not None:
+            ticker.RTCP.remove(self._rtcp_key)
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            ticker.WATCHDOGS.remove(watchdog.key)
+            watchdog.stop()
 
     # -- producers -----------------------------------------------------------------------------
 
@@ -796,23 +760,30 @@ class WebRtcTransport:
                 reports.append(sr)
         return reports
 
-    async def _run_rtcp(self) -> None:
+    def _rtcp_step(self, now: float) -> bool:
+        """Called by :data:`sfu.ticker.RTCP`; sends the reports once they are due (every
+        :data:`RTCP_INTERVAL_S` randomised by ±50%). False (stop) once closed."""
+        if self.closed:
+            return False
+        if now < self._next_rtcp_at:
+            return True
+        self._next_rtcp_at = now + RTCP_INTERVAL_S * (0.5 + random.random())
         try:
-            while not self.closed:
-                await asyncio.sleep(RTCP_INTERVAL_S * (0.5 + random.random()))
-                now = adapter.now_ms()
-                for producer in self._rtp_producers():
-                    producer.poll_keyframe_request(now)
-                self._simulcast_tick()
-                rr = self._receiver_reports()
-                if rr:
-                    self._send_rtcp(rr)
-                for sr in self._sender_reports():
-                    self._send_rtcp(sr)
-        except asyncio.CancelledError:
-            pass
+            self._send_reports()
         except Exception:  # never let RTCP kill the transport silently
-            logger.exception("RTCP loop failed")
+            logger.exception("RTCP reports failed")
+        return True
+
+    def _send_reports(self) -> None:
+        now = adapter.now_ms()
+        for producer in self._rtp_producers():
+            producer.poll_keyframe_request(now)
+        self._simulcast_tick()
+        rr = self._receiver_reports()
+        if rr:
+            self._send_rtcp(rr)
+        for sr in self._sender_reports():
+            self._send_rtcp(sr)
 
     # -- close ---------------------------------------------------------------------------------
 
@@ -828,16 +799,7 @@ class WebRtcTransport:
             consumer.close()
         self._idle_lines.clear()
         self._on_connected.clear()
-        watch, self._watch_task = self._watch_task, None
-        if watch is not None and watch is not asyncio.current_task():
-            watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watch
-        if self._rtcp_task is not None:
-            self._rtcp_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._rtcp_task
-            self._rtcp_task = None
+        self._stop_periodic()
         await self.pc.close()
         self._totals.retire(self.counters())
 
@@ -881,3 +843,80 @@ def _route_layer(
         return None
     layer = producer.layer_for_rid(rid.decode(errors="replace"))
     return (layer, rtx) if layer is not None else None
+
+
+class _Watchdog:
+    """The liveness watchdog of one connected transport (issue 11), called every
+    :data:`WATCH_INTERVAL_S` by :data:`sfu.ticker.WATCHDOGS`.
+
+    It closes the transport as failed when its peer has been silent for ``timeout_s``: at each
+    step it compares the count of DTLS/SRTP datagrams from the peer. After
+    :data:`QUIET_BEFORE_PROBE_S` of quiet it sends STUN consent checks (RFC 7675; answered at
+    once by any live ICE agent, even one that sends no media), a new one every
+    :data:`PROBE_INTERVAL_S` while the quiet lasts, each sent twice. The path is dead only when
+    it has been quiet for ``timeout_s`` and :data:`UNANSWERED_PROBES_BEFORE_FAILURE` checks in
+    a row went unanswered: a lossy but live link (20% loss each way loses one check 36% of the
+    time) is not torn down. A dead one is closed, which reaches ``on_failed`` as any failure
+    does. A peer that sends RTCP about once a second (every real receiver) is seldom probed.
+    """
+
+    __slots__ = (
+        "heard_at",
+        "key",
+        "last_probe_at",
+        "probes",
+        "seen",
+        "timeout_s",
+        "transport",
+        "unanswered",
+    )
+
+    def __init__(self, transport: WebRtcTransport, timeout_s: float, now: float) -> None:
+        self.transport = transport
+        self.timeout_s = timeout_s
+        self.key = 0
+        self.heard_at = now
+        self.seen = adapter.peer_datagrams(transport.pc)
+        self.probes: list[asyncio.Future[bool | None]] = []
+        self.last_probe_at = now
+        self.unanswered = 0
+
+    def stop(self) -> None:
+        """Cancel the consent checks in flight."""
+        for probe in self.probes:
+            probe.cancel()
+        self.probes.clear()
+
+    def step(self, now: float) -> bool:
+        """One look at the transport (``now``: the loop's clock, s); False once it is done
+        (closed, no longer connected, or declared dead)."""
+        transport = self.transport
+        if transport.closed or transport.pc.connectionState != "connected":
+            self.stop()
+            return False
+        answered = False
+        if self.probes:
+            for probe in [p for p in self.probes if p.done()]:
+                self.probes.remove(probe)
+                result = None if probe.cancelled() or probe.exception() else probe.result()
+                if result is True:
+                    answered = True
+                elif result is False:
+                    self.unanswered += 1
+        count = adapter.peer_datagrams(transport.pc)
+        if count != self.seen or answered:
+            self.seen, self.heard_at, self.unanswered = count, now, 0
+            return True
+        quiet = now - self.heard_at
+        if quiet < QUIET_BEFORE_PROBE_S:
+            return True
+        if quiet >= self.timeout_s and self.unanswered >= UNANSWERED_PROBES_BEFORE_FAILURE:
+            transport.media_timed_out = True
+            logger.info("transport silent for %.1f s: closing as failed", quiet)
+            self.stop()
+            spawn(transport.pc.close())  # its "closed" state reaches on_failed
+            return False
+        if now - self.last_probe_at >= PROBE_INTERVAL_S or not self.probes:
+            self.last_probe_at = now
+            self.probes.append(asyncio.ensure_future(adapter.probe_consent(transport.pc)))
+        return True

@@ -7,6 +7,7 @@ closes every WebSocket so that participants leave cleanly.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,28 +23,48 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
     from sfu.plane.local import LocalMediaPlane, MediaSettings
 
     settings = app[keys.SETTINGS]
-    media = LocalMediaPlane(
-        MediaSettings(
-            ice_hosts=settings.ice_hosts,
-            ice_servers=settings.ice_servers,
-            keyframe_min_interval_ms=settings.keyframe_min_interval_ms,
-            nack_buffer_packets=settings.nack_buffer_packets,
-            max_publish_bitrate_bps=settings.max_publish_bitrate_bps,
-            ice_connect_timeout_s=settings.ice_connect_timeout_s,
-            max_producers_per_participant=settings.max_producers_per_participant,
-            media_timeout_s=settings.media_timeout_s or None,
-            audio_loss_proxying=settings.audio_loss_proxying,
-            rtc_port=settings.rtc_port,
-            rtc_announced_address=(
-                str(settings.rtc_announced_address) if settings.rtc_announced_address else None
-            ),
-            fast_path=settings.fast_path,
-            dynacast=settings.dynacast,
-        )
+    media_settings = MediaSettings(
+        ice_hosts=settings.ice_hosts,
+        ice_servers=settings.ice_servers,
+        keyframe_min_interval_ms=settings.keyframe_min_interval_ms,
+        nack_buffer_packets=settings.nack_buffer_packets,
+        max_publish_bitrate_bps=settings.max_publish_bitrate_bps,
+        ice_connect_timeout_s=settings.ice_connect_timeout_s,
+        max_producers_per_participant=settings.max_producers_per_participant,
+        media_timeout_s=settings.media_timeout_s or None,
+        audio_loss_proxying=settings.audio_loss_proxying,
+        rtc_port=settings.rtc_port,
+        rtc_announced_address=(
+            str(settings.rtc_announced_address) if settings.rtc_announced_address else None
+        ),
+        fast_path=settings.fast_path,
+        dynacast=settings.dynacast,
     )
-    app[keys.MEDIA] = media
-    yield
-    await media.close()
+    if settings.workers == 0:
+        media = LocalMediaPlane(media_settings)
+        app[keys.MEDIA] = media
+        yield
+        await media.close()
+        return
+    from sfu.plane.workers import WorkerMediaPlane
+
+    workers = WorkerMediaPlane(
+        media_settings,
+        settings.workers,
+        spread_at=settings.worker_room_spread_at,
+        log_level=_worker_log_level(),
+    )
+    await workers.start()  # media worker processes (issue 12)
+    app[keys.MEDIA] = workers
+    try:
+        yield
+    finally:
+        await workers.close()
+
+
+def _worker_log_level() -> str:
+    level = logging.getLogger().getEffectiveLevel()
+    return "debug" if level <= logging.DEBUG else "info" if level <= logging.INFO else "warning"
 
 
 async def _index(request: web.Request) -> web.FileResponse:

@@ -54,7 +54,7 @@ def _serve(args: argparse.Namespace) -> int:
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    log_workers_not_wired(settings)
+    log_workers(settings)
     from signaling.access_log import RedactingAccessLogger
     from signaling.auth.secrets import SecretError
     from signaling.store.embedded import StoreStartError
@@ -88,15 +88,15 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def log_workers_not_wired(settings: Settings) -> str | None:
-    """Issue 12, until the worker pool carries the media plane: log (and return) that
-    ``workers`` > 0 is not wired yet and media runs in the control process; None for 0."""
+def log_workers(settings: Settings) -> str:
+    """Log (and return) where media runs: ``SFU_WORKERS=0`` in the control process, N > 0 in
+    N media worker processes (issue 12)."""
     if settings.workers == 0:
-        return None
-    message = (
-        f"SFU_WORKERS={settings.workers}: media worker processes are not wired yet; "
-        "media runs in the control process (as with --workers 0)"
-    )
+        message = "SFU_WORKERS=0: media runs in the control process"
+    else:
+        message = (
+            f"SFU_WORKERS={settings.workers}: media runs in {settings.workers} worker processes"
+        )
     logging.getLogger("signaling.cli").info(message)
     return message
 

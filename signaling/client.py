@@ -34,10 +34,12 @@ import aiohttp
 from aiortc import (
     MediaStreamTrack,
     RTCPeerConnection,
+    RTCRtpTransceiver,
     RTCSessionDescription,
 )
 from aiortc.contrib.media import MediaRelay
 from aiortc.exceptions import InvalidStateError
+from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket
 
 from sfu import _aiortc_adapter as adapter
 from sfu.rtp.header import parse_rtp
@@ -76,23 +78,60 @@ class PacketCounter:
     """
 
     packets: dict[int, int] = field(default_factory=dict)
+    last_seq: dict[int, int] = field(default_factory=dict)  # SSRC -> latest sequence number
     seqs: dict[int, list[int]] = field(default_factory=dict)
     arrivals: list[tuple[float, bytes]] = field(default_factory=list)
     keep_payloads: bool = False
     keep_seqs: bool = False
 
 
+RECEIVER_REPORT_INTERVAL_S = (0.5, 1.5)
+"""A count-only subscriber sends a receiver report every uniform(0.5, 1.5) s, as aiortc's
+``RTCRtpReceiver`` does (RFC 3550 §6.2: about one a second, randomised)."""
+
+
 class _CountingSink(adapter.NullRtpSink):
-    """An :class:`adapter.RtpSink` that counts packets and never decodes."""
+    """An :class:`adapter.RtpSink` that counts packets and never decodes; it can build the
+    receiver reports a real receiver sends (:meth:`receiver_report`)."""
 
     def __init__(self, counter: PacketCounter, on_packet: Callable[[], None] | None) -> None:
         self.counter = counter
         self.on_packet = on_packet
+        self.raw: adapter.RawRtpTransport | None = None  # set once an m-line is negotiated
+        self.rtcp_ssrc = 0
+
+    def on_receive_parameters(
+        self, transceiver: RTCRtpTransceiver, rtp: adapter.NegotiatedRtp
+    ) -> None:
+        """Remember the transport (and our RTCP SSRC) the receiver reports go out on."""
+        if self.raw is None:
+            self.raw = adapter.raw_transport(transceiver)
+            self.rtcp_ssrc = rtp.rtcp_ssrc
+
+    def receiver_report(self) -> bytes | None:
+        """One RTCP RR (RFC 3550 §6.4.2) with a report block per SSRC received: the highest
+        sequence number seen, no loss and no jitter claimed (packets are counted, not
+        reordered), LSR/DLSR zero. None before anything arrived."""
+        counter = self.counter
+        blocks = [
+            RtcpReceiverInfo(
+                ssrc=ssrc,
+                fraction_lost=0,
+                packets_lost=0,
+                highest_sequence=counter.last_seq.get(ssrc, 0),
+                jitter=0,
+                lsr=0,
+                dlsr=0,
+            )
+            for ssrc in list(counter.packets)[:31]
+        ]
+        return bytes(RtcpRrPacket(ssrc=self.rtcp_ssrc, reports=blocks)) if blocks else None
 
     def on_rtp(self, data: bytes, arrival_ms: int) -> None:
         ssrc = int.from_bytes(data[8:12], "big")
         counter = self.counter
         counter.packets[ssrc] = counter.packets.get(ssrc, 0) + 1
+        counter.last_seq[ssrc] = int.from_bytes(data[2:4], "big")
         if counter.keep_seqs:
             counter.seqs.setdefault(ssrc, []).append(int.from_bytes(data[2:4], "big"))
         if counter.keep_payloads:
@@ -104,8 +143,9 @@ class _CountingSink(adapter.NullRtpSink):
         ssrc = int.from_bytes(data[8:12], "big")
         counter = self.counter
         counter.packets[ssrc] = counter.packets.get(ssrc, 0) + 1
+        counter.last_seq[ssrc] = seq = int.from_bytes(data[2:4], "big")
         if counter.keep_seqs:
-            counter.seqs.setdefault(ssrc, []).append(int.from_bytes(data[2:4], "big"))
+            counter.seqs.setdefault(ssrc, []).append(seq)
 
 
 class RoomClient:
@@ -114,7 +154,9 @@ class RoomClient:
     Args:
         url: the server's base URL, e.g. ``http://127.0.0.1:8080``.
         room, name, identity, token: as in the ``join`` request.
-        count_only: subscribe without decoding (see :class:`PacketCounter`).
+        count_only: subscribe without decoding (see :class:`PacketCounter`); the subscriber
+            still sends RTCP receiver reports about once a second, as a real receiver does
+            (``receiver_reports=False``: none, a receiver that has gone quiet).
         subscribe: whether to subscribe at all.
         remote_sdp: rewrites every SDP the server sends (publish answers, subscribe offers)
             before it is applied; tests use it to steer media through an impairing UDP relay.
@@ -137,8 +179,12 @@ class RoomClient:
         remote_sdp: Callable[[str], Awaitable[str]] | None = None,
         auto_reconnect: bool = False,
         local_sdp: Callable[[str], Awaitable[str]] | None = None,
+        receiver_reports: bool = True,
     ) -> None:
         self.url = url.rstrip("/")
+        self.receiver_reports = receiver_reports
+        self._report_task: asyncio.Task[None] | None = None
+        self._count_sink: _CountingSink | None = None  # the count-only subscriber's sink
         self.remote_sdp = remote_sdp
         self.local_sdp = local_sdp
         self.room = room
@@ -578,12 +624,14 @@ class RoomClient:
     def _subscriber(self) -> RTCPeerConnection:
         if self.sub is None:
             if self.count_only:
-                sink = _CountingSink(self.counter, None)
+                sink = self._count_sink = _CountingSink(self.counter, None)
                 self.sub = adapter.ForwardingPeerConnection(
                     sink,
                     adapter.make_configuration([]),
                     srtp_counter=None if self.counter.keep_payloads else sink.on_rtp_encrypted,
                 )
+                if self.receiver_reports and self._report_task is None:
+                    self._report_task = asyncio.ensure_future(self._send_receiver_reports())
             else:
                 self.sub = RTCPeerConnection(adapter.make_configuration([]))
                 self._watch_failure(self.sub, "subscribe")
@@ -596,6 +644,20 @@ class RoomClient:
                     self._changed.set()
 
         return self.sub
+
+    async def _send_receiver_reports(self) -> None:
+        """Send the count-only subscriber's receiver reports every
+        :data:`RECEIVER_REPORT_INTERVAL_S` (the subscriber may be replaced by a media
+        restart: the current one reports)."""
+        low, high = RECEIVER_REPORT_INTERVAL_S
+        while not self._closing:
+            await asyncio.sleep(random.uniform(low, high))
+            sink = self._count_sink
+            if self.sub is None or sink is None or sink.raw is None:
+                continue
+            report = sink.receiver_report()
+            if report is not None:
+                sink.raw.send_rtcp(report)
 
     async def _answer(self, offer: dict[str, Any]) -> None:
         async with self._offer_lock:
@@ -660,6 +722,8 @@ class RoomClient:
     async def close(self) -> None:
         """Leave, close both peer connections and the WebSocket."""
         self._closing = True
+        if self._report_task is not None:
+            self._report_task.cancel()
         if self._reconnecting is not None:
             self._reconnecting.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

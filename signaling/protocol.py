@@ -698,6 +698,16 @@ class MediaRestartEvent(_Msg):
     reason: Literal["transport_failed"] = "transport_failed"
 
 
+class ReconnectEvent(_Msg):
+    """The media worker holding my participant died (issue 12): my session is over (a
+    ``resume`` fails with ``resume_failed``) and the server closes the socket (code 1012,
+    service restart). Join again with the same token and publish the same tracks: the join
+    lands on a live worker (LiveKit's full reconnect)."""
+
+    type: Literal["reconnect"] = "reconnect"
+    reason: Literal["worker_lost"] = "worker_lost"
+
+
 class ParticipantJoinedEvent(_Msg):
     type: Literal["participant_joined"] = "participant_joined"
     participant: ParticipantInfo
@@ -997,6 +1007,7 @@ Response = Annotated[
     | AnswerResponse
     | OfferEvent
     | MediaRestartEvent
+    | ReconnectEvent
     | ParticipantJoinedEvent
     | ParticipantLeftEvent
     | ParticipantUpdatedEvent

@@ -56,6 +56,8 @@ def start_server(
         "SFU_ICE_SERVERS": "",
         # Tests and benchmarks run hundreds of peers from 127.0.0.1: no per-address cap.
         "SFU_WS_MAX_CONNECTIONS_PER_ADDRESS": "0",
+        # Media in the server process unless the caller asks for workers (issue 12).
+        "SFU_WORKERS": "0",
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }

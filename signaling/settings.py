@@ -98,8 +98,10 @@ class Settings(BaseSettings):
         env: ``development`` or ``production`` (production refuses weak secrets).
         workers: media worker processes (``SFU_WORKERS``, ``sfu serve --workers``; default:
             the CPUs this process may use, ``os.sched_getaffinity``); 0 keeps media in the
-            control process. Issue 12: not wired yet, media always runs in the control
-            process (the server logs so at start when > 0).
+            control process (issue 12, README "Scaling on one machine").
+        worker_room_spread_at: with workers, participants of one room on one worker before
+            the room spreads to another worker (``SFU_WORKER_ROOM_SPREAD_AT``); a smaller
+            room stays on one worker.
         metrics_token: when set (``SFU_METRICS_TOKEN``), ``GET /metrics`` requires
             ``Authorization: Bearer <metrics_token>`` and answers 401 otherwise. Unset: open.
         allowed_origins: CORS allow-list of ``/api`` (``SFU_ALLOWED_ORIGINS``, comma separated,
@@ -209,6 +211,7 @@ class Settings(BaseSettings):
     dynacast: bool = True
     env: Literal["development", "production"] = "development"
     workers: int = Field(default_factory=default_workers, ge=0, le=1024)
+    worker_room_spread_at: int = Field(default=100, ge=1)
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     mongo_db: str = "sfu"

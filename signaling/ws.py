@@ -276,6 +276,9 @@ class Session:
 
     def on_closed(self, reason: str) -> None:
         """The server closed this participant: tell the client and close the socket."""
+        if reason == "worker_lost":
+            self.on_worker_lost()
+            return
         self.send(
             p.ErrorResponse(
                 code=p.ErrorCode.NOT_JOINED, message=f"removed from room: {reason}", reason=reason
@@ -309,6 +312,23 @@ class Session:
             await asyncio.wait_for(asyncio.shield(self._writer), 2.0)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.ws.close(code=1012, message=b"redirect"), 2.0)
+
+    def on_worker_lost(self) -> None:
+        """The media worker of this participant died (issue 12): send ``reconnect``, end the
+        session (no resume) and close the socket with 1012 (service restart); the client
+        joins again and lands on a live worker."""
+        self.send(p.ReconnectEvent())
+        participant, self.participant = self.participant, None
+        self._end_resume()
+        if participant is not None:
+            self._leave_hubs(participant)
+            spawn(
+                record_presence(
+                    self.app, participant.room, participant.identity, "left", participant.name
+                )
+            )
+        self._outbox.put_nowait(None)
+        spawn(self.ws.close(code=1012, message=b"worker_lost"))
 
     # -- dropping the socket --------------------------------------------------------------------
 

@@ -33,6 +33,10 @@ from signaling.settings import Settings
 from signaling.store.embedded import SOCKET_NAME, unix_server_command, unix_socket_url
 from signaling.store.mongo import Store
 
+# Media in the test process unless a test asks for worker processes (issue 12: the default
+# is one worker per CPU).
+os.environ.setdefault("SFU_WORKERS", "0")
+
 
 def _wait_ping(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s

@@ -26,9 +26,49 @@ if TYPE_CHECKING:
     from sfu.consumer import Consumer
     from sfu.producer import Producer
 
-__all__ = ["LayerForwarder", "VP8Rewriter", "vp8_keyframe_size"]
+__all__ = ["ALL_TEMPORAL", "LayerForwarder", "VP8Rewriter", "vp8_keyframe_size", "vp8_temporal"]
 
 _TS_MASK = 0xFFFFFFFF
+
+ALL_TEMPORAL = 3
+"""The highest VP8 temporal layer id (TID is 2 bits, RFC 7741 §4.2): a temporal target of
+this forwards every temporal layer."""
+
+DEFAULT_TEMPORAL_SHARES = {2: (0.6, 1.0), 3: (0.4, 0.6, 1.0)}
+"""Fraction of a layer's bitrate carried by temporal layers 0..t (cumulative) while not yet
+measured: libwebrtc's VP8 rate split for two and three temporal layers."""
+
+
+def vp8_temporal(payload: bytes) -> tuple[int, int, bool, bool] | None:
+    """(picture id or -1, TID, layer sync Y, starts a picture) from a VP8 RTP payload
+    descriptor (RFC 7741 §4.2: X, I/L/T/K, PictureID, TL0PICIDX, TID|Y|KEYIDX), or None when
+    it carries no TID (no temporal layers) or is truncated."""
+    n = len(payload)
+    if n < 2 or not payload[0] & 0x80:
+        return None
+    x = payload[1]
+    if not x & 0x20:
+        return None
+    pos = 2
+    pid = -1
+    if x & 0x80:
+        if pos >= n:
+            return None
+        if payload[pos] & 0x80:
+            if pos + 1 >= n:
+                return None
+            pid = ((payload[pos] & 0x7F) << 8) | payload[pos + 1]
+            pos += 2
+        else:
+            pid = payload[pos] & 0x7F
+            pos += 1
+    if x & 0x40:
+        pos += 1
+    if pos >= n:
+        return None
+    tk = payload[pos]
+    start = bool(payload[0] & 0x10) and payload[0] & 0x07 == 0
+    return pid, tk >> 6, bool(tk & 0x20), start
 
 
 def vp8_keyframe_size(payload: bytes) -> tuple[int, int] | None:
@@ -66,9 +106,10 @@ class VP8Rewriter:
     stream continuous across layer switches (RFC 7741 §4.2): after :meth:`rebase` the next
     packet's values continue from the last ones written."""
 
-    __slots__ = ("_pid_offset", "_rebase", "_tl0_offset", "last_pid", "last_tl0")
+    __slots__ = ("_dropped_pid", "_pid_offset", "_rebase", "_tl0_offset", "last_pid", "last_tl0")
 
     def __init__(self) -> None:
+        self._dropped_pid = -1
         self._pid_offset = 0
         self._tl0_offset = 0
         self._rebase = False
@@ -78,6 +119,16 @@ class VP8Rewriter:
     def rebase(self) -> None:
         """The next packet comes from another layer: continue our numbering from it."""
         self._rebase = True
+
+    def drop(self, pid: int) -> None:
+        """The picture ``pid`` (its packets) is not forwarded (a temporal layer above the
+        subscriber's): the pictures after it move down by one, so the subscriber's picture ids
+        stay continuous (LiveKit ``vp8munger``). TL0PICIDX needs nothing: temporal layer 0 is
+        never dropped alone."""
+        if pid < 0 or pid == self._dropped_pid:
+            return
+        self._dropped_pid = pid
+        self._pid_offset = (self._pid_offset - 1) & 0x7FFF
 
     def rewrite(self, payload: bytes) -> bytes:
         """``payload`` with its picture id and TL0PICIDX shifted by the current offsets."""
@@ -169,10 +220,16 @@ class LayerForwarder:
         paused_for_bandwidth: True while even the lowest layer does not fit (set by the
             allocator).
         switches: completed layer switches (monitoring and tests).
+        temporal_target: highest VP8 temporal layer (TID) wanted (:data:`ALL_TEMPORAL`: all);
+            temporal: the highest one forwarded now (changes at picture starts: down at once,
+            up on a layer-sync (Y) picture of the next layer or a keyframe).
+        temporal_layers: temporal layers seen in the current layer's packets (1: none).
+        temporal_dropped: packets not forwarded for being above ``temporal``.
     """
 
     __slots__ = (
         "_taps",
+        "_tid_bytes",
         "consumer",
         "current",
         "max_layer",
@@ -180,6 +237,10 @@ class LayerForwarder:
         "producer",
         "switches",
         "target",
+        "temporal",
+        "temporal_dropped",
+        "temporal_layers",
+        "temporal_target",
         "visible",
         "vp8",
     )
@@ -198,6 +259,11 @@ class LayerForwarder:
             VP8Rewriter() if codec is not None and codec.name == "VP8" else None
         )
         self._taps: dict[int, _LayerTap] = {}
+        self.temporal_target = ALL_TEMPORAL
+        self.temporal = ALL_TEMPORAL
+        self.temporal_layers = 1
+        self.temporal_dropped = 0
+        self._tid_bytes = [0, 0, 0, 0]
 
     @property
     def layers(self) -> list[Producer]:
@@ -252,6 +318,25 @@ class LayerForwarder:
         self._tap(index)
         self.layers[index].request_keyframe()
 
+    def set_temporal(self, tid: int) -> None:
+        """Forward VP8 temporal layers 0..``tid`` only (:data:`ALL_TEMPORAL`: all); applied at
+        the next picture start (see the class attributes)."""
+        if not 0 <= tid <= ALL_TEMPORAL:
+            raise ValueError(f"no temporal layer {tid}")
+        self.temporal_target = tid
+
+    def temporal_share(self, tid: int) -> float:
+        """Fraction (0..1] of the current layer's bitrate in temporal layers 0..``tid``:
+        measured from its packets' sizes per TID, else :data:`DEFAULT_TEMPORAL_SHARES`."""
+        layers = self.temporal_layers
+        if tid >= layers - 1:
+            return 1.0
+        counts = self._tid_bytes
+        total = sum(counts[:layers])
+        if total >= 20_000 and counts[layers - 1] > 0:
+            return max(0.05, sum(counts[: tid + 1]) / total)
+        return DEFAULT_TEMPORAL_SHARES.get(layers, (1.0, 1.0, 1.0, 1.0))[tid]
+
     def request_keyframe(self) -> None:
         """The subscriber lost a picture: ask the layer it is getting (or about to)."""
         index = self.target if self.target is not None else self.current
@@ -304,8 +389,39 @@ class LayerForwarder:
             self._switch(index, ts)
         vp8 = self.vp8
         if vp8 is not None:
+            info = vp8_temporal(payload)
+            if info is not None and self._drop_temporal(info, seq, len(payload), keyframe):
+                return
             payload = vp8.rewrite(payload)
         self.consumer.forward(marker, seq, ts, payload, extra, keyframe)
+
+    def _drop_temporal(
+        self, info: tuple[int, int, bool, bool], seq: int, size: int, keyframe: bool
+    ) -> bool:
+        """Count the packet's TID, move ``temporal`` at a picture start; True when the packet
+        is above it (then it is dropped without a gap in sequence numbers or picture ids)."""
+        pid, tid, sync, start = info
+        counts = self._tid_bytes
+        counts[tid] += size
+        if counts[tid] > 1_000_000:  # a moving window: halve every count
+            self._tid_bytes = [count // 2 for count in counts]
+        if tid >= self.temporal_layers:
+            self.temporal_layers = tid + 1
+        if start:
+            target = self.temporal_target
+            if keyframe or target < self.temporal:
+                self.temporal = target
+            elif target > self.temporal and tid == self.temporal + 1 and sync:
+                self.temporal = target if tid >= self.temporal_layers - 1 else tid
+        if tid <= self.temporal:
+            return False
+        consumer = self.consumer
+        if consumer.active:
+            consumer.munger.drop(seq)
+            assert self.vp8 is not None
+            self.vp8.drop(pid)
+        self.temporal_dropped += 1
+        return True
 
     def _switch(self, index: int, ts: int) -> None:
         old = self.current
@@ -318,6 +434,7 @@ class LayerForwarder:
         else:
             consumer.on_producer_gap(False)  # resumes: timestamps advance by the pause
         self.current = index
+        self._tid_bytes = [0, 0, 0, 0]
         if self.vp8 is not None:
             self.vp8.rebase()
         self.switches += 1

@@ -44,6 +44,7 @@ class RtpMunger:
     """
 
     __slots__ = (
+        "_dropped",
         "_highest_in",
         "_init_seq",
         "_init_ts",
@@ -68,6 +69,7 @@ class RtpMunger:
         self._sync_in = 0  # extended incoming seq of the current sync point
         self._resync_pending = False
         self._resync_ts_gap = 1
+        self._dropped: list[int] = []  # extended incoming seqs dropped by drop(), newest last
         self.last_seq = 0
         self.last_ts = 0
         self.started = False
@@ -110,6 +112,7 @@ class RtpMunger:
             self._ts_offset = (out_ts - ts) & _TS_MASK
             self._highest_in = ext
             self._sync_in = ext
+            self._dropped.clear()
             self.last_seq = out_seq
             self.last_ts = out_ts
             return out_seq, out_ts
@@ -118,13 +121,37 @@ class RtpMunger:
         ext = highest + (((seq - highest + 0x8000) & _SEQ_MASK) - 0x8000)
         if ext < self._sync_in:
             return None
-        out_seq = (seq + self._seq_offset) & _SEQ_MASK
+        offset = self._seq_offset
+        if ext < highest and self._dropped:
+            # a late packet from before some drops: the offset it had then
+            offset += sum(1 for dropped in self._dropped if dropped > ext)
+        out_seq = (seq + offset) & _SEQ_MASK
         out_ts = (ts + self._ts_offset) & _TS_MASK
         if ext > highest:
             self._highest_in = ext
             self.last_seq = out_seq
             self.last_ts = out_ts
         return out_seq, out_ts
+
+    def drop(self, seq: int) -> None:
+        """Producer packet ``seq`` (16-bit) is not forwarded (a VP8 temporal layer above the
+        subscriber's, RFC 7741 §4.2): the packets after it move down by one, so the
+        subscriber's sequence numbers have no gap (no NACK for it; LiveKit ``rtpmunger``
+        ``PacketDropped``, mediasoup ``SeqManager::Drop``). Packets before it that arrive late
+        keep the numbers they had. A dropped packet older than the newest one forwarded
+        leaves a one-number gap (as a loss would)."""
+        if not self.started or self._resync_pending:
+            return
+        highest = self._highest_in
+        ext = highest + (((seq - highest + 0x8000) & _SEQ_MASK) - 0x8000)
+        if ext <= highest:
+            return
+        self._seq_offset = (self._seq_offset - 1) & _SEQ_MASK
+        self._highest_in = ext
+        dropped = self._dropped
+        dropped.append(ext)
+        if len(dropped) > 256:
+            del dropped[:128]  # late packets further back than this are rare and NACK-only
 
     def export_state(self) -> tuple[int, int, int, int, int, int, bool, int, int, int, bool]:
         """The whole state as a tuple (init_seq, init_ts, seq_offset, ts_offset, highest_in,

@@ -24,11 +24,54 @@ export const CAMERA_ENCODINGS = [
   { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
 ];
 
+// VP8 temporal layers in each simulcast encoding (W3C webrtc-svc `scalabilityMode`): the SFU
+// lowers a subscriber's frame rate (drops the upper temporal layers of `q`) before it pauses
+// the video on a weak link. Only when the browser lists the mode for VP8.
+export const CAMERA_SCALABILITY_MODE = 'L1T3';
+
+/** True when this browser can encode VP8 with CAMERA_SCALABILITY_MODE (webrtc-svc §4). */
+function temporalLayersSupported() {
+  const caps = globalThis.RTCRtpSender?.getCapabilities?.('video');
+  return Boolean(
+    caps?.codecs?.some(
+      (c) => c.mimeType.toLowerCase() === 'video/vp8' && (c.scalabilityModes || []).includes(CAMERA_SCALABILITY_MODE),
+    ),
+  );
+}
+
+// A screen share: one high-resolution, low-frame-rate encoding (slides and text stay sharp;
+// LiveKit's `h1080fps15`-like preset, at a lower rate), and under congestion the browser keeps
+// the resolution and lowers the frame rate (W3C webrtc-pc degradationPreference, as in
+// Chromium; track.contentHint 'detail' asks the same of the encoder).
+export const SCREEN_ENCODING = { maxFramerate: 10, maxBitrate: 2_000_000, scaleResolutionDownBy: 1 };
+export const SCREEN_DEGRADATION = 'maintain-resolution';
+
+/** Apply SCREEN_ENCODING and SCREEN_DEGRADATION to a screen share's sender. */
+async function applyScreenParameters(sender) {
+  const params = sender.getParameters();
+  if (!params.encodings || params.encodings.length === 0) params.encodings = [{}];
+  for (const enc of params.encodings) Object.assign(enc, SCREEN_ENCODING);
+  params.degradationPreference = SCREEN_DEGRADATION;
+  try {
+    await sender.setParameters(params);
+  } catch (err) {
+    // a browser without degradationPreference: the encoding alone
+    delete params.degradationPreference;
+    await sender.setParameters(params).catch(() => console.warn('screen share parameters', err));
+  }
+}
+
 /** addTransceiver init for a local track: the camera is simulcast, audio never is. */
 function senderInit(track, streams, source) {
   const init = { direction: 'sendonly', streams };
+  if (track.kind === 'video' && source === 'screen') {
+    init.sendEncodings = [{ ...SCREEN_ENCODING }];
+  }
   if (track.kind === 'video' && source === 'camera') {
-    init.sendEncodings = CAMERA_ENCODINGS.map((e) => ({ ...e }));
+    const temporal = temporalLayersSupported();
+    init.sendEncodings = CAMERA_ENCODINGS.map((e) =>
+      temporal ? { ...e, scalabilityMode: CAMERA_SCALABILITY_MODE } : { ...e },
+    );
   }
   return init;
 }
@@ -94,6 +137,7 @@ export class Publisher {
         senderInit(entry.track, stream ? [stream] : [], entry.source),
       );
       entry.mid = null;
+      if (entry.source === 'screen') await applyScreenParameters(entry.transceiver.sender);
     }
     this.spareScreenTransceiver = null; // they belonged to the closed PC
     this.spareCameraTransceiver = null;
@@ -511,11 +555,9 @@ export class Publisher {
       }
       transceiver.direction = 'sendonly';
     } else {
-      transceiver = this.pc.addTransceiver(track, {
-        direction: 'sendonly',
-        streams: [new MediaStream([track])],
-      });
+      transceiver = this.pc.addTransceiver(track, senderInit(track, [new MediaStream([track])], 'screen'));
     }
+    await applyScreenParameters(transceiver.sender);
     const entry = {
       kind: 'video',
       track,

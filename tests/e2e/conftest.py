@@ -204,6 +204,39 @@ def write_noise_y4m(path: Path, width: int = 640, height: int = 480, frames: int
     return path
 
 
+def write_plain_y4m(path: Path, width: int = 640, height: int = 480, frames: int = 40) -> Path:
+    """Write a cheap Y4M clip (20 fps, 4:2:0): a still gradient with a bright bar moving across.
+
+    For tests that need a moving camera picture but not a 720p one. Chromium's built-in fake
+    camera delivers the 1280x720 the client asks for (static/js/devices.js: a real camera is
+    asked for 720p so that simulcast can send three layers), i.e. three VP8 encodings up to
+    720p per publisher; a file-backed camera delivers the file's size (Chromium scales down,
+    never up), here VGA, which libwebrtc sends as two layers at most and encodes at a few
+    hundred kbit/s.
+    """
+    import numpy as np
+
+    x = np.linspace(40, 200, width, dtype=np.float32)
+    y = np.linspace(0, 30, height, dtype=np.float32)[:, None]
+    background = (x[None, :] + y).astype(np.uint8)
+    chroma = np.full((height // 2, width // 2), 128, dtype=np.uint8).tobytes()
+    bar = max(8, width // 20)
+    with path.open("wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F20:1 Ip A1:1 C420jpeg\n".encode())
+        for i in range(frames):
+            luma = background.copy()
+            left = (i * (width - bar)) // max(1, frames - 1)
+            luma[:, left : left + bar] = 235
+            out.write(b"FRAME\n" + luma.tobytes() + chroma + chroma)
+    return path
+
+
+@pytest.fixture(scope="session")
+def plain_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The VGA clip of :func:`write_plain_y4m` (a cheap fake camera)."""
+    return write_plain_y4m(tmp_path_factory.mktemp("media") / "plain.y4m")
+
+
 @pytest.fixture(scope="session")
 def fake_audio(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The WAV file Chromium's fake microphone plays (see :func:`write_tone_wav`)."""

@@ -47,10 +47,12 @@ MAX_TABS = 60  # more than the call view has controls: a bound for the Tab loops
 
 
 @pytest.fixture
-async def browser(chromium: Path) -> AsyncIterator[Any]:
-    """Chromium with its built-in fake camera and microphone (not conftest's noise clip): the
-    views need a picture, not one that is costly to encode, and these tests run many pages."""
-    async with launch_chromium(chromium, CHROMIUM_ARGS) as instance:
+async def browser(chromium: Path, plain_video: Path) -> AsyncIterator[Any]:
+    """Chromium with a cheap VGA camera clip (conftest's ``plain_video``, not the noise clip nor
+    the built-in camera's 720p) and its built-in microphone: the views need a picture, not one
+    that is costly to encode, and these tests run many pages."""
+    args = [*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={plain_video}"]
+    async with launch_chromium(chromium, args) as instance:
         yield instance
 
 

@@ -43,10 +43,14 @@ GOTO_TIMEOUT_MS = 60_000
 
 
 @pytest.fixture
-async def browser(chromium: Path, fake_audio: Path) -> AsyncIterator[Any]:
-    """Chromium's built-in fake camera (cheap to encode) and conftest's steady tone as the
+async def browser(chromium: Path, fake_audio: Path, plain_video: Path) -> AsyncIterator[Any]:
+    """A cheap VGA camera clip (conftest's ``plain_video``) and conftest's steady tone as the
     microphone (the level meter and the muted hint need sound)."""
-    args = [*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={fake_audio}"]
+    args = [
+        *CHROMIUM_ARGS,
+        f"--use-file-for-fake-audio-capture={fake_audio}",
+        f"--use-file-for-fake-video-capture={plain_video}",
+    ]
     async with launch_chromium(chromium, args) as instance:
         yield instance
 

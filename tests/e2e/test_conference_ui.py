@@ -82,6 +82,22 @@ async def _wait_frames_advance(
 
 # --- screen sharing ----------------------------------------------------------------------
 
+SCREEN_PARAMETERS_JS = """
+() => {
+  const p = window.sfu.session.screen.transceiver.sender.getParameters();
+  return {
+    encodings: p.encodings.map((e) => [e.maxFramerate, e.maxBitrate, e.scaleResolutionDownBy]),
+    degradation: p.degradationPreference || null,
+  };
+}
+"""
+SCREEN_PARAMETERS = {
+    # one full-resolution layer at 10 frames/s, 2 Mbit/s (static/js/publisher.js
+    # SCREEN_ENCODING), keeping its resolution under congestion (webrtc-pc)
+    "encodings": [[10, 2_000_000, 1]],
+    "degradation": "maintain-resolution",
+}
+
 
 async def test_screen_share_shown_large_then_unpublished(
     browser: Any, server: ServerProcess, screenshot_dir: Path
@@ -104,6 +120,7 @@ async def test_screen_share_shown_large_then_unpublished(
         "alice's screen share to be published",
     )
     screen_sid = await alice.evaluate("() => window.sfu.session.screen.sid")
+    assert await alice.evaluate(SCREEN_PARAMETERS_JS) == SCREEN_PARAMETERS
     stop_button = alice.get_by_role("button", name="Stop sharing")
     assert await stop_button.get_attribute("aria-pressed") == "true"
     # Her publish offer described the new m-line as a screen: bob learnt the source.
@@ -198,6 +215,7 @@ async def test_screen_share_shown_large_then_unpublished(
         "the second share to be published",
     )
     second_sid = await alice.evaluate("() => window.sfu.session.screen.sid")
+    assert await alice.evaluate(SCREEN_PARAMETERS_JS) == SCREEN_PARAMETERS  # reused m-line
     assert second_sid != screen_sid
     assert await alice.evaluate("() => window.sfu.pub.getTransceivers().length") == transceivers
     await _wait_frames_advance(bob, STAGE_FRAMES_JS, "bob's stage video (second share)")

@@ -1,7 +1,8 @@
 """Chromium as the subscriber on a bad link: 5% loss and 30 ms jitter each way, then 20% loss.
 
-Alice publishes from Chromium's built-in fake camera (its moving pattern, VP8 at ~0.5 Mbit/s;
-the noise clip of the other tests would cost the loaded 2-core machine more than the link) and
+Alice publishes a cheap VGA clip (conftest's ``plain_video``, a moving bar; the noise clip of
+the other tests, or the built-in camera's 720p simulcast, would cost the loaded 2-core machine
+more than the link) and
 fake microphone (a 440 Hz tone, Opus) over a clean link. Bob's subscribe transport
 crosses the impairing UDP relay (tests/e2e/relaypage.py, both ways). Every loss bob sees is
 repaired, or not, by the SFU's consumer: NACKs answered from its retransmission buffer as RTX
@@ -91,9 +92,12 @@ async () => {
 
 FRAMES_SENT_JS = """
 async () => {
+  // the camera is simulcast (one outbound-rtp per rid) and bob receives one layer: the frames
+  // of the encoding that sent the most (the others send as many, or fewer: q at 15 fps)
   let frames = 0;
   (await window.sfu.pub.getStats()).forEach((r) => {
-    if (r.type === 'outbound-rtp' && r.kind === 'video') frames += r.framesSent || 0;
+    if (r.type !== 'outbound-rtp' || r.kind !== 'video') return;
+    frames = Math.max(frames, r.framesSent || 0);
   });
   return frames;
 }
@@ -181,11 +185,17 @@ def speech_audio(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-async def light_browser(chromium: Path, speech_audio: Path) -> AsyncIterator[Any]:
-    """Chromium with its built-in fake camera and a voice-like microphone."""
-    async with launch_chromium(
-        chromium, [*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={speech_audio}"]
-    ) as browser:
+async def light_browser(
+    chromium: Path, speech_audio: Path, plain_video: Path
+) -> AsyncIterator[Any]:
+    """Chromium with a cheap VGA camera clip (conftest's ``plain_video``: a moving bar, not the
+    built-in camera's 720p) and a voice-like microphone."""
+    args = [
+        *CHROMIUM_ARGS,
+        f"--use-file-for-fake-audio-capture={speech_audio}",
+        f"--use-file-for-fake-video-capture={plain_video}",
+    ]
+    async with launch_chromium(chromium, args) as browser:
         yield browser
 
 

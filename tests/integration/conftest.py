@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
+from sfu import _aiortc_adapter as adapter
 from signaling.app import create_app
 from signaling.auth.tokens import VideoGrant, create_access_token
 from signaling.client import RoomClient
@@ -38,7 +39,16 @@ def rtc_port(request: pytest.FixtureRequest) -> int | None:
 
 
 @pytest.fixture
-def sfu_settings(tmp_path: Path, mongo_url: str, mongo_db: str, rtc_port: int | None) -> Settings:
+def media_workers() -> int:
+    """Media worker processes of the ``sfu_settings`` server: 0 keeps media in the test
+    process; a test parametrizes ``media_workers`` (e.g. ``[0, 2]``) to run in workers too."""
+    return 0
+
+
+@pytest.fixture
+def sfu_settings(
+    tmp_path: Path, mongo_url: str, mongo_db: str, rtc_port: int | None, media_workers: int
+) -> Settings:
     return Settings(
         rtc_port=rtc_port,
         ice_hosts=["127.0.0.1"],
@@ -48,6 +58,8 @@ def sfu_settings(tmp_path: Path, mongo_url: str, mongo_db: str, rtc_port: int | 
         mongo_db=mongo_db,
         jwt_secret=TEST_SECRET,
         bcrypt_cost=4,
+        workers=media_workers,
+        worker_room_spread_at=1,  # with workers: a room spans them, its media is piped
     )
 
 
@@ -117,6 +129,9 @@ def podcast(room_client: Callable[..., RoomClient]) -> Callable[..., RoomClient]
 @pytest.fixture
 async def sfu_url(sfu_settings: Settings) -> AsyncIterator[str]:
     """Base URL of a running server (HTTP + WebSocket) on 127.0.0.1."""
+    if sfu_settings.workers:
+        # the media runs in workers: this process's aiortc clients need loopback candidates
+        adapter.set_ice_host_addresses(["127.0.0.1"])
     app = create_app(sfu_settings)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
@@ -124,6 +139,8 @@ async def sfu_url(sfu_settings: Settings) -> AsyncIterator[str]:
         yield str(server.make_url("")).rstrip("/")
     finally:
         await server.close()
+        if sfu_settings.workers:
+            adapter.set_ice_host_addresses([])
 
 
 @pytest.fixture

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from signaling.client import RoomClient
 from tests.support.media import ToneTrack
 
 
+@pytest.mark.parametrize("media_workers", [0, 2])
 async def test_loud_speaker_is_active_quiet_one_is_not(
     room_client: Callable[..., RoomClient],
+    media_workers: int,
 ) -> None:
     loud = room_client("voices", "loud")
     quiet = room_client("voices", "quiet")

@@ -35,8 +35,9 @@ def sfu_settings(request: pytest.FixtureRequest, sfu_settings: Settings) -> Iter
         yield settings
 
 
+@pytest.mark.parametrize("media_workers", [0, 2])
 async def test_three_participants_receive_each_other(
-    room_client: Callable[..., RoomClient],
+    room_client: Callable[..., RoomClient], media_workers: int
 ) -> None:
     clients: dict[str, RoomClient] = {}
     try:

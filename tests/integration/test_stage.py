@@ -136,7 +136,10 @@ async def test_listener_crafted_messages_are_refused(podcast: Callable[..., Room
             await client.close()
 
 
-async def test_raise_hand_promote_speak_mute_demote(podcast: Callable[..., RoomClient]) -> None:
+@pytest.mark.parametrize("media_workers", [0, 2])
+async def test_raise_hand_promote_speak_mute_demote(
+    podcast: Callable[..., RoomClient], media_workers: int
+) -> None:
     host = podcast("host", "host")
     mod = podcast("mod", "moderator")
     fan = podcast("fan", "listener")
@@ -309,8 +312,9 @@ async def test_conference_rooms_keep_everyone_visible(
             await client.close()
 
 
+@pytest.mark.parametrize("media_workers", [0, 2])
 async def test_listeners_get_video_only_when_the_stage_shows_it(
-    podcast: Callable[..., RoomClient],
+    podcast: Callable[..., RoomClient], media_workers: int
 ) -> None:
     host = podcast("host", "host")
     speaker = podcast("speaker", "speaker")

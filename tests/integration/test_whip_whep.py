@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import aiohttp
 import numpy as np
+import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
 from sfu import _aiortc_adapter as adapter
@@ -23,7 +24,10 @@ from tests.support.media import (
 SDP = {"Content-Type": "application/sdp"}
 
 
-async def test_whip_to_whep_round_trip(sfu_url: str, make_token: MakeToken) -> None:
+@pytest.mark.parametrize("media_workers", [0, 2])
+async def test_whip_to_whep_round_trip(
+    sfu_url: str, make_token: MakeToken, media_workers: int
+) -> None:
     publisher = RTCPeerConnection(adapter.make_configuration([]))
     viewer = RTCPeerConnection(adapter.make_configuration([]))
     watcher = RoomClient(sfu_url, "stage", "watcher", token=make_token("stage", "watcher"))

@@ -55,8 +55,8 @@ EDGE_ALLOWED = {
 }
 """What the edge may import from ``sfu``."""
 
-PLANE_FACTORY = {"signaling/app.py": {"sfu.plane.local"}}
-"""The app factory builds the in-process media plane."""
+PLANE_FACTORY = {"signaling/app.py": {"sfu.plane.local", "sfu.plane.workers"}}
+"""The app factory builds the media plane: in process, or over worker processes."""
 
 CLIENT_FILES = {
     "signaling/client.py": {"sfu._aiortc_adapter", "sfu.rtp.header", "sfu.tasks"},

@@ -1,5 +1,5 @@
 """``SFU_WORKERS`` / ``sfu serve --workers`` (issue 12): parsed and validated, and the server
-says at start that workers are not wired yet."""
+says at start where media runs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 import pytest
 from pydantic import ValidationError
 
-from signaling.cli import build_parser, log_workers_not_wired
+from signaling.cli import build_parser, log_workers
 from signaling.settings import Settings
 
 
@@ -33,9 +33,10 @@ def test_cli_flag() -> None:
     assert build_parser().parse_args(["serve"]).workers is None
 
 
-def test_start_log_says_workers_are_not_wired(caplog: pytest.LogCaptureFixture) -> None:
+def test_start_log_says_where_media_runs(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="signaling.cli"):
-        assert log_workers_not_wired(Settings(workers=0)) is None
-        message = log_workers_not_wired(Settings(workers=4))
-    assert message is not None and "SFU_WORKERS=4" in message and "not wired" in message
-    assert [record.getMessage() for record in caplog.records] == [message]
+        local = log_workers(Settings(workers=0))
+        message = log_workers(Settings(workers=4))
+    assert "control process" in local
+    assert "SFU_WORKERS=4" in message and "4 worker processes" in message
+    assert [record.getMessage() for record in caplog.records] == [local, message]

@@ -1,0 +1,115 @@
+"""WorkerMediaPlane's bookkeeping without worker processes: placement and early events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sfu.events import ParticipantClosed, ParticipantEvent, ParticipantInfo, TrackMuted
+from sfu.plane.types import JoinResult, ParticipantRef, ParticipantSpec, PlaneStats
+from sfu.plane.workers import WorkerMediaPlane, _Member
+from sfu.worker.errors import CallTimeoutError
+
+
+def _member(
+    sid: str, room: str, worker: int, got: list[ParticipantEvent], publish: bool
+) -> _Member:
+    return _Member(
+        sid=sid,
+        room=room,
+        identity=sid,
+        worker=worker,
+        listener=got.append,
+        can_publish=publish,
+        can_subscribe=True,
+        auto_subscribe=True,
+        hidden=False,
+        kinds=None,
+    )
+
+
+@pytest.fixture
+def plane(monkeypatch: pytest.MonkeyPatch) -> WorkerMediaPlane:
+    media = WorkerMediaPlane(workers=3, spread_at=2)
+    monkeypatch.setattr(media.pool, "is_up", lambda index: True)
+    return media
+
+
+def test_a_small_room_stays_on_one_worker_and_a_big_one_spreads(plane: WorkerMediaPlane) -> None:
+    got: list[ParticipantEvent] = []
+    placed = []
+    for i in range(6):
+        worker = plane._place("big")
+        placed.append(worker)
+        plane._members[f"PA_{i}"] = _member(f"PA_{i}", "big", worker, got, publish=i == 0)
+    assert placed[:2] == [0, 0], "the room stays on its worker up to spread_at"
+    assert set(placed) == {0, 1, 2}, "then it spreads over every worker"
+    assert placed.count(0) == 2, "the publisher's worker takes no more listeners"
+    # another room starts on the least-loaded worker, not on the busiest
+    assert plane._place("other") != 0
+
+
+def test_early_events_wait_for_the_join_and_late_ones_are_dropped(plane: WorkerMediaPlane) -> None:
+    got: list[ParticipantEvent] = []
+    gone = _member("PA_gone", "r", 0, got, publish=False)
+    plane._members[gone.sid] = gone
+    plane._forget(gone)
+    plane._on_notification(0, "ev", ["PA_gone", ParticipantClosed("left")])
+    assert plane._early == {} and got == []
+    for i in range(300):  # sids that never join (their join failed) do not fill the buffer
+        plane._on_notification(0, "ev", [f"PA_x{i}", TrackMuted("p", "t", True)])
+    plane._on_notification(0, "ev", ["PA_new", TrackMuted("p", "t", True)])
+    assert plane._early["PA_new"] == [TrackMuted("p", "t", True)]
+    assert len(plane._early) <= 256
+
+
+async def test_summed_counters_never_go_back(
+    plane: WorkerMediaPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers: dict[int, PlaneStats | Exception] = {
+        i: PlaneStats(0, 0, 0, 0, counters={"packets_sent": 10}) for i in range(3)
+    }
+
+    async def call(index: int, method: str, *args: Any, timeout_s: float | None = None) -> Any:
+        answer = answers[index]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(plane.pool, "call", call)
+    monkeypatch.setattr(plane.pool, "worker_infos", lambda: ())
+    assert (await plane.stats()).counters["packets_sent"] == 30
+    answers[1] = CallTimeoutError("busy")  # a worker too busy to answer in time
+    assert (await plane.stats()).counters["packets_sent"] == 30
+    plane._on_worker_died(2)  # its replacement starts from zero
+    answers[2] = PlaneStats(0, 0, 0, 0, counters={"packets_sent": 1})
+    assert (await plane.stats()).counters["packets_sent"] == 31
+
+
+async def test_a_duplicate_identity_on_another_worker_is_closed_first(
+    plane: WorkerMediaPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old_events: list[ParticipantEvent] = []
+    old = _member("PA_old", "r", 2, old_events, publish=False)
+    old.identity = "alice"
+    plane._members[old.sid] = old
+    calls: list[tuple[int, str, tuple[Any, ...]]] = []
+
+    async def call(index: int, method: str, *args: Any, timeout_s: float | None = None) -> Any:
+        calls.append((index, method, args))
+        if method == "join":
+            info = ParticipantInfo("PA_new", "alice", "Alice")
+            return JoinResult(ParticipantRef("PA_new", "r", "alice", "Alice"), info, ())
+        return []
+
+    monkeypatch.setattr(plane.pool, "call", call)
+    monkeypatch.setattr(plane, "_place", lambda room: 0)
+    result = await plane.join("r", ParticipantSpec("alice", "Alice"), lambda event: None)
+    assert old_events == [ParticipantClosed("duplicate_identity")]
+    assert (2, "leave", ("PA_old", "duplicate_identity", False)) in calls
+    assert calls.index((2, "leave", ("PA_old", "duplicate_identity", False))) < [
+        c[1] for c in calls
+    ].index("join"), "the old one is gone before the new one joins"
+    assert result.participant.sid == "PA_new" and plane.worker_of("PA_new") == 0
+    assert plane.worker_of("PA_old") is None
