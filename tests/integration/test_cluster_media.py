@@ -37,7 +37,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 ROOM = "cluster-media"
-WORKERS = "0"
+WORKERS = "1"
 
 
 @pytest.fixture(autouse=True)
