@@ -218,6 +218,9 @@ class RoomClient:
         self._changed = asyncio.Event()
         self._closing = False
         self.auto_reconnect = auto_reconnect
+        # other nodes of a cluster to try, in turn, when ``url`` cannot be reached (what a
+        # load balancer in front of the nodes does for a browser)
+        self.alternates: list[str] = []
         self.resume_token: str | None = None
         self.last_seq = 0  # seq of the last numbered message read
         self.seqs: list[int] = []  # every seq read, in arrival order (tests check for gaps)
@@ -370,6 +373,9 @@ class RoomClient:
                 if self.ws is not None:
                     with contextlib.suppress(Exception):
                         await self.ws.close()
+                if self.alternates:  # that node is gone: try the next one
+                    self.alternates.append(self.url)
+                    self.url = self.alternates.pop(0).rstrip("/")
                 delay = random.uniform(0, min(cap_s, base_s * 2**attempt))
                 if time.monotonic() + delay > deadline:
                     raise TimeoutError("could not reconnect in time") from None

@@ -590,6 +590,8 @@ class Session:
             # NotAllowedError (no canPublish grant) is answered ``forbidden`` by handle()
             answer = await media.publish_offer(participant.sid, request.sdp, specs)
             self.send(p.AnswerResponse(ref=request.id, sdp=answer.sdp, tracks=answer.tracks))
+            if (cluster := self.app.get(CLUSTER)) is not None:  # tracks reach the other nodes
+                cluster.changed(participant.room)
         elif isinstance(request, p.AnswerRequest):
             await media.subscribe_answer(participant.sid, request.sdp)
             self.send(p.OkResponse(ref=request.id))

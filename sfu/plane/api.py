@@ -22,6 +22,9 @@ from sfu.plane.types import (
     JoinResult,
     ParticipantSpec,
     ParticipantState,
+    PipeControl,
+    PipeProducerParameters,
+    PipeTransportParameters,
     PlaneStats,
     PublishAnswer,
     TrackSpec,
@@ -30,6 +33,10 @@ from sfu.plane.types import (
 PlaneListener = Callable[[ParticipantEvent], None]
 """Receives one participant's events, in order; it must not raise or block (a proxy calls
 it from its channel reader)."""
+
+PipeListener = Callable[[PipeControl], None]
+"""Receives the :class:`~sfu.pipe.PipeControl` calls one pipe end emits (mute, gap, close),
+for the other end's :meth:`MediaPlane.pipe_control`; it must not raise or block."""
 
 
 class MediaPlane(Protocol):
@@ -195,6 +202,76 @@ class MediaPlane(Protocol):
         Raises:
             NotFoundError: unknown viewer or publisher; InvalidSdpError: bad offer.
         """
+        ...
+
+    # -- pipes: one room's producers to and from another process or node (docs/pipe.md) ----
+    # Keyed by room and ``peer``, a string the caller chooses for the other end (the cluster
+    # uses ``"pull:<node id>"`` for what this node receives from a node and
+    # ``"push:<node id>"`` for what it sends there).
+
+    async def pipe_open(
+        self,
+        room: str,
+        peer: str,
+        listener: PipeListener,
+        listen_ip: str = "127.0.0.1",
+        enable_srtp: bool = True,
+    ) -> PipeTransportParameters:
+        """Open this side's PipeTransport of ``room`` towards ``peer`` (an open one is closed
+        first, its piped producers suspended), bound to ``listen_ip`` on an ephemeral UDP
+        port (plain RTP/RTCP, RFC 3550). Its :class:`~sfu.pipe.PipeControl` calls go to
+        ``listener``. Returns where it listens and, with ``enable_srtp``, a fresh
+        AEAD_AES_128_GCM key (28 bytes, RFC 7714) for what it sends.
+
+        Raises:
+            NotFoundError: no room ``room`` in this media plane; OSError: cannot bind.
+        """
+        ...
+
+    async def pipe_connect(self, room: str, peer: str, remote: PipeTransportParameters) -> None:
+        """Send to, and accept datagrams only from, the other end (its ``pipe_open`` result).
+
+        Raises:
+            NotFoundError: no such pipe; InvalidStateError: already connected, or SRTP on
+                one end only; ValueError: a bad address, port or key.
+        """
+        ...
+
+    async def pipe_consume(self, room: str, peer: str, producer: str) -> PipeProducerParameters:
+        """Pipe producer ``producer`` (a track sid) of ``room`` to ``peer``: what the other
+        end's :meth:`pipe_produce` needs (a producer piped already: the same values).
+
+        Raises:
+            NotFoundError: no pipe or producer; InvalidStateError: not negotiated yet.
+        """
+        ...
+
+    async def pipe_produce(self, room: str, peer: str, params: PipeProducerParameters) -> None:
+        """Make the piped producer on this side (track id ``params.producer_id``, participant
+        sid ``params.participant_sid``; a suspended producer of that id resumes: its
+        consumers keep their SSRC and continue their sequence numbers and timestamps). The
+        room's participants subscribe to it by the room's policy.
+
+        Raises:
+            NotFoundError: no pipe; ValueError: bad parameters or another codec than the
+                suspended producer's; InvalidStateError: that id is a local producer.
+        """
+        ...
+
+    async def pipe_control(self, room: str, peer: str, control: PipeControl) -> None:
+        """Apply a control the other end's listener got (pause, resume, gap, close); no pipe
+        or an unknown producer: ignored."""
+        ...
+
+    async def pipe_close(self, room: str, peer: str, keep_producers: bool = False) -> list[str]:
+        """Close this side's pipe end (no-op without one). ``keep_producers``: its piped
+        producers are suspended, not closed (the peer died; a later :meth:`pipe_produce` of
+        the same id resumes them). Returns the ids of the piped producers it held."""
+        ...
+
+    async def pipe_drop(self, room: str, producers: list[str]) -> None:
+        """Close piped producers of ``room`` (suspended ones whose publisher is gone for
+        good); unknown ids and local producers are ignored."""
         ...
 
     # -- rooms and the process -------------------------------------------------------------

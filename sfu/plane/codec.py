@@ -23,11 +23,18 @@ import inspect
 import typing
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from sfu import events
 from sfu.errors import CodecError, SfuError, error_from_code
-from sfu.plane.api import MediaPlane, PlaneListener
+from sfu.plane.api import MediaPlane, PipeListener, PlaneListener
+from sfu.plane.types import PipeTransportParameters
+
+# An SRTP key (bytes) crosses as base64 text (pydantic's default would be UTF-8, which random
+# key bytes are not); pydantic reads this attribute of a stdlib dataclass as its config.
+PipeTransportParameters.__pydantic_config__ = ConfigDict(  # type: ignore[attr-defined]
+    ser_json_bytes="base64", val_json_bytes="base64"
+)
 
 EVENT_TYPES: dict[str, type[Any]] = {
     cls.__name__: cls for cls in typing.get_args(events.ParticipantEvent)
@@ -61,7 +68,7 @@ def decode(data: Any, tp: Any) -> Any:
 @functools.cache
 def method_types(method: str) -> tuple[dict[str, Any], Any]:
     """(parameter name -> type, result type) of ``MediaPlane.<method>``; the listener of
-    ``join`` is left out (it stays on the caller's side of a channel).
+    ``join`` and ``pipe_open`` is left out (it stays on the caller's side of a channel).
 
     Raises:
         CodecError: no such method.
@@ -74,7 +81,7 @@ def method_types(method: str) -> tuple[dict[str, Any], Any]:
     params = {
         name: tp
         for name, tp in hints.items()
-        if name != "self" and tp is not PlaneListener and name != "listener"
+        if name != "self" and tp not in (PlaneListener, PipeListener) and name != "listener"
     }
     return params, result
 

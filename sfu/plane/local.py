@@ -22,13 +22,17 @@ from sfu.events import (
     SubscribeOffer,
 )
 from sfu.participant import Participant, negotiate_viewer
-from sfu.plane.api import PlaneListener
+from sfu.plane.api import PipeListener, PlaneListener
+from sfu.plane.pipes import PipeEndpoints, subscribe_piped
 from sfu.plane.types import (
     IceServer,
     JoinResult,
     ParticipantRef,
     ParticipantSpec,
     ParticipantState,
+    PipeControl,
+    PipeProducerParameters,
+    PipeTransportParameters,
     PlaneStats,
     PublishAnswer,
     TrackSpec,
@@ -100,6 +104,7 @@ class LocalMediaPlane:
 
     def __init__(self, settings: MediaSettings | None = None) -> None:
         self.server = MediaServer(settings)
+        self.pipes = PipeEndpoints(self.server)
         # participant sid -> Participant; weak, so a removed participant is not kept alive
         self._participants: weakref.WeakValueDictionary[str, Participant] = (
             weakref.WeakValueDictionary()
@@ -146,6 +151,8 @@ class LocalMediaPlane:
             assert isinstance(listener_, _Listener)
             participant.enable_media_restart(listener_.on_media_restart, spec.media_restart_grace_s)
         self._participants[participant.sid] = participant
+        if spec.can_subscribe and spec.auto_subscribe:
+            subscribe_piped(media_room, [participant.sid])
         return JoinResult(
             participant=_ref(participant),
             info=participant.info(),
@@ -235,6 +242,7 @@ class LocalMediaPlane:
         found = self._participants.get(participant)
         if found is not None:
             found.room.set_subscribe_kinds(found, frozenset(kinds) if kinds is not None else None)
+            subscribe_piped(found.room, [found.sid])
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -268,6 +276,45 @@ class LocalMediaPlane:
         kinds = found.subscribe_kinds  # a podcast listener: audio, unless the stage shows video
         producers = [pr for pr in source.producers.values() if kinds is None or pr.kind in kinds]
         return await negotiate_viewer(found, sdp, producers)
+
+    # -- pipes ---------------------------------------------------------------------------------
+
+    async def pipe_open(
+        self,
+        room: str,
+        peer: str,
+        listener: PipeListener,
+        listen_ip: str = "127.0.0.1",
+        enable_srtp: bool = True,
+    ) -> PipeTransportParameters:
+        """See :meth:`sfu.plane.api.MediaPlane.pipe_open`."""
+        return await self.pipes.open(
+            room, peer, listener, listen_ip=listen_ip, enable_srtp=enable_srtp
+        )
+
+    async def pipe_connect(self, room: str, peer: str, remote: PipeTransportParameters) -> None:
+        """See :meth:`sfu.plane.api.MediaPlane.pipe_connect`."""
+        self.pipes.connect(room, peer, remote)
+
+    async def pipe_consume(self, room: str, peer: str, producer: str) -> PipeProducerParameters:
+        """See :meth:`sfu.plane.api.MediaPlane.pipe_consume`."""
+        return self.pipes.consume(room, peer, producer)
+
+    async def pipe_produce(self, room: str, peer: str, params: PipeProducerParameters) -> None:
+        """See :meth:`sfu.plane.api.MediaPlane.pipe_produce`."""
+        self.pipes.produce(room, peer, params)
+
+    async def pipe_control(self, room: str, peer: str, control: PipeControl) -> None:
+        """See :meth:`sfu.plane.api.MediaPlane.pipe_control`."""
+        self.pipes.control(room, peer, control)
+
+    async def pipe_close(self, room: str, peer: str, keep_producers: bool = False) -> list[str]:
+        """See :meth:`sfu.plane.api.MediaPlane.pipe_close`."""
+        return await self.pipes.close(room, peer, keep_producers=keep_producers)
+
+    async def pipe_drop(self, room: str, producers: list[str]) -> None:
+        """See :meth:`sfu.plane.api.MediaPlane.pipe_drop`."""
+        self.pipes.drop(room, list(producers))
 
     # -- rooms and the process -----------------------------------------------------------------
 
@@ -303,4 +350,5 @@ class LocalMediaPlane:
 
     async def close(self) -> None:
         """See :meth:`sfu.plane.api.MediaPlane.close`."""
+        await self.pipes.close_all()
         await self.server.close()

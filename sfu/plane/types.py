@@ -2,6 +2,10 @@
 
 Every field is a str, int, float, bool, None, a tuple/list/dict of those or another of these
 dataclasses, so every value crosses a process boundary through :mod:`sfu.plane.codec`.
+
+The pipe calls' values are :mod:`sfu.pipe`'s own dataclasses, re-exported here for the edge:
+:class:`PipeTransportParameters` (where a pipe end listens and its SRTP send key, bytes),
+:class:`PipeProducerParameters` (one piped producer) and :class:`PipeControl`.
 """
 
 from __future__ import annotations
@@ -9,6 +13,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sfu.events import ParticipantInfo, TrackInfo
+from sfu.pipe import PipeControl, PipeProducerParameters, PipeTransportParameters
+
+__all__ = [
+    "IceServer",
+    "JoinResult",
+    "ParticipantRef",
+    "ParticipantSpec",
+    "ParticipantState",
+    "PipeControl",
+    "PipeProducerParameters",
+    "PipeTransportParameters",
+    "PlaneStats",
+    "PublishAnswer",
+    "TrackSpec",
+    "WorkerInfo",
+]
 
 
 @dataclass(frozen=True, slots=True)

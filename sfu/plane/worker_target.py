@@ -92,7 +92,7 @@ class PlaneTarget:
     def __init__(self, settings: MediaSettings, context: _Emitter) -> None:
         self.plane = LocalMediaPlane(settings)
         self.context = context
-        self.pipes: dict[tuple[str, int], PipeTransport] = {}
+        self.pipes: dict[tuple[str, int | str], PipeTransport] = {}
 
     # -- hooks -----------------------------------------------------------------------------
 
@@ -268,18 +268,32 @@ class PlaneTarget:
 
     # -- pipes ------------------------------------------------------------------------------
 
-    async def pipe_open(self, room: str, peer: int) -> dict[str, Any]:
-        """This worker's pipe end of ``room`` towards worker ``peer`` (created on first use);
-        returns its :class:`PipeTransportParameters` as a map.
+    async def pipe_open(
+        self,
+        room: str,
+        peer: int | str,
+        listen_ip: str = "127.0.0.1",
+        enable_srtp: bool = False,
+    ) -> dict[str, Any]:
+        """This worker's pipe end of ``room`` towards worker ``peer`` (an int; created on
+        first use) or another node (a string key of ``MediaPlane.pipe_open``: a new end each
+        call, an open one closed first with its piped producers suspended); returns its
+        :class:`PipeTransportParameters` as a map.
 
         Raises:
             NotFoundError: no shard of ``room`` here."""
         pipe = self.pipes.get((room, peer))
+        if isinstance(peer, str) and pipe is not None and not pipe.closed:
+            del self.pipes[(room, peer)]
+            await pipe.close(keep_producers=True)
+            pipe = None
         if pipe is None or pipe.closed:
             shard = self.plane.server.get_room(room)
             if shard is None or shard.closed:
                 raise NotFoundError(f"no room {room} on worker {self.context.index}")
-            pipe = await shard.router.create_pipe_transport(listen_ip="127.0.0.1")
+            pipe = await shard.router.create_pipe_transport(
+                listen_ip=listen_ip, enable_srtp=enable_srtp
+            )
             emit = self.context.emit
 
             def on_control(control: PipeControl) -> None:
@@ -290,13 +304,13 @@ class PlaneTarget:
         params = pipe.local_parameters()
         return {"ip": params.ip, "port": params.port, "srtp_key": params.srtp_key}
 
-    def _pipe(self, room: str, peer: int) -> PipeTransport:
+    def _pipe(self, room: str, peer: int | str) -> PipeTransport:
         pipe = self.pipes.get((room, peer))
         if pipe is None or pipe.closed:
             raise NotFoundError(f"no pipe of {room} to worker {peer}")
         return pipe
 
-    async def pipe_connect(self, room: str, peer: int, params: dict[str, Any]) -> None:
+    async def pipe_connect(self, room: str, peer: int | str, params: dict[str, Any]) -> None:
         """Connect this end to the other end's :meth:`pipe_open` result.
 
         Raises:
@@ -305,7 +319,7 @@ class PlaneTarget:
             PipeTransportParameters(str(params["ip"]), int(params["port"]), params.get("srtp_key"))
         )
 
-    async def pipe_consume(self, room: str, peer: int, producer_id: str) -> dict[str, Any]:
+    async def pipe_consume(self, room: str, peer: int | str, producer_id: str) -> dict[str, Any]:
         """Pipe producer ``producer_id`` of this shard to ``peer``: its
         :class:`PipeProducerParameters` as a map.
 
@@ -314,7 +328,7 @@ class PlaneTarget:
         pipe = self._pipe(room, peer)
         return pipe_params_to_wire(pipe.consume(pipe.router.get_producer(producer_id)))
 
-    async def pipe_produce(self, room: str, peer: int, params: dict[str, Any]) -> None:
+    async def pipe_produce(self, room: str, peer: int | str, params: dict[str, Any]) -> None:
         """The piped producer (same id and participant sid as on ``peer``) in this shard;
         this shard's participants subscribe to it by the room's policy.
 
@@ -326,7 +340,9 @@ class PlaneTarget:
         if shard is not None:
             self._subscribe_piped(shard)
 
-    async def pipe_close(self, room: str, peer: int, keep_producers: bool = False) -> list[str]:
+    async def pipe_close(
+        self, room: str, peer: int | str, keep_producers: bool = False
+    ) -> list[str]:
         """Close the pipe of ``room`` to ``peer`` (no-op without one); ``keep_producers``:
         suspend its piped producers (their consumers stay, issue 12 worker loss). Returns
         the ids of the piped producers it held."""
@@ -347,7 +363,7 @@ class PlaneTarget:
             if producer is not None and not producer.closed:
                 producer.close()
 
-    async def pipe_drop_one(self, room: str, peer: int, kind: str) -> None:
+    async def pipe_drop_one(self, room: str, peer: int | str, kind: str) -> None:
         """Fault injection (tests, benchmarks): drop the next RTP packet of the ``kind``
         stream this worker pipes to ``peer`` (a hole the other end NACKs, RFC 4585).
 

@@ -41,16 +41,20 @@ from sfu.events import (
     TrackPublished,
     TrackUnpublished,
 )
-from sfu.plane.api import PlaneListener
+from sfu.plane.api import PipeListener, PlaneListener
 from sfu.plane.types import (
     IceServer,
     JoinResult,
     ParticipantSpec,
     ParticipantState,
+    PipeControl,
+    PipeProducerParameters,
+    PipeTransportParameters,
     PlaneStats,
     PublishAnswer,
     TrackSpec,
 )
+from sfu.plane.worker_target import pipe_params_from_wire, pipe_params_to_wire
 from sfu.server import MediaSettings
 from sfu.stats import COUNTER_NAMES
 from sfu.worker.errors import ChannelError
@@ -178,6 +182,11 @@ class WorkerMediaPlane:
         # monotonic counters: each worker's last answer, and what dead processes had counted
         self._last_counters: dict[int, dict[str, int]] = {}
         self._retired_counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
+        # pipes to other nodes (MediaPlane.pipe_*): (room, peer) -> gateway worker, listener;
+        # track sid -> (room, peer) of producers received from another node
+        self._gateways: dict[tuple[str, str], int] = {}
+        self._pipe_listeners: dict[tuple[str, str], PipeListener] = {}
+        self._remote_tracks: dict[str, tuple[str, str]] = {}
         self.piped = 0
         """Producers piped so far (a counter, for tests and benchmarks)."""
 
@@ -297,6 +306,13 @@ class WorkerMediaPlane:
                 for member in self._room_members(room):
                     if member.worker == index:
                         self._deliver(member, item)
+            elif event == "pipe" and isinstance(data[1], str):  # a pipe to another node
+                room, peer, control = data
+                if control.get("action") == "close":
+                    self._forget_remote(str(control.get("producer_id")))
+                listener = self._pipe_listeners.get((room, peer))
+                if listener is not None:
+                    listener(PipeControl(**control))
             elif event == "pipe":
                 room, peer, control = data
                 if control.get("action") == "close":  # that producer is piped no more
@@ -430,6 +446,115 @@ class WorkerMediaPlane:
                 and member.wants(t.kind)
             )
         )
+
+    # -- pipes to another node (MediaPlane.pipe_*; docs/media-plane.md) ---------------------
+    # One worker of the room, its *gateway* for that peer, holds the cross-node pipe end: a
+    # producer sent to the peer is piped to the gateway first (the worker pipes above), a
+    # producer received from the peer is piped on from the gateway to every other worker of
+    # the room that has participants taking it.
+
+    def _gateway(self, room: str, peer: str) -> int:
+        gateway = self._gateways.get((room, peer))
+        if gateway is not None and self.pool.is_up(gateway):
+            return gateway
+        workers = self._room_workers(room)
+        if not workers:
+            raise NotFoundError(f"no room {room} here")
+        counts = {w: sum(1 for m in self._room_members(room) if m.worker == w) for w in workers}
+        gateway = max(sorted(workers), key=lambda w: counts[w])
+        self._gateways[(room, peer)] = gateway
+        return gateway
+
+    async def pipe_open(
+        self,
+        room: str,
+        peer: str,
+        listener: PipeListener,
+        listen_ip: str = "127.0.0.1",
+        enable_srtp: bool = True,
+    ) -> PipeTransportParameters:
+        """See :meth:`sfu.plane.api.MediaPlane.pipe_open` (on the room's gateway worker for
+        ``peer``)."""
+        self._gateways.pop((room, peer), None)
+        gateway = self._gateway(room, peer)
+        self._pipe_listeners[(room, peer)] = listener
+        data = await self.pool.call(gateway, "pipe_open", room, peer, listen_ip, enable_srtp)
+        return PipeTransportParameters(
+            str(data["ip"]), int(data["port"]), data.get("srtp_key") or None
+        )
+
+    async def pipe_connect(self, room: str, peer: str, remote: PipeTransportParameters) -> None:
+        """See :meth:`sfu.plane.api.MediaPlane.pipe_connect`."""
+        params = {"ip": remote.ip, "port": remote.port, "srtp_key": remote.srtp_key}
+        await self.pool.call(self._gateway(room, peer), "pipe_connect", room, peer, params)
+
+    async def pipe_consume(self, room: str, peer: str, producer: str) -> PipeProducerParameters:
+        """See :meth:`sfu.plane.api.MediaPlane.pipe_consume` (the producer is piped to the
+        gateway worker first)."""
+        gateway = self._gateway(room, peer)
+        track = self._tracks.get(producer)
+        if track is None or track.room != room:
+            raise NotFoundError(f"no producer {producer}")
+        if track.worker != gateway and not await self._pipe(room, track.worker, gateway, producer):
+            raise InvalidStateError(f"producer {producer} could not reach worker {gateway}")
+        data = await self.pool.call(gateway, "pipe_consume", room, peer, producer)
+        return pipe_params_from_wire(data)
+
+    async def pipe_produce(self, room: str, peer: str, params: PipeProducerParameters) -> None:
+        """See :meth:`sfu.plane.api.MediaPlane.pipe_produce` (on the gateway; piped on to the
+        room's other workers that take it)."""
+        gateway = self._gateway(room, peer)
+        await self.pool.call(gateway, "pipe_produce", room, peer, pipe_params_to_wire(params))
+        sid = params.producer_id
+        self._tracks[sid] = _Track(
+            sid=sid,
+            room=room,
+            participant=params.participant_sid,
+            identity="",
+            worker=gateway,
+            kind=params.kind,
+            muted=params.paused,
+        )
+        self._remote_tracks[sid] = (room, peer)
+        for worker in {
+            m.worker
+            for m in self._room_members(room)
+            if m.worker != gateway and m.wants(params.kind)
+        }:
+            self._spawn(self._pipe(room, gateway, worker, sid))
+
+    async def pipe_control(self, room: str, peer: str, control: PipeControl) -> None:
+        """See :meth:`sfu.plane.api.MediaPlane.pipe_control`."""
+        gateway = self._gateways.get((room, peer))
+        if gateway is None:
+            return
+        if control.action == "close":
+            self._forget_remote(control.producer_id)
+        with contextlib.suppress(ChannelError):
+            self.pool.notify(gateway, "pipe", [room, peer, dataclasses.asdict(control)])
+
+    def _forget_remote(self, sid: str) -> None:
+        if self._remote_tracks.pop(sid, None) is not None:
+            self._tracks.pop(sid, None)
+
+    async def pipe_close(self, room: str, peer: str, keep_producers: bool = False) -> list[str]:
+        """See :meth:`sfu.plane.api.MediaPlane.pipe_close`."""
+        gateway = self._gateways.pop((room, peer), None)
+        self._pipe_listeners.pop((room, peer), None)
+        if gateway is None:
+            return []
+        held = await self._call_quiet(gateway, "pipe_close", room, peer, keep_producers)
+        if not keep_producers:
+            for sid in held or []:
+                self._forget_remote(sid)
+        return list(held or [])
+
+    async def pipe_drop(self, room: str, producers: list[str]) -> None:
+        """See :meth:`sfu.plane.api.MediaPlane.pipe_drop` (on every worker of the room)."""
+        for sid in producers:
+            self._forget_remote(sid)
+        for worker in self._room_workers(room):
+            await self._call_quiet(worker, "drop_producers", room, list(producers))
 
     # -- worker loss ------------------------------------------------------------------------
 

@@ -53,6 +53,7 @@ from signaling.chat import CHAT
 from signaling.cluster import keys
 from signaling.cluster.bus import Bus, unavailable
 from signaling.cluster.lease import Lease, Leases
+from signaling.cluster.media import MediaPipes
 from signaling.cluster.registry import (
     DEAD_AFTER_S,
     HEARTBEAT_S,
@@ -157,9 +158,10 @@ class Cluster:
         self._flush: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
-        # The media pipe's hook: called with (room, node id) when the Producers that node
-        # hosts in the room changed (see :meth:`remote_tracks`); None until pipes exist.
-        self.on_remote_tracks: Callable[[str, str], None] | None = None
+        # Cross-node media (signaling/cluster/media.py); its hook is called with (room, node
+        # id) when the Producers that node hosts in the room changed (:meth:`remote_tracks`).
+        self.media = MediaPipes(self)
+        self.on_remote_tracks: Callable[[str, str], None] | None = self._remote_tracks_changed
         # How a finished drain stops the process: SIGINT to itself, which aiohttp's handler
         # turns into a graceful shutdown (replaced in tests).
         self.stop_process: Callable[[], None] = lambda: os.kill(os.getpid(), signal.SIGINT)
@@ -188,6 +190,10 @@ class Cluster:
         await self.bus.close()
         with contextlib.suppress(Exception):
             await self.redis.aclose()
+
+    def _remote_tracks_changed(self, room: str, node: str) -> None:
+        if self.media.local(room):
+            self._spawn(self.media.pull(room, node))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -229,12 +235,22 @@ class Cluster:
             return
         if not self.available:
             logger.info("cluster: node %s registered (%s)", self.node_id, self.info.url)
+            # Redis was lost: the other nodes' summaries are old because nothing could carry
+            # them, not because the nodes died; give them a heartbeat window to come back
+            # before their pipes are treated as dead (media kept flowing meanwhile).
+            now = time.monotonic()
+            for summaries in self.remote.values():
+                for summary in summaries.values():
+                    summary.at = max(summary.at, now - HEARTBEAT_S)
         self.available = True
         try:
             await self._tend_rooms()
         except (RedisError, OSError) as exc:
             self._lost(exc)
         self._expire_summaries()
+        for room in list(self.app[STAGES].rooms):
+            self.media.reconcile(room)
+        await self.media.expire_suspended()
 
     async def _tend_rooms(self) -> None:
         """Renew or take the leases of the rooms with local members, release the others,
@@ -252,6 +268,7 @@ class Cluster:
             await self._publish_summary(room)  # we left: zero
             await self.bus.unfollow(room)
             self.remote.pop(room, None)
+            await self.media.close_room(room)
 
     async def _take_or_renew(self, room: str) -> None:
         lease = self.held.get(room)
@@ -273,6 +290,7 @@ class Cluster:
                 if now - summary.at > DEAD_AFTER_S:
                     del nodes[node_id]
                     self._remote_changed(room)
+                    self._spawn(self.media.node_gone(room, node_id, dead=True))
 
     async def _release_all(self) -> None:
         for room, lease in list(self.held.items()):
@@ -322,6 +340,7 @@ class Cluster:
         for room in rooms:
             if room in self.bus.rooms:
                 await self._publish_summary(room)
+            self.media.reconcile(room)  # a member arrived or left here: pipes follow
 
     async def _publish_summary(self, room: str) -> None:
         """Store this node's summary of ``room`` in the room's hash and publish it."""
@@ -421,6 +440,9 @@ class Cluster:
         if kind == "call":
             self._spawn(self._answer(sender, message))
             return
+        if kind == "pipe_control" and channel == self.bus.channel:
+            await self.media.on_control(sender, message)
+            return
         room = message.get("room")
         if not isinstance(room, str) or channel != keys.room_channel(room):
             return
@@ -465,7 +487,8 @@ class Cluster:
             return
         before = nodes.get(sender)
         if summary.audience == 0 and not summary.members and not summary.hands_total:
-            nodes.pop(sender, None)
+            if nodes.pop(sender, None) is not None:
+                self._spawn(self.media.node_gone(room, sender, dead=False))
         else:
             nodes[sender] = summary
         # Only a change reaches the members (a heartbeat's unchanged summary sends nothing).
@@ -648,6 +671,8 @@ class Cluster:
                 result = await self._as_origin(args)
             elif message.get("method") == "apply":
                 result = await self._apply(args)
+            elif message.get("method") == "pipe":
+                result = await self.media.answer(sender, args)
             else:
                 raise p.ProtocolError(p.ErrorCode.BAD_REQUEST, "unknown method")
         except p.ProtocolError as exc:
