@@ -22,7 +22,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from signaling.client import RoomClient
 from signaling.settings import Settings
-from tests.support.forwarding import FORWARDING_PATHS, forwarding_path
+from tests.support.forwarding import forwarding_path
 from tests.support.media import ColorTrack, ToneTrack
 from tests.support.udprelay import RelaySet
 
@@ -32,10 +32,12 @@ FPS = 15
 AUDIO_FRAME_S = 0.02
 
 
-@pytest.fixture(params=FORWARDING_PATHS, ids=["fast_path", "python_path"])
-def sfu_settings(request: pytest.FixtureRequest, sfu_settings: Settings) -> Iterator[Settings]:
-    """Every test here runs against both forwarding paths (issue 14)."""
-    with forwarding_path(sfu_settings, request.param) as settings:
+@pytest.fixture
+def sfu_settings(sfu_settings: Settings) -> Iterator[Settings]:
+    """The compiled forwarding path (the default). The pure-Python path's retransmissions are
+    the same bytes (tests/unit/test_fastpath.py feeds both paths the same packets, NACKs and
+    keys), and test_forwarding.py runs end to end on both: this 18 s test runs once."""
+    with forwarding_path(sfu_settings, True) as settings:
         yield settings
 
 
