@@ -34,6 +34,7 @@ from sfu.events import ActiveSpeakersChanged, ParticipantEvent, RoomEvent
 from sfu.participant import negotiate_viewer
 from sfu.pipe import PipeControl, PipeProducerParameters, PipeTransport, PipeTransportParameters
 from sfu.plane.local import LocalMediaPlane, MediaSettings
+from sfu.plane.pipes import subscribe_piped
 from sfu.plane.types import (
     IceServer,
     JoinResult,
@@ -112,24 +113,6 @@ class PlaneTarget:
             shard.on_event = relay
         return shard
 
-    def _subscribe_piped(self, room: Room, sids: list[str] | None = None) -> None:
-        """Subscribe this shard's participants (``sids``, or all) to its piped producers, by
-        the room's policy (``auto_subscribe``, ``subscribe_kinds``, ``canSubscribe``)."""
-        piped = [
-            p
-            for p in room.router.producers.values()
-            if isinstance(p.transport, PipeTransport) and not p.closed
-        ]
-        if not piped:
-            return
-        for participant in list(room.participants.values()):
-            if sids is not None and participant.sid not in sids:
-                continue
-            if not participant.auto_subscribe:
-                continue
-            for producer in piped:
-                participant.subscribe(producer)
-
     # -- the media-plane API ----------------------------------------------------------------
 
     async def join(self, room: str, spec: ParticipantSpec) -> JoinResult:
@@ -145,7 +128,7 @@ class PlaneTarget:
         result = await self.plane.join(room, spec, listener)
         holder.append(result.participant.sid)
         if spec.can_subscribe and spec.auto_subscribe:
-            self._subscribe_piped(shard, [result.participant.sid])
+            subscribe_piped(shard, [result.participant.sid])
         return result
 
     async def leave(self, participant: str, reason: str = "left", notify: bool = False) -> None:
@@ -212,7 +195,7 @@ class PlaneTarget:
         )
         found = self.plane._find(participant)
         if found is not None and found.can_subscribe:
-            self._subscribe_piped(found.room, [participant])
+            subscribe_piped(found.room, [participant])
 
     async def participant(self, participant: str) -> ParticipantState:
         """:meth:`MediaPlane.participant`."""
@@ -338,7 +321,7 @@ class PlaneTarget:
         pipe.produce(pipe_params_from_wire(params))
         shard = self.plane.server.get_room(room)
         if shard is not None:
-            self._subscribe_piped(shard)
+            subscribe_piped(shard)
 
     async def pipe_close(
         self, room: str, peer: int | str, keep_producers: bool = False
