@@ -64,6 +64,7 @@ from signaling.cluster.registry import (
     now_unix_ms,
     register,
 )
+from signaling.cluster.roster import roster_events, stage_view
 from signaling.settings import Settings
 from signaling.stage import HANDS_SHOWN, STAGES, Member, Stage
 
@@ -289,6 +290,7 @@ class Cluster:
             for node_id, summary in list(nodes.items()):
                 if now - summary.at > DEAD_AFTER_S:
                     del nodes[node_id]
+                    self._announce(room, summary, None)
                     self._remote_changed(room)
                     self._spawn(self.media.node_gone(room, node_id, dead=True))
 
@@ -393,7 +395,14 @@ class Cluster:
                     published = state.info.tracks
                     if published:
                         tracks[sid] = [
-                            {"sid": t.sid, "kind": t.kind, "source": t.source} for t in published
+                            {
+                                "sid": t.sid,
+                                "kind": t.kind,
+                                "source": t.source,
+                                "name": t.name,
+                                "muted": "1" if t.muted else "",
+                            }
+                            for t in published
                         ]
                 else:
                     audience += 1
@@ -489,8 +498,10 @@ class Cluster:
         if summary.audience == 0 and not summary.members and not summary.hands_total:
             if nodes.pop(sender, None) is not None:
                 self._spawn(self.media.node_gone(room, sender, dead=False))
+            self._announce(room, before, None)
         else:
             nodes[sender] = summary
+            self._announce(room, before, summary)
         # Only a change reaches the members (a heartbeat's unchanged summary sends nothing).
         audience = (before.audience if before else 0) != summary.audience
         old_hands = [h.sid for _, h in before.hands] if before else []
@@ -501,6 +512,31 @@ class Cluster:
             self._remote_changed(room, audience=audience, hands=hands_changed)
         if (before.tracks if before else {}) != summary.tracks and self.on_remote_tracks:
             self.on_remote_tracks(room, sender)
+
+    def remote_participants(self, room: str) -> list[p.ParticipantInfo]:
+        """The stage members of ``room`` on the other nodes (hosts, moderators, speakers, with
+        their tracks; never the audience), for a local joiner's ``joined``."""
+        return [
+            info
+            for summary in self.remote.get(room, {}).values()
+            for info in stage_view(summary.members, summary.tracks).values()
+        ]
+
+    def _announce(self, room: str, before: Summary | None, after: Summary | None) -> None:
+        """Tell this node's members of ``room`` who joined, changed or left the stage on the
+        node whose summary went from ``before`` to ``after`` (None: none, or the node is
+        gone), with the events a local member's change produces."""
+        stage = self.app[STAGES].rooms.get(room)
+        if stage is None:
+            return
+        old = stage_view(before.members, before.tracks) if before is not None else {}
+        new = stage_view(after.members, after.tracks) if after is not None else {}
+        events = roster_events(old, new)
+        if not events:
+            return
+        for member in list(stage.members.values()):
+            for event in events:
+                member.session.send(event)
 
     def _deliver(self, room: str, event: object) -> None:
         if not isinstance(event, dict) or event.get("type") not in RELAYED_EVENTS:
