@@ -151,6 +151,7 @@ class Cluster:
         self.bus = Bus(self.redis, self.node_id, self._on_message, self._on_link)
         self.held: dict[str, Lease] = {}  # rooms this node is the origin of
         self.remote: dict[str, dict[str, Summary]] = {}  # room -> node id -> summary
+        self.knocks: dict[str, dict[str, str]] = {}  # room -> knock id -> node it waits on
         self.available = False  # Redis answered the last heartbeat
         self.linked = False  # the pub/sub connection is subscribed
         self.draining = False
@@ -269,6 +270,7 @@ class Cluster:
             await self._publish_summary(room)  # we left: zero
             await self.bus.unfollow(room)
             self.remote.pop(room, None)
+            self.knocks.pop(room, None)
             await self.media.close_room(room)
 
     async def _take_or_renew(self, room: str) -> None:
@@ -461,6 +463,8 @@ class Cluster:
             self.changed(room)
         elif kind == "event":
             self._deliver(room, message.get("event"))
+        elif kind == "stage_event":
+            await self._on_stage_event(room, sender, message)
         elif kind == "reload":
             await self.reload_room(room)
         elif kind == "ended":
@@ -536,6 +540,36 @@ class Cluster:
             return
         for member in list(stage.members.values()):
             for event in events:
+                member.session.send(event)
+
+    def relay(self, room: str, message: BaseModel, *, admins_only: bool) -> None:
+        """``StageCluster.relay``: a stage event delivered here (``stage_settings``, ``knock``,
+        ``knock_resolved``) goes to the room's members (``admins_only``: hosts and
+        moderators) on the other nodes (not when Redis is unreachable)."""
+        if room in self.bus.rooms and self.available:
+            payload = {"k": "stage_event", "admins": admins_only}
+            payload["event"] = message.model_dump(mode="json")
+            self._spawn(self._publish_room(room, payload))
+
+    async def _on_stage_event(self, room: str, sender: str, message: dict[str, Any]) -> None:
+        try:
+            event = p.parse_response(json.dumps(message.get("event")))
+        except ValueError:
+            logger.warning("cluster: malformed stage event from %s", sender)
+            return
+        knocks = self.knocks.setdefault(room, {})
+        if isinstance(event, p.KnockEvent):
+            knocks[event.knock] = sender  # a respond_knock from here goes to ``sender``
+        elif isinstance(event, p.KnockResolvedEvent):
+            knocks.pop(event.knock, None)
+        stage = self.app[STAGES].rooms.get(room)
+        if stage is None:
+            return
+        if isinstance(event, p.StageSettingsEvent):
+            await stage.apply_settings(event)
+            return
+        for member in list(stage.members.values()):
+            if not message.get("admins") or member.role in ("host", "moderator"):
                 member.session.send(event)
 
     def _deliver(self, room: str, event: object) -> None:
@@ -647,13 +681,22 @@ class Cluster:
         stage: Stage | None = session.stage
         participant = session.participant
         target = getattr(request, "participant", None)
-        if stage is None or participant is None or not isinstance(target, str):
+        if stage is None or participant is None:
             return False
-        if target in stage.members:
+        if isinstance(request, p.RespondKnockRequest):  # the knock waits on another node?
+            if request.knock in stage.knocks:
+                return False
+            home = self.knocks.get(stage.room, {}).get(request.knock)
+            if home is None:
+                return False  # nobody knows it: the local stage answers not_found
+            if not self.available:
+                raise unavailable("the cluster is unreachable: cross-node requests fail for now")
+        elif not isinstance(target, str) or target in stage.members:
             return False
-        if not self.available:
+        elif not self.available:
             raise unavailable("the cluster is unreachable: cross-node requests fail for now")
-        home = self._locate(stage.room, target)
+        else:
+            home = self._locate(stage.room, target)
         if home is None:
             return False  # nobody knows it: the local stage answers not_found
         if isinstance(request, p.TransferHostRequest):
@@ -747,8 +790,12 @@ class Cluster:
             raise unavailable("the request came from a stale origin", "stale_origin")
         stage = self.app[STAGES].rooms.get(room)
         request = p.parse_request(json.dumps(args["request"]))
-        target = getattr(request, "participant", None)
-        if stage is None or target not in stage.members:
+        if isinstance(request, p.RespondKnockRequest):
+            if stage is None or request.knock not in stage.knocks:
+                raise p.ProtocolError(p.ErrorCode.NOT_FOUND, "nobody is waiting with that knock")
+        elif stage is None or (target := getattr(request, "participant", None)) not in (
+            stage.members
+        ):
             raise p.ProtocolError(p.ErrorCode.NOT_FOUND, f"no participant {target}")
         actor = _RemoteActor(room, args["actor"])
         sid = str(args["actor"]["sid"])

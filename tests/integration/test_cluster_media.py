@@ -37,6 +37,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 ROOM = "cluster-media"
+SETTINGS = ("video", "listener_sharing", "locked", "waiting_room")
 WORKERS = "1"
 
 
@@ -135,6 +136,12 @@ def announced(client: RoomClient, sid: str, identity: str, name: str, role: str)
     )
 
 
+def settings(client: RoomClient) -> dict[str, bool]:
+    """The room settings of ``client``'s latest ``stage_settings``."""
+    events = [e for e in client.events if e.get("type") == "stage_settings"]
+    return {k: events[-1][k] for k in SETTINGS} if events else {}
+
+
 def has(client: RoomClient, kind: str, **fields: Any) -> bool:
     return any(
         e.get("type") == kind and all(e.get(k) == v for k, v in fields.items())
@@ -204,6 +211,27 @@ async def test_voices_cross_nodes_and_survive_node_deaths(
         assert roster(lc1)[guest_sid]["name"] == "Guest"
         await guest.close()
         await lc1.wait_for(lambda: has(lc1, "participant_left", participant=guest_sid), 5)
+
+        # stage settings and knocks cross nodes: the host on a shows video to listeners and
+        # c's listener is told; with the waiting room on, a newcomer on c knocks, the host on
+        # a gets the knock and lets it in from a
+        await host.request({"type": "set_stage_video", "enabled": True})
+        await lc1.wait_for(lambda: has(lc1, "stage_settings", video=True), 5)
+        await host.request({"type": "set_stage_video", "enabled": False})
+        await host.request({"type": "set_waiting_room", "enabled": True})
+        await lc1.wait_for(lambda: has(lc1, "stage_settings", waiting_room=True), 5)
+        knocker = client(c, "knocker", publish=False)
+        knocking = asyncio.ensure_future(knocker.connect())
+        await host.wait_for(lambda: has(host, "knock", identity="knocker"), 5)
+        knock = next(e["knock"] for e in host.events if e.get("type") == "knock")
+        assert not knocking.done()
+        await host.request({"type": "respond_knock", "knock": knock, "admit": True})
+        await asyncio.wait_for(knocking, 10)
+        assert knocker.joined["participant"]["identity"] == "knocker"
+        await host.wait_for(lambda: has(host, "knock_resolved", knock=knock, outcome="admitted"), 5)
+        await host.request({"type": "set_waiting_room", "enabled": False})
+        await lc1.wait_for(lambda: settings(lc1) == dict.fromkeys(SETTINGS, False), 5)
+        await knocker.close()
 
         # a listener on c promoted to speaker (relayed through the origin) is heard everywhere
         promoted = listeners["c"]
