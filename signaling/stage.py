@@ -128,6 +128,10 @@ class StageCluster(Protocol):
     def changed(self, room: str) -> None:
         """This node's stage of ``room`` changed (members, roles, hands)."""
 
+    def relay(self, room: str, message: BaseModel, *, admins_only: bool) -> None:
+        """Deliver a stage event (``stage_settings``, ``knock``, ``knock_resolved``) to the
+        room's members (``admins_only``: hosts and moderators) on the other nodes."""
+
 
 class StageSession(Protocol):
     """What the stage needs of a signaling session (``signaling.ws.Session``)."""
@@ -413,6 +417,7 @@ class Stage:
         knock = Knock(identity, name)
         self.knocks[knock.id] = knock
         self._broadcast(knock.event(), admins_only=True)
+        self._relay(knock.event(), admins_only=True)
         try:
             await asyncio.wait_for(wait(knock), KNOCK_TIMEOUT_S)
         except TimeoutError:
@@ -440,12 +445,11 @@ class Stage:
             return
         knock.outcome.set_result(outcome)
         self.knocks.pop(knock.id, None)
-        self._broadcast(
-            p.KnockResolvedEvent(
-                knock=knock.id, outcome=outcome, by=by.participant.sid if by is not None else None
-            ),
-            admins_only=True,
+        resolved = p.KnockResolvedEvent(
+            knock=knock.id, outcome=outcome, by=by.participant.sid if by is not None else None
         )
+        self._broadcast(resolved, admins_only=True)
+        self._relay(resolved, admins_only=True)
 
     def may_share(self, identity: str, grants: VideoGrant) -> bool:
         """Whether ``identity`` may draw on the whiteboard and upload files, by its live role:
@@ -496,6 +500,47 @@ class Stage:
             if admins_only and RANK[member.role] < RANK["moderator"]:
                 continue
             member.session.send(message)
+
+    def _relay(self, message: BaseModel, *, admins_only: bool) -> None:
+        if (cluster := self._cluster()) is not None:
+            cluster.relay(self.room, message, admins_only=admins_only)
+
+    def _settings_changed(self) -> None:
+        """Tell every member here and on the other nodes the room's settings."""
+        event = self._settings_event()
+        self._broadcast(event)
+        self._relay(event, admins_only=False)
+
+    async def apply_settings(self, event: p.StageSettingsEvent) -> None:
+        """Another node changed the room's settings (cluster): take them (video shown to this
+        node's listeners, listener sharing, lock and waiting room as the store has them: the
+        flags are not written again), let in whoever waits when the waiting room is off, and
+        tell the members here."""
+        if self.registry is not None:
+            flags: tuple[tuple[p.RoomFlag, bool], ...] = (
+                ("locked", event.locked),
+                ("waiting_room", event.waiting_room),
+            )
+            for flag, on in flags:
+                rooms = self.registry.state.flags[flag]
+                if on:
+                    rooms.add(self.room)
+                else:
+                    rooms.discard(self.room)
+        if not event.waiting_room:
+            for knock in list(self.knocks.values()):
+                self.settle(knock, "admitted", None)
+        self.listener_sharing = event.listener_sharing
+        if event.video != self.video:
+            self.video = event.video
+            if self.kind == "podcast":
+                for member in list(self.members.values()):
+                    participant = member.session.participant
+                    if member.role == "listener" and participant is not None:
+                        await self.plane.set_subscribe_kinds(
+                            participant.sid, self._listener_kinds()
+                        )
+        self._broadcast(self._settings_event())
 
     def _cluster(self) -> StageCluster | None:
         return self.registry.cluster if self.registry is not None else None
@@ -752,26 +797,26 @@ class Stage:
                             await self.plane.set_subscribe_kinds(
                                 participant.sid, self._listener_kinds()
                             )
-                self._broadcast(self._settings_event())
+                self._settings_changed()
         elif isinstance(request, p.SetListenerSharingRequest):
             if RANK[actor.role] < RANK["moderator"]:
                 raise self._forbid("only the host and moderators let listeners share", ref)
             if request.enabled != self.listener_sharing:
                 self.listener_sharing = request.enabled
-                self._broadcast(self._settings_event())
+                self._settings_changed()
         elif isinstance(request, p.LockRoomRequest | p.SetWaitingRoomRequest):
             if RANK[actor.role] < RANK["moderator"]:
                 raise self._forbid("only the host and moderators lock the room", ref)
             if isinstance(request, p.LockRoomRequest):
                 if request.locked != self.locked:
                     await self._set_flag("locked", request.locked)
-                    self._broadcast(self._settings_event())
+                    self._settings_changed()
             elif request.enabled != self.waiting_room:
                 await self._set_flag("waiting_room", request.enabled)
                 if not request.enabled:  # everyone waiting comes in
                     for knock in list(self.knocks.values()):
                         self.settle(knock, "admitted", actor)
-                self._broadcast(self._settings_event())
+                self._settings_changed()
         elif isinstance(request, p.RespondKnockRequest):
             if RANK[actor.role] < RANK["moderator"]:
                 raise self._forbid("only the host and moderators let people in", ref)

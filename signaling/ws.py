@@ -717,7 +717,8 @@ class Session:
                 ref=request.id,
                 room=room,
                 participant=participant_info(admission.joined.info),
-                participants=[participant_info(i) for i in admission.joined.others],
+                participants=[participant_info(i) for i in admission.joined.others]
+                + (cluster.remote_participants(room) if cluster is not None else []),
                 ice_servers=client_ice_servers(self.app[keys.SETTINGS], base_servers, identity),
                 kind=stage.kind,
                 role=role,

@@ -64,6 +64,7 @@ from signaling.cluster.registry import (
     now_unix_ms,
     register,
 )
+from signaling.cluster.roster import roster_events, stage_view
 from signaling.settings import Settings
 from signaling.stage import HANDS_SHOWN, STAGES, Member, Stage
 
@@ -150,6 +151,7 @@ class Cluster:
         self.bus = Bus(self.redis, self.node_id, self._on_message, self._on_link)
         self.held: dict[str, Lease] = {}  # rooms this node is the origin of
         self.remote: dict[str, dict[str, Summary]] = {}  # room -> node id -> summary
+        self.knocks: dict[str, dict[str, str]] = {}  # room -> knock id -> node it waits on
         self.available = False  # Redis answered the last heartbeat
         self.linked = False  # the pub/sub connection is subscribed
         self.draining = False
@@ -268,6 +270,7 @@ class Cluster:
             await self._publish_summary(room)  # we left: zero
             await self.bus.unfollow(room)
             self.remote.pop(room, None)
+            self.knocks.pop(room, None)
             await self.media.close_room(room)
 
     async def _take_or_renew(self, room: str) -> None:
@@ -289,6 +292,7 @@ class Cluster:
             for node_id, summary in list(nodes.items()):
                 if now - summary.at > DEAD_AFTER_S:
                     del nodes[node_id]
+                    self._announce(room, summary, None)
                     self._remote_changed(room)
                     self._spawn(self.media.node_gone(room, node_id, dead=True))
 
@@ -393,7 +397,14 @@ class Cluster:
                     published = state.info.tracks
                     if published:
                         tracks[sid] = [
-                            {"sid": t.sid, "kind": t.kind, "source": t.source} for t in published
+                            {
+                                "sid": t.sid,
+                                "kind": t.kind,
+                                "source": t.source,
+                                "name": t.name,
+                                "muted": "1" if t.muted else "",
+                            }
+                            for t in published
                         ]
                 else:
                     audience += 1
@@ -452,6 +463,8 @@ class Cluster:
             self.changed(room)
         elif kind == "event":
             self._deliver(room, message.get("event"))
+        elif kind == "stage_event":
+            await self._on_stage_event(room, sender, message)
         elif kind == "reload":
             await self.reload_room(room)
         elif kind == "ended":
@@ -489,8 +502,10 @@ class Cluster:
         if summary.audience == 0 and not summary.members and not summary.hands_total:
             if nodes.pop(sender, None) is not None:
                 self._spawn(self.media.node_gone(room, sender, dead=False))
+            self._announce(room, before, None)
         else:
             nodes[sender] = summary
+            self._announce(room, before, summary)
         # Only a change reaches the members (a heartbeat's unchanged summary sends nothing).
         audience = (before.audience if before else 0) != summary.audience
         old_hands = [h.sid for _, h in before.hands] if before else []
@@ -501,6 +516,61 @@ class Cluster:
             self._remote_changed(room, audience=audience, hands=hands_changed)
         if (before.tracks if before else {}) != summary.tracks and self.on_remote_tracks:
             self.on_remote_tracks(room, sender)
+
+    def remote_participants(self, room: str) -> list[p.ParticipantInfo]:
+        """The stage members of ``room`` on the other nodes (hosts, moderators, speakers, with
+        their tracks; never the audience), for a local joiner's ``joined``."""
+        return [
+            info
+            for summary in self.remote.get(room, {}).values()
+            for info in stage_view(summary.members, summary.tracks).values()
+        ]
+
+    def _announce(self, room: str, before: Summary | None, after: Summary | None) -> None:
+        """Tell this node's members of ``room`` who joined, changed or left the stage on the
+        node whose summary went from ``before`` to ``after`` (None: none, or the node is
+        gone), with the events a local member's change produces."""
+        stage = self.app[STAGES].rooms.get(room)
+        if stage is None:
+            return
+        old = stage_view(before.members, before.tracks) if before is not None else {}
+        new = stage_view(after.members, after.tracks) if after is not None else {}
+        events = roster_events(old, new)
+        if not events:
+            return
+        for member in list(stage.members.values()):
+            for event in events:
+                member.session.send(event)
+
+    def relay(self, room: str, message: BaseModel, *, admins_only: bool) -> None:
+        """``StageCluster.relay``: a stage event delivered here (``stage_settings``, ``knock``,
+        ``knock_resolved``) goes to the room's members (``admins_only``: hosts and
+        moderators) on the other nodes (not when Redis is unreachable)."""
+        if room in self.bus.rooms and self.available:
+            payload = {"k": "stage_event", "admins": admins_only}
+            payload["event"] = message.model_dump(mode="json")
+            self._spawn(self._publish_room(room, payload))
+
+    async def _on_stage_event(self, room: str, sender: str, message: dict[str, Any]) -> None:
+        try:
+            event = p.parse_response(json.dumps(message.get("event")))
+        except ValueError:
+            logger.warning("cluster: malformed stage event from %s", sender)
+            return
+        knocks = self.knocks.setdefault(room, {})
+        if isinstance(event, p.KnockEvent):
+            knocks[event.knock] = sender  # a respond_knock from here goes to ``sender``
+        elif isinstance(event, p.KnockResolvedEvent):
+            knocks.pop(event.knock, None)
+        stage = self.app[STAGES].rooms.get(room)
+        if stage is None:
+            return
+        if isinstance(event, p.StageSettingsEvent):
+            await stage.apply_settings(event)
+            return
+        for member in list(stage.members.values()):
+            if not message.get("admins") or member.role in ("host", "moderator"):
+                member.session.send(event)
 
     def _deliver(self, room: str, event: object) -> None:
         if not isinstance(event, dict) or event.get("type") not in RELAYED_EVENTS:
@@ -611,13 +681,22 @@ class Cluster:
         stage: Stage | None = session.stage
         participant = session.participant
         target = getattr(request, "participant", None)
-        if stage is None or participant is None or not isinstance(target, str):
+        if stage is None or participant is None:
             return False
-        if target in stage.members:
+        if isinstance(request, p.RespondKnockRequest):  # the knock waits on another node?
+            if request.knock in stage.knocks:
+                return False
+            home = self.knocks.get(stage.room, {}).get(request.knock)
+            if home is None:
+                return False  # nobody knows it: the local stage answers not_found
+            if not self.available:
+                raise unavailable("the cluster is unreachable: cross-node requests fail for now")
+        elif not isinstance(target, str) or target in stage.members:
             return False
-        if not self.available:
+        elif not self.available:
             raise unavailable("the cluster is unreachable: cross-node requests fail for now")
-        home = self._locate(stage.room, target)
+        else:
+            home = self._locate(stage.room, target)
         if home is None:
             return False  # nobody knows it: the local stage answers not_found
         if isinstance(request, p.TransferHostRequest):
@@ -711,8 +790,12 @@ class Cluster:
             raise unavailable("the request came from a stale origin", "stale_origin")
         stage = self.app[STAGES].rooms.get(room)
         request = p.parse_request(json.dumps(args["request"]))
-        target = getattr(request, "participant", None)
-        if stage is None or target not in stage.members:
+        if isinstance(request, p.RespondKnockRequest):
+            if stage is None or request.knock not in stage.knocks:
+                raise p.ProtocolError(p.ErrorCode.NOT_FOUND, "nobody is waiting with that knock")
+        elif stage is None or (target := getattr(request, "participant", None)) not in (
+            stage.members
+        ):
             raise p.ProtocolError(p.ErrorCode.NOT_FOUND, f"no participant {target}")
         actor = _RemoteActor(room, args["actor"])
         sid = str(args["actor"]["sid"])

@@ -37,6 +37,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 ROOM = "cluster-media"
+SETTINGS = ("video", "listener_sharing", "locked", "waiting_room")
 WORKERS = "1"
 
 
@@ -113,6 +114,34 @@ async def hears(client: RoomClient, expected: set[float], timeout_s: float) -> f
     raise AssertionError(f"{client.name} heard {heard}, expected {sorted(expected)}")
 
 
+def roster(client: RoomClient) -> dict[str, dict[str, Any]]:
+    """Who ``client`` sees in the room: ``joined``'s participants, then the
+    participant_joined / participant_updated / participant_left events (sid -> info)."""
+    seen = {info["sid"]: info for info in client.joined.get("participants", [])}
+    for event in client.events:
+        if event.get("type") in ("participant_joined", "participant_updated"):
+            seen[event["participant"]["sid"]] = event["participant"]
+        elif event.get("type") == "participant_left":
+            seen.pop(event["participant"], None)
+    return seen
+
+
+def announced(client: RoomClient, sid: str, identity: str, name: str, role: str) -> bool:
+    """``client`` sees ``sid`` with that identity, name and role, publishing audio."""
+    info = roster(client).get(sid)
+    return (
+        info is not None
+        and (info["identity"], info["name"], info["role"]) == (identity, name, role)
+        and any(t["kind"] == "audio" for t in info.get("tracks", []))
+    )
+
+
+def settings(client: RoomClient) -> dict[str, bool]:
+    """The room settings of ``client``'s latest ``stage_settings``."""
+    events = [e for e in client.events if e.get("type") == "stage_settings"]
+    return {k: events[-1][k] for k in SETTINGS} if events else {}
+
+
 def has(client: RoomClient, kind: str, **fields: Any) -> bool:
     return any(
         e.get("type") == kind and all(e.get(k) == v for k, v in fields.items())
@@ -128,12 +157,12 @@ async def test_voices_cross_nodes_and_survive_node_deaths(
 
     def client(url: str, identity: str, **grants: Any) -> RoomClient:
         token = make_token(ROOM, identity, kind="podcast", **grants)
-        made = RoomClient(url, ROOM, identity, token=token)
+        made = RoomClient(url, ROOM, grants.get("name") or identity, token=token)
         clients.append(made)
         return made
 
     try:
-        host = client(a, "host", admin=True)
+        host = client(a, "host", admin=True, name="Ada Host")
         await host.connect()
         await host.publish([ToneTrack(440.0)])
         speaker = client(b, "speaker", role="speaker")
@@ -150,6 +179,59 @@ async def test_voices_cross_nodes_and_survive_node_deaths(
             await hears(listener, {440.0, 660.0}, 15)
         await hears(host, {660.0}, 10)
         await hears(speaker, {440.0}, 10)
+
+        # the stage members of other nodes are announced by name, role and tracks (the
+        # audience never is): c's listener sees the host (a) and the speaker (b); the host
+        # got participant_joined for the speaker on b
+        host_sid = host.joined["participant"]["sid"]
+        speaker_sid = speaker.joined["participant"]["sid"]
+        lc1 = listeners["c"]
+        await lc1.wait_for(lambda: announced(lc1, host_sid, "host", "Ada Host", "host"), 5)
+        seat = ("speaker", "speaker", "speaker")
+        await lc1.wait_for(lambda: announced(lc1, speaker_sid, *seat), 5)
+        await host.wait_for(lambda: announced(host, speaker_sid, *seat), 5)
+        assert any(
+            e.get("type") == "participant_joined" and e["participant"]["sid"] == speaker_sid
+            for e in host.events
+        )
+        audience_sids = {lst.joined["participant"]["sid"] for lst in listeners.values()}
+        for watcher in (lc1, host, speaker):
+            assert not audience_sids & set(roster(watcher)), "a listener was announced"
+        # a guest speaker joining b and leaving: c's listener gets joined, then left
+        guest = client(b, "guest", role="speaker", name="Guest")
+        await guest.connect()
+        guest_sid = guest.joined["participant"]["sid"]
+        await lc1.wait_for(
+            lambda: any(
+                e.get("type") == "participant_joined" and e["participant"]["sid"] == guest_sid
+                for e in lc1.events
+            ),
+            5,
+        )
+        assert roster(lc1)[guest_sid]["name"] == "Guest"
+        await guest.close()
+        await lc1.wait_for(lambda: has(lc1, "participant_left", participant=guest_sid), 5)
+
+        # stage settings and knocks cross nodes: the host on a shows video to listeners and
+        # c's listener is told; with the waiting room on, a newcomer on c knocks, the host on
+        # a gets the knock and lets it in from a
+        await host.request({"type": "set_stage_video", "enabled": True})
+        await lc1.wait_for(lambda: has(lc1, "stage_settings", video=True), 5)
+        await host.request({"type": "set_stage_video", "enabled": False})
+        await host.request({"type": "set_waiting_room", "enabled": True})
+        await lc1.wait_for(lambda: has(lc1, "stage_settings", waiting_room=True), 5)
+        knocker = client(c, "knocker", publish=False)
+        knocking = asyncio.ensure_future(knocker.connect())
+        await host.wait_for(lambda: has(host, "knock", identity="knocker"), 5)
+        knock = next(e["knock"] for e in host.events if e.get("type") == "knock")
+        assert not knocking.done()
+        await host.request({"type": "respond_knock", "knock": knock, "admit": True})
+        await asyncio.wait_for(knocking, 10)
+        assert knocker.joined["participant"]["identity"] == "knocker"
+        await host.wait_for(lambda: has(host, "knock_resolved", knock=knock, outcome="admitted"), 5)
+        await host.request({"type": "set_waiting_room", "enabled": False})
+        await lc1.wait_for(lambda: settings(lc1) == dict.fromkeys(SETTINGS, False), 5)
+        await knocker.close()
 
         # a listener on c promoted to speaker (relayed through the origin) is heard everywhere
         promoted = listeners["c"]
@@ -225,6 +307,10 @@ async def test_voices_cross_nodes_and_survive_node_deaths(
         assert back < 10
         # the stage is intact: the promotion is remembered (a rejoin of c's speaker is one)
         await hears(lc, {440.0, 660.0, 880.0}, 10)
+        # c's listener saw the host leave with node a and come back, by name, on b
+        new_host_sid = host.joined["participant"]["sid"]
+        await lc.wait_for(lambda: has(lc, "participant_left", participant=host_sid), 10)
+        await lc.wait_for(lambda: announced(lc, new_host_sid, "host", "Ada Host", "host"), 5)
 
         # kill -9 of c: its listener reconnects to b and hears the room again within 10 s
         lc.alternates = [b]
