@@ -18,6 +18,12 @@
 // the same call again with the same identity (the owner too) instead of the lobby or the join
 // form. When the server forgot the session (a restart), a new Session joins again the same
 // way. Leaving, the room ending, or a removal forget it.
+//
+// Clusters (docs/cluster.md): a node that is full or draining answers `redirect` with another
+// node's URL. The page follows it by loading /?room=R&name=N&redirects=K#token=JWT from that
+// node (the CSP allows WebSockets to the page's own origin only; room tokens work on every
+// node). Only http(s) URLs are followed, at most MAX_REDIRECTS hops (K counts them), so two
+// full nodes cannot bounce a user forever; then the page says the room is full, in words.
 
 import { signalingUrl } from './signal.js';
 import { Session } from './session.js';
@@ -437,6 +443,10 @@ async function startCall(
   for (const feature of features) feature.bind(current);
   current.addEventListener('ended', () => {
     if (session !== current) return;
+    if (current.redirect && !unloading) {
+      followRedirect(call, current.redirect);
+      return;
+    }
     if (current.rejoin && !unloading) {
       // The server forgot the session (a restart): join again as the same identity.
       const mutes = {};
@@ -473,6 +483,49 @@ async function startCall(
   } finally {
     render();
   }
+}
+
+// --- clusters: `redirect` to another node -------------------------------------------------
+
+const MAX_REDIRECTS = 3;
+
+/** The page address on the node at `url` that joins `call` straight away, or null when `url`
+ * is no http(s) URL or the hops are used up. */
+function redirectTarget(url, call, hops, maxHops = MAX_REDIRECTS) {
+  if (hops >= maxHops || !call.token) return null;
+  let base;
+  try {
+    base = new URL(url);
+  } catch {
+    return null;
+  }
+  if (base.protocol !== 'http:' && base.protocol !== 'https:') return null;
+  const target = new URL('/', base);
+  target.searchParams.set('room', call.room);
+  if (call.name) target.searchParams.set('name', call.name);
+  target.searchParams.set('redirects', String(hops + 1));
+  target.hash = new URLSearchParams({ token: call.token }).toString();
+  return target.toString();
+}
+
+/** Follow a `redirect` ({url, reason}) by loading the page from that node, or give up in words. */
+function followRedirect(call, redirect) {
+  forgetCall();
+  for (const feature of features) feature.unbind();
+  const hops = Number.parseInt(params.get('redirects') ?? '0', 10) || 0;
+  const target = redirectTarget(redirect.url, call, hops);
+  if (target === null) {
+    render();
+    const why =
+      redirect.reason === 'draining'
+        ? 'The server is shutting down and no other server could take you. Try again in a moment.'
+        : 'The room is full on every server we tried. Try again in a moment.';
+    showNotice('You could not join', why, true);
+    return;
+  }
+  setStatus('This server is busy: moving you to another one…');
+  unloading = true;
+  location.assign(target);
 }
 
 const accounts = new AccountsView({

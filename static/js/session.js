@@ -42,6 +42,9 @@
 // same room token (same identity), which retries its join the same way (`reconnecting`).
 // A `reconnect` event (the media worker holding us died, `sfu serve --workers N`) ends the
 // Session the same way at once, before the socket closes: the new Session joins right away.
+// Clusters (docs/cluster.md): a `redirect` (the reply to `join` from a full or draining node,
+// or a draining node's event) ends the Session with `redirect` set ({url, reason}); app.js
+// follows it by loading the page from that node (the CSP allows sockets to this origin only).
 //
 // One file, one job: this Session is the coordinator (signaling, lifecycle, roles, events);
 // the publish side is publisher.js, the subscribe side subscriber.js, the other participants
@@ -133,6 +136,7 @@ export class Session extends EventTarget {
     this.rejoin = false; // ended because the server forgot the session: join again
     this.reconnects = []; // {outcome: 'resumed'|'rejoined', ms}, for tests and the status
     this.initialMutes = mutes ?? {}; // kind -> true: publish that kind muted (after a rejoin)
+    this.redirect = null; // {url, reason}: another cluster node should take us (`redirect`)
   }
 
   // --- state of the parts, read-only -------------------------------------------------------
@@ -346,6 +350,10 @@ export class Session extends EventTarget {
         await sleep(backoffMs(attempt + 1));
       }
     }
+    if (joined.type === 'redirect') {
+      this._onRedirect(joined);
+      return;
+    }
     if (this.reconnecting) {
       this.reconnecting = false;
       this.reconnects.push({ outcome: 'rejoined', ms: Math.round(performance.now() - startedAt) });
@@ -551,6 +559,22 @@ export class Session extends EventTarget {
     this._setState('disconnected');
   }
 
+  /**
+   * `redirect` (docs/protocol.md, clusters): this node is full or draining. As the reply to
+   * `join` nothing was created; as an event the server removed us and closes the socket (1012)
+   * next. End now with `redirect` set ({url, reason}); app.js follows it.
+   */
+  _onRedirect(msg) {
+    this.redirect = { url: String(msg.url ?? ''), reason: msg.reason ?? null };
+    this.reconnecting = false;
+    this.earlyEvents = null;
+    this.signal.rejectPending(new SignalError('closed', 'redirected to another node'));
+    this.signal.abandon(); // its close event is not ours any more: no resume attempt
+    this._teardown();
+    this._setState('disconnected');
+    this._emit('connection');
+  }
+
   /** Mute or unmute one local track kind ('audio' | 'video'); returns the new muted state. */
   setMuted(kind, muted) {
     return this.publisher.setMuted(kind, muted);
@@ -687,6 +711,9 @@ export class Session extends EventTarget {
         break;
       case 'reconnect':
         this._onReconnectEvent();
+        break;
+      case 'redirect':
+        this._onRedirect(msg);
         break;
       case 'stage_settings':
         this._onStageSettings(msg);
