@@ -81,6 +81,24 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def other_threads_cpu(pid: int) -> float:
+    """CPU (s) of ``pid``'s threads other than its main thread (0 when it is gone)."""
+    total = 0.0
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid]
+    except OSError:
+        return 0.0
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
+
+
 def process_detail(pid: int) -> tuple[float, float, int, int]:
     """User CPU (s), system CPU (s), voluntary and involuntary context switches of ``pid``
     (zeros when it is gone)."""
@@ -204,6 +222,7 @@ async def run_workers(
             m0 = await asyncio.to_thread(scrape, url)
             sent0, cpu0 = publisher.sent, tree_cpu(proc.pid)
             detail0 = {p: process_detail(p) for p in cpu0}
+            threads0 = {p: other_threads_cpu(p) for p in cpu0}
             t0 = time.monotonic()
             profilers = [
                 _start_profiler(p, duration, os.path.join(profile, f"w{workers}-{p}.txt"))
@@ -213,6 +232,7 @@ async def run_workers(
             await asyncio.sleep(duration)
             sent1, cpu1 = publisher.sent, tree_cpu(proc.pid)
             detail1 = {p: process_detail(p) for p in cpu1}
+            threads1 = {p: other_threads_cpu(p) for p in cpu1}
             for profiler in profilers:
                 await asyncio.to_thread(profiler.wait, 30)
             t1 = time.monotonic()
@@ -261,7 +281,8 @@ async def run_workers(
                 role = "worker" if is_worker(p) else "control" if p == proc.pid else "other"
                 result.notes.append(
                     f"{role} {p}: user {d1[0] - d0[0]:.2f} s, sys {d1[1] - d0[1]:.2f} s, "
-                    f"context switches {d1[2] - d0[2]} voluntary, {d1[3] - d0[3]} involuntary"
+                    f"context switches {d1[2] - d0[2]} voluntary, {d1[3] - d0[3]} involuntary, "
+                    f"other threads {threads1[p] - threads0.get(p, 0.0):.2f} s"
                 )
         if len(joined) < listeners:
             result.notes.append(f"{listeners - len(joined)} listeners failed to join")
