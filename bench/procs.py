@@ -81,6 +81,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def open_fds(pid: int) -> int:
+    """Open file descriptors of ``pid`` (a worker holds one UDP socket per transport without
+    ``SFU_RTC_PORT``: a rough count of its participants); 0 when it is gone."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
 def other_threads_cpu(pid: int) -> float:
     """CPU (s) of ``pid``'s threads other than its main thread (0 when it is gone)."""
     total = 0.0
@@ -282,7 +291,8 @@ async def run_workers(
                 result.notes.append(
                     f"{role} {p}: user {d1[0] - d0[0]:.2f} s, sys {d1[1] - d0[1]:.2f} s, "
                     f"context switches {d1[2] - d0[2]} voluntary, {d1[3] - d0[3]} involuntary, "
-                    f"other threads {threads1[p] - threads0.get(p, 0.0):.2f} s"
+                    f"other threads {threads1[p] - threads0.get(p, 0.0):.2f} s, "
+                    f"{open_fds(p)} open descriptors"
                 )
         if len(joined) < listeners:
             result.notes.append(f"{listeners - len(joined)} listeners failed to join")

@@ -113,3 +113,24 @@ async def test_a_duplicate_identity_on_another_worker_is_closed_first(
     ].index("join"), "the old one is gone before the new one joins"
     assert result.participant.sid == "PA_new" and plane.worker_of("PA_new") == 0
     assert plane.worker_of("PA_old") is None
+
+
+def test_a_burst_of_joins_between_two_stats_samples_splits_the_room_evenly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Listeners joining faster than the workers' one-second stats (no sample moves during the
+    burst, as when a big audience arrives) are still spread by what each worker will carry: the
+    publisher's worker takes only a few fewer, not none (the packets the new listeners will
+    receive are not in the stats yet)."""
+    media = WorkerMediaPlane(workers=2, spread_at=2)
+    monkeypatch.setattr(media.pool, "is_up", lambda index: True)
+    got: list[ParticipantEvent] = []
+    placed = []
+    for i in range(200):
+        worker = media._place("big")
+        placed.append(worker)
+        media._members[f"PA_{i}"] = _member(f"PA_{i}", "big", worker, got, publish=i == 0)
+    on_publisher_worker, on_other = placed.count(0), placed.count(1)
+    assert on_other > on_publisher_worker, "the publisher's worker takes fewer listeners"
+    # within 20% of each other (the publisher's own cost counts as about 17 listeners)
+    assert on_other - on_publisher_worker <= 0.2 * on_other, (on_publisher_worker, on_other)
