@@ -243,9 +243,12 @@ class WorkerMediaPlane:
         :data:`SUBSCRIBER_PPS_FLOOR` per subscriber), plus weights per publisher and per
         participant."""
         members = [m for m in self._members.values() if m.worker == index]
-        publishers = sum(
-            1 for t in self._tracks.values() if t.worker == index and t.kind == "audio"
-        ) + sum(1 for m in members if m.can_publish and not m.hidden)
+        # each publisher once: by its grant (decided at join) or by an audio track it has
+        # here (a listener promoted to speaker)
+        speaking = {
+            t.participant for t in self._tracks.values() if t.worker == index and t.kind == "audio"
+        }
+        publishers = len(speaking | {m.sid for m in members if m.can_publish and not m.hidden})
         subscribers = sum(1 for m in members if m.can_subscribe)
         pps = max(self._pps(index), SUBSCRIBER_PPS_FLOOR * subscribers)
         return pps + PUBLISHER_WEIGHT * publishers + PARTICIPANT_WEIGHT * len(members)
