@@ -514,7 +514,9 @@ async def main_async(args: argparse.Namespace) -> tuple[list[Result], dict[str, 
         from bench.procs import derive_pipe_cost, run_workers, table
 
         runs = [
-            await run_workers(int(n), args.listeners, args.duration, args.probes, payloads)
+            await run_workers(
+                int(n), args.listeners, args.duration, args.probes, payloads, args.profile
+            )
             for n in args.workers.split(",")
         ]
         derive_pipe_cost(runs)

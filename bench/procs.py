@@ -81,6 +81,52 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def open_fds(pid: int) -> int:
+    """Open file descriptors of ``pid`` (a worker holds one UDP socket per transport without
+    ``SFU_RTC_PORT``: a rough count of its participants); 0 when it is gone."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
+def other_threads_cpu(pid: int) -> float:
+    """CPU (s) of ``pid``'s threads other than its main thread (0 when it is gone)."""
+    total = 0.0
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid]
+    except OSError:
+        return 0.0
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
+
+
+def process_detail(pid: int) -> tuple[float, float, int, int]:
+    """User CPU (s), system CPU (s), voluntary and involuntary context switches of ``pid``
+    (zeros when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        with open(f"/proc/{pid}/status") as f:
+            status = dict(line.split(":", 1) for line in f if ":" in line)
+    except OSError:
+        return 0.0, 0.0, 0, 0
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return (
+        int(fields[11]) / CLK_TCK,
+        int(fields[12]) / CLK_TCK,
+        int(status["voluntary_ctxt_switches"]),
+        int(status["nonvoluntary_ctxt_switches"]),
+    )
+
+
 def tree_cpu(root: int) -> dict[int, float]:
     """CPU seconds of every process of ``root``'s tree, by pid."""
     return {pid: cpu_seconds(pid) for pid in process_tree(root)}
@@ -128,11 +174,18 @@ class WorkersResult:
 
 
 async def run_workers(
-    workers: int, listeners: int, duration: float, probes: int, payloads: list[bytes]
+    workers: int,
+    listeners: int,
+    duration: float,
+    probes: int,
+    payloads: list[bytes],
+    profile: str | None = None,
 ) -> WorkersResult:
     """One ``sfu serve`` with ``SFU_WORKERS=workers``: a raw Opus speaker, ``listeners``
-    count-only listeners, measured for ``duration`` s."""
-    from bench.fanout import _gather_limited, _latencies, _percentile
+    count-only listeners, measured for ``duration`` s. ``profile``: a directory where a py-spy
+    profile of every server process over the window is written (``w<workers>-<pid>.txt``,
+    the control process's pid first)."""
+    from bench.fanout import _gather_limited, _latencies, _percentile, _start_profiler
 
     secret = secrets.token_urlsafe(48)
     proc, url = start_server(
@@ -177,9 +230,20 @@ async def run_workers(
             start_counts = [sum(c.packets.values()) for c in counters]
             m0 = await asyncio.to_thread(scrape, url)
             sent0, cpu0 = publisher.sent, tree_cpu(proc.pid)
+            detail0 = {p: process_detail(p) for p in cpu0}
+            threads0 = {p: other_threads_cpu(p) for p in cpu0}
             t0 = time.monotonic()
+            profilers = [
+                _start_profiler(p, duration, os.path.join(profile, f"w{workers}-{p}.txt"))
+                for p in sorted(cpu0)
+                if profile
+            ]
             await asyncio.sleep(duration)
             sent1, cpu1 = publisher.sent, tree_cpu(proc.pid)
+            detail1 = {p: process_detail(p) for p in cpu1}
+            threads1 = {p: other_threads_cpu(p) for p in cpu1}
+            for profiler in profilers:
+                await asyncio.to_thread(profiler.wait, 30)
             t1 = time.monotonic()
             end_counts = [sum(c.packets.values()) for c in counters]
             await asyncio.sleep(1.1)  # the workers' CPU on /metrics is sampled every second
@@ -220,6 +284,16 @@ async def run_workers(
             latency_p99_ms=None if not lat else round(_percentile(lat, 0.99) or 0, 2),
         )
         result.notes.extend(result_notes)
+        for p in sorted(detail1):
+            d0, d1 = detail0.get(p, (0.0, 0.0, 0, 0)), detail1[p]
+            if d1[0] + d1[1] - d0[0] - d0[1] > 0.05:
+                role = "worker" if is_worker(p) else "control" if p == proc.pid else "other"
+                result.notes.append(
+                    f"{role} {p}: user {d1[0] - d0[0]:.2f} s, sys {d1[1] - d0[1]:.2f} s, "
+                    f"context switches {d1[2] - d0[2]} voluntary, {d1[3] - d0[3]} involuntary, "
+                    f"other threads {threads1[p] - threads0.get(p, 0.0):.2f} s, "
+                    f"{open_fds(p)} open descriptors"
+                )
         if len(joined) < listeners:
             result.notes.append(f"{listeners - len(joined)} listeners failed to join")
         return result

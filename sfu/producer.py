@@ -141,6 +141,9 @@ class Producer:
         self.bitrate = BitrateMeter()
         self.last_fraction_lost = 0  # of our last receiver report (1/256 units)
         self.dynacast: Dynacast | None = None
+        # receive_rtp's cache of the consumers not on the compiled path (_python_consumers)
+        self._py_key: tuple[int, list[Consumer]] | None = None
+        self._py_consumers: list[Consumer] = []
 
     # -- negotiation ---------------------------------------------------------------------
 
@@ -271,17 +274,32 @@ class Producer:
         if self.paused:
             return
         consumers = self.consumers
+        count = len(consumers)
         fanout = self.fanout
         if fanout is not None:
             fanout.forward(data, start, end, marker, seq, ts, extra, keyframe)
-            if len(fanout) == len(consumers):  # every consumer is on the compiled path
-                self.packets_forwarded += len(consumers)
+            if len(fanout) == count:  # every consumer is on the compiled path
+                self.packets_forwarded += count
                 return
+            consumers = self._python_consumers(len(fanout))
         if payload is None:
             payload = data[start:end]
         for consumer in consumers:
             consumer.forward(marker, seq, ts, payload, extra, keyframe)
-        self.packets_forwarded += len(consumers)
+        self.packets_forwarded += count
+
+    def _python_consumers(self, native_count: int) -> list[Consumer]:
+        # The consumers the compiled fan-out does not serve (a pipe consumer, a simulcast
+        # consumer, a layer tap), so that one of them does not cost a Python call per packet
+        # for every compiled consumer too. Recomputed when the consumer list or the number of
+        # compiled consumers changes (a consumer joins or leaves the compiled path only by
+        # attaching or detaching, which changes that number).
+        if self._py_key is not None and self._py_key[0] == native_count:
+            if self._py_key[1] == self.consumers:  # C-speed, identity first
+                return self._py_consumers
+        self._py_key = (native_count, list(self.consumers))
+        self._py_consumers = [c for c in self.consumers if not getattr(c, "native", False)]
+        return self._py_consumers
 
     # -- simulcast (RFC 8853) ---------------------------------------------------------------
 

@@ -69,6 +69,12 @@ PUBLISHER_WEIGHT = 1000.0
 """Placement load (packets/s) counted per publisher on a worker."""
 PARTICIPANT_WEIGHT = 10.0
 """Placement load (packets/s) counted per participant on a worker."""
+SUBSCRIBER_PPS_FLOOR = 50.0
+"""Packets per second a subscribing participant on a worker is counted at least (one Opus
+stream): a worker's load counts the larger of its measured packets sent per second and this
+floor times its subscribers, so that listeners placed since the last one-second stats sample
+count before their packets show in it (a burst of joins would otherwise all go to the worker
+whose sample lags)."""
 LOST_PUBLISHER_GRACE_S = 30.0
 """How long the tracks of a publisher whose worker died stay paused on other workers,
 waiting for it to come back, before they are unpublished (s)."""
@@ -242,12 +248,19 @@ class WorkerMediaPlane:
         return pps
 
     def load(self, index: int) -> float:
-        """Placement load of worker ``index`` (packets/s, plus weights per participant)."""
+        """Placement load of worker ``index``: packets sent per second (measured, at least
+        :data:`SUBSCRIBER_PPS_FLOOR` per subscriber), plus weights per publisher and per
+        participant."""
         members = [m for m in self._members.values() if m.worker == index]
-        publishers = sum(
-            1 for t in self._tracks.values() if t.worker == index and t.kind == "audio"
-        ) + sum(1 for m in members if m.can_publish and not m.hidden)
-        return self._pps(index) + PUBLISHER_WEIGHT * publishers + PARTICIPANT_WEIGHT * len(members)
+        # each publisher once: by its grant (decided at join) or by an audio track it has
+        # here (a listener promoted to speaker)
+        speaking = {
+            t.participant for t in self._tracks.values() if t.worker == index and t.kind == "audio"
+        }
+        publishers = len(speaking | {m.sid for m in members if m.can_publish and not m.hidden})
+        subscribers = sum(1 for m in members if m.can_subscribe)
+        pps = max(self._pps(index), SUBSCRIBER_PPS_FLOOR * subscribers)
+        return pps + PUBLISHER_WEIGHT * publishers + PARTICIPANT_WEIGHT * len(members)
 
     def _place(self, room: str, avoid: set[int] | None = None) -> int:
         up = [i for i in range(len(self.pool)) if self.pool.is_up(i)]

@@ -23,6 +23,7 @@ import os
 import random
 import socket
 import struct
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -435,3 +436,59 @@ def test_srtp_sender_protects_like_pylibsrtp() -> None:
     finally:
         native.set_srtp_library(binding.__file__ if "pylibsrtp" in fastpath.srtp_library else None)
     assert native.srtp_library() in fastpath.srtp_library
+
+
+class _PlainConsumer:
+    """A consumer the compiled fan-out does not serve (as a pipe consumer, sfu.pipe): it keeps
+    the sequence numbers it was handed."""
+
+    def __init__(self) -> None:
+        self.seqs: list[int] = []
+
+    def forward(
+        self, marker: bool, seq: int, ts: int, payload: bytes, extra: object, keyframe: bool
+    ) -> None:
+        self.seqs.append(seq)
+
+    def close(self) -> None:
+        pass
+
+
+async def test_one_python_consumer_does_not_put_the_compiled_ones_on_a_python_loop(
+    clock: Clock,
+) -> None:
+    """A producer with compiled consumers and one that is not (the speaker's worker of a room
+    split over two workers: its pipe consumer) hands each packet to the compiled fan-out once
+    and makes a Python call only for the other one: no per-packet Python call per compiled
+    consumer. Everyone still gets every packet, also after the consumer list changes."""
+    rnd = random.Random(7)
+    profile = PROFILES[0]
+    keys = [(profile[0], rnd.randbytes(profile[1])) for _ in SUB_MIDS]
+    init = [(RtpMunger().export_state(), 0) for _ in SUB_MIDS]
+    rig = make_rig("audio", True, keys, init)
+    pipe, late = _PlainConsumer(), _PlainConsumer()
+    rig.producer.consumers.append(cast("Any", pipe))
+    calls: list[str] = []
+
+    def count(frame: Any, event: str, arg: object) -> None:
+        if event == "call" and frame.f_code.co_filename == consumer_module.__file__:
+            calls.append(frame.f_code.co_name)  # Consumer.forward, Consumer.native, ...
+
+    try:
+        for seq in range(1, 21):
+            if seq == 11:  # the list changes: a second plain consumer joins
+                rig.producer.consumers.append(cast("Any", late))
+            data = pub_packet("audio", seq, seq * 960, False, b"\x01\x02\x03", 5)
+            sys.setprofile(count)
+            try:
+                rig.producer.receive_rtp(data, PUB_SSRC, clock.ms())
+            finally:
+                sys.setprofile(None)
+        assert "forward" not in calls  # no Consumer.forward per packet
+        assert len(calls) <= 2 * len(SUB_MIDS)  # looked at once per consumer list only
+        assert pipe.seqs == list(range(1, 21))
+        assert late.seqs == list(range(11, 21))
+        assert [len(got) for got in rig.drain()] == [20, 20, 20]
+        assert rig.producer.packets_forwarded == 20 * 4 + 10
+    finally:
+        rig.close()

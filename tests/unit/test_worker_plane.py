@@ -8,7 +8,7 @@ import pytest
 
 from sfu.events import ParticipantClosed, ParticipantEvent, ParticipantInfo, TrackMuted
 from sfu.plane.types import JoinResult, ParticipantRef, ParticipantSpec, PlaneStats
-from sfu.plane.workers import WorkerMediaPlane, _Member
+from sfu.plane.workers import WorkerMediaPlane, _Member, _Track
 from sfu.worker.errors import CallTimeoutError
 
 
@@ -113,3 +113,52 @@ async def test_a_duplicate_identity_on_another_worker_is_closed_first(
     ].index("join"), "the old one is gone before the new one joins"
     assert result.participant.sid == "PA_new" and plane.worker_of("PA_new") == 0
     assert plane.worker_of("PA_old") is None
+
+
+def test_a_burst_of_joins_between_two_stats_samples_splits_the_room_evenly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Listeners joining faster than the workers' one-second stats (no sample moves during the
+    burst, as when a big audience arrives) are still spread by what each worker will carry: the
+    publisher's worker takes only a few fewer, not none (the packets the new listeners will
+    receive are not in the stats yet)."""
+    media = WorkerMediaPlane(workers=2, spread_at=2)
+    monkeypatch.setattr(media.pool, "is_up", lambda index: True)
+    got: list[ParticipantEvent] = []
+    placed = []
+    for i in range(200):
+        worker = media._place("big")
+        placed.append(worker)
+        media._members[f"PA_{i}"] = _member(f"PA_{i}", "big", worker, got, publish=i == 0)
+    on_publisher_worker, on_other = placed.count(0), placed.count(1)
+    assert on_other > on_publisher_worker, "the publisher's worker takes fewer listeners"
+    # within 20% of each other (the publisher's own cost counts as about 17 listeners)
+    assert on_other - on_publisher_worker <= 0.2 * on_other, (on_publisher_worker, on_other)
+
+
+def test_a_speaker_with_its_audio_track_counts_as_one_publisher(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A publisher that has published its microphone weighs on its worker's load as one
+    publisher, as it did before publishing: its worker takes as many listeners either way."""
+    placed: list[list[int]] = []
+    for published in (False, True):
+        media = WorkerMediaPlane(workers=2, spread_at=2)
+        monkeypatch.setattr(media.pool, "is_up", lambda index: True)
+        got: list[ParticipantEvent] = []
+        media._members["PA_0"] = _member("PA_0", "big", 0, got, publish=True)
+        if published:
+            media._tracks["TR_a"] = _Track(
+                sid="TR_a",
+                room="big",
+                participant="PA_0",
+                identity="PA_0",
+                worker=0,
+                kind="audio",
+                muted=False,
+            )
+        for i in range(1, 200):
+            worker = media._place("big")
+            media._members[f"PA_{i}"] = _member(f"PA_{i}", "big", worker, got, publish=False)
+        placed.append([m.worker for m in media._members.values()])
+    assert placed[0].count(0) == placed[1].count(0), placed
