@@ -26,6 +26,7 @@ from typing import Any
 
 from signaling.serverproc import start_server, stop_server, wait_healthy
 from tests.support.udprelay import RelaySet
+from tests.support.video_gaps import GAPS_STOP_JS, gaps_start_js
 
 # The browser-test helpers (Chromium flags, invites, the relay page); imported at run time so
 # that type-checking the benchmarks does not type-check the test suite's fixtures.
@@ -63,35 +64,6 @@ async () => {
 }
 """
 
-GAPS_START_JS = """
-() => {
-  const state = { last: null, lastAt: null, longest: 0, stop: false };
-  window.__gaps = state;
-  const tick = async () => {
-    if (state.stop) return;
-    let decoded = 0;
-    (await window.sfu.sub.getStats()).forEach((r) => {
-      if (r.type === 'inbound-rtp' && r.kind === 'video') decoded += r.framesDecoded || 0;
-    });
-    const now = performance.now();
-    if (state.last === null || decoded > state.last) {
-      if (state.lastAt !== null) state.longest = Math.max(state.longest, now - state.lastAt);
-      state.last = decoded;
-      state.lastAt = now;
-    }
-    setTimeout(tick, 100);
-  };
-  tick();
-}
-"""
-
-GAPS_STOP_JS = """
-() => {
-  const s = window.__gaps;
-  s.stop = true;
-  return Math.max(s.longest, performance.now() - s.lastAt);
-}
-"""
 
 TILE_JS = """
 (width) => {
@@ -149,7 +121,7 @@ async def _run(
                     out0 = await alice.evaluate(OUTBOUND_JS)
                     in0 = [await p.evaluate(INBOUND_JS) for p in listeners]
                     for page in listeners:
-                        await page.evaluate(GAPS_START_JS)
+                        await page.evaluate(gaps_start_js(100))
                     await asyncio.sleep(window)
                     gaps = [await p.evaluate(GAPS_STOP_JS) for p in listeners]
                     out1 = await alice.evaluate(OUTBOUND_JS)

@@ -57,6 +57,7 @@ from tests.e2e.test_browser_call import (
     _wait_media_flowing,
 )
 from tests.support.udprelay import RelaySet
+from tests.support.video_gaps import GAPS_START_JS, GAPS_STOP_JS
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import ServerProcess
@@ -100,36 +101,6 @@ async () => {
     frames = Math.max(frames, r.framesSent || 0);
   });
   return frames;
-}
-"""
-
-# The longest time (ms) between two increments of bob's framesDecoded, polled every 50 ms.
-GAP_SAMPLER_START_JS = """
-() => {
-  const state = { last: null, lastAt: null, longest: 0, stop: false };
-  window.__gaps = state;
-  const tick = async () => {
-    if (state.stop) return;
-    let decoded = 0;
-    (await window.sfu.sub.getStats()).forEach((r) => {
-      if (r.type === 'inbound-rtp' && r.kind === 'video') decoded += r.framesDecoded || 0;
-    });
-    const now = performance.now();
-    if (state.last === null || decoded > state.last) {
-      if (state.lastAt !== null) state.longest = Math.max(state.longest, now - state.lastAt);
-      state.last = decoded;
-      state.lastAt = now;
-    }
-    setTimeout(tick, 50);
-  };
-  tick();
-}
-"""
-GAP_SAMPLER_STOP_JS = """
-() => {
-  const s = window.__gaps;
-  s.stop = true;
-  return Math.max(s.longest, performance.now() - s.lastAt);
 }
 """
 
@@ -206,9 +177,9 @@ def _delta(after: dict[str, Any], before: dict[str, Any], kind: str, key: str) -
 async def _measure(alice: Any, bob: Any, seconds: float) -> dict[str, float]:
     """Figures of one window (see the module docstring)."""
     sent0, in0 = await asyncio.gather(alice.evaluate(FRAMES_SENT_JS), bob.evaluate(INBOUND_JS))
-    await bob.evaluate(GAP_SAMPLER_START_JS)
+    await bob.evaluate(GAPS_START_JS)
     await asyncio.sleep(seconds)
-    longest_gap_ms = await bob.evaluate(GAP_SAMPLER_STOP_JS)
+    longest_gap_ms = await bob.evaluate(GAPS_STOP_JS)
     sent1, in1 = await asyncio.gather(alice.evaluate(FRAMES_SENT_JS), bob.evaluate(INBOUND_JS))
     frames_sent = sent1 - sent0
     samples = _delta(in1, in0, "audio", "totalSamplesReceived")

@@ -31,6 +31,7 @@ from tests.e2e.conftest import CHROMIUM_ARGS, create_invite, launch_chromium
 from tests.e2e.relaypage import open_through_relay
 from tests.e2e.test_browser_call import PARTICIPANT_NAMES_JS, _open, _wait_js
 from tests.support.udprelay import RelaySet
+from tests.support.video_gaps import GAPS_START_JS, GAPS_STOP_JS
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import ServerProcess
@@ -72,35 +73,6 @@ async () => {
     }
   });
   return out;
-}
-"""
-
-GAPS_START_JS = """
-() => {
-  const state = { last: null, lastAt: null, longest: 0, stop: false };
-  window.__gaps = state;
-  const tick = async () => {
-    if (state.stop) return;
-    let decoded = 0;
-    (await window.sfu.sub.getStats()).forEach((r) => {
-      if (r.type === 'inbound-rtp' && r.kind === 'video') decoded += r.framesDecoded || 0;
-    });
-    const now = performance.now();
-    if (state.last === null || decoded > state.last) {
-      if (state.lastAt !== null) state.longest = Math.max(state.longest, now - state.lastAt);
-      state.last = decoded;
-      state.lastAt = now;
-    }
-    setTimeout(tick, 50);
-  };
-  tick();
-}
-"""
-GAPS_STOP_JS = """
-() => {
-  const s = window.__gaps;
-  s.stop = true;
-  return Math.max(s.longest, performance.now() - s.lastAt);
 }
 """
 
