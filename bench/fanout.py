@@ -10,7 +10,8 @@ packets without decoding (a few probes also match payloads to measure latency) a
 receivers do, send an RTCP receiver report every 0.5-1.5 s and answer ICE consent checks
 (``--receiver-reports off``: silent listeners). Our SFU gets all media on one UDP port
 (``SFU_RTC_PORT``; ``--rtc-port per-transport``: a port per transport). ``--profile DIR``
-records py-spy on our SFU over each window (``python -m bench.profile_summary`` sums it up).
+records py-spy on our SFU over each window (``python -m bench.profile_summary`` sums it up)
+and, when ``perf`` is installed, ``perf record`` into ``<name>.perf.data`` beside it.
 Printed per server and media, measured in this one run:
 
 * server CPU (us) per forwarded packet, from /proc/<pid>/stat over the measurement window,
@@ -36,6 +37,7 @@ import gc
 import json
 import os
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -149,6 +151,18 @@ def _start_profiler(pid: int, duration: float, path: str) -> subprocess.Popen[by
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def _start_perf(pid: int, duration: float, path: str) -> subprocess.Popen[bytes] | None:
+    """``perf record`` (1999 Hz, call graphs) of process ``pid`` for ``duration`` s into
+    ``path``, or None when ``perf`` is not installed (``perf report -i path`` reads it: the
+    kernel's, libsrtp's and the interpreter's share of the server's CPU)."""
+    perf = shutil.which("perf")
+    if perf is None:
+        return None
+    cmd = [perf, "record", "-F", "1999", "-g", "-p", str(pid), "-o", path, "--"]
+    cmd += ["sleep", str(duration)]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 async def _measure(
     name: str,
     media: str,
@@ -182,6 +196,7 @@ async def _measure(
         sys0 = sys_cpu_seconds(pid)
         t0 = time.monotonic()
         profiler = _start_profiler(pid, duration, profile) if profile else None
+        perf = _start_perf(pid, duration, profile + ".perf.data") if profile else None
         await asyncio.sleep(duration)
         sent1, cpu1, own1 = publisher.sent, cpu_seconds(pid), own_cpu_seconds()
         sys1 = sys_cpu_seconds(pid)
@@ -189,6 +204,8 @@ async def _measure(
         t1 = time.monotonic()
         if profiler is not None:
             await asyncio.to_thread(profiler.wait, 30)
+        if perf is not None:
+            await asyncio.to_thread(perf.wait, 30)
         # Packets in flight at t0 and at t1 (latency is far below the 20 ms packet interval)
         # shift a count by at most one packet either way.
         sent = sent1 - sent0
