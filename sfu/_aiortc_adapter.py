@@ -34,8 +34,10 @@ import aioice.ice
 import aioice.stun
 import aiortc
 import aiortc.codecs
+import pylibsrtp
 from aioice.candidate import Candidate as IceCandidate
 from aioice.candidate import candidate_foundation, candidate_priority
+from aioice.ice import CandidatePair as IceCandidatePair
 from aioice.ice import Connection as IceConnection
 from aioice.ice import StunProtocol
 from aiortc import (
@@ -53,11 +55,15 @@ from aiortc.rtcrtpparameters import (
     RTCRtpReceiveParameters,
     RTCRtpSendParameters,
 )
+from aiortc.rtp import is_rtcp
 
+from sfu.consent import ConsentProber, binding_success, is_plain_check
 from sfu.tasks import spawn
 from sfu.udp_mux import UdpMux, UdpMuxSocket
 
 logger = logging.getLogger(__name__)
+
+IceCandidatePairState = IceCandidatePair.State
 
 AIORTC_VERSION = "1.16.0"
 """The only aiortc version whose internals this module is written against."""
@@ -261,7 +267,8 @@ class ForwardingPeerConnection(RTCPeerConnection):
         dtls._handle_rtp_data = handle_rtp_data  # type: ignore[method-assign]
         dtls._handle_rtcp_data = handle_rtcp_data  # type: ignore[method-assign]
         dtls._sfu_raw = raw  # type: ignore[attr-defined]
-        IceInputGuard.install(dtls.transport._connection)
+        guard = IceInputGuard.install(dtls.transport._connection)
+        guard.srtp_receiver = _direct_srtp(dtls, sink)
         if self._udp_mux is not None:
             use_udp_mux(dtls.transport._connection, self._udp_mux)
         if self._srtp_counter is not None:
@@ -360,6 +367,37 @@ def can_recycle(transceiver: RTCRtpTransceiver) -> bool:
     if transceiver.stopped:
         return False
     return transceiver.mid is None or transceiver.currentDirection == "inactive"
+
+
+def _direct_srtp(dtls: RTCDtlsTransport, sink: RtpSink) -> Callable[[bytes], bool]:
+    """The SRTP/SRTCP branch of aiortc's ``RTCDtlsTransport._recv_next`` as a plain call
+    (issue 14): the same counters, the same unprotect and the same sink, without a hop
+    through the receive queue and the DTLS task (two event-loop wake-ups and a coroutine
+    resumption per datagram). The returned function takes an SRTP/SRTCP datagram (first byte
+    128-191, RFC 7983 §7) and returns False, leaving it to the queue, until the handshake has
+    given the transport its SRTP keys. A datagram that fails authentication is dropped, as
+    aiortc drops it; the sink's own errors are logged and never reach the socket's reader."""
+
+    def receive(data: bytes) -> bool:
+        rx_srtp = dtls._rx_srtp
+        if rx_srtp is None:
+            return False
+        # aiortc: RTCDtlsTransport.__rx_bytes / __rx_packets (name-mangled; getStats reads them)
+        dtls._RTCDtlsTransport__rx_bytes += len(data)  # type: ignore[attr-defined]
+        dtls._RTCDtlsTransport__rx_packets += 1  # type: ignore[attr-defined]
+        try:
+            if is_rtcp(data):
+                sink.on_rtcp(rx_srtp.unprotect_rtcp(data))
+            else:
+                arrival_time_ms = clock.current_ms()
+                sink.on_rtp(rx_srtp.unprotect(data), arrival_time_ms)
+        except pylibsrtp.Error:
+            pass
+        except Exception:  # one datagram's handling never stops the transport's input
+            logger.exception("handling an SRTP datagram failed")
+        return True
+
+    return receive
 
 
 def raw_transport(transceiver: RTCRtpTransceiver) -> RawRtpTransport:
@@ -657,12 +695,16 @@ class IceInputGuard:
 
     __slots__ = (
         "_addr",
+        "_check_credentials",
         "_connection",
         "_pair",
         "_queue",
         "_request_received",
+        "checks_answered",
         "drops",
+        "prober",
         "received",
+        "srtp_receiver",
     )
 
     def __init__(self, connection: IceConnection) -> None:
@@ -673,6 +715,14 @@ class IceInputGuard:
         self.received = 0  # DTLS/SRTP datagrams accepted from the peer (liveness watchdog)
         self._queue = _DatagramQueue()
         self._request_received = connection.request_received
+        # The liveness watchdog's consent checks (consent_prober): their answers stop here.
+        self.prober: ConsentProber | None = None
+        # SRTP/SRTCP straight to the DTLS transport's SRTP branch (_direct_srtp): True when
+        # taken, False before the DTLS handshake gave SRTP keys (then it is queued).
+        self.srtp_receiver: Callable[[bytes], bool] | None = None
+        # (USERNAME, key) of the peer's checks once both ufrags are known (_answer_check).
+        self._check_credentials: tuple[bytes, bytes] | None = None
+        self.checks_answered = 0  # the peer's checks answered by _answer_check
 
     @classmethod
     def install(cls, connection: IceConnection) -> IceInputGuard:
@@ -760,6 +810,11 @@ class IceInputGuard:
             return
         first = data[0]
         if first < 4:  # STUN (RFC 7983 §7)
+            prober = self.prober
+            if first == 1 and prober is not None and prober.response_received(data):
+                return  # the answer to a liveness check (a STUN response class, 0x01xx)
+            if first == 0 and self._answer_check(protocol, data, addr):
+                return
             try:
                 _original_datagram_received(protocol, data, addr)
             except Exception:  # struct.error and friends from aioice's STUN parser
@@ -775,6 +830,42 @@ class IceInputGuard:
         # Through the connection's attribute: a load-test counter may wrap data_received.
         self._connection.data_received(data, protocol.local_candidate.component)
 
+    def _answer_check(self, protocol: StunProtocol, data: bytes, addr: tuple[Any, ...]) -> bool:
+        """Answer the peer's steady-state check (its consent freshness, RFC 7675 §5.2) on the
+        selected pair without aioice (issue 14): what aioice's ``request_received`` would send
+        for it, and its ``check_incoming`` would do nothing for a check on a succeeded,
+        selected pair without USE-CANDIDATE. False (aioice handles it) for any other request:
+        another pair or address, nomination, a role conflict, unknown credentials."""
+        connection = self._connection
+        pair = connection._nominated.get(protocol.local_candidate.component)
+        if (
+            pair is None
+            or pair.protocol is not protocol
+            or pair.state != IceCandidatePairState.SUCCEEDED
+            or connection._closing
+        ):
+            return False
+        remote = (addr[0], addr[1])
+        if remote != pair.remote_addr:
+            return False
+        credentials = self._check_credentials
+        if credentials is None:
+            if connection.remote_username is None:
+                return False
+            credentials = self._check_credentials = (
+                f"{connection.local_username}:{connection.remote_username}".encode(),
+                connection.local_password.encode("utf8"),
+            )
+        username, key = credentials
+        if not is_plain_check(data, username, key, connection.ice_controlling):
+            return False
+        transport = protocol.transport
+        if transport is None:
+            return False
+        transport.sendto(binding_success(bytes(data[8:20]), remote, key), remote)
+        self.checks_answered += 1
+        return True
+
     def data_received(self, data: bytes, component: int) -> None:
         """Replaces ``Connection.data_received``: queue DTLS/SRTP for the DTLS transport,
         within the bounds; drop anything else (aioice hands over STUN-range data that failed
@@ -786,6 +877,15 @@ class IceInputGuard:
             self.drops.after_close += 1
             return
         queue = self._queue
+        receiver = self.srtp_receiver
+        if (
+            receiver is not None
+            and data[0] > 127
+            and queue.queued_datagrams == 0
+            and queue.empty()
+            and receiver(data)
+        ):
+            return
         if (
             queue.queued_datagrams >= ICE_QUEUE_MAX_DATAGRAMS
             or queue.queued_bytes + len(data) > ICE_QUEUE_MAX_BYTES
@@ -835,46 +935,58 @@ def peer_datagrams(pc: RTCPeerConnection) -> int | None:
     return guard.received if guard is not None else None
 
 
-CONSENT_PROBE_RETRANSMISSIONS = 1
-"""A liveness probe is sent once more if unanswered after aioice's STUN RTO (0.5 s), so one
-lost datagram or a peer slow to answer under load does not fail it."""
+def consent_prober(pc: RTCPeerConnection, take_over: bool = False) -> ConsentProber | None:
+    """The :class:`sfu.consent.ConsentProber` of ``pc``'s selected ICE candidate pair (made on
+    first use, kept on the transport's :class:`IceInputGuard`, which hands it the answers
+    before aioice parses them): STUN consent checks (RFC 7675 §5.1) with aioice's own
+    credentials, role, tie-breaker and PRIORITY (those of ``Connection.build_request``), sent
+    on the selected pair's socket. Any live ICE agent answers at once, whether or not it sends
+    media.
 
-CONSENT_PROBE_TIMEOUT_S = aioice.stun.RETRY_RTO * (2 ** (CONSENT_PROBE_RETRANSMISSIONS + 1) - 1)
-"""How long one liveness probe waits for its answer (s): 0.5 s, then 1 s after the resend."""
+    ``take_over``: the caller keeps consent freshness from now on (checks every ~5 s, expiry
+    after 30 s), so aioice's own periodic consent task (``Connection.query_consent``: an
+    asyncio transaction every 5 s) is cancelled.
 
-
-async def probe_consent(pc: RTCPeerConnection) -> bool | None:
-    """Send one STUN Binding request on ``pc``'s selected ICE candidate pair and wait for the
-    answer (a consent freshness check, RFC 7675 §5.1, sent now instead of on aioice's 5 s
-    schedule). Any live ICE agent answers at once, whether or not it sends media.
-
-    Returns:
-        True when answered within :data:`CONSENT_PROBE_TIMEOUT_S` (1.5 s: sent again after
-        0.5 s), False when not (or the
-        pair's socket is gone), None when there is no selected pair (not connected).
+    Returns None while there is no selected pair or remote password (not connected).
     """
-    connection: IceConnection | None = None
-    for transceiver in pc.getTransceivers():
-        dtls = transceiver.sender.transport
-        if dtls is not None:
-            connection = dtls.transport._connection
-            break
-    if connection is None or connection.remote_password is None:
+    guard = ice_input_guard(pc)
+    if guard is None:
         return None
-    pair = connection._nominated.get(1)
-    if pair is None:
+    connection = guard._connection
+    if take_over:
+        # aioice: Connection._query_consent_task (private), started by connect(); close()
+        # copes with a cancelled one.
+        task = connection._query_consent_task
+        if task is not None and not task.done():
+            task.cancel()
+    if guard.prober is not None:
+        return guard.prober
+    if connection.remote_password is None or connection._nominated.get(1) is None:
         return None
-    request = connection.build_request(pair, nominate=False)
-    try:
-        await pair.protocol.request(
-            request,
-            pair.remote_addr,
-            integrity_key=connection.remote_password.encode("utf8"),
-            retransmissions=CONSENT_PROBE_RETRANSMISSIONS,
-        )
-    except (aioice.stun.TransactionError, ConnectionError, OSError):
-        return False
-    return True
+    nominated = connection._nominated
+
+    def send(data: bytes) -> bool:
+        pair = nominated.get(1)
+        if pair is None:
+            return False
+        transport = pair.protocol.transport
+        if transport is None or transport.is_closing():
+            return False
+        try:
+            transport.sendto(data, pair.remote_addr)
+        except OSError:  # a full send buffer: as a lost datagram
+            pass
+        return True
+
+    guard.prober = ConsentProber(
+        username=f"{connection.remote_username}:{connection.local_username}",
+        password=connection.remote_password,
+        priority=candidate_priority(1, "prflx"),
+        controlling=connection.ice_controlling,
+        tie_breaker=connection._tie_breaker,
+        send=send,
+    )
+    return guard.prober
 
 
 def ice_input_guard(pc: RTCPeerConnection) -> IceInputGuard | None:

@@ -45,6 +45,7 @@ from sfu import _aiortc_adapter as adapter
 from sfu import ticker
 from sfu.allocation import BandwidthAllocator
 from sfu.codecs import preferences_for
+from sfu.consent import ConsentProber
 from sfu.consumer import Consumer
 from sfu.errors import InvalidSdpError, InvalidStateError
 from sfu.rtp.header import find_extension, parse_rtp
@@ -66,12 +67,20 @@ RTCP_PSFB_FIR = 4  # RFC 5104 §4.3.1
 WATCH_INTERVAL_S = 0.25
 """How often the liveness watchdog looks at a connected transport (s)."""
 
-QUIET_BEFORE_PROBE_S = 0.5
+QUIET_BEFORE_PROBE_S = 1.0
 """A connected transport that has heard nothing from its peer for this long (s) probes it
-with a STUN consent check (:func:`sfu._aiortc_adapter.probe_consent`)."""
+with a STUN consent check (:func:`sfu._aiortc_adapter.consent_prober`)."""
 
 PROBE_INTERVAL_S = 0.25
 """While a connected transport stays quiet, a new consent check every this many seconds."""
+
+CONSENT_INTERVAL_S = 5.0
+"""Mean interval between consent freshness checks of a connected transport (s), randomised
+by ±20% (RFC 7675 §5.1), answered or not by whatever the peer sends meanwhile."""
+
+CONSENT_EXPIRY_S = 30.0
+"""A connected transport whose consent checks have all gone unanswered for this long (s) has
+lost consent to send and fails (RFC 7675 §5.1: 30 s)."""
 
 UNANSWERED_PROBES_BEFORE_FAILURE = 3
 """Consent checks in a row that must go unanswered (each sent twice) before a quiet path is
@@ -858,13 +867,23 @@ class _Watchdog:
     a row went unanswered: a lossy but live link (20% loss each way loses one check 36% of the
     time) is not torn down. A dead one is closed, which reaches ``on_failed`` as any failure
     does. A peer that sends RTCP about once a second (every real receiver) is seldom probed.
+
+    It also keeps RFC 7675's consent freshness in place of aioice's own task (issue 14): a
+    check every :data:`CONSENT_INTERVAL_S` (±20%), and the transport fails when none was
+    answered for :data:`CONSENT_EXPIRY_S`. The checks are :class:`sfu.consent.ConsentProber`'s:
+    no timer or future per check; this step resends and expires them.
     """
 
     __slots__ = (
+        "answers",
+        "consent_at",
+        "guard",
         "heard_at",
         "key",
         "last_probe_at",
-        "probes",
+        "misses",
+        "next_consent_at",
+        "prober",
         "seen",
         "timeout_s",
         "transport",
@@ -876,16 +895,27 @@ class _Watchdog:
         self.timeout_s = timeout_s
         self.key = 0
         self.heard_at = now
-        self.seen = adapter.peer_datagrams(transport.pc)
-        self.probes: list[asyncio.Future[bool | None]] = []
+        self.guard = adapter.ice_input_guard(transport.pc)
+        self.seen = self.guard.received if self.guard is not None else None
+        self.prober: ConsentProber | None = None
+        self.answers = 0  # the prober's answered count at the last step
+        self.misses = 0  # the prober's unanswered count at the last step
         self.last_probe_at = now
         self.unanswered = 0
+        self.consent_at = now
+        self.next_consent_at = now + _consent_interval()
 
     def stop(self) -> None:
-        """Cancel the consent checks in flight."""
-        for probe in self.probes:
-            probe.cancel()
-        self.probes.clear()
+        """Forget the consent checks in flight."""
+        if self.prober is not None:
+            self.prober.cancel()
+
+    def _fail(self, why: str) -> bool:
+        self.transport.media_timed_out = True
+        logger.info("%s: closing the transport as failed", why)
+        self.stop()
+        spawn(self.transport.pc.close())  # its "closed" state reaches on_failed
+        return False
 
     def step(self, now: float) -> bool:
         """One look at the transport (``now``: the loop's clock, s); False once it is done
@@ -894,16 +924,27 @@ class _Watchdog:
         if transport.closed or transport.pc.connectionState != "connected":
             self.stop()
             return False
+        prober = self.prober
+        if prober is None:
+            prober = self.prober = adapter.consent_prober(transport.pc, take_over=True)
+            if prober is None:  # no selected pair yet: nothing to probe on
+                return True
+            self.answers, self.misses = prober.answered, prober.unanswered
         answered = False
-        if self.probes:
-            for probe in [p for p in self.probes if p.done()]:
-                self.probes.remove(probe)
-                result = None if probe.cancelled() or probe.exception() else probe.result()
-                if result is True:
-                    answered = True
-                elif result is False:
-                    self.unanswered += 1
-        count = adapter.peer_datagrams(transport.pc)
+        prober.step(now)
+        if prober.answered != self.answers:
+            self.answers = prober.answered
+            self.consent_at = now
+            answered = True
+        if prober.unanswered != self.misses:
+            self.unanswered += prober.unanswered - self.misses
+            self.misses = prober.unanswered
+        if now - self.consent_at >= CONSENT_EXPIRY_S:
+            return self._fail(f"no consent check answered for {now - self.consent_at:.0f} s")
+        if now >= self.next_consent_at:
+            self.next_consent_at = now + _consent_interval()
+            prober.send(now)
+        count = self.guard.received if self.guard is not None else None
         if count != self.seen or answered:
             self.seen, self.heard_at, self.unanswered = count, now, 0
             return True
@@ -911,12 +952,13 @@ class _Watchdog:
         if quiet < QUIET_BEFORE_PROBE_S:
             return True
         if quiet >= self.timeout_s and self.unanswered >= UNANSWERED_PROBES_BEFORE_FAILURE:
-            transport.media_timed_out = True
-            logger.info("transport silent for %.1f s: closing as failed", quiet)
-            self.stop()
-            spawn(transport.pc.close())  # its "closed" state reaches on_failed
-            return False
-        if now - self.last_probe_at >= PROBE_INTERVAL_S or not self.probes:
+            return self._fail(f"transport silent for {quiet:.1f} s")
+        if now - self.last_probe_at >= PROBE_INTERVAL_S or not prober.pending:
             self.last_probe_at = now
-            self.probes.append(asyncio.ensure_future(adapter.probe_consent(transport.pc)))
+            prober.send(now)
         return True
+
+
+def _consent_interval() -> float:
+    """The next consent check's delay (s): RFC 7675 §5.1's 5 s, randomised by ±20%."""
+    return CONSENT_INTERVAL_S * (0.8 + 0.4 * random.random())

@@ -236,64 +236,165 @@ async def test_recycled_transceiver_reoffers_its_mline_with_new_codecs() -> None
 
 
 def test_consent_probe_internals_exist() -> None:
-    """probe_consent (media path failure, issue 11) builds aioice's own consent check and sends
-    it as a one-shot STUN transaction on the selected pair: the names it uses must still be
-    used the way it assumes."""
+    """consent_prober (media path failure, issues 11 and 14) builds aioice's own consent
+    check from the connection's credentials, role and tie-breaker and sends it on the
+    selected pair's socket: the names it reads must still mean what it assumes."""
     import aioice
-    from aioice import ice, stun
+    from aioice import ice
 
+    build = inspect.getsource(ice.Connection.build_request)
+    assert 'tx_username = f"{self.remote_username}:{self.local_username}"' in build
+    assert 'candidate_priority(pair.component, "prflx")' in build
+    assert 'request.attributes["ICE-CONTROLLING"] = self._tie_breaker' in build
+    assert 'request.attributes["ICE-CONTROLLED"] = self._tie_breaker' in build
     consent = inspect.getsource(ice.Connection.query_consent)
-    assert "self.build_request(pair, nominate=False)" in consent
-    assert "pair.protocol.request(" in consent and "retransmissions=0" in consent
     assert "integrity_key=self.remote_password.encode" in consent
     assert "self._nominated.values()" in consent
-    assert list(inspect.signature(ice.StunProtocol.request).parameters)[:5] == [
-        "self",
-        "request",
-        "addr",
-        "integrity_key",
-        "retransmissions",
-    ]
-    assert stun.RETRY_RTO == 0.5 and adapter.CONSENT_PROBE_TIMEOUT_S == 1.5
-    # The timeout doubles after each try (the probe's 1.5 s = 0.5 + 1.0).
-    source = inspect.getsource(stun.Transaction)
-    assert "self.__timeout_delay = RETRY_RTO" in source and "self.__timeout_delay *= 2" in source
-    assert issubclass(stun.TransactionTimeout, stun.TransactionError)
     assert aioice.__version__ == "0.13.0"
 
 
-async def test_consent_probe_answered_by_a_live_peer_and_not_by_a_dead_one() -> None:
-    """probe_consent: True while the peer's ICE agent is alive, False once it is gone, None
-    before any candidate pair is selected."""
-    from aiortc import RTCSessionDescription
+def test_direct_srtp_receive_mirrors_recv_next() -> None:
+    """_direct_srtp is a copy of the SRTP/SRTCP branch of RTCDtlsTransport._recv_next: the
+    branch and the counters it updates must still be there, as written."""
+    source = inspect.getsource(RTCDtlsTransport._recv_next)
+    for line in (
+        "self.__rx_bytes += len(data)",
+        "self.__rx_packets += 1",
+        "elif first_byte > 127 and first_byte < 192 and self._rx_srtp:",
+        "arrival_time_ms = clock.current_ms()",
+        "if is_rtcp(data):",
+        "data = self._rx_srtp.unprotect_rtcp(data)",
+        "await self._handle_rtcp_data(data)",
+        "data = self._rx_srtp.unprotect(data)",
+        "await self._handle_rtp_data(data, arrival_time_ms=arrival_time_ms)",
+        "except pylibsrtp.Error as exc:",
+    ):
+        assert line in source, f"RTCDtlsTransport._recv_next changed: {line!r} is gone"
+    init = inspect.getsource(RTCDtlsTransport.__init__)
+    assert "self._rx_srtp: Optional[Session] = None" in init or "self._rx_srtp" in init
 
+
+async def _connected_pair(
+    sink: adapter.RtpSink,
+) -> tuple[adapter.ForwardingPeerConnection, RTCPeerConnection]:
+    import asyncio
+
+    server = adapter.ForwardingPeerConnection(sink, adapter.make_configuration([]))
+    client = RTCPeerConnection(adapter.make_configuration([]))
+    client.addTransceiver("audio", direction="sendrecv")
+    await client.setLocalDescription(await client.createOffer())
+    await server.setRemoteDescription(client.localDescription)
+    await server.setLocalDescription(await server.createAnswer())
+    await client.setRemoteDescription(
+        RTCSessionDescription(sdp=server.localDescription.sdp, type="answer")
+    )
+    for _ in range(100):
+        if server.connectionState == "connected" and client.connectionState == "connected":
+            break
+        await asyncio.sleep(0.05)
+    assert server.connectionState == "connected"
+    return server, client
+
+
+async def _probe(prober: object, bound_s: float = 3.0) -> str:
+    """Send one check and step the prober on the loop's clock until it is answered or given
+    up (bounded): "answered" or "unanswered"."""
+    import asyncio
+
+    from sfu.consent import ConsentProber
+
+    assert isinstance(prober, ConsentProber)
+    clock = asyncio.get_running_loop().time
+    answered, unanswered = prober.answered, prober.unanswered
+    prober.send(clock())
+    deadline = clock() + bound_s
+    while clock() < deadline:
+        await asyncio.sleep(0.05)
+        prober.step(clock())
+        if prober.answered != answered:
+            return "answered"
+        if prober.unanswered != unanswered:
+            return "unanswered"
+    return "pending"
+
+
+async def test_consent_probe_answered_by_a_live_peer_and_not_by_a_dead_one() -> None:
+    """consent_prober: its checks are answered while the peer's ICE agent is alive and given
+    up once it is gone; None before any candidate pair is selected."""
     adapter.set_ice_host_addresses(["127.0.0.1"])
     try:
         server = adapter.ForwardingPeerConnection(
             adapter.NullRtpSink(), adapter.make_configuration([])
         )
-        client = RTCPeerConnection(adapter.make_configuration([]))
-        client.addTransceiver("audio", direction="recvonly")
-        assert await adapter.probe_consent(server) is None
-        await client.setLocalDescription(await client.createOffer())
-        await server.setRemoteDescription(client.localDescription)
-        await server.setLocalDescription(await server.createAnswer())
-        await client.setRemoteDescription(
-            RTCSessionDescription(sdp=server.localDescription.sdp, type="answer")
-        )
-        for _ in range(100):
-            if server.connectionState == "connected":
-                break
-            await __import__("asyncio").sleep(0.05)
-        assert server.connectionState == "connected"
-        assert await adapter.probe_consent(server) is True
+        assert adapter.consent_prober(server) is None
+        await server.close()
+        server, client = await _connected_pair(adapter.NullRtpSink())
+        prober = adapter.consent_prober(server)
+        assert prober is not None and adapter.consent_prober(server) is prober
+        assert await _probe(prober) == "answered"
+        assert await _probe(prober) == "answered"
         received = adapter.peer_datagrams(server)
         assert received is not None and received > 0  # the DTLS handshake came from the peer
         # The client's path dies without a DTLS close_notify: its UDP sockets go away.
         dtls = client.getTransceivers()[0].receiver.transport
         for protocol in dtls.transport._connection._protocols:
             protocol.transport.close()
-        assert await adapter.probe_consent(server) is False
+        assert await _probe(prober) == "unanswered"
+        await server.close()
+        await client.close()
+    finally:
+        adapter.set_ice_host_addresses([])
+
+
+async def test_srtp_reaches_the_sink_without_the_receive_queue() -> None:
+    """Once keyed, SRTP and SRTCP from the peer reach the sink in the datagram's own call,
+    in order, without waiting in the DTLS transport's receive queue (issue 14)."""
+    import asyncio
+
+    from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket, RtpPacket
+
+    got_rtp: list[int] = []
+    got_rtcp: list[bytes] = []
+
+    class Sink(adapter.NullRtpSink):
+        def on_rtp(self, data: bytes, arrival_ms: int) -> None:
+            got_rtp.append(RtpPacket.parse(data).sequence_number)
+
+        def on_rtcp(self, data: bytes) -> None:
+            got_rtcp.append(data)
+
+    adapter.set_ice_host_addresses(["127.0.0.1"])
+    try:
+        server, client = await _connected_pair(Sink())
+        guard = adapter.ice_input_guard(server)
+        assert guard is not None
+        puts: list[int] = []
+        queue = guard._queue
+        original_put = queue._put
+
+        def counting_put(item: tuple[bytes, int] | None) -> None:
+            puts.append(1)
+            original_put(item)
+
+        queue._put = counting_put  # type: ignore[method-assign]
+        client_dtls = client.getTransceivers()[0].sender.transport
+        for seq in range(20):
+            packet = RtpPacket(payload_type=111, sequence_number=seq, timestamp=seq * 960)
+            packet.ssrc = 1234
+            packet.payload = bytes(40)
+            await client_dtls._send_rtp(packet.serialize())
+        info = RtcpReceiverInfo(
+            ssrc=5678, fraction_lost=0, packets_lost=0, highest_sequence=0, jitter=0, lsr=0, dlsr=0
+        )
+        report = RtcpRrPacket(ssrc=1234, reports=[info])
+        await client_dtls._send_rtp(bytes(report))
+        for _ in range(100):
+            if len(got_rtp) == 20 and got_rtcp:
+                break
+            await asyncio.sleep(0.02)
+        assert got_rtp == list(range(20))
+        assert len(got_rtcp) == 1
+        assert puts == []  # nothing waited in the queue
         await server.close()
         await client.close()
     finally:
@@ -568,5 +669,49 @@ async def test_srtp_tx_key_matches_aiortcs_session_and_route_is_the_pair() -> No
         await server.close()
         await client.close()
         assert adapter.srtp_tx_key(raw) is None  # closed
+    finally:
+        adapter.set_ice_host_addresses([])
+
+
+async def test_peers_consent_checks_are_answered_without_aioice() -> None:
+    """The peer's consent checks on the selected pair are answered by the guard (issue 14)
+    and its ICE agent accepts the answers; a nominating check still goes to aioice."""
+    from aioice import ice as aioice_ice
+
+    adapter.set_ice_host_addresses(["127.0.0.1"])
+    try:
+        server, client = await _connected_pair(adapter.NullRtpSink())
+        guard = adapter.ice_input_guard(server)
+        assert guard is not None
+        connection = client.getTransceivers()[0].sender.transport.transport._connection
+        pair = connection._nominated[1]
+        key = connection.remote_password.encode("utf8")
+        before = guard.checks_answered
+        handled_by_aioice: list[object] = []
+        original = aioice_ice.Connection.check_incoming
+
+        def spy(self: object, *args: object) -> None:
+            handled_by_aioice.append(args)
+            original(self, *args)  # type: ignore[arg-type]
+
+        aioice_ice.Connection.check_incoming = spy  # type: ignore[method-assign]
+        try:
+            for _ in range(3):
+                request = connection.build_request(pair, nominate=False)
+                response, _addr = await pair.protocol.request(
+                    request, pair.remote_addr, integrity_key=key, retransmissions=2
+                )
+                assert response.attributes["XOR-MAPPED-ADDRESS"] == pair.local_addr
+            assert guard.checks_answered == before + 3
+            assert handled_by_aioice == []
+            nominating = connection.build_request(pair, nominate=True)
+            await pair.protocol.request(
+                nominating, pair.remote_addr, integrity_key=key, retransmissions=2
+            )
+            assert guard.checks_answered == before + 3
+        finally:
+            aioice_ice.Connection.check_incoming = original  # type: ignore[method-assign]
+        await server.close()
+        await client.close()
     finally:
         adapter.set_ice_host_addresses([])
