@@ -7,11 +7,13 @@ Usage: ``python -m bench.fanout --listeners 200 [--duration 10] [--baseline-list
 Every server runs in its own process on 127.0.0.1. The speaker sends real Opus at 50
 packets/s (``opus``), or Opus plus VP8 at about 500 kbit/s, 15 fps (``av``); listeners count
 packets without decoding (a few probes also match payloads to measure latency) and, as real
-receivers do, send an RTCP receiver report every 0.5-1.5 s and answer ICE consent checks
-(``--receiver-reports off``: silent listeners). Our SFU gets all media on one UDP port
-(``SFU_RTC_PORT``; ``--rtc-port per-transport``: a port per transport). ``--profile DIR``
-records py-spy on our SFU over each window (``python -m bench.profile_summary`` sums it up)
-and, when ``perf`` is installed, ``perf record`` into ``<name>.perf.data`` beside it.
+browsers do, send RTCP receiver reports (every 2.5-7.5 s for audio only, 0.5-1.5 s with video:
+libWebRTC's audio and video report intervals; ``--audio-report-interval 1`` for one a second)
+and answer ICE consent checks (``--receiver-reports off``: silent listeners). Our SFU gets all
+media on one UDP port (``SFU_RTC_PORT``; ``--rtc-port per-transport``: a port per
+transport). ``--profile DIR`` records py-spy on our SFU over each window
+(``python -m bench.profile_summary`` sums it up) and, when ``perf`` is installed,
+``perf record`` into ``<name>.perf.data`` beside it.
 Printed per server and media, measured in this one run:
 
 * server CPU (us) per forwarded packet, from /proc/<pid>/stat over the measurement window,
@@ -51,6 +53,7 @@ from aiortc import RTCRtpTransceiver, RTCSessionDescription
 
 from bench.peers import RawPublisher, encode_opus_frames
 from sfu import _aiortc_adapter as adapter
+from signaling import client as client_module
 from signaling.auth.tokens import VideoGrant, create_access_token
 from signaling.client import PacketCounter, RoomClient, _CountingSink
 from signaling.loadtest.media import encode_vp8_frames
@@ -256,8 +259,8 @@ async def run_sfu(
     VP8 when ``video``), ``listeners`` count-only listeners. ``one_port``: all media on one
     UDP port (``SFU_RTC_PORT``), else ephemeral ports per transport. ``profile``: a py-spy
     profile of the server over the measurement window is written to this file.
-    ``receiver_reports``: listeners send RTCP receiver reports about once a second, as real
-    receivers do (False: none, the listeners of earlier runs)."""
+    ``receiver_reports``: listeners send RTCP receiver reports as browsers do (every ~5 s for
+    audio only, ~1 s with video; False: none, the listeners of earlier runs)."""
     secret = secrets.token_urlsafe(48)
     env = {"SFU_JWT_SECRET": secret, "SFU_FAST_PATH": "1" if fast else "0"}
     if one_port:
@@ -627,8 +630,15 @@ def main() -> int:
         "--receiver-reports",
         choices=("on", "off"),
         default="on",
-        help="listeners send RTCP receiver reports about once a second as real receivers do "
-        "(on, the default) or none (off)",
+        help="listeners send RTCP receiver reports as browsers do (on, the default) or none (off)",
+    )
+    parser.add_argument(
+        "--audio-report-interval",
+        type=float,
+        default=client_module.AUDIO_RECEIVER_REPORT_INTERVAL_S,
+        metavar="S",
+        help="mean interval (s, ±50%%) of an audio-only listener's receiver reports (default: "
+        "libWebRTC's 5 s)",
     )
     parser.add_argument(
         "--profile",
@@ -638,6 +648,7 @@ def main() -> int:
     )
     parser.add_argument("--json", help="write the results as JSON to this file")
     args = parser.parse_args()
+    client_module.AUDIO_RECEIVER_REPORT_INTERVAL_S = args.audio_report_interval
     adapter.set_ice_host_addresses(["127.0.0.1"])
     results, micro = asyncio.run(main_async(args))
     if args.json:

@@ -62,6 +62,12 @@ logger = logging.getLogger(__name__)
 RTCP_INTERVAL_S = 1.0
 """Mean interval between our RTCP reports (s); randomised by ±50% as RFC 3550 §6.2 asks."""
 
+RTCP_AUDIO_INTERVAL_S = 5.0
+"""Mean interval between our RTCP reports (s) on a transport that only sends audio (no
+producer, no video consumer): sender reports for Opus every 5 s, as libWebRTC's audio
+streams report (``kDefaultAudioReportIntervalMs``) and mediasoup caps audio
+(``MaxAudioIntervalMs``); the first report still comes within :data:`RTCP_INTERVAL_S`."""
+
 RTCP_PSFB_FIR = 4  # RFC 5104 §4.3.1
 
 WATCH_INTERVAL_S = 0.25
@@ -771,17 +777,28 @@ class WebRtcTransport:
 
     def _rtcp_step(self, now: float) -> bool:
         """Called by :data:`sfu.ticker.RTCP`; sends the reports once they are due (every
-        :data:`RTCP_INTERVAL_S` randomised by ±50%). False (stop) once closed."""
+        :meth:`_rtcp_interval` randomised by ±50%). False (stop) once closed."""
         if self.closed:
             return False
         if now < self._next_rtcp_at:
             return True
-        self._next_rtcp_at = now + RTCP_INTERVAL_S * (0.5 + random.random())
+        self._next_rtcp_at = now + self._rtcp_interval() * (0.5 + random.random())
         try:
             self._send_reports()
         except Exception:  # never let RTCP kill the transport silently
             logger.exception("RTCP reports failed")
         return True
+
+    def _rtcp_interval(self) -> float:
+        """The mean interval to the next RTCP report (s): :data:`RTCP_INTERVAL_S` while the
+        transport receives anything (its receiver reports and REMB reach publishers each
+        second) or sends video, else :data:`RTCP_AUDIO_INTERVAL_S`."""
+        if self.producers:
+            return RTCP_INTERVAL_S
+        for consumer in self.consumers.values():
+            if consumer.kind != "audio":
+                return RTCP_INTERVAL_S
+        return RTCP_AUDIO_INTERVAL_S
 
     def _send_reports(self) -> None:
         now = adapter.now_ms()

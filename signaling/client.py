@@ -85,9 +85,15 @@ class PacketCounter:
     keep_seqs: bool = False
 
 
-RECEIVER_REPORT_INTERVAL_S = (0.5, 1.5)
-"""A count-only subscriber sends a receiver report every uniform(0.5, 1.5) s, as aiortc's
-``RTCRtpReceiver`` does (RFC 3550 §6.2: about one a second, randomised)."""
+RECEIVER_REPORT_INTERVAL_S = 1.0
+"""Mean interval (s) of a count-only subscriber's receiver reports while it receives video,
+randomised by ±50% (RFC 3550 §6.2), as a browser's video receiver reports
+(libWebRTC's ``kDefaultVideoReportIntervalMs``)."""
+
+AUDIO_RECEIVER_REPORT_INTERVAL_S = 5.0
+"""Mean interval (s) of its receiver reports while it receives audio only, randomised by
+±50%: a browser's audio receiver reports every 5 s (libWebRTC's
+``kDefaultAudioReportIntervalMs``), so a benchmark of listeners sees their real RTCP load."""
 
 
 class _CountingSink(adapter.NullRtpSink):
@@ -155,8 +161,9 @@ class RoomClient:
         url: the server's base URL, e.g. ``http://127.0.0.1:8080``.
         room, name, identity, token: as in the ``join`` request.
         count_only: subscribe without decoding (see :class:`PacketCounter`); the subscriber
-            still sends RTCP receiver reports about once a second, as a real receiver does
-            (``receiver_reports=False``: none, a receiver that has gone quiet).
+            still sends RTCP receiver reports as a browser does (every ~1 s with video, ~5 s
+            for audio only; ``receiver_reports=False``: none, a receiver that has gone
+            quiet).
         subscribe: whether to subscribe at all.
         remote_sdp: rewrites every SDP the server sends (publish answers, subscribe offers)
             before it is applied; tests use it to steer media through an impairing UDP relay.
@@ -646,12 +653,14 @@ class RoomClient:
         return self.sub
 
     async def _send_receiver_reports(self) -> None:
-        """Send the count-only subscriber's receiver reports every
-        :data:`RECEIVER_REPORT_INTERVAL_S` (the subscriber may be replaced by a media
-        restart: the current one reports)."""
-        low, high = RECEIVER_REPORT_INTERVAL_S
+        """Send the count-only subscriber's receiver reports, every
+        :data:`RECEIVER_REPORT_INTERVAL_S` while it receives video, else every
+        :data:`AUDIO_RECEIVER_REPORT_INTERVAL_S` (both ±50%; the subscriber may be replaced by
+        a media restart: the current one reports)."""
         while not self._closing:
-            await asyncio.sleep(random.uniform(low, high))
+            video = any(r.kind == "video" for r in self._mids.values())
+            mean = RECEIVER_REPORT_INTERVAL_S if video else AUDIO_RECEIVER_REPORT_INTERVAL_S
+            await asyncio.sleep(mean * random.uniform(0.5, 1.5))
             sink = self._count_sink
             if self.sub is None or sink is None or sink.raw is None:
                 continue
