@@ -108,6 +108,7 @@ static const SrtpApi *current_api = &system_api;
  * opaque and the two ctrl codes are OpenSSL's stable ABI values.
  */
 #define GCM_SSRC_MAX 32
+#define SRTP_WINDOW 1024 /* the senders' replay window (policy.window_size), as aiortc's */
 #define GCM_TAG_LEN 16
 #define GCM_SALT_LEN 12
 #define EVP_CTRL_GCM_SET_IVLEN_ 0x9
@@ -396,8 +397,8 @@ gcm_protect(SrtpSender *s, uint8_t *buf, int *len)
         est = seq;
         delta = (int32_t)seq - (int32_t)(uint16_t)idx;
     }
-    if (delta <= 0 && 1023 + delta < 0)
-        return -1;
+    if (delta <= 0 && (SRTP_WINDOW - 1) + delta < 0)
+        return -1; /* srtp_err_status_replay_old */
     if (delta > 0)
         s->gcm_index[k] = idx + (uint16_t)delta;
     /* IV = (00 00 || SSRC || ROC || SEQ) XOR salt (RFC 7714 section 8.1) */
@@ -474,7 +475,7 @@ SrtpSender_init(SrtpSender *self, PyObject *args, PyObject *kwds)
     policy.ssrc.type = ssrc_any_outbound;
     policy.key = keybuf;
     policy.allow_repeat_tx = 1; /* as aiortc's tx policy: a NACKed packet is sent again */
-    policy.window_size = 1024;
+    policy.window_size = SRTP_WINDOW;
     policy.next = NULL;
     srtp_err_status_t st = api->create(&self->srtp, &policy);
     memset(keybuf, 0, sizeof keybuf);
