@@ -9,7 +9,8 @@
  * DTLS-SRTP keys, RFC 5764), and the sends, batched with sendmmsg(2) per socket.
  *
  * Types:
- *   SrtpSender(profile, key)  one subscriber transport's outbound SRTP context and route.
+ *   SrtpSender(profile, key)  one subscriber transport's outbound SRTP context and route
+ *                              (AEAD_AES_*_GCM: OpenSSL EVP directly, RFC 7714; see below).
  *   FanOut(buffer_size)        one producer: its consumers and (video) its retransmission
  *                              ring of original packets.
  *   NativeConsumer             one consumer's state (created by FanOut.add); duck-types
@@ -77,6 +78,131 @@ static const SrtpApi system_api = {
 static SrtpApi loaded_api;
 static const SrtpApi *current_api = &system_api;
 
+/* ------------------------------------------------------------------------------------------ */
+/* AEAD_AES_128_GCM / AEAD_AES_256_GCM without libsrtp (RFC 7714)                              */
+/*
+ * libsrtp's per-packet bookkeeping (stream list lookup, key-limit counter, 1024-bit replay
+ * bitmask shift, tag-length queries) costs more than the AES-GCM itself for short audio
+ * packets, and every one of those structures is cache-cold when one packet is fanned out to
+ * hundreds of subscribers. For the GCM profiles a sender therefore keeps:
+ *   - one EVP_CIPHER_CTX keyed once with the SRTP session encryption key, and the 12-byte
+ *     session salt, both derived from the DTLS-SRTP master key/salt with the SRTP KDF
+ *     (RFC 3711 section 4.3.1 AES-CM PRF, labels 0x00 and 0x02, key_derivation_rate 0;
+ *     RFC 7714 section 11: the 96-bit master salt is zero-padded to the KDF's 112 bits);
+ *   - a fixed table of GCM_SSRC_MAX SSRCs with libsrtp's packet index for each (ROC << 16 |
+ *     highest SEQ sent, RFC 3711 section 3.3.1), updated exactly as libsrtp's sender does
+ *     (srtp_rdbx_estimate_index, srtp_rdbx_check, srtp_rdbx_add_index, with allow_repeat_tx
+ *     so only the "older than the 1024-packet window" refusal remains).
+ * Per packet: IV = (00 00 || SSRC || ROC || SEQ) XOR salt (RFC 7714 section 8.1), AAD = the
+ * RTP header with CSRCs and extension (section 7.1), payload encrypted in place, 16-byte tag
+ * appended. The output is byte-identical to libsrtp's srtp_protect (tests/unit/
+ * test_fastpath.py checks it against pylibsrtp).
+ *
+ * An SSRC beyond the table is protected by the sender's libsrtp context instead (for as long
+ * as the sender lives, so each SSRC has exactly one index). libsrtp's key usage limit (2^48
+ * packets per key, srtp_key_limit_update) is not counted here: a sender never gets near it.
+ *
+ * The EVP functions come from the library libsrtp is taken from (pylibsrtp's _binding
+ * exports the OpenSSL it bundles) or, for the system libsrtp2, from libcrypto.so.3; when
+ * neither resolves, GCM senders use libsrtp. No OpenSSL header is needed: the types are
+ * opaque and the two ctrl codes are OpenSSL's stable ABI values.
+ */
+#define GCM_SSRC_MAX 32
+#define SRTP_WINDOW 1024 /* the senders' replay window (policy.window_size), as aiortc's */
+#define GCM_TAG_LEN 16
+#define GCM_SALT_LEN 12
+#define EVP_CTRL_GCM_SET_IVLEN_ 0x9
+#define EVP_CTRL_GCM_GET_TAG_ 0x10
+#if SRTP_MAX_TRAILER_LEN < GCM_TAG_LEN
+#error "buffers are sized with SRTP_MAX_TRAILER_LEN, which must hold the GCM tag"
+#endif
+
+typedef struct evp_ctx_opaque evp_ctx_t;
+typedef struct evp_cipher_opaque evp_cipher_t;
+
+typedef struct {
+    evp_ctx_t *(*ctx_new)(void);
+    void (*ctx_free)(evp_ctx_t *);
+    int (*init)(evp_ctx_t *, const evp_cipher_t *, void *, const unsigned char *,
+                const unsigned char *);
+    int (*update)(evp_ctx_t *, unsigned char *, int *, const unsigned char *, int);
+    int (*final)(evp_ctx_t *, unsigned char *, int *);
+    int (*ctrl)(evp_ctx_t *, int, int, void *);
+    const evp_cipher_t *(*aes_128_gcm)(void);
+    const evp_cipher_t *(*aes_256_gcm)(void);
+    const evp_cipher_t *(*aes_128_ctr)(void);
+    const evp_cipher_t *(*aes_256_ctr)(void);
+} EvpApi;
+
+static EvpApi system_evp;
+static int system_evp_state; /* 0 not tried, 1 resolved, -1 unavailable */
+/* the EVP API of the library set_srtp_library() loaded, or NULL; never freed, as senders keep
+ * pointing at it (like the library itself, it stays loaded for the life of the process) */
+static const EvpApi *loaded_evp;
+static int native_gcm = 1; /* set_native_gcm(): 0 makes new GCM senders use libsrtp */
+
+/* Fill api from handle; 0 on success, -1 when a symbol is missing. */
+static int
+evp_resolve(void *handle, EvpApi *api)
+{
+    static const char *names[] = {"EVP_CIPHER_CTX_new", "EVP_CIPHER_CTX_free",
+                                  "EVP_EncryptInit_ex", "EVP_EncryptUpdate",
+                                  "EVP_EncryptFinal_ex", "EVP_CIPHER_CTX_ctrl",
+                                  "EVP_aes_128_gcm",    "EVP_aes_256_gcm",
+                                  "EVP_aes_128_ctr",    "EVP_aes_256_ctr"};
+    void *syms[10];
+    if (handle == NULL)
+        return -1;
+    for (int i = 0; i < 10; i++) {
+        syms[i] = dlsym(handle, names[i]);
+        if (syms[i] == NULL)
+            return -1;
+    }
+    memcpy(api, syms, sizeof *api);
+    return 0;
+}
+
+/* The EVP API GCM senders created now use, or NULL (they then use libsrtp). */
+static const EvpApi *
+current_evp(void)
+{
+    if (!native_gcm)
+        return NULL;
+    if (current_api == &loaded_api && loaded_evp != NULL)
+        return loaded_evp;
+    if (system_evp_state == 0) {
+        void *h = dlopen("libcrypto.so.3", RTLD_NOW | RTLD_LOCAL);
+        system_evp_state = evp_resolve(h, &system_evp) == 0 ? 1 : -1;
+    }
+    return system_evp_state == 1 ? &system_evp : NULL;
+}
+
+/* SRTP KDF (RFC 3711 section 4.3.1, key_derivation_rate 0): out = the first len bytes of
+ * AES-CM keystream under the master key, IV = (master salt * 2^16) XOR (label << 64), i.e.
+ * byte 7 of the zero-padded 14-byte salt XOR label, counter bytes 14..15 zero. As libsrtp
+ * (srtp_stream_init_keys), the 12-byte GCM master salt is zero-padded to 14 bytes. */
+static int
+srtp_kdf(const EvpApi *evp, const uint8_t *mkey, int mkey_len, const uint8_t *msalt,
+         int msalt_len, uint8_t label, uint8_t *out, int len)
+{
+    uint8_t iv[16] = {0};
+    uint8_t zeros[32] = {0};
+    int outl = 0, fl = 0;
+    if (len > (int)sizeof zeros || msalt_len > 14)
+        return -1;
+    memcpy(iv, msalt, (size_t)msalt_len);
+    iv[7] ^= label;
+    evp_ctx_t *ctx = evp->ctx_new();
+    if (ctx == NULL)
+        return -1;
+    int ok = evp->init(ctx, mkey_len == 32 ? evp->aes_256_ctr() : evp->aes_128_ctr(), NULL, mkey,
+                       iv) == 1 &&
+             evp->update(ctx, out, &outl, zeros, len) == 1 && outl == len &&
+             evp->final(ctx, out + outl, &fl) == 1;
+    evp->ctx_free(ctx);
+    return ok ? 0 : -1;
+}
+
 static PyObject *
 set_srtp_library(PyObject *module, PyObject *arg)
 {
@@ -121,6 +247,18 @@ set_srtp_library(PyObject *module, PyObject *arg)
     (void)api.init();
     loaded_api = api;
     current_api = &loaded_api;
+    /* the same library's OpenSSL for the GCM profiles (pylibsrtp's bundles and exports it) */
+    EvpApi evp;
+    if (evp_resolve(handle, &evp) == 0) {
+        if (loaded_evp == NULL || memcmp(loaded_evp, &evp, sizeof evp) != 0) {
+            EvpApi *copy = PyMem_RawMalloc(sizeof evp);
+            if (copy != NULL)
+                memcpy(copy, &evp, sizeof evp);
+            loaded_evp = copy;
+        }
+    } else {
+        loaded_evp = NULL; /* libcrypto.so.3, if there is one */
+    }
     return PyUnicode_FromString(version);
 }
 
@@ -129,6 +267,14 @@ set_srtp_library(PyObject *module, PyObject *arg)
 
 typedef struct {
     PyObject_HEAD
+    /* GCM profiles (RFC 7714), see "AEAD_AES_128_GCM / AEAD_AES_256_GCM without libsrtp":
+     * the hot fields first, the SSRC table right after, all inside this object */
+    evp_ctx_t *gcm;        /* keyed with the session key, or NULL: libsrtp protects */
+    const EvpApi *evp;     /* the API gcm was created with */
+    uint8_t gcm_salt[GCM_SALT_LEN]; /* session salt (RFC 7714 section 8.1) */
+    uint32_t gcm_n;        /* SSRCs in the table */
+    uint32_t gcm_ssrc[GCM_SSRC_MAX];  /* as in the header (network byte order) */
+    uint64_t gcm_index[GCM_SSRC_MAX]; /* libsrtp's packet index: ROC << 16 | highest SEQ */
     srtp_t srtp;
     const SrtpApi *api; /* the library srtp was created with */
     int fd;
@@ -142,6 +288,146 @@ typedef struct {
 } SrtpSender;
 
 static PyTypeObject SrtpSenderType;
+
+static void
+gcm_clear(SrtpSender *s)
+{
+    if (s->gcm != NULL)
+        s->evp->ctx_free(s->gcm); /* OpenSSL cleanses the key schedule */
+    s->gcm = NULL;
+    s->evp = NULL;
+    memset(s->gcm_salt, 0, sizeof s->gcm_salt);
+    s->gcm_n = 0;
+}
+
+/* Key s->gcm for an AEAD_AES_*_GCM profile from master key || master salt (len bytes: 16 + 12
+ * or 32 + 12). Session key and salt: SRTP KDF labels 0x00 and 0x02 (RFC 3711 section 4.3.1,
+ * RFC 7714 section 11). 0 on success; -1 leaves s->gcm NULL (the caller clears). */
+static int
+gcm_init(SrtpSender *s, const EvpApi *evp, int profile, const uint8_t *master, int len)
+{
+    int klen = profile == srtp_profile_aead_aes_256_gcm ? 32 : 16;
+    if (len != klen + GCM_SALT_LEN)
+        return -1;
+    uint8_t session_key[32];
+    s->evp = evp;
+    s->gcm_n = 0;
+    int ok = srtp_kdf(evp, master, klen, master + klen, GCM_SALT_LEN, 0x00, session_key, klen) ==
+                 0 &&
+             srtp_kdf(evp, master, klen, master + klen, GCM_SALT_LEN, 0x02, s->gcm_salt,
+                      GCM_SALT_LEN) == 0 &&
+             (s->gcm = evp->ctx_new()) != NULL &&
+             evp->init(s->gcm, klen == 32 ? evp->aes_256_gcm() : evp->aes_128_gcm(), NULL, NULL,
+                       NULL) == 1 &&
+             evp->ctrl(s->gcm, EVP_CTRL_GCM_SET_IVLEN_, 12, NULL) == 1 &&
+             evp->init(s->gcm, NULL, NULL, session_key, NULL) == 1;
+    memset(session_key, 0, sizeof session_key);
+    return ok ? 0 : -1;
+}
+
+/* libsrtp's srtp_index_guess (crypto/replay/rdbx.c): the 48-bit index of SEQ s given the
+ * highest index sent (RFC 3711 section 3.3.1); returns the difference to it. */
+static int32_t
+gcm_index_guess(uint64_t local, uint64_t *guess, uint16_t s)
+{
+    uint32_t local_roc = (uint32_t)(local >> 16), guess_roc;
+    int32_t local_seq = (uint16_t)local, diff;
+    if (local_seq < 0x8000) {
+        if ((int32_t)s - local_seq > 0x8000) {
+            guess_roc = local_roc - 1;
+            diff = (int32_t)s - local_seq - 0x10000;
+        } else {
+            guess_roc = local_roc;
+            diff = (int32_t)s - local_seq;
+        }
+    } else {
+        if (local_seq - 0x8000 > (int32_t)s) {
+            guess_roc = local_roc + 1;
+            diff = (int32_t)s - local_seq + 0x10000;
+        } else {
+            guess_roc = local_roc;
+            diff = (int32_t)s - local_seq;
+        }
+    }
+    *guess = ((uint64_t)guess_roc << 16) | s;
+    return diff;
+}
+
+/* Protect buf[0:*len] in place as libsrtp's srtp_protect does for the GCM profiles (RFC 7714
+ * section 8); buf has room for *len + GCM_TAG_LEN. 0 on success, -1 refused (malformed
+ * header, index older than the 1024-packet window, cipher failure), 1 when the SSRC table
+ * is full and this SSRC is not in it (the caller uses libsrtp). */
+static int
+gcm_protect(SrtpSender *s, uint8_t *buf, int *len)
+{
+    int n = *len;
+    /* srtp_validate_rtp_header: fixed header, CSRCs, extension header and its body */
+    if (n < 12)
+        return -1;
+    int aad = 12 + 4 * (buf[0] & 0x0f);
+    if (n < aad)
+        return -1;
+    if (buf[0] & 0x10) {
+        if (n < aad + 4)
+            return -1;
+        aad += 4 + 4 * ((buf[aad + 2] << 8) | buf[aad + 3]);
+        if (n < aad)
+            return -1;
+    }
+    uint32_t ssrc;
+    memcpy(&ssrc, buf + 8, 4);
+    uint32_t k = 0;
+    while (k < s->gcm_n && s->gcm_ssrc[k] != ssrc)
+        k++;
+    if (k == s->gcm_n) {
+        if (k == GCM_SSRC_MAX)
+            return 1;
+        s->gcm_ssrc[k] = ssrc; /* a new stream: index 0 (srtp_stream_clone, rdbx init) */
+        s->gcm_index[k] = 0;
+        s->gcm_n++;
+    }
+    /* srtp_rdbx_estimate_index, srtp_rdbx_check (allow_repeat_tx: only replay_old refuses,
+     * window 1024), srtp_rdbx_add_index */
+    uint16_t seq = (uint16_t)((buf[2] << 8) | buf[3]);
+    uint64_t idx = s->gcm_index[k], est;
+    int32_t delta;
+    if (idx > 0x8000) {
+        delta = gcm_index_guess(idx, &est, seq);
+    } else {
+        est = seq;
+        delta = (int32_t)seq - (int32_t)(uint16_t)idx;
+    }
+    if (delta <= 0 && (SRTP_WINDOW - 1) + delta < 0)
+        return -1; /* srtp_err_status_replay_old */
+    if (delta > 0)
+        s->gcm_index[k] = idx + (uint16_t)delta;
+    /* IV = (00 00 || SSRC || ROC || SEQ) XOR salt (RFC 7714 section 8.1) */
+    uint8_t iv[12];
+    uint32_t roc = (uint32_t)(est >> 16);
+    iv[0] = 0;
+    iv[1] = 0;
+    memcpy(iv + 2, buf + 8, 4);
+    iv[6] = (uint8_t)(roc >> 24);
+    iv[7] = (uint8_t)(roc >> 16);
+    iv[8] = (uint8_t)(roc >> 8);
+    iv[9] = (uint8_t)roc;
+    iv[10] = buf[2];
+    iv[11] = buf[3];
+    for (int i = 0; i < 12; i++)
+        iv[i] ^= s->gcm_salt[i];
+    const EvpApi *evp = s->evp;
+    int outl = 0, fl = 0, plen = n - aad;
+    if (evp->init(s->gcm, NULL, NULL, NULL, iv) != 1 ||
+        evp->update(s->gcm, NULL, &outl, buf, aad) != 1)
+        return -1;
+    if (plen > 0 && (evp->update(s->gcm, buf + aad, &outl, buf + aad, plen) != 1 || outl != plen))
+        return -1;
+    if (evp->final(s->gcm, buf + n, &fl) != 1 || fl != 0 ||
+        evp->ctrl(s->gcm, EVP_CTRL_GCM_GET_TAG_, GCM_TAG_LEN, buf + n) != 1)
+        return -1;
+    *len = n + GCM_TAG_LEN;
+    return 0;
+}
 
 static int
 SrtpSender_init(SrtpSender *self, PyObject *args, PyObject *kwds)
@@ -169,29 +455,43 @@ SrtpSender_init(SrtpSender *self, PyObject *args, PyObject *kwds)
         PyErr_Format(PyExc_ValueError, "SRTP key+salt must be %u bytes", need);
         return -1;
     }
-    unsigned char keybuf[64];
+    unsigned char keybuf[64], key_copy[64];
+    if (need > sizeof keybuf) {
+        PyBuffer_Release(&key);
+        PyErr_SetString(PyExc_ValueError, "SRTP key+salt too long");
+        return -1;
+    }
     memcpy(keybuf, key.buf, need);
+    memcpy(key_copy, key.buf, need);
     PyBuffer_Release(&key);
     srtp_policy_t policy;
     memset(&policy, 0, sizeof policy);
     if (api->policy_rtp(&policy.rtp, (srtp_profile_t)profile) != srtp_err_status_ok ||
         api->policy_rtcp(&policy.rtcp, (srtp_profile_t)profile) != srtp_err_status_ok) {
+        memset(key_copy, 0, sizeof key_copy);
         PyErr_SetString(PyExc_ValueError, "libsrtp does not support this profile");
         return -1;
     }
     policy.ssrc.type = ssrc_any_outbound;
     policy.key = keybuf;
     policy.allow_repeat_tx = 1; /* as aiortc's tx policy: a NACKed packet is sent again */
-    policy.window_size = 1024;
+    policy.window_size = SRTP_WINDOW;
     policy.next = NULL;
     srtp_err_status_t st = api->create(&self->srtp, &policy);
     memset(keybuf, 0, sizeof keybuf);
     if (st != srtp_err_status_ok) {
         self->srtp = NULL;
+        memset(key_copy, 0, sizeof key_copy);
         PyErr_Format(PyExc_ValueError, "srtp_create failed (%d)", (int)st);
         return -1;
     }
     self->api = api;
+    if (profile != srtp_profile_aes128_cm_sha1_80) {
+        const EvpApi *evp = current_evp();
+        if (evp != NULL && gcm_init(self, evp, profile, key_copy, (int)need) != 0)
+            gcm_clear(self); /* libsrtp protects this sender's packets */
+    }
+    memset(key_copy, 0, sizeof key_copy);
     return 0;
 }
 
@@ -202,6 +502,8 @@ SrtpSender_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (self == NULL)
         return NULL;
     self->srtp = NULL;
+    self->gcm = NULL;
+    self->gcm_n = 0;
     self->fd = -1;
     self->addrlen = 0;
     self->fallback = NULL;
@@ -230,6 +532,7 @@ SrtpSender_dealloc(SrtpSender *self)
     if (self->weakreflist != NULL)
         PyObject_ClearWeakRefs((PyObject *)self);
     SrtpSender_clear(self);
+    gcm_clear(self);
     if (self->srtp != NULL) {
         self->api->dealloc(self->srtp);
         self->srtp = NULL;
@@ -243,6 +546,11 @@ sender_protect(SrtpSender *s, uint8_t *buf, int *len)
 {
     if (s->srtp == NULL || *len < 12)
         return -1;
+    if (s->gcm != NULL) {
+        int r = gcm_protect(s, buf, len);
+        if (r <= 0)
+            return r;
+    }
     return s->api->protect(s->srtp, buf, len) == srtp_err_status_ok ? 0 : -1;
 }
 
@@ -415,6 +723,21 @@ static PyMemberDef SrtpSender_members[] = {
      "protected bytes sent on fd"},
     {"dropped", T_ULONGLONG, offsetof(SrtpSender, dropped), READONLY,
      "datagrams dropped (protect or send failed)"},
+    {"gcm_ssrcs", T_UINT, offsetof(SrtpSender, gcm_n), READONLY,
+     "SSRCs protected natively (GCM profiles, at most GCM_SSRC_MAX; later ones use libsrtp)"},
+    {NULL}};
+
+static PyObject *
+SrtpSender_get_engine(SrtpSender *self, void *closure)
+{
+    return PyUnicode_FromString(self->gcm != NULL ? "evp" : "libsrtp");
+}
+
+static PyGetSetDef SrtpSender_getset[] = {
+    {"engine", (getter)SrtpSender_get_engine, NULL,
+     "'evp': RTP protected here with OpenSSL AES-GCM (RFC 7714) for the first GCM_SSRC_MAX "
+     "SSRCs, libsrtp beyond; 'libsrtp': every packet through srtp_protect",
+     NULL},
     {NULL}};
 
 static PyTypeObject SrtpSenderType = {
@@ -430,6 +753,7 @@ static PyTypeObject SrtpSenderType = {
     .tp_clear = (inquiry)SrtpSender_clear,
     .tp_methods = SrtpSender_methods,
     .tp_members = SrtpSender_members,
+    .tp_getset = SrtpSender_getset,
     .tp_weaklistoffset = offsetof(SrtpSender, weakreflist),
 };
 
@@ -1265,7 +1589,22 @@ srtp_library(PyObject *module, PyObject *unused)
     return PyUnicode_FromString(current_api->version());
 }
 
+static PyObject *
+set_native_gcm(PyObject *module, PyObject *arg)
+{
+    int on = PyObject_IsTrue(arg);
+    if (on < 0)
+        return NULL;
+    native_gcm = on;
+    return PyBool_FromLong(current_evp() != NULL);
+}
+
 static PyMethodDef module_methods[] = {
+    {"set_native_gcm", (PyCFunction)set_native_gcm, METH_O,
+     "set_native_gcm(on: bool) -> bool: whether SrtpSenders created from now on protect the "
+     "AEAD_AES_128_GCM / AEAD_AES_256_GCM profiles with OpenSSL's EVP AES-GCM directly (RFC "
+     "7714; the default) or through libsrtp's srtp_protect; returns whether the native one is "
+     "in use (False when off or when no libcrypto EVP API could be resolved)."},
     {"set_srtp_library", (PyCFunction)set_srtp_library, METH_O,
      "set_srtp_library(path | None) -> str: create new SrtpSenders with the libsrtp2 2.x "
      "shared object at path (already loaded, e.g. pylibsrtp's), or with the system libsrtp2 "

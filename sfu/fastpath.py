@@ -12,6 +12,12 @@ aiortc's own outbound session (:func:`sfu._aiortc_adapter.srtp_tx_key`). aiortc'
 protecting RTCP and RTX (other SSRCs, or SRTCP, which has its own index), so every RTP SSRC is
 protected by exactly one context for the whole life of the transport and its rollover counter
 stays right.
+
+For the AEAD_AES_128_GCM / AEAD_AES_256_GCM profiles (aiortc's first choice) a sender does
+not call libsrtp per packet: it derives the session key and salt once (RFC 3711 KDF) and
+protects with OpenSSL's AES-GCM directly (RFC 7714), keeping libsrtp's rollover counter and
+index per SSRC, byte-identical to libsrtp; libsrtp keeps AES_CM_128_HMAC_SHA1_80 and SSRCs
+beyond the sender's native table (``sfu/_fastpath.c``, "without libsrtp").
 """
 
 from __future__ import annotations
@@ -55,6 +61,8 @@ def _pick_srtp() -> None:
 
 
 _pick_srtp()
+if native is not None and native.set_native_gcm(True):
+    srtp_library += ", AES-GCM with OpenSSL EVP (RFC 7714)"
 _enabled = native is not None
 _announced: bool | None = None
 

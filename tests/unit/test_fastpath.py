@@ -31,7 +31,7 @@ from typing import Any, cast
 
 import pytest
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pylibsrtp import Policy, Session
 
@@ -265,6 +265,10 @@ OPS = st.one_of(
 )
 
 
+_STEP = ("pkt", 2, 960, False, "delta", b"", 5)
+WRAP_OPS = [_STEP, _STEP, ("pkt", -3, 0, False, "delta", b"", 5), ("nack", 0, [-4, -1]), _STEP]
+
+
 def apply(rig: Rig, kind: str, op: tuple[Any, ...], state: dict[str, Any], clock: Clock) -> None:
     name = op[0]
     producer = rig.producer
@@ -320,17 +324,24 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
     profile=st.sampled_from(PROFILES),
     seed=st.integers(0, 2**32 - 1),
     ops=st.lists(OPS, min_size=1, max_size=60),
+    # first outgoing sequence number: random (< 0x8000) or a few packets before the wrap, so
+    # the SRTP rollover counter increments within an example (RFC 3711 section 3.3.1)
+    first_seq=st.one_of(st.none(), st.integers(0xFFFA, 0xFFFF)),
 )
+# Always: each GCM profile across the wrap, with a late packet and NACKs from before it.
+@example(kind="audio", profile=PROFILES[1], seed=1, ops=WRAP_OPS, first_seq=0xFFFC)
+@example(kind="video", profile=PROFILES[2], seed=2, ops=WRAP_OPS, first_seq=0xFFFE)
 async def test_both_paths_send_byte_identical_srtp(
     kind: str,
     profile: tuple[int, int],
     seed: int,
     ops: list[tuple[Any, ...]],
+    first_seq: int | None,
     clock: Clock,
 ) -> None:
     rnd = random.Random(seed)
     keys = [(profile[0], rnd.randbytes(profile[1])) for _ in SUB_MIDS]
-    init = [(RtpMunger().export_state(), rnd.randrange(1 << 15)) for _ in SUB_MIDS]
+    init = [(_munger_state(first_seq), rnd.randrange(1 << 15)) for _ in SUB_MIDS]
     rigs = [make_rig(kind, fast, keys, init) for fast in (False, True)]
     states: list[dict[str, Any]] = [
         {"seq": seed & 0xFFFF, "ts": seed, "last": b"", "sent": {}} for _ in rigs
@@ -349,6 +360,11 @@ async def test_both_paths_send_byte_identical_srtp(
     finally:
         for rig in rigs:
             rig.close()
+
+
+def _munger_state(first_seq: int | None) -> tuple[Any, ...]:
+    state = RtpMunger().export_state()
+    return state if first_seq is None else (first_seq, *state[1:])
 
 
 @settings(max_examples=200, deadline=None)
@@ -492,3 +508,118 @@ async def test_one_python_consumer_does_not_put_the_compiled_ones_on_a_python_lo
         assert rig.producer.packets_forwarded == 20 * 4 + 10
     finally:
         rig.close()
+
+
+GCM_PROFILES = PROFILES[1:]
+
+
+def _pylibsrtp_tx(profile: int, key: bytes) -> Session:
+    """aiortc's outbound SRTP session (RTCDtlsTransport's tx policy)."""
+    policy = Policy(key=key, ssrc_type=Policy.SSRC_ANY_OUTBOUND, srtp_profile=profile)
+    policy.allow_repeat_tx = True
+    policy.window_size = 1024
+    return Session(policy)
+
+
+def _protect_or_none(protect: Any, packet: bytes) -> bytes | None:
+    try:
+        return cast("bytes", protect(packet))
+    except Exception:  # pylibsrtp raises pylibsrtp.Error, the compiled sender ValueError
+        return None
+
+
+def test_gcm_sender_protects_natively_and_matches_pylibsrtp_known_answers() -> None:
+    """AEAD_AES_128_GCM and AEAD_AES_256_GCM senders protect with OpenSSL's AES-GCM directly
+    (RFC 7714, ``engine == "evp"``), on pylibsrtp's library and on the system one, and their
+    datagrams equal pylibsrtp's for fixed master keys (a known answer computed by libsrtp 2.x):
+    CSRCs and a header extension in the AAD, an empty payload, a rollover, a repeat."""
+    import pylibsrtp._binding as binding
+
+    csrc_ext = (
+        struct.pack("!BBHII", 0x92, 0xE0, 65535, 1234, 0xCAFEBABE)
+        + struct.pack("!II", 7, 8)  # 2 CSRCs
+        + struct.pack("!HH", 0xBEDE, 1)
+        + bytes([0x10, 0x55, 0, 0])
+    )
+    packets = [
+        struct.pack("!BBHII", 0x80, 111, 1, 960, 0x01020304) + bytes(range(40)),
+        struct.pack("!BBHII", 0x80, 111, 2, 1920, 0x01020304),  # empty payload
+        csrc_ext + b"payload",
+        struct.pack("!BBHII", 0x92, 0x60, 0, 1234, 0xCAFEBABE) + csrc_ext[12:] + b"x",  # ROC 1
+        csrc_ext + b"payload",  # a repeat (allow_repeat_tx), ROC 0 again
+    ]
+    try:
+        for library in (binding.__file__, None):
+            native.set_srtp_library(library)
+            assert native.set_native_gcm(True)
+            for profile, key_len in GCM_PROFILES:
+                key = bytes((7 * i + key_len) & 0xFF for i in range(key_len))
+                sender = native.SrtpSender(profile, key)
+                assert sender.engine == "evp"
+                session = _pylibsrtp_tx(profile, key)
+                for packet in packets:
+                    out = sender.protect(packet)
+                    assert out == session.protect(packet)
+                    assert len(out) == len(packet) + 16  # the GCM tag (RFC 7714 section 7)
+                assert sender.gcm_ssrcs == 2
+    finally:
+        native.set_srtp_library(binding.__file__ if "pylibsrtp" in fastpath.srtp_library else None)
+    # AES_CM_128_HMAC_SHA1_80 stays with libsrtp
+    assert native.SrtpSender(PROFILES[0][0], bytes(30)).engine == "libsrtp"
+
+
+SEQ_STEP = st.one_of(
+    st.integers(-3, 5),  # in order, reordered, repeated
+    st.sampled_from([-1023, -1024, -1025, -5000, 1000, 32767, 32768, 32769, -32768, 65535]),
+    st.integers(-70000, 70000),
+)
+PROTECT_OPS = st.lists(
+    st.tuples(
+        st.integers(0, 39),  # one of 40 SSRCs: more than the sender's native table
+        SEQ_STEP,
+        st.integers(0, 15),  # CSRC count
+        st.one_of(st.none(), st.integers(0, 3)),  # extension length in 32-bit words
+        st.binary(max_size=48),
+        st.integers(-6, 0),  # cut: a malformed header is refused by both alike
+    ),
+    min_size=1,
+    max_size=120,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    profile=st.sampled_from(GCM_PROFILES),
+    seed=st.integers(0, 2**32 - 1),
+    starts=st.lists(st.integers(0, 0xFFFF), min_size=40, max_size=40),
+    ops=PROTECT_OPS,
+)
+def test_gcm_sender_index_handling_matches_libsrtp(
+    profile: tuple[int, int], seed: int, starts: list[int], ops: list[tuple[Any, ...]]
+) -> None:
+    """The compiled GCM sender keeps libsrtp's per-SSRC packet index (RFC 3711 section 3.3.1:
+    rollover counter and highest sequence number, srtp_rdbx_*): sequence wraps, repeats,
+    jumps of half the sequence space, packets older than the 1024-packet window (refused by
+    both), up to 40 SSRCs on one sender (beyond its table libsrtp takes over), CSRCs,
+    extensions and truncated headers. Output and refusals equal pylibsrtp's, packet by
+    packet."""
+    rnd = random.Random(seed)
+    key = rnd.randbytes(profile[1])
+    sender = native.SrtpSender(profile[0], key)
+    assert sender.engine == "evp"
+    session = _pylibsrtp_tx(profile[0], key)
+    seqs = list(starts)
+    for n, (k, step, cc, ext_words, payload, cut) in enumerate(ops):
+        seqs[k] = (seqs[k] + step) & 0xFFFF
+        header = struct.pack(
+            "!BBHII", 0x80 | cc | (0x10 if ext_words is not None else 0), 96, seqs[k], n, 0x5000 + k
+        )
+        header += b"".join(struct.pack("!I", 0x1000 + i) for i in range(cc))
+        if ext_words is not None:
+            header += struct.pack("!HH", 0xBEDE, ext_words) + bytes(4 * ext_words)
+        packet = header + payload
+        if cut < 0 and -cut > len(payload):  # cut into the header (or its extension)
+            packet = packet[: len(packet) + cut - len(payload)]
+        expected = _protect_or_none(session.protect, packet)
+        assert _protect_or_none(sender.protect, packet) == expected, f"op {n}"
+    assert sender.gcm_ssrcs <= 32
