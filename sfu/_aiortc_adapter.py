@@ -1028,18 +1028,26 @@ class _MuxTransport:
     connection's datagrams to :meth:`datagram_received`. ``_sock`` is the shared socket, as
     on asyncio's own transports, so :class:`RawRtpTransport` sends SRTP on it directly."""
 
-    __slots__ = ("_closed", "_mux_socket", "_protocol", "_sock")
+    __slots__ = ("_closed", "_guard", "_mux_socket", "_protocol", "_sock")
 
     def __init__(self, mux_socket: UdpMuxSocket, protocol: StunProtocol) -> None:
         self._mux_socket = mux_socket
         self._protocol = protocol
         self._sock = mux_socket.socket
         self._closed = False
+        self._guard: IceInputGuard | None = None
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        """A datagram the mux routed to this connection: through the connection's
-        :class:`IceInputGuard` (the patched ``StunProtocol.datagram_received``)."""
-        self._protocol.datagram_received(data, addr)
+        """A datagram the mux routed to this connection: to the connection's
+        :class:`IceInputGuard` (what the patched ``StunProtocol.datagram_received`` does,
+        one call shorter)."""
+        guard = self._guard
+        if guard is None:
+            guard = self._guard = getattr(self._protocol.receiver, "_sfu_guard", None)
+            if guard is None:
+                self._protocol.datagram_received(data, addr)
+                return
+        guard.datagram_received(self._protocol, data, addr)
 
     def sendto(self, data: bytes, addr: tuple[str, int] | None = None) -> None:
         """Send on the shared socket (dropped once closed)."""

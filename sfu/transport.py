@@ -73,9 +73,12 @@ RTCP_PSFB_FIR = 4  # RFC 5104 §4.3.1
 WATCH_INTERVAL_S = 0.25
 """How often the liveness watchdog looks at a connected transport (s)."""
 
-QUIET_BEFORE_PROBE_S = 1.0
+QUIET_BEFORE_PROBE_S = 1.5
 """A connected transport that has heard nothing from its peer for this long (s) probes it
-with a STUN consent check (:func:`sfu._aiortc_adapter.consent_prober`)."""
+with a STUN consent check (:func:`sfu._aiortc_adapter.consent_prober`). With the three checks
+:data:`PROBE_INTERVAL_S` apart and each given up after 1 s (:data:`sfu.consent.TIMEOUT_S`), a
+dead path is found 3.0-3.25 s after its last datagram; a live peer that sends no RTCP (an
+audio-only browser reports every ~5 s) answers about one check every 1.75 s."""
 
 PROBE_INTERVAL_S = 0.25
 """While a connected transport stays quiet, a new consent check every this many seconds."""
@@ -952,6 +955,7 @@ class _Watchdog:
         if prober.answered != self.answers:
             self.answers = prober.answered
             self.consent_at = now
+            self.next_consent_at = now + _consent_interval()  # a quiet probe's answer counts
             answered = True
         if prober.unanswered != self.misses:
             self.unanswered += prober.unanswered - self.misses

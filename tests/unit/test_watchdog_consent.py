@@ -25,7 +25,11 @@ async def _until(condition: Callable[[], bool], timeout: float) -> bool:
 
 
 @pytest.fixture
-async def connected() -> AsyncIterator[tuple[WebRtcTransport, RTCPeerConnection]]:
+async def connected(
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[tuple[WebRtcTransport, RTCPeerConnection]]:
+    """A WebRtcTransport connected to an aiortc peer, its consent checks every ~0.3 s."""
+    monkeypatch.setattr(transport_module, "CONSENT_INTERVAL_S", 0.3)
     adapter.set_ice_host_addresses(["127.0.0.1"])
     server = WebRtcTransport(ice_servers=[], media_timeout_s=2.0)
     client = RTCPeerConnection(adapter.make_configuration([]))
@@ -44,9 +48,8 @@ async def connected() -> AsyncIterator[tuple[WebRtcTransport, RTCPeerConnection]
 
 
 async def test_watchdog_replaces_aioices_consent_task(
-    connected: tuple[WebRtcTransport, RTCPeerConnection], monkeypatch: pytest.MonkeyPatch
+    connected: tuple[WebRtcTransport, RTCPeerConnection],
 ) -> None:
-    monkeypatch.setattr(transport_module, "CONSENT_INTERVAL_S", 0.3)
     server, _client = connected
     guard = adapter.ice_input_guard(server.pc)
     assert guard is not None
@@ -65,7 +68,6 @@ async def test_peer_that_never_answers_a_check_loses_consent(
 ) -> None:
     """The peer keeps sending SRTP (so the transport is never quiet) but ignores every STUN
     check: consent expires after CONSENT_EXPIRY_S and the transport fails."""
-    monkeypatch.setattr(transport_module, "CONSENT_INTERVAL_S", 0.2)
     monkeypatch.setattr(transport_module, "CONSENT_EXPIRY_S", 1.5)
     server, client = connected
     dtls = client.getTransceivers()[0].sender.transport
