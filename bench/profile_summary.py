@@ -19,9 +19,13 @@ import sys
 CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("idle (epoll_wait)", ("EpollSelector.select",)),
     ("fan-out (Producer.receive_rtp)", ("Producer.receive_rtp",)),
-    ("DTLS/SRTP receive (aiortc)", ("RTCDtlsTransport.__run", "handle_rtp_data")),
-    ("liveness watchdog + consent probes", ("WebRtcTransport._watch", "probe_consent")),
-    ("RTCP timers", ("_run_rtcp", "RtcpScheduler", "_rtcp_tick")),
+    (
+        "liveness watchdog + consent checks",
+        ("_Watchdog.step", "consent.py", "_answer_check", "consent_prober", "probe_consent"),
+    ),
+    ("RTCP received (receiver reports)", ("WebRtcTransport.on_rtcp",)),
+    ("RTCP sent (sender reports)", ("_rtcp_step", "_send_reports", "_run_rtcp")),
+    ("DTLS/SRTP receive", ("RTCDtlsTransport.__run", "handle_rtp_data", "_direct_srtp")),
     ("ICE/STUN (aioice)", ("aioice/",)),
     ("UDP receive demux (udp_mux)", ("udp_mux.py", "_MuxTransport", "_guarded_datagram")),
     ("WebSocket signaling (aiohttp)", ("aiohttp/", "signaling/ws.py", "_write_loop")),
