@@ -12,6 +12,7 @@ from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCSessionDe
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 
 from sfu import _aiortc_adapter as adapter
+from sfu.udp_mux import UdpMux
 
 
 def test_pinned_aiortc_version() -> None:
@@ -275,13 +276,14 @@ def test_direct_srtp_receive_mirrors_recv_next() -> None:
 
 
 async def _connected_pair(
-    sink: adapter.RtpSink,
+    sink: adapter.RtpSink, udp_mux: UdpMux | None = None, direction: str = "sendrecv"
 ) -> tuple[adapter.ForwardingPeerConnection, RTCPeerConnection]:
+    """A ForwardingPeerConnection answering an aiortc client's audio offer, connected."""
     import asyncio
 
-    server = adapter.ForwardingPeerConnection(sink, adapter.make_configuration([]))
+    server = adapter.ForwardingPeerConnection(sink, adapter.make_configuration([]), udp_mux=udp_mux)
     client = RTCPeerConnection(adapter.make_configuration([]))
-    client.addTransceiver("audio", direction="sendrecv")
+    client.addTransceiver("audio", direction=direction)
     await client.setLocalDescription(await client.createOffer())
     await server.setRemoteDescription(client.localDescription)
     await server.setLocalDescription(await server.createAnswer())
@@ -509,10 +511,6 @@ async def test_forwarding_connections_share_the_mux_port() -> None:
     """Two ForwardingPeerConnections on one UdpMux: both connect to their aiortc peers
     through the one port, each with its own ufrag; send_target() names the shared socket;
     closing one leaves the mux with the other only."""
-    import asyncio
-
-    from sfu.udp_mux import UdpMux
-
     adapter.set_ice_host_addresses(["127.0.0.1"])
     mux = UdpMux(["127.0.0.1"], 0)
     (mux_socket,) = mux.sockets.values()
@@ -520,23 +518,9 @@ async def test_forwarding_connections_share_the_mux_port() -> None:
     pairs: list[tuple[adapter.ForwardingPeerConnection, RTCPeerConnection]] = []
     try:
         for _ in range(2):
-            server = adapter.ForwardingPeerConnection(
-                adapter.NullRtpSink(), adapter.make_configuration([]), udp_mux=mux
-            )
-            client = RTCPeerConnection(adapter.make_configuration([]))
-            client.addTransceiver("audio", direction="recvonly")
-            await client.setLocalDescription(await client.createOffer())
-            await server.setRemoteDescription(client.localDescription)
-            await server.setLocalDescription(await server.createAnswer())
-            await client.setRemoteDescription(
-                RTCSessionDescription(sdp=server.localDescription.sdp, type="answer")
-            )
+            server, client = await _connected_pair(adapter.NullRtpSink(), mux, "recvonly")
             assert adapter.local_media_addresses(server) == [("127.0.0.1", port)]
             pairs.append((server, client))
-        for _ in range(100):
-            if all(s.connectionState == "connected" for s, _c in pairs):
-                break
-            await asyncio.sleep(0.05)
         assert [s.connectionState for s, _c in pairs] == ["connected", "connected"]
         assert mux.endpoint_count() == 2
         first = adapter.raw_transport(pairs[0][0].getTransceivers()[0])
