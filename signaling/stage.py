@@ -531,16 +531,21 @@ class Stage:
             for knock in list(self.knocks.values()):
                 self.settle(knock, "admitted", None)
         self.listener_sharing = event.listener_sharing
-        if event.video != self.video:
-            self.video = event.video
-            if self.kind == "podcast":
-                for member in list(self.members.values()):
-                    participant = member.session.participant
-                    if member.role == "listener" and participant is not None:
-                        await self.plane.set_subscribe_kinds(
-                            participant.sid, self._listener_kinds()
-                        )
+        await self._show_video(event.video)
         self._broadcast(self._settings_event())
+
+    async def _show_video(self, enabled: bool) -> bool:
+        """Show (or hide) stage video to this node's listeners of a podcast room: their
+        subscriptions take (or drop) video. False when it was already so."""
+        if enabled == self.video:
+            return False
+        self.video = enabled
+        if self.kind == "podcast":
+            for member in list(self.members.values()):
+                participant = member.session.participant
+                if member.role == "listener" and participant is not None:
+                    await self.plane.set_subscribe_kinds(participant.sid, self._listener_kinds())
+        return True
 
     def _cluster(self) -> StageCluster | None:
         return self.registry.cluster if self.registry is not None else None
@@ -788,15 +793,7 @@ class Stage:
         elif isinstance(request, p.SetStageVideoRequest):
             if RANK[actor.role] < RANK["moderator"]:
                 raise self._forbid("only the host and moderators show video", ref)
-            if request.enabled != self.video:
-                self.video = request.enabled
-                if self.kind == "podcast":
-                    for member in list(self.members.values()):
-                        participant = member.session.participant
-                        if member.role == "listener" and participant is not None:
-                            await self.plane.set_subscribe_kinds(
-                                participant.sid, self._listener_kinds()
-                            )
+            if await self._show_video(request.enabled):
                 self._settings_changed()
         elif isinstance(request, p.SetListenerSharingRequest):
             if RANK[actor.role] < RANK["moderator"]:
