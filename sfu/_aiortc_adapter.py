@@ -878,13 +878,7 @@ class IceInputGuard:
             return
         queue = self._queue
         receiver = self.srtp_receiver
-        if (
-            receiver is not None
-            and data[0] > 127
-            and queue.queued_datagrams == 0
-            and queue.empty()
-            and receiver(data)
-        ):
+        if receiver is not None and data[0] > 127 and queue.empty() and receiver(data):
             return
         if (
             queue.queued_datagrams >= ICE_QUEUE_MAX_DATAGRAMS

@@ -25,15 +25,17 @@ import struct
 import zlib
 from collections.abc import Callable
 
-STUN_HEADER_BYTES = 20
-MAGIC_COOKIE = 0x2112A442
-"""RFC 8489 §5."""
+from sfu.udp_mux import (
+    BINDING_REQUEST,
+    BINDING_SUCCESS,
+    STUN_HEADER_BYTES,
+    STUN_MAGIC_COOKIE,
+)
+from sfu.udp_mux import STUN_USERNAME as ATTR_USERNAME
 
-BINDING_REQUEST = 0x0001
-BINDING_SUCCESS = 0x0101
-BINDING_ERROR = 0x0111
+MAGIC_COOKIE = int.from_bytes(STUN_MAGIC_COOKIE, "big")
+"""RFC 8489 §5, as an integer."""
 
-ATTR_USERNAME = 0x0006
 ATTR_MESSAGE_INTEGRITY = 0x0008
 ATTR_XOR_MAPPED_ADDRESS = 0x0020
 ATTR_PRIORITY = 0x0024
@@ -109,17 +111,21 @@ def response_integrity_ok(data: bytes, key: bytes) -> bool:
     while pos + 4 <= end:
         kind, length = _ATTR_HEADER.unpack_from(data, pos)
         if kind == ATTR_MESSAGE_INTEGRITY:
-            if length != INTEGRITY_BYTES or pos + 4 + INTEGRITY_BYTES > end:
-                return False
-            signed = (
-                data[0:2]
-                + (pos + 4 + INTEGRITY_BYTES - STUN_HEADER_BYTES).to_bytes(2, "big")
-                + data[4:pos]
-            )
-            expected = hmac.digest(key, signed, "sha1")
-            return hmac.compare_digest(expected, data[pos + 4 : pos + 4 + INTEGRITY_BYTES])
+            return _integrity_ok_at(data, pos, length, end, key)
         pos += 4 + length + (-length % 4)
     return False
+
+
+def _integrity_ok_at(data: bytes, pos: int, length: int, end: int, key: bytes) -> bool:
+    """Whether the MESSAGE-INTEGRITY attribute at ``pos`` (value ``length`` bytes, message
+    ending at ``end``) is the HMAC-SHA1 with ``key`` of the message up to it."""
+    if length != INTEGRITY_BYTES or pos + 4 + INTEGRITY_BYTES > end:
+        return False
+    signed = (
+        data[0:2] + (pos + 4 + INTEGRITY_BYTES - STUN_HEADER_BYTES).to_bytes(2, "big") + data[4:pos]
+    )
+    expected = hmac.digest(key, signed, "sha1")
+    return hmac.compare_digest(expected, data[pos + 4 : pos + 4 + INTEGRITY_BYTES])
 
 
 def is_plain_check(data: bytes, username: bytes, key: bytes, controlling: bool) -> bool:
@@ -156,7 +162,7 @@ def is_plain_check(data: bytes, username: bytes, key: bytes, controlling: bool) 
                 return False
             role = True
         elif kind == ATTR_MESSAGE_INTEGRITY:
-            return named and role and response_integrity_ok(data, key)
+            return named and role and _integrity_ok_at(data, pos, length, end, key)
         pos = value_end + (-length % 4)
     return False
 
