@@ -21,7 +21,7 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("fan-out (Producer.receive_rtp)", ("Producer.receive_rtp",)),
     (
         "liveness watchdog + consent checks",
-        ("_Watchdog.step", "consent.py", "_answer_check", "consent_prober", "probe_consent"),
+        ("_Watchdog.step", "consent.py", "_answer_check", "consent_prober"),
     ),
     ("RTCP received (receiver reports)", ("WebRtcTransport.on_rtcp",)),
     ("RTCP sent (sender reports)", ("_rtcp_step", "_send_reports", "_run_rtcp")),

@@ -922,13 +922,6 @@ def _install_datagram_hook() -> None:
         StunProtocol.datagram_received = _guarded_datagram_received  # type: ignore[method-assign]
 
 
-def peer_datagrams(pc: RTCPeerConnection) -> int | None:
-    """How many DTLS/SRTP datagrams ``pc``'s transport has accepted from its peer so far, or
-    None before the transport exists (the liveness watchdog of :mod:`sfu.transport`)."""
-    guard = ice_input_guard(pc)
-    return guard.received if guard is not None else None
-
-
 def consent_prober(pc: RTCPeerConnection, take_over: bool = False) -> ConsentProber | None:
     """The :class:`sfu.consent.ConsentProber` of ``pc``'s selected ICE candidate pair (made on
     first use, kept on the transport's :class:`IceInputGuard`, which hands it the answers

@@ -335,8 +335,8 @@ async def test_consent_probe_answered_by_a_live_peer_and_not_by_a_dead_one() -> 
         assert prober is not None and adapter.consent_prober(server) is prober
         assert await _probe(prober) == "answered"
         assert await _probe(prober) == "answered"
-        received = adapter.peer_datagrams(server)
-        assert received is not None and received > 0  # the DTLS handshake came from the peer
+        guard = adapter.ice_input_guard(server)
+        assert guard is not None and guard.received > 0  # the DTLS handshake came from the peer
         # The client's path dies without a DTLS close_notify: its UDP sockets go away.
         dtls = client.getTransceivers()[0].receiver.transport
         for protocol in dtls.transport._connection._protocols:
