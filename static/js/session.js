@@ -552,9 +552,17 @@ export class Session extends EventTarget {
   _onReconnectEvent() {
     if (this.state !== 'joined') return;
     this.rejoin = true;
+    this._abandon(new SignalError('resume_failed', 'the media worker was lost'));
+  }
+
+  /**
+   * Give this socket up for good: pending requests fail with `error`, its close event is not
+   * ours any more (no resume attempt), media is torn down and the state is `disconnected`.
+   */
+  _abandon(error) {
     this.reconnecting = false;
-    this.signal.rejectPending(new SignalError('resume_failed', 'the media worker was lost'));
-    this.signal.abandon(); // its close event is not ours any more: no resume attempt
+    this.signal.rejectPending(error);
+    this.signal.abandon();
     this._teardown();
     this._setState('disconnected');
   }
@@ -566,12 +574,8 @@ export class Session extends EventTarget {
    */
   _onRedirect(msg) {
     this.redirect = { url: String(msg.url ?? ''), reason: msg.reason ?? null };
-    this.reconnecting = false;
     this.earlyEvents = null;
-    this.signal.rejectPending(new SignalError('closed', 'redirected to another node'));
-    this.signal.abandon(); // its close event is not ours any more: no resume attempt
-    this._teardown();
-    this._setState('disconnected');
+    this._abandon(new SignalError('closed', 'redirected to another node'));
     this._emit('connection');
   }
 
