@@ -20,11 +20,11 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
-from signaling.auth.tokens import VideoGrant, create_access_token
 from signaling.client import RoomClient
 from signaling.serverproc import start_server, stop_server, wait_healthy
 from tests.e2e.conftest import CHROMIUM_ARGS, launch_chromium
 from tests.support.redis import RedisServer, find_redis_server, start_redis
+from tests.support.tokens import room_token
 
 pytestmark = [
     pytest.mark.e2e,
@@ -38,16 +38,7 @@ SECRET = "cluster-redirect-" + secrets.token_urlsafe(32)
 
 
 def _token(identity: str) -> str:
-    token, _claims = create_access_token(
-        SECRET,
-        identity=identity,
-        name=identity,
-        ttl_s=600,
-        video=VideoGrant(
-            room=ROOM, roomJoin=True, canPublish=False, canSubscribe=True, canPublishData=True
-        ),
-    )
-    return token
+    return room_token(SECRET, ROOM, identity, publish=False)
 
 
 @pytest.fixture

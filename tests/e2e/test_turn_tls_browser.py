@@ -22,11 +22,11 @@ from typing import Any
 
 import pytest
 
-from signaling.auth.tokens import VideoGrant, create_access_token
 from signaling.serverproc import ServerStartError, start_server, stop_server, wait_healthy
 from tests.e2e.conftest import ServerProcess
 from tests.support.certs import client_context, make_self_signed
 from tests.support.coturn import Coturn, find_turnserver, start_coturn, stop_coturn
+from tests.support.tokens import room_token
 
 pytestmark = pytest.mark.e2e
 
@@ -117,19 +117,6 @@ def tls_turn_server(
         stop_server(process)
 
 
-def _room_token(secret: str, room: str, identity: str) -> str:
-    token, _claims = create_access_token(
-        secret,
-        identity=identity,
-        name=identity,
-        ttl_s=600,
-        video=VideoGrant(
-            room=room, roomJoin=True, canPublish=True, canSubscribe=True, canPublishData=True
-        ),
-    )
-    return token
-
-
 async def _open_relay_only(browser: Any, server: ServerProcess, path: str, who: str) -> Any:
     context = await browser.new_context(ignore_https_errors=True)
     await context.add_init_script(FORCE_RELAY_JS)
@@ -179,7 +166,7 @@ async def test_call_over_https_relayed_through_coturn(
     pages = []
     try:
         for who in ("alice", "bob"):
-            token = _room_token(jwt_secret, room, who)
+            token = room_token(jwt_secret, room, who)
             pages.append(await _open_relay_only(browser, server, f"/join?token={token}", who))
         for page, who in zip(pages, ("alice", "bob"), strict=True):
             await _wait_joined(page, who)

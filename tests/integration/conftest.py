@@ -18,10 +18,10 @@ from aiohttp.test_utils import TestServer
 
 from sfu import _aiortc_adapter as adapter
 from signaling.app import create_app
-from signaling.auth.tokens import VideoGrant, create_access_token
 from signaling.client import RoomClient
 from signaling.serverproc import start_server, stop_server, wait_healthy
 from signaling.settings import Settings
+from tests.support.tokens import room_token
 from tests.support.udp import free_udp_port
 
 TEST_SECRET = "integration-secret-" + "s" * 40
@@ -81,23 +81,19 @@ def make_token() -> MakeToken:
         kind: str | None = None,
         role: str | None = None,
     ) -> str:
-        token, _claims = create_access_token(
+        return room_token(
             TEST_SECRET,
-            identity=identity,
-            name=name or identity,
+            room,
+            identity,
+            publish=publish,
+            subscribe=subscribe,
+            data=data,
             ttl_s=ttl_s,
-            video=VideoGrant(
-                room=room,
-                roomJoin=True,
-                canPublish=publish,
-                canSubscribe=subscribe,
-                canPublishData=data,
-                roomAdmin=admin,
-                roomKind=kind,  # type: ignore[arg-type]
-                role=role,  # type: ignore[arg-type]
-            ),
+            name=name,
+            admin=admin,
+            kind=kind,
+            role=role,
         )
-        return token
 
     return make
 
