@@ -29,6 +29,17 @@ def _member(
     )
 
 
+def _join_room(media: WorkerMediaPlane, count: int, got: list[ParticipantEvent]) -> list[int]:
+    """Place ``count`` members of room "big" one after another (the first publishes), as the
+    worker plane places joins: the worker each one went to."""
+    placed = []
+    for i in range(count):
+        worker = media._place("big")
+        placed.append(worker)
+        media._members[f"PA_{i}"] = _member(f"PA_{i}", "big", worker, got, publish=i == 0)
+    return placed
+
+
 @pytest.fixture
 def plane(monkeypatch: pytest.MonkeyPatch) -> WorkerMediaPlane:
     media = WorkerMediaPlane(workers=3, spread_at=2)
@@ -38,11 +49,7 @@ def plane(monkeypatch: pytest.MonkeyPatch) -> WorkerMediaPlane:
 
 def test_a_small_room_stays_on_one_worker_and_a_big_one_spreads(plane: WorkerMediaPlane) -> None:
     got: list[ParticipantEvent] = []
-    placed = []
-    for i in range(6):
-        worker = plane._place("big")
-        placed.append(worker)
-        plane._members[f"PA_{i}"] = _member(f"PA_{i}", "big", worker, got, publish=i == 0)
+    placed = _join_room(plane, 6, got)
     assert placed[:2] == [0, 0], "the room stays on its worker up to spread_at"
     assert set(placed) == {0, 1, 2}, "then it spreads over every worker"
     assert placed.count(0) == 2, "the publisher's worker takes no more listeners"
@@ -125,11 +132,7 @@ def test_a_burst_of_joins_between_two_stats_samples_splits_the_room_evenly(
     media = WorkerMediaPlane(workers=2, spread_at=2)
     monkeypatch.setattr(media.pool, "is_up", lambda index: True)
     got: list[ParticipantEvent] = []
-    placed = []
-    for i in range(200):
-        worker = media._place("big")
-        placed.append(worker)
-        media._members[f"PA_{i}"] = _member(f"PA_{i}", "big", worker, got, publish=i == 0)
+    placed = _join_room(media, 200, got)
     on_publisher_worker, on_other = placed.count(0), placed.count(1)
     assert on_other > on_publisher_worker, "the publisher's worker takes fewer listeners"
     # within 20% of each other (the publisher's own cost counts as about 17 listeners)
