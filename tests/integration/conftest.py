@@ -7,6 +7,7 @@ tokens exactly as ``sfu token create`` does.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -66,36 +67,9 @@ def sfu_settings(
 @pytest.fixture
 def make_token() -> MakeToken:
     """``make_token(room, identity, publish=True, subscribe=True, data=True, ttl_s=600,
-    admin=False, kind=None, role=None)``."""
-
-    def make(
-        room: str,
-        identity: str,
-        *,
-        publish: bool = True,
-        subscribe: bool = True,
-        data: bool = True,
-        ttl_s: int = 600,
-        name: str | None = None,
-        admin: bool = False,
-        kind: str | None = None,
-        role: str | None = None,
-    ) -> str:
-        return room_token(
-            TEST_SECRET,
-            room,
-            identity,
-            publish=publish,
-            subscribe=subscribe,
-            data=data,
-            ttl_s=ttl_s,
-            name=name,
-            admin=admin,
-            kind=kind,
-            role=role,
-        )
-
-    return make
+    admin=False, kind=None, role=None)``: :func:`tests.support.tokens.room_token` signed with
+    the test server's secret."""
+    return functools.partial(room_token, TEST_SECRET)
 
 
 PODCAST_ROOM = "pod"
