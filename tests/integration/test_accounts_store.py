@@ -46,6 +46,28 @@ async def test_store_indexes_and_ttl_filters(mongo_url: str, mongo_db: str) -> N
         await store.close()
 
 
+async def test_chat_history_keeps_store_order_within_one_millisecond(
+    mongo_url: str, mongo_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BSON dates keep ms: messages stored within one ms must still come back in order."""
+    store = await Store.connect(mongo_url, mongo_db)
+    try:
+        await store.ensure_indexes()
+        instant = utcnow()
+        monkeypatch.setattr("signaling.store.mongo.utcnow", lambda: instant)
+        texts = [f"line {i}" for i in range(12)]
+        for text in texts:
+            await store.add_chat_message(
+                room_id="same-ms", participant="p", identity="w", name="w", text=text
+            )
+        records = await store.recent_chat_messages("same-ms", limit=50)
+        assert {r.at for r in records} == {instant}
+        assert [r.text for r in records] == texts
+        assert [r.text for r in await store.recent_chat_messages("same-ms", limit=5)] == texts[-5:]
+    finally:
+        await store.close()
+
+
 async def test_embedded_start_stop_and_persistence(tmp_path: Path) -> None:
     server = EmbeddedMongo(tmp_path / "mongo")
     url = await server.start()
