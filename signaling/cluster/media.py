@@ -75,6 +75,9 @@ class MediaPipes:
         self.suspended: dict[str, dict[TrackKey, tuple[str, float]]] = {}
         # (room, node) -> that node's track sids whose publisher moved to another node
         self.stale: dict[tuple[str, str], set[str]] = {}
+        # (room, node) -> set once node_gone has closed our pull from node (and suspended its
+        # Producers): a pull from another node resumes them only after that
+        self._closing: dict[tuple[str, str], asyncio.Event] = {}
         self.piped_total = 0
         """Producers piped in so far (a counter for tests and benchmarks)."""
 
@@ -158,6 +161,10 @@ class MediaPipes:
                 # summaries from now on
                 self.stale.setdefault((room, other), set()).update(moved)
                 await self.node_gone(room, other, dead=True)
+        # Another pull (or the dead-node sweep) may be closing a pipe of this room right now:
+        # its Producers are suspended only when that close is done, and a track arriving here
+        # must resume them, not be produced a second time under a new id.
+        await self._closed_elsewhere(room, node)
         pull = self.pulls.setdefault((room, node), _Pull())
         async with pull.lock:
             new = [t for t in wanted if t not in pull.piped]
@@ -208,20 +215,38 @@ class MediaPipes:
         except SfuError:
             return []
 
+    async def _closed_elsewhere(self, room: str, node: str) -> None:
+        """Wait until no pull of ``room`` from a node other than ``node`` is being closed."""
+        pending = [e for (r, n), e in self._closing.items() if r == room and n != node]
+        for closing in pending:
+            await closing.wait()
+
     async def node_gone(self, room: str, node: str, *, dead: bool) -> None:
         """``node`` has nothing in ``room`` any more (``dead``: it stopped sending summaries):
         close our ends towards it; a dead node's piped Producers stay suspended for
-        :data:`SUSPENDED_TTL_S` so that a publisher reconnecting elsewhere resumes them."""
-        pull = self.pulls.pop((room, node), None)
-        if pull is not None:
-            async with pull.lock:
-                held = await self._quiet_close(room, f"pull:{node}", keep=dead)
-            if dead:
-                now = time.monotonic()
-                for local_id in held:
-                    key = pull.meta.get(local_id)
-                    if key is not None:
-                        self.suspended.setdefault(room, {})[key] = (local_id, now)
+        :data:`SUSPENDED_TTL_S` so that a publisher reconnecting elsewhere resumes them.
+        Returns once they are (also when another call is closing the same pull)."""
+        key = (room, node)
+        pull = self.pulls.pop(key, None)
+        if pull is None:
+            closing = self._closing.get(key)
+            if closing is not None:
+                await closing.wait()
+        else:
+            done = self._closing[key] = asyncio.Event()
+            try:
+                async with pull.lock:
+                    held = await self._quiet_close(room, f"pull:{node}", keep=dead)
+                if dead:
+                    now = time.monotonic()
+                    for local_id in held:
+                        track_key = pull.meta.get(local_id)
+                        if track_key is not None:
+                            self.suspended.setdefault(room, {})[track_key] = (local_id, now)
+            finally:
+                done.set()
+                if self._closing.get(key) is done:
+                    del self._closing[key]
         if (room, node) in self.pushes:
             self.pushes.discard((room, node))
             await self._quiet_close(room, f"push:{node}")
