@@ -65,7 +65,6 @@ from aiortc.rtp import (
     RtcpRtpfbPacket,
     RtcpSenderInfo,
     RtcpSrPacket,
-    pack_remb_fci,
     unpack_remb_fci,
 )
 
@@ -75,6 +74,7 @@ from sfu.producer import Producer
 from sfu.rtp.layers import LayerForwarder
 from sfu.rtp.loss_proxy import DownstreamLoss, proxied_fraction_lost
 from sfu.rtp.munger import RtpMunger
+from sfu.rtp.rtcp import receiver_reports, remb_packet
 from sfu.rtp.rtt import RttEstimator
 from sfu.rtp.rtx_buffer import RetransmissionBuffer, rtx_wrap
 from sfu.stats import Totals
@@ -833,13 +833,7 @@ class PipeTransport:
         """Send a REMB (bits/s) upstream: this router's estimate for ``producer``."""
         if producer.ssrc is None:
             return
-        packet = RtcpPsfbPacket(
-            fmt=RTCP_PSFB_APP,
-            ssrc=self.rtcp_ssrc,
-            media_ssrc=0,
-            fci=pack_remb_fci(int(bitrate_bps), [producer.ssrc]),
-        )
-        self.send_rtcp(bytes(packet))
+        self.send_rtcp(remb_packet(self.rtcp_ssrc, bitrate_bps, [producer.ssrc]))
 
     # -- input ---------------------------------------------------------------------------------
 
@@ -944,37 +938,19 @@ class PipeTransport:
         blocks: list[RtcpReceiverInfo] = []
         for producer in list(self.producers.values()):
             producer.poll_keyframe_request(now_ms)
-            stats = producer.stats
-            if stats is None or producer.ssrc is None or not stats.packets:
+            block = producer.report_block(now)
+            if block is None:
                 continue
-            fraction, lost, highest, jitter = stats.report()
-            if producer.bwe is not None:
-                last = producer.last_bwe_update
-                producer.last_bwe_update = now
-                estimate = producer.bwe.update(fraction / 256, now - last if last else 0.0, now)
+            estimate = producer.loss_estimate(block.fraction_lost, now)
+            if estimate is not None:
                 self.send_remb(producer, producer.capped_estimate(estimate, now))
             codec = producer.codec
             if self.router.audio_loss_proxying and codec is not None and codec.name == "OPUS":
                 downstream = [c.downstream_loss for c in producer.consumers]
-                fraction = proxied_fraction_lost(fraction, downstream, now_ms)
-            lsr = dlsr = 0
-            if producer.last_sr is not None:
-                ntp, _rtp, at = producer.last_sr
-                lsr = (ntp >> 16) & 0xFFFFFFFF
-                dlsr = int((now - at) * 65536) & 0xFFFFFFFF
-            blocks.append(
-                RtcpReceiverInfo(
-                    ssrc=producer.ssrc,
-                    fraction_lost=fraction,
-                    packets_lost=lost,
-                    highest_sequence=highest & 0xFFFFFFFF,
-                    jitter=jitter,
-                    lsr=lsr,
-                    dlsr=dlsr,
-                )
-            )
-        for i in range(0, len(blocks), 31):
-            self.send_rtcp(bytes(RtcpRrPacket(ssrc=self.rtcp_ssrc, reports=blocks[i : i + 31])))
+                block.fraction_lost = proxied_fraction_lost(block.fraction_lost, downstream, now_ms)
+            blocks.append(block)
+        for packet in receiver_reports(self.rtcp_ssrc, blocks):
+            self.send_rtcp(packet)
         for consumer in list(self.consumers.values()):
             sr = consumer.sender_report()
             if sr is not None:

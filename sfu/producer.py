@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from aiortc.rtp import RtcpReceiverInfo
+
 from sfu import _aiortc_adapter as adapter
 from sfu import fastpath
 from sfu.codecs import CodecInfo, codec_info
@@ -394,6 +396,42 @@ class Producer:
     def on_sender_report(self, ntp: int, rtp_ts: int) -> None:
         """Record the publisher's RTCP SR (RFC 3550 §6.4.1): NTP 64-bit and RTP timestamp."""
         self.last_sr = (ntp, rtp_ts, time.monotonic())
+
+    def report_block(self, now_s: float) -> RtcpReceiverInfo | None:
+        """This producer's RR report block (RFC 3550 §6.4.1) for the interval since the last
+        one, or None before its first packet. ``fraction_lost`` is stored in
+        :attr:`last_fraction_lost` (1/256 units) and fed to the loss-based estimator (its new
+        estimate: :meth:`loss_estimate`); LSR/DLSR come from the publisher's last SR at
+        ``now_s`` (monotonic s)."""
+        stats = self.stats
+        if stats is None or self.ssrc is None or not stats.packets:
+            return None
+        fraction, lost, highest, jitter = stats.report()
+        self.last_fraction_lost = fraction
+        lsr = dlsr = 0
+        if self.last_sr is not None:
+            ntp, _rtp, at = self.last_sr
+            lsr = (ntp >> 16) & 0xFFFFFFFF
+            dlsr = int((now_s - at) * 65536) & 0xFFFFFFFF
+        return RtcpReceiverInfo(
+            ssrc=self.ssrc,
+            fraction_lost=fraction,
+            packets_lost=lost,
+            highest_sequence=highest & 0xFFFFFFFF,
+            jitter=jitter,
+            lsr=lsr,
+            dlsr=dlsr,
+        )
+
+    def loss_estimate(self, fraction_lost: int, now_s: float) -> int | None:
+        """Feed the loss-based estimator (:mod:`sfu.rtp.bwe`) one report's ``fraction_lost``
+        (1/256 units) at ``now_s`` (monotonic s); returns its estimate in bits/s, or None for
+        a producer without one (audio)."""
+        if self.bwe is None:
+            return None
+        last = self.last_bwe_update
+        self.last_bwe_update = now_s
+        return self.bwe.update(fraction_lost / 256, now_s - last if last else 0.0, now_s)
 
     # -- media restart (issue 11) ------------------------------------------------------------
 

@@ -36,7 +36,6 @@ from aiortc.rtp import (
     RtcpRrPacket,
     RtcpRtpfbPacket,
     RtcpSrPacket,
-    pack_remb_fci,
     unpack_remb_fci,
 )
 from aiortc.sdp import candidate_from_sdp
@@ -50,6 +49,7 @@ from sfu.consumer import Consumer
 from sfu.errors import InvalidSdpError, InvalidStateError
 from sfu.rtp.header import find_extension, parse_rtp
 from sfu.rtp.loss_proxy import proxied_fraction_lost
+from sfu.rtp.rtcp import receiver_reports, remb_packet
 from sfu.stats import Totals
 from sfu.tasks import spawn
 from sfu.udp_mux import UdpMux
@@ -668,51 +668,23 @@ class WebRtcTransport:
         most the publisher should send (its own congestion controller may send less)."""
         if producer.ssrc is None:
             return
-        packet = RtcpPsfbPacket(
-            fmt=RTCP_PSFB_APP,
-            ssrc=producer.rtcp_ssrc,
-            media_ssrc=0,
-            fci=pack_remb_fci(int(bitrate), [producer.ssrc]),
-        )
-        self._send_rtcp(bytes(packet))
+        self._send_rtcp(remb_packet(producer.rtcp_ssrc, bitrate, [producer.ssrc]))
 
     def _receiver_reports(self) -> bytes:
         blocks: list[RtcpReceiverInfo] = []
         sender_ssrc = 0
         now = time.monotonic()
         for producer in self._rtp_producers():
-            stats = producer.stats
-            if stats is None or producer.ssrc is None or not stats.packets:
+            block = producer.report_block(now)
+            if block is None:
                 continue
             sender_ssrc = producer.rtcp_ssrc
-            fraction, lost, highest, jitter = stats.report()
-            producer.last_fraction_lost = fraction
-            if producer.bwe is not None:
-                elapsed = now - producer.last_bwe_update if producer.last_bwe_update else 0.0
-                producer.last_bwe_update = now
-                estimate = producer.bwe.update(fraction / 256, elapsed, now)
+            estimate = producer.loss_estimate(block.fraction_lost, now)
+            if estimate is not None:
                 self.send_remb(producer, producer.capped_estimate(estimate, now))
-            fraction = self._proxied_fraction_lost(producer, fraction)
-            lsr = dlsr = 0
-            if producer.last_sr is not None:
-                ntp, _rtp, at = producer.last_sr
-                lsr = (ntp >> 16) & 0xFFFFFFFF
-                dlsr = int((time.monotonic() - at) * 65536) & 0xFFFFFFFF
-            blocks.append(
-                RtcpReceiverInfo(
-                    ssrc=producer.ssrc,
-                    fraction_lost=fraction,
-                    packets_lost=lost,
-                    highest_sequence=highest & 0xFFFFFFFF,
-                    jitter=jitter,
-                    lsr=lsr,
-                    dlsr=dlsr,
-                )
-            )
-        out = b""
-        for i in range(0, len(blocks), 31):  # at most 31 report blocks per RR
-            out += bytes(RtcpRrPacket(ssrc=sender_ssrc, reports=blocks[i : i + 31]))
-        return out
+            block.fraction_lost = self._proxied_fraction_lost(producer, block.fraction_lost)
+            blocks.append(block)
+        return b"".join(receiver_reports(sender_ssrc, blocks))
 
     def _rtp_producers(self) -> list[Producer]:
         """Every producer that receives RTP: one-layer producers and simulcast layers."""
@@ -741,21 +713,12 @@ class WebRtcTransport:
         """REMB for a simulcast producer: the loss-based estimate of its worst layer, listing
         every layer's SSRC (the publisher applies it to the whole track)."""
         ssrcs = [layer.ssrc for layer in producer.layers if layer.ssrc is not None]
-        if producer.bwe is None or not ssrcs:
+        if not ssrcs:
             return
-        worst = 0
-        for layer in producer.layers:
-            worst = max(worst, layer.last_fraction_lost)
-        elapsed = now - producer.last_bwe_update if producer.last_bwe_update else 0.0
-        producer.last_bwe_update = now
-        bitrate = producer.bwe.update(worst / 256, elapsed, now)
-        packet = RtcpPsfbPacket(
-            fmt=RTCP_PSFB_APP,
-            ssrc=producer.layers[0].rtcp_ssrc,
-            media_ssrc=0,
-            fci=pack_remb_fci(int(bitrate), ssrcs),
-        )
-        self._send_rtcp(bytes(packet))
+        worst = max(layer.last_fraction_lost for layer in producer.layers)
+        bitrate = producer.loss_estimate(worst, now)
+        if bitrate is not None:
+            self._send_rtcp(remb_packet(producer.layers[0].rtcp_ssrc, bitrate, ssrcs))
 
     def _on_bandwidth_paused(self, consumer: Consumer, paused: bool) -> None:
         callback = self.on_bandwidth_paused
