@@ -254,13 +254,15 @@ async def run_sfu(
     one_port: bool = True,
     profile: str | None = None,
     receiver_reports: bool = True,
+    audio_report_interval_s: float = client_module.AUDIO_RECEIVER_REPORT_INTERVAL_S,
 ) -> Result:
     """Our SFU in its own process (``SFU_FAST_PATH`` = ``fast``): one raw speaker (Opus, plus
     VP8 when ``video``), ``listeners`` count-only listeners. ``one_port``: all media on one
     UDP port (``SFU_RTC_PORT``), else ephemeral ports per transport. ``profile``: a py-spy
     profile of the server over the measurement window is written to this file.
     ``receiver_reports``: listeners send RTCP receiver reports as browsers do (every ~5 s for
-    audio only, ~1 s with video; False: none, the listeners of earlier runs)."""
+    audio only (``audio_report_interval_s``), ~1 s with video; False: none, the listeners of
+    earlier runs)."""
     secret = secrets.token_urlsafe(48)
     env = {"SFU_JWT_SECRET": secret, "SFU_FAST_PATH": "1" if fast else "0"}
     if one_port:
@@ -289,6 +291,7 @@ async def run_sfu(
                 token=token(f"l{i}"),
                 count_only=True,
                 receiver_reports=receiver_reports,
+                audio_report_interval_s=audio_report_interval_s,
             )
             client.counter.keep_payloads = i < probes
             clients.append(client)
@@ -562,6 +565,7 @@ async def main_async(args: argparse.Namespace) -> tuple[list[Result], dict[str, 
                     one_port=args.rtc_port == "one",
                     profile=profile,
                     receiver_reports=args.receiver_reports == "on",
+                    audio_report_interval_s=args.audio_report_interval,
                 )
             )
         if args.baseline_listeners > 0:
@@ -648,7 +652,6 @@ def main() -> int:
     )
     parser.add_argument("--json", help="write the results as JSON to this file")
     args = parser.parse_args()
-    client_module.AUDIO_RECEIVER_REPORT_INTERVAL_S = args.audio_report_interval
     adapter.set_ice_host_addresses(["127.0.0.1"])
     results, micro = asyncio.run(main_async(args))
     if args.json:

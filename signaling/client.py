@@ -163,7 +163,7 @@ class RoomClient:
         count_only: subscribe without decoding (see :class:`PacketCounter`); the subscriber
             still sends RTCP receiver reports as a browser does (every ~1 s with video, ~5 s
             for audio only; ``receiver_reports=False``: none, a receiver that has gone
-            quiet).
+            quiet). ``audio_report_interval_s``: the audio-only mean interval (s, ±50%).
         subscribe: whether to subscribe at all.
         remote_sdp: rewrites every SDP the server sends (publish answers, subscribe offers)
             before it is applied; tests use it to steer media through an impairing UDP relay.
@@ -187,9 +187,11 @@ class RoomClient:
         auto_reconnect: bool = False,
         local_sdp: Callable[[str], Awaitable[str]] | None = None,
         receiver_reports: bool = True,
+        audio_report_interval_s: float = AUDIO_RECEIVER_REPORT_INTERVAL_S,
     ) -> None:
         self.url = url.rstrip("/")
         self.receiver_reports = receiver_reports
+        self.audio_report_interval_s = audio_report_interval_s
         self._report_task: asyncio.Task[None] | None = None
         self._count_sink: _CountingSink | None = None  # the count-only subscriber's sink
         self.remote_sdp = remote_sdp
@@ -655,11 +657,11 @@ class RoomClient:
     async def _send_receiver_reports(self) -> None:
         """Send the count-only subscriber's receiver reports, every
         :data:`RECEIVER_REPORT_INTERVAL_S` while it receives video, else every
-        :data:`AUDIO_RECEIVER_REPORT_INTERVAL_S` (both ±50%; the subscriber may be replaced by
-        a media restart: the current one reports)."""
+        ``audio_report_interval_s`` (default :data:`AUDIO_RECEIVER_REPORT_INTERVAL_S`; both
+        ±50%; the subscriber may be replaced by a media restart: the current one reports)."""
         while not self._closing:
             video = any(r.kind == "video" for r in self._mids.values())
-            mean = RECEIVER_REPORT_INTERVAL_S if video else AUDIO_RECEIVER_REPORT_INTERVAL_S
+            mean = RECEIVER_REPORT_INTERVAL_S if video else self.audio_report_interval_s
             await asyncio.sleep(mean * random.uniform(0.5, 1.5))
             sink = self._count_sink
             if self.sub is None or sink is None or sink.raw is None:
