@@ -146,6 +146,8 @@ class MediaPipes:
                 if str(track["sid"]) not in stale:
                     key = (identity, str(track["kind"]), str(track["source"]))
                     wanted[str(track["sid"])] = key
+        if not wanted:  # nothing (or only tracks whose publisher moved on): no pull end
+            return
         current = self.pulls.get((room, node))
         arriving = {k for t, k in wanted.items() if current is None or t not in current.piped}
         for (r, other), elsewhere in list(self.pulls.items()):
