@@ -100,5 +100,9 @@ async def test_browser_follows_capacity_redirect(
             assert state == [b_origin, "joined", True], (state, logs)
             me = await page.evaluate("() => window.sfu.me && window.sfu.me.identity")
             assert me == "browser"
+            # Leave as a user does: a session that just drops is kept for its resume window,
+            # and node b's drain at teardown would wait for it (10 s, then killed).
+            await page.click("#leave-button")
+            await page.wait_for_function("() => window.sfu.state === 'left'", timeout=10_000)
     finally:
         await first.close()
