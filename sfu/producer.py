@@ -399,10 +399,9 @@ class Producer:
 
     def report_block(self, now_s: float) -> RtcpReceiverInfo | None:
         """This producer's RR report block (RFC 3550 §6.4.1) for the interval since the last
-        one, or None before its first packet. ``fraction_lost`` is stored in
-        :attr:`last_fraction_lost` (1/256 units) and fed to the loss-based estimator (its new
-        estimate: :meth:`loss_estimate`); LSR/DLSR come from the publisher's last SR at
-        ``now_s`` (monotonic s)."""
+        one, or None before its first packet. ``fraction_lost`` (1/256 units) is also kept in
+        :attr:`last_fraction_lost`; the caller feeds it to :meth:`loss_estimate`. LSR/DLSR
+        come from the publisher's last SR, DLSR measured at ``now_s`` (monotonic s)."""
         stats = self.stats
         if stats is None or self.ssrc is None or not stats.packets:
             return None
