@@ -38,12 +38,12 @@ nx-27017 (0.8.1) gaps found while building this module, and how we live with the
 from __future__ import annotations
 
 import secrets
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -69,20 +69,6 @@ COLLECTIONS = (
 
 class DuplicateError(Exception):
     """A unique key (email, phone, invite code) is already taken."""
-
-
-def _chat_sequence() -> int:
-    """A strictly increasing integer for this process: wall-clock ns, bumped past the last one.
-
-    BSON dates keep milliseconds, so two chat messages stored within one ms tie on ``at``;
-    this breaks the tie in the order the messages were stored (in a cluster, messages of
-    different nodes within one ms fall back to the nodes' clocks)."""
-    global _last_chat_seq
-    _last_chat_seq = max(time.time_ns(), _last_chat_seq + 1)
-    return _last_chat_seq
-
-
-_last_chat_seq = 0
 
 
 def utcnow() -> datetime:
@@ -278,9 +264,7 @@ class Store:
         await db.rooms.create_index("owner")
         await db.invites.create_index("room_id")
         await db.history.create_index([("room_id", ASCENDING), ("at", ASCENDING)])
-        await db.chat.create_index(
-            [("room_id", ASCENDING), ("at", DESCENDING), ("seq", DESCENDING)]
-        )
+        await db.chat.create_index([("room_id", ASCENDING), ("at", DESCENDING)])
 
     async def count_all(self) -> dict[str, int]:
         """Document count per collection in :data:`COLLECTIONS` (used by tests and admin)."""
@@ -568,7 +552,7 @@ class Store:
         """Store one chat message (inserted, never updated: nx-27017 keeps dates only on
         inserts) and return it with its id and server time."""
         record = ChatRecord(
-            id="m_" + uuid.uuid4().hex,
+            id="m_" + str(ObjectId()),
             room_id=room_id,
             participant=participant,
             identity=identity,
@@ -585,7 +569,6 @@ class Store:
             "name": name,
             "text": text,
             "at": record.at,
-            "seq": _chat_sequence(),
         }
         if file is not None:
             doc["file"] = file
@@ -593,11 +576,12 @@ class Store:
         return record
 
     async def recent_chat_messages(self, room_id: str, limit: int = 50) -> list[ChatRecord]:
-        """The last ``limit`` chat messages of ``room_id``, oldest first (in the order they were
-        stored, also within one millisecond)."""
+        """The last ``limit`` chat messages of ``room_id``, oldest first. BSON dates keep ms:
+        messages stored within one ms are ordered by id (an ObjectId, which grows within a
+        process), as files and presence events are."""
         cursor = (
             self.db.chat.find({"room_id": room_id})
-            .sort([("at", DESCENDING), ("seq", DESCENDING)])
+            .sort([("at", DESCENDING), ("_id", DESCENDING)])
             .limit(limit)
         )
         records = [
