@@ -48,6 +48,7 @@ from aiortc import (
     RTCRtpTransceiver,
     clock,
 )
+from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import (
@@ -55,7 +56,9 @@ from aiortc.rtcrtpparameters import (
     RTCRtpReceiveParameters,
     RTCRtpSendParameters,
 )
-from aiortc.rtp import is_rtcp
+from aiortc.rtcrtpreceiver import NackGenerator, RTCRtpReceiver
+from aiortc.rtp import RtpPacket, is_rtcp
+from aiortc.utils import uint16_add, uint16_gt
 
 from sfu.consent import ConsentProber, binding_success, is_plain_check
 from sfu.tasks import spawn
@@ -1186,3 +1189,187 @@ def native_sender(raw: RawRtpTransport) -> Any:
 def set_native_sender(raw: RawRtpTransport, sender: Any) -> None:
     """Attach ``sender`` to ``raw``'s DTLS transport (see :func:`native_sender`)."""
     raw._dtls._sfu_native = sender  # type: ignore[attr-defined]
+
+
+# -- decoding receivers (RoomClient): browser-like NACK retries ----------------------------------
+
+NACK_RETRY_INTERVAL_MS = 100
+"""How long a decoding receiver waits for a NACKed packet before it NACKs it again (ms).
+libwebrtc's NackRequester re-sends each missing sequence number every RTT, 100 ms before an RTT
+is known; aiortc 1.16.0 NACKs a packet again only when a new gap happens to appear."""
+
+NACK_MAX_RETRIES = 10
+"""NACKs sent for one sequence number before it is given up (libwebrtc ``kMaxNackRetries``)."""
+
+NACK_MAX_PACKETS = 1000
+"""Missing sequence numbers tracked at once (libwebrtc ``kMaxNackPackets``); beyond it the
+oldest are given up. aiortc keeps only those within 128 of the highest one received."""
+
+
+class RetryingNackGenerator(NackGenerator):
+    """aiortc's ``NackGenerator`` with libwebrtc's retry rules (RFC 4585 §6.2.1 generic NACK).
+
+    aiortc's receiver calls :meth:`add` for every RTP packet (RTX already unwrapped) and, when it
+    returns True, sends one generic NACK listing ``sorted(self.missing)``. Here ``missing`` is
+    the set due in that NACK: packets newly found missing, and packets still missing whose last
+    NACK is at least :data:`NACK_RETRY_INTERVAL_MS` old. A sequence number is given up after
+    :data:`NACK_MAX_RETRIES` NACKs, or when more than :data:`NACK_MAX_PACKETS` are missing (the
+    oldest); ``on_give_up(media_ssrc, seqs)`` is then called once per :meth:`add` with the
+    16-bit sequence numbers given up in it.
+
+    Without retries a lost retransmission is never asked for again: the video jitter buffer
+    then waits on that one packet until 512 newer ones have arrived (about 34 s at 15 packets/s).
+    """
+
+    def __init__(
+        self,
+        on_give_up: Callable[[int, list[int]], None],
+        clock_ms: Callable[[], int] = now_ms,
+    ) -> None:
+        """``clock_ms`` returns a monotonic time in ms (aiortc's clock by default)."""
+        super().__init__()
+        self._on_give_up = on_give_up
+        self._clock_ms = clock_ms
+        self._pending: dict[int, list[int]] = {}  # seq -> [last NACK ms, NACKs sent]
+
+    @property
+    def pending(self) -> list[int]:
+        """Sequence numbers still missing and not given up, oldest first."""
+        return list(self._pending)
+
+    def add(self, packet: RtpPacket) -> bool:
+        """Record ``packet`` (its ``sequence_number`` and ``ssrc``); True when a NACK is due,
+        for the sequence numbers then in :attr:`missing`."""
+        seq = packet.sequence_number
+        self.missing = set()
+        if self.max_seq is None:
+            self.max_seq = seq
+            return False
+        now = self._clock_ms()
+        if uint16_gt(seq, self.max_seq):
+            lost = uint16_add(seq, -self.max_seq) - 1
+            kept = min(lost, NACK_MAX_PACKETS)
+            # Lost beyond the tracked window: given up at once (the newest of them suffice to
+            # unblock a jitter buffer, which is smaller than the window).
+            given_up = [
+                uint16_add(seq, -1 - i)
+                for i in range(min(lost, kept + NACK_MAX_PACKETS) - 1, kept - 1, -1)
+            ]
+            for i in range(kept, 0, -1):
+                self._pending[uint16_add(seq, -i)] = [now - NACK_RETRY_INTERVAL_MS, 0]
+            self.max_seq = seq
+        else:
+            self._pending.pop(seq, None)
+            given_up = []
+        while len(self._pending) > NACK_MAX_PACKETS:
+            oldest = next(iter(self._pending))
+            del self._pending[oldest]
+            given_up.append(oldest)
+        for s, entry in list(self._pending.items()):
+            if now - entry[0] < NACK_RETRY_INTERVAL_MS:
+                continue
+            if entry[1] >= NACK_MAX_RETRIES:
+                del self._pending[s]
+                given_up.append(s)
+                continue
+            entry[0] = now
+            entry[1] += 1
+            self.missing.add(s)
+        if given_up:
+            self._on_give_up(packet.ssrc, given_up)
+        return bool(self.missing)
+
+    def truncate(self) -> None:
+        """No-op: :meth:`add` bounds the tracked set itself (aiortc's own rule drops packets
+        128 behind the newest, which is what stalled video)."""
+
+
+def skip_lost_packets(jitter_buffer: JitterBuffer, seqs: Iterable[int]) -> int:
+    """Make ``jitter_buffer`` (aiortc's, 16-bit sequence numbers) stop waiting for ``seqs``.
+
+    Drops every packet up to and including the newest of ``seqs`` that lies in the buffer's
+    window, then the rest of that packet's frame (packets after it that share the timestamp of
+    the packet before it, when that one did not end its frame with the RTP marker bit), so the
+    next complete frame can be decoded. Returns the number of slots dropped (0 when none of
+    ``seqs`` was still awaited).
+    """
+    origin = jitter_buffer._origin
+    if origin is None:
+        return 0
+    capacity = jitter_buffer.capacity
+    deltas = [uint16_add(s, -origin) for s in seqs]
+    inside = [d for d in deltas if d < capacity]
+    if not inside:
+        return 0
+    count = max(inside) + 1
+    before = jitter_buffer._packets[(origin + count - 2) % capacity] if count >= 2 else None
+    while before is not None and not before.marker and count < capacity:
+        after = jitter_buffer._packets[(origin + count) % capacity]
+        if after is None or after.timestamp != before.timestamp:
+            break
+        count += 1
+    jitter_buffer.remove(count)
+    return count
+
+
+def browser_like_recovery(receiver: RTCRtpReceiver) -> bool:
+    """Give aiortc's decoding video ``receiver`` a browser's loss recovery (libwebrtc's
+    NackRequester and frame buffer), in place:
+
+    * NACKs repeated by :class:`RetryingNackGenerator` (RFC 4585 §6.2.1);
+    * for packets it gives up: a jitter-buffer skip (:func:`skip_lost_packets`) and a PLI
+      (RFC 4585 §6.3.1), as libwebrtc asks for a keyframe when a frame cannot be completed;
+    * every complete frame goes to the decoder as soon as it is complete. aiortc takes at most
+      one frame per RTP packet received, so frames completed together (a late retransmission
+      completes every frame queued behind it) would otherwise stay a permanent delay.
+
+    Idempotent; keeps the generator's state. Returns False for receivers without a NACK
+    generator (audio), which are left alone.
+    """
+    current = receiver._RTCRtpReceiver__nack_generator  # type: ignore[attr-defined]
+    if current is None:
+        return False
+    if isinstance(current, RetryingNackGenerator):
+        return True
+    jitter_buffer: JitterBuffer = receiver._RTCRtpReceiver__jitter_buffer  # type: ignore[attr-defined]
+
+    def give_up(media_ssrc: int, seqs: list[int]) -> None:
+        if skip_lost_packets(jitter_buffer, seqs):
+            spawn(receiver._send_rtcp_pli(media_ssrc))
+
+    generator = RetryingNackGenerator(give_up)
+    generator.max_seq = current.max_seq
+    for seq in sorted(current.missing, key=lambda s: uint16_add(s, -(current.max_seq or 0))):
+        generator._pending[seq] = [now_ms(), 1]
+    receiver._RTCRtpReceiver__nack_generator = generator  # type: ignore[attr-defined]
+
+    handle_rtp_packet = receiver._handle_rtp_packet
+
+    async def handle_and_drain(packet: RtpPacket, arrival_time_ms: int) -> None:
+        await handle_rtp_packet(packet, arrival_time_ms)
+        if receiver._RTCRtpReceiver__decoder_thread is not None:  # type: ignore[attr-defined]
+            drain_complete_frames(receiver)
+
+    receiver._handle_rtp_packet = handle_and_drain  # type: ignore[method-assign]
+    return True
+
+
+def drain_complete_frames(receiver: RTCRtpReceiver) -> int:
+    """Queue every complete frame left in ``receiver``'s jitter buffer for its decoder thread,
+    as aiortc queues one (RTP timestamp mapped by the receiver's ``TimestampMapper``, codec by
+    the first packet's payload type). Returns the number of frames queued."""
+    jitter_buffer: JitterBuffer = receiver._RTCRtpReceiver__jitter_buffer  # type: ignore[attr-defined]
+    codecs: dict[int, RTCRtpCodecParameters] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
+    queued = 0
+    while jitter_buffer._origin is not None:
+        first = jitter_buffer._packets[jitter_buffer._origin % jitter_buffer.capacity]
+        codec = codecs.get(first.payload_type) if first is not None else None
+        if first is None or codec is None:
+            break
+        frame = jitter_buffer._remove_frame(first.sequence_number)
+        if frame is None:
+            break
+        frame.timestamp = receiver._RTCRtpReceiver__timestamp_mapper.map(frame.timestamp)  # type: ignore[attr-defined]
+        receiver._RTCRtpReceiver__decoder_queue.put((codec, frame))  # type: ignore[attr-defined]
+        queued += 1
+    return queued

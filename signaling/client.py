@@ -696,6 +696,7 @@ class RoomClient:
             for transceiver in pc.getTransceivers():
                 if self.count_only or transceiver.mid is None:
                     continue
+                adapter.browser_like_recovery(transceiver.receiver)  # video: NACK retries, drain
                 received_track = self._mids.get(transceiver.mid)
                 if received_track is not None and received_track.track is None:
                     received_track.track = transceiver.receiver.track

@@ -699,3 +699,25 @@ async def test_peers_consent_checks_are_answered_without_aioice() -> None:
         await client.close()
     finally:
         adapter.set_ice_host_addresses([])
+
+
+def test_decoding_receiver_internals_exist() -> None:
+    """:func:`adapter.browser_like_recovery` swaps the receiver's NACK generator, skips in and
+    drains its jitter buffer: aiortc must still NACK ``sorted(generator.missing)`` when ``add``
+    says so, and queue ``(codec, frame)`` for its decoder thread."""
+    from aiortc.jitterbuffer import JitterBuffer
+
+    receiver = RTCRtpReceiver("video", type("Dtls", (), {"state": "new"})())  # type: ignore[arg-type]
+    assert hasattr(receiver, "_RTCRtpReceiver__nack_generator")
+    assert isinstance(receiver._RTCRtpReceiver__jitter_buffer, JitterBuffer)  # type: ignore[attr-defined]
+    source = inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+    assert "self.__nack_generator.add(packet)" in source
+    assert "sorted(self.__nack_generator.missing)" in source
+    assert "self.__decoder_queue.put((codec, encoded_frame))" in source
+    assert "self.__timestamp_mapper.map(" in source
+    for name in ("decoder_thread", "decoder_queue", "timestamp_mapper", "codecs"):
+        assert hasattr(receiver, f"_RTCRtpReceiver__{name}"), f"RTCRtpReceiver lost __{name}"
+    assert hasattr(RTCRtpReceiver, "_send_rtcp_pli")
+    buffer = JitterBuffer(capacity=512, is_video=True)
+    assert buffer._origin is None and len(buffer._packets) == 512 and callable(buffer.remove)
+    assert callable(buffer._remove_frame)
