@@ -42,15 +42,7 @@ class Paths:
     async def rewrite(self, sdp: str) -> str:
         return await self.sets[-1].rewrite(sdp)
 
-    @staticmethod
-    async def hide(sdp: str) -> str:
-        """The client's SDP with its candidates moved to 127.0.0.2, where nothing listens: the
-        server reaches the client only at the peer-reflexive address its checks came from
-        (the relay), so no direct pair bypasses the relay."""
-        return "".join(
-            line.replace(" 127.0.0.1 ", " 127.0.0.2 ") if line.startswith("a=candidate:") else line
-            for line in sdp.splitlines(keepends=True)
-        )
+    hide = staticmethod(RelaySet.hide)
 
     def change(self) -> None:
         dead = self.sets[-1]

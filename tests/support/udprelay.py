@@ -225,7 +225,9 @@ class RelaySet:
     """One :class:`UdpRelay` per server media port, all sharing two impairments.
 
     Pass :meth:`rewrite` as a client's ``remote_sdp`` hook: every 127.0.0.1 UDP candidate of
-    an SDP from the server is replaced by a relay in front of it (started on first sight).
+    an SDP from the server is replaced by a relay in front of it (started on first sight); and
+    :meth:`hide` as its ``local_sdp`` hook, so that every datagram of both directions crosses
+    the relay.
     """
 
     uplink: Impairment = field(default_factory=Impairment)
@@ -248,6 +250,18 @@ class RelaySet:
             return f"{m.group(1)}{m.group(2)} {relay.port}{m.group(4)}"
 
         return _CANDIDATE.sub(swap, sdp)
+
+    @staticmethod
+    async def hide(sdp: str) -> str:
+        """Pass as the client's ``local_sdp`` hook: its candidates moved to 127.0.0.2, where
+        nothing listens. The server then reaches the client only at the peer-reflexive address
+        its checks came from (the relay). Without it the server's checks to the client's own
+        candidates succeed, the client learns the server's real port from them and may send
+        straight to it: the uplink impairment would then miss most of the client's packets."""
+        return "".join(
+            line.replace(" 127.0.0.1 ", " 127.0.0.2 ") if line.startswith("a=candidate:") else line
+            for line in sdp.splitlines(keepends=True)
+        )
 
     def stats(self) -> tuple[DirectionStats, DirectionStats]:
         """Summed (uplink, downlink) counts over every relay."""

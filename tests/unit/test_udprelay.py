@@ -152,3 +152,13 @@ async def test_relay_set_rewrites_loopback_candidates() -> None:
         assert again == out and len(relays.relays) == 2
     finally:
         relays.close()
+
+
+async def test_relay_set_hides_the_clients_own_candidates() -> None:
+    sdp = (
+        "v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 50001 UDP/TLS/RTP/SAVPF 111\r\n"
+        "a=candidate:1 1 udp 2130706431 127.0.0.1 50001 typ host\r\n"
+    )
+    out = await RelaySet.hide(sdp)
+    assert "a=candidate:1 1 udp 2130706431 127.0.0.2 50001 typ host\r\n" in out
+    assert "c=IN IP4 127.0.0.1\r\n" in out  # only candidates move
