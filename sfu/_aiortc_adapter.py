@@ -20,6 +20,10 @@ NACK generator) and :class:`aiortc.RTCRtpSender` (encoder, its RTP/RTCP tasks). 
 * with a :class:`sfu.udp_mux.UdpMux` (``SFU_RTC_PORT``, issue 14), every transport's host
   candidates live on the mux's shared sockets instead of sockets of their own
   (:func:`use_udp_mux`).
+
+Where aiortc's receiver does decode (the RoomClient's subscriber in tests and load tests),
+:func:`browser_like_recovery` gives its video receivers libwebrtc's loss recovery: NACKs
+repeated, a given-up packet skipped with a PLI, complete frames decoded at once.
 """
 
 from __future__ import annotations
@@ -1191,7 +1195,7 @@ def set_native_sender(raw: RawRtpTransport, sender: Any) -> None:
     raw._dtls._sfu_native = sender  # type: ignore[attr-defined]
 
 
-# -- decoding receivers (RoomClient): browser-like NACK retries ----------------------------------
+# -- decoding receivers (RoomClient): browser-like loss recovery --------------------------------
 
 NACK_RETRY_INTERVAL_MS = 100
 """How long a decoding receiver waits for a NACKed packet before it NACKs it again (ms).
