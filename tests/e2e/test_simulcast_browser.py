@@ -20,6 +20,7 @@ subscribe transport crosses the user-space relay (tests/support/udprelay.py) cap
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -50,12 +51,16 @@ async () => {
     const p = s.roster.participants.get(info.participant);
     if (info.kind === 'video' && p && p.name === 'alice') mids.add(mid);
   }
-  const out = { width: 0, decoded: 0, packets: 0 };
+  const out = { width: 0, decoded: 0, packets: 0, lost: 0, nacks: 0, plis: 0, keyframes: 0 };
   (await window.sfu.sub.getStats()).forEach((r) => {
     if (r.type !== 'inbound-rtp' || r.kind !== 'video' || !mids.has(r.mid)) return;
     out.width = Math.max(out.width, r.frameWidth || 0);
     out.decoded += r.framesDecoded || 0;
     out.packets += r.packetsReceived || 0;
+    out.lost += r.packetsLost || 0;
+    out.nacks += r.nackCount || 0;
+    out.plis += r.pliCount || 0;
+    out.keyframes += r.keyFramesDecoded || 0;
   });
   return out;
 }
@@ -171,18 +176,26 @@ async def test_simulcast_layers_follow_bandwidth_tiles_and_dynacast(
         took, width = await _wait_width(carol, lambda w: 0 < w <= 320, 20, "carol's low layer")
         await asyncio.sleep(3.0)  # the joins' renegotiations are over
         await carol.evaluate(GAPS_START_JS)
-        widths = []  # an upswitch probe may show the next layer for a moment
+        samples = []  # an upswitch probe may show the next layer for a moment
         for _ in range(10):
             await asyncio.sleep(0.5)
-            widths.append((await carol.evaluate(INBOUND_VIDEO_JS))["width"])
+            samples.append(await carol.evaluate(INBOUND_VIDEO_JS))
         longest = await carol.evaluate(GAPS_STOP_JS)
         _, down = relays.stats()
+        widths = [sample["width"] for sample in samples]
+        # per 0.5 s: width, then the counters' growth (frames decoded, packets lost, NACKs,
+        # PLIs, keyframes decoded): tells a probe that stayed from a switch down that waits
+        trace = [
+            (b["width"], *(b[k] - a[k] for k in ("decoded", "lost", "nacks", "plis", "keyframes")))
+            for a, b in itertools.pairwise(samples)
+        ]
         print(
             f"carol capped: widths {widths}, longest gap {longest:.0f} ms, relay overflow "
-            f"{down.overflow}/{down.received}"
+            f"{down.overflow}/{down.received}; (width, decoded, lost, nacks, plis, keyframes) "
+            f"per 0.5 s: {trace}"
         )
         # mostly the low layer: an upswitch probe (every ~5 s at most) shows h for a moment
-        assert sum(1 for w in widths if 0 < w <= 320) >= 6, widths
+        assert sum(1 for w in widths if 0 < w <= 320) >= 6, (widths, trace)
         assert longest <= 1000, longest
 
         # lift the cap: carol comes up to the full layer
