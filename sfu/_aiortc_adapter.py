@@ -1250,21 +1250,18 @@ class RetryingNackGenerator(NackGenerator):
             self.max_seq = seq
             return False
         now = self._clock_ms()
+        given_up: list[int] = []
         if uint16_gt(seq, self.max_seq):
+            # The newly lost, oldest first; the overflow below gives up what exceeds the
+            # window. A jump enters at most two windows' worth: what lies beyond is neither
+            # tracked nor reported (the newest given up suffice to unblock a jitter buffer,
+            # which is smaller than the window).
             lost = uint16_add(seq, -self.max_seq) - 1
-            kept = min(lost, NACK_MAX_PACKETS)
-            # Lost beyond the tracked window: given up at once (the newest of them suffice to
-            # unblock a jitter buffer, which is smaller than the window).
-            given_up = [
-                uint16_add(seq, -1 - i)
-                for i in range(min(lost, kept + NACK_MAX_PACKETS) - 1, kept - 1, -1)
-            ]
-            for i in range(kept, 0, -1):
+            for i in range(min(lost, 2 * NACK_MAX_PACKETS), 0, -1):
                 self._pending[uint16_add(seq, -i)] = [now - NACK_RETRY_INTERVAL_MS, 0]
             self.max_seq = seq
         else:
             self._pending.pop(seq, None)
-            given_up = []
         while len(self._pending) > NACK_MAX_PACKETS:
             oldest = next(iter(self._pending))
             del self._pending[oldest]
